@@ -1,0 +1,53 @@
+"""Batching: normalise, pad to a common size that is a multiple of 32, keep per-image targets apart.
+
+Normalisation (`dataset.pixel_mean` / `pixel_std`, on [0, 1] RGB) happens here, before padding, so padded
+pixels are exactly 0 after normalisation as in the original Mask2Former; the model therefore receives
+normalised images and must not normalise again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from mask2former.data.label_map import IGNORE_INDEX
+from mask2former.data.transforms import SIZE_DIVISIBILITY, pad_to_multiple, round_up
+
+_META_KEYS = ("image_id", "file_name", "orig_size", "panoptic", "instances")
+
+
+class Collator:
+    """`collate(items) -> batch` for a DataLoader.
+
+    The batch: `images` float [B, 3, Hp, Wp] (normalised, zero-padded), `targets` a list of
+    `{"labels": LongTensor[N], "masks": BoolTensor[N, Hp, Wp]}`, `sem_seg` LongTensor[B, Hp, Wp] padded
+    with 255, and `metas` a list of `{"image_id", "file_name", "orig_size", "image_size" (h, w before
+    padding), "panoptic", "instances"}` (ground truth for PQ / AP stays unpadded, at `image_size`).
+    """
+
+    def __init__(self, *, pixel_mean: Sequence[float], pixel_std: Sequence[float],
+                 size_divisibility: int = SIZE_DIVISIBILITY):
+        if len(pixel_mean) != 3 or len(pixel_std) != 3 or any(s <= 0 for s in pixel_std):
+            raise ValueError(f"pixel_mean and pixel_std need 3 values (std > 0), got {pixel_mean}, {pixel_std}")
+        self.mean = torch.tensor([float(v) for v in pixel_mean]).view(3, 1, 1)
+        self.std = torch.tensor([float(v) for v in pixel_std]).view(3, 1, 1)
+        self.size_divisibility = int(size_divisibility)
+
+    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if not items:
+            raise ValueError("cannot collate an empty batch")
+        height = round_up(max(int(item["image"].shape[-2]) for item in items), self.size_divisibility)
+        width = round_up(max(int(item["image"].shape[-1]) for item in items), self.size_divisibility)
+        size = (height, width)
+        images, targets, sem_segs, metas = [], [], [], []
+        for item in items:
+            image = (item["image"] - self.mean) / self.std
+            images.append(pad_to_multiple(image, size, 0.0))
+            targets.append({"labels": item["labels"], "masks": pad_to_multiple(item["masks"], size, False)})
+            sem_segs.append(pad_to_multiple(item["sem_seg"], size, IGNORE_INDEX))
+            meta = {key: item.get(key) for key in _META_KEYS}
+            meta["image_size"] = (int(item["image"].shape[-2]), int(item["image"].shape[-1]))
+            metas.append(meta)
+        return {"images": torch.stack(images), "targets": targets, "sem_seg": torch.stack(sem_segs),
+                "metas": metas}
