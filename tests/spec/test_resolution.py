@@ -1,0 +1,183 @@
+"""Data-source resolution from dataset roots and job-chain inference from a parent job's folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpo.cli import main
+from hpo.errors import DataError, SpecError
+from hpo.skill import SkillDir
+from hpo.spec import merge_spec, resolve_data_sources, resolve_job_chain
+from hpo.spec.yaml_io import parse_yaml
+
+PANOPTIC_FILES = ("images.tar.gz", "annotations.json", "annotations_panoptic.json", "images_panoptic.tar.gz",
+                  "label_map_panoptic.json")
+
+
+def _panoptic_root(folder: Path, num_classes: int = 3) -> Path:
+    folder.mkdir(parents=True)
+    for name in PANOPTIC_FILES:
+        (folder / name).write_text("{}")
+    (folder / "label_map_panoptic.json").write_text(json.dumps(
+        [{"id": i + 1, "name": f"c{i}", "color": [1, 2, 3], "isthing": 1} for i in range(num_classes)]))
+    return folder
+
+
+def test_coco_panoptic_sources_follow_the_seed_table(tmp_path: Path, repo_root: Path) -> None:
+    train, val = _panoptic_root(tmp_path / "train"), _panoptic_root(tmp_path / "val")
+    skill = SkillDir(repo_root)
+    spec = resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train",
+                                train_datasets=str(train), eval_dataset=str(val))
+    data = spec["dataset"]
+    assert data["train"]["type"] == data["val"]["type"] == "coco_panoptic"
+    assert data["train"]["img_dir"] == str(train / "images.tar.gz")
+    assert data["train"]["panoptic_json"] == str(train / "annotations_panoptic.json")
+    assert data["train"]["panoptic_dir"] == str(train / "images_panoptic.tar.gz")
+    assert data["train"]["instance_json"] == str(train / "annotations.json")
+    assert data["val"]["img_dir"] == str(val / "images.tar.gz")
+    assert data["test"]["img_dir"] == str(val / "images.tar.gz")
+    assert data["label_map"] == str(train / "label_map_panoptic.json")
+
+
+def test_s3_roots_are_joined_without_checking(repo_root: Path) -> None:
+    skill = SkillDir(repo_root)
+    spec = merge_spec(None, "train", ["dataset.train.type=coco_panoptic", "dataset.val.type=coco_panoptic"], skill)
+    resolve_data_sources(spec, skill, "train", train_datasets="s3://bucket/data/train", eval_dataset="s3://bucket/data/val/")
+    assert spec["dataset"]["train"]["img_dir"] == "s3://bucket/data/train/images.tar.gz"
+    assert spec["dataset"]["val"]["panoptic_json"] == "s3://bucket/data/val/annotations_panoptic.json"
+    assert spec["dataset"]["label_map"] == "s3://bucket/data/train/label_map_panoptic.json"
+
+
+def test_other_formats_use_label_map_json(tmp_path: Path, repo_root: Path) -> None:
+    root = tmp_path / "coco"
+    root.mkdir()
+    for name in ("images.tar.gz", "annotations.json", "label_map.json"):
+        (root / name).write_text("{}")
+    skill = SkillDir(repo_root)
+    spec = resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train", train_datasets=str(root))
+    assert spec["dataset"]["train"]["type"] == "coco"
+    assert spec["dataset"]["label_map"] == str(root / "label_map.json")
+    assert spec["dataset"]["train"]["panoptic_json"] == ""
+
+
+def test_quantize_calibration_images(tmp_path: Path, repo_root: Path) -> None:
+    train = _panoptic_root(tmp_path / "train")
+    skill = SkillDir(repo_root)
+    spec = resolve_data_sources(merge_spec(None, "quantize", [], skill), skill, "quantize", train_datasets=str(train))
+    assert spec["dataset"]["quant_calibration_dataset"]["images_dir"] == str(train / "images.tar.gz")
+
+
+def test_extracted_folder_accepted_instead_of_archive(tmp_path: Path, repo_root: Path) -> None:
+    train = _panoptic_root(tmp_path / "train")
+    (train / "images.tar.gz").unlink()
+    (train / "images").mkdir()
+    skill = SkillDir(repo_root)
+    spec = resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train", train_datasets=str(train))
+    assert spec["dataset"]["train"]["img_dir"] == str(train / "images")
+
+
+def test_missing_file_names_root_and_file(tmp_path: Path, repo_root: Path) -> None:
+    train = _panoptic_root(tmp_path / "train")
+    (train / "images_panoptic.tar.gz").unlink()
+    skill = SkillDir(repo_root)
+    with pytest.raises(DataError, match=r"has no 'images_panoptic.tar.gz', needed for 'dataset.train.panoptic_dir'"):
+        resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train", train_datasets=str(train))
+
+
+def test_resolve_cli_prints_a_valid_spec(tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = _panoptic_root(tmp_path / "train"), _panoptic_root(tmp_path / "val")
+    code = main(["spec", "resolve", "--skill-dir", str(repo_root), "--action", "train", "--train-dataset", str(train),
+                 "--eval-dataset", str(val), "model.sem_seg_head.num_classes=4"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    spec = parse_yaml(out, source="stdout")
+    assert spec["dataset"]["train"]["panoptic_json"].endswith("annotations_panoptic.json")
+
+
+def test_resolve_cli_catches_class_count(tmp_path: Path, repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = _panoptic_root(tmp_path / "train", num_classes=3)
+    code = main(["spec", "resolve", "--skill-dir", str(repo_root), "--train-dataset", str(train),
+                 "dataset.contiguous_id=true"])
+    assert code == 3
+    assert "has 3 categories: set num_classes=3" in capsys.readouterr().err
+
+
+def _parent(folder: Path, checkpoints: list[tuple[int, int]], metrics: dict[int, float] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for epoch, step in checkpoints:
+        (folder / f"model_epoch_{epoch:03d}_step_{step:05d}.pth").write_bytes(b"x")
+    lines = [{"status": "STARTED", "epoch": 0}]
+    for epoch, value in (metrics or {}).items():
+        step = next(s for e, s in checkpoints if e == epoch)
+        lines.append({"status": "RUNNING", "epoch": epoch, "step": step, "kpi": {"mIoU": value, "val_loss": 1.0}})
+    (folder / "status.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return folder
+
+
+def test_chain_picks_the_best_epoch_not_the_last(tmp_path: Path, repo_root: Path) -> None:
+    parent = _parent(tmp_path / "train", [(1, 10), (2, 20), (3, 30)], {1: 0.2, 2: 0.5, 3: 0.4})
+    skill = SkillDir(repo_root)
+    spec = resolve_job_chain(merge_spec(None, "evaluate", [], skill), skill, "evaluate", parent_dir=parent,
+                             output_dir=tmp_path / "eval")
+    assert spec["evaluate"]["checkpoint"] == str(parent / "model_epoch_002_step_00020.pth")
+    assert spec["results_dir"] == str(tmp_path / "eval")
+
+
+def test_chain_latest_and_exact_choices(tmp_path: Path, repo_root: Path) -> None:
+    parent = _parent(tmp_path / "train", [(1, 10), (2, 20)], {1: 0.9, 2: 0.1})
+    skill = SkillDir(repo_root)
+    latest = resolve_job_chain(merge_spec(None, "export", [], skill), skill, "export", parent_dir=parent,
+                               output_dir=tmp_path / "export", checkpoint="latest")
+    assert latest["export"]["checkpoint"].endswith("model_epoch_002_step_00020.pth")
+    assert latest["export"]["onnx_file"] == str(tmp_path / "export" / "mask2former.onnx")
+    exact = resolve_job_chain(merge_spec(None, "export", [], skill), skill, "export", parent_dir=parent,
+                              checkpoint="model_epoch_001_step_00010.pth")
+    assert exact["export"]["checkpoint"].endswith("model_epoch_001_step_00010.pth")
+    by_epoch = resolve_job_chain(merge_spec(None, "export", [], skill), skill, "export", parent_dir=parent,
+                                 checkpoint="epoch=2")
+    assert by_epoch["export"]["checkpoint"].endswith("model_epoch_002_step_00020.pth")
+
+
+@pytest.mark.parametrize("checkpoints, metrics, choice, message", [
+    ([], None, None, "holds no checkpoint"),
+    ([(1, 10)], None, None, "records no 'mIoU' validation result"),
+    ([(1, 10), (1, 15)], None, "epoch=1", "is ambiguous"),
+    ([(1, 10)], None, "epoch=4", "no checkpoint of epoch 4"),
+    ([(1, 10)], None, "model_epoch_009_step_00001.pth", "is not in"),
+])
+def test_chain_errors(checkpoints, metrics, choice, message, tmp_path: Path, repo_root: Path) -> None:
+    parent = _parent(tmp_path / "train", checkpoints, metrics)
+    skill = SkillDir(repo_root)
+    with pytest.raises(SpecError, match=message):
+        resolve_job_chain(merge_spec(None, "evaluate", [], skill), skill, "evaluate", parent_dir=parent, checkpoint=choice)
+
+
+def test_chain_gen_trt_engine_and_deploy_evaluate(tmp_path: Path, repo_root: Path) -> None:
+    export_dir = tmp_path / "export"
+    export_dir.mkdir()
+    (export_dir / "mask2former.onnx").write_bytes(b"onnx")
+    skill = SkillDir(repo_root)
+    spec = resolve_job_chain(merge_spec(None, "gen_trt_engine", [], skill), skill, "gen_trt_engine",
+                             parent_dir=export_dir, output_dir=tmp_path / "trt")
+    assert spec["gen_trt_engine"]["onnx_file"] == str(export_dir / "mask2former.onnx")
+    assert spec["gen_trt_engine"]["trt_engine"] == str(tmp_path / "trt" / "mask2former.engine")
+    deploy = resolve_job_chain(merge_spec(None, "evaluate", [], skill), skill, "evaluate", parent_dir=export_dir)
+    assert deploy["evaluate"]["trt_engine"] == str(export_dir / "mask2former.onnx")
+
+
+def test_chain_resume_from_own_folder(tmp_path: Path, repo_root: Path) -> None:
+    own = _parent(tmp_path / "job", [(1, 10), (2, 20)])
+    skill = SkillDir(repo_root)
+    spec = resolve_job_chain(merge_spec(None, "train", [], skill), skill, "train", output_dir=own)
+    assert spec["train"]["resume_training_checkpoint_path"] == str(own / "model_epoch_002_step_00020.pth")
+
+
+def test_chain_pretrained_from_parent_when_not_resuming(tmp_path: Path, repo_root: Path) -> None:
+    parent = _parent(tmp_path / "parent", [(3, 30)], {3: 0.5})
+    skill = SkillDir(repo_root)
+    spec = resolve_job_chain(merge_spec(None, "train", [], skill), skill, "train", parent_dir=parent,
+                             output_dir=tmp_path / "new")
+    assert spec["train"]["pretrained_model_path"] == str(parent / "model_epoch_003_step_00030.pth")
