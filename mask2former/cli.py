@@ -13,7 +13,9 @@ from typing import Sequence
 
 from hpo.errors import UserError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "mask2former.data.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

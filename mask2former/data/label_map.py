@@ -6,7 +6,7 @@ colour derived from the id, so runs are reproducible).
 
 The class index a category trains as (its *train id*) follows `contiguous_id`:
 
-- `contiguous_id: true`  – categories sorted by raw id get train ids 0..N-1; `num_classes` must be ≥ N.
+- `contiguous_id: true`  – categories sorted by raw id get train ids 0..N-1; `num_classes` must be N.
 - `contiguous_id: false` – the raw category id IS the class index; `num_classes` must exceed the largest id.
 
 (TAO's own loaders are not consistent here: its datasets use 1-based positions in the annotation file's
@@ -97,11 +97,12 @@ class Categories:
         return table
 
     def check_num_classes(self, num_classes: int, *, key: str = "model.sem_seg_head.num_classes") -> None:
-        """Raise SpecError when `num_classes` cannot hold every train id of this label map."""
-        if num_classes < self.min_num_classes:
+        """Raise SpecError when `num_classes` does not fit this label map: with contiguous ids it must equal
+        the number of categories, otherwise it must exceed the largest raw id."""
+        if num_classes < self.min_num_classes or (self.contiguous_id and num_classes != len(self)):
             if self.contiguous_id:
                 rule = (f"with dataset.contiguous_id=true the {len(self)} categories train as 0..{len(self) - 1}, "
-                        f"so it must be at least {self.min_num_classes}")
+                        f"so it must be {len(self)}")
             else:
                 biggest = max(c.id for c in self.items)
                 rule = (f"with dataset.contiguous_id=false the raw category id is the class index and the "
@@ -196,8 +197,11 @@ def load_json_file(path: str | Path, *, what: str) -> Any:
 
 
 def load_label_map(path: str | Path, *, contiguous_id: bool) -> Categories:
-    """Load and validate a TAO label map JSON file (`dataset.label_map`)."""
+    """Load and validate a TAO label map JSON file (`dataset.label_map`); a COCO-style object with a
+    `categories` list is accepted too."""
     records = load_json_file(path, what="label map")
+    if isinstance(records, Mapping) and "categories" in records:
+        records = records["categories"]
     return categories_from_records(records, contiguous_id=contiguous_id, source=str(path))
 
 

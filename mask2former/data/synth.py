@@ -14,9 +14,11 @@ coco/
     annotations.json            instance_json
     label_map.json              dataset.label_map (things only)
 ade/
-    images.tar.gz               root_dir         (`images/*.jpg`, `annotations/*.png` with category ids,
-                                                  `annotations.jsonl` of {"img", "segm"} lines)
-    label_map.json              dataset.label_map; annot_file = "annotations.jsonl" (looked up in root_dir)
+    images.tar.gz               root_dir         (`images/*.jpg` and `annotations/*.png` of category ids;
+                                                  two top-level folders, so it resolves to the archive root)
+    annotations.jsonl           annot_file       ({"img": "images/….jpg", "segm": "annotations/….png"} lines,
+                                                  relative to root_dir)
+    label_map.json              dataset.label_map
 
 Every root also gets `synth.json`, which records the parameters and these field → file mappings.
 Raw category ids are 1, 2, 3 (things) and 5, 6, 7 (stuff): with `contiguous_id: false` a model needs
@@ -89,7 +91,7 @@ def write_synthetic_dataset(out_dir: str | Path, *, fmt: str, num_images: int, s
     label_map, fields = writer(root, scenes, names)
     info = {"format": fmt, "num_images": num_images, "seed": int(seed), "size": size, "stream": stream,
             "label_map": label_map.name,
-            "split_fields": {k: (Path(v).name if k not in ("type", "annot_file") else v) for k, v in fields.items()}}
+            "split_fields": {k: (Path(v).name if k != "type" else v) for k, v in fields.items()}}
     (root / "synth.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return SynthDataset(root=root.resolve(), format=fmt, num_images=num_images, label_map=label_map.resolve(),
                         split_fields=fields)
@@ -158,12 +160,12 @@ def _write_ade(root: Path, scenes: list[Scene], names: list[str]) -> tuple[Path,
         members[f"images/{name}.jpg"] = _jpeg(scene.image)
         members[f"annotations/{name}.png"] = _png(values)
         lines.append(json.dumps({"img": f"images/{name}.jpg", "segm": f"annotations/{name}.png"}))
-    members["annotations.jsonl"] = ("\n".join(lines) + "\n").encode()
     _write_tar_gz(root / "images.tar.gz", members)
+    (root / "annotations.jsonl").write_text("\n".join(lines) + "\n")
     label_map = root / "label_map.json"
     _write_json(label_map, [dict(c) for c in CATEGORIES])
     return label_map, {"type": "ade", "root_dir": str((root / "images.tar.gz").resolve()),
-                       "annot_file": "annotations.jsonl"}
+                       "annot_file": str((root / "annotations.jsonl").resolve())}
 
 
 def _instances_json(scenes: list[Scene], names: list[str]) -> dict:
