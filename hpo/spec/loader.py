@@ -43,7 +43,7 @@ def validate_spec(
     skill = _skill(skill_dir)
     if action not in ACTIONS:
         raise SpecError(f"unknown action '{action}'; allowed: {', '.join(ACTIONS)}.")
-    problems = schema_problems(spec, skill.schema(action))
+    problems = [_with_shorthand_hint(problem, skill) for problem in schema_problems(spec, skill.schema(action))]
     if check_mandatory:
         problems += [
             f"'{path}' = '???': action '{action}' needs a value here"
@@ -54,6 +54,15 @@ def validate_spec(
         if problem:
             problems.append(problem)
     raise_if_problems(problems, source=source)
+
+
+def _with_shorthand_hint(problem: str, skill: SkillDir) -> str:
+    """Point TAO shorthand names (`learning_rate`, `num_epochs`...) used as keys to their real place."""
+    if ": unknown key" not in problem:
+        return problem
+    key = problem.split("'")[1].rsplit(".", 1)[-1]
+    target = (skill.info.get("spec_shorthand_keys") or {}).get(key)
+    return f"{problem} ('{key}' is shorthand for '{target}')" if target else problem
 
 
 def merge_spec(

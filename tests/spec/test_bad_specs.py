@@ -17,6 +17,7 @@ CASES = [
     ("unknown-top-key", "train", "modle: {}\n", [], ["'modle': unknown key; did you mean 'model'?"]),
     ("unknown-nested-key", "train", "model:\n  mask_former:\n    hiden_dim: 128\n", [], ["'model.mask_former.hiden_dim'", "did you mean 'hidden_dim'"]),
     ("unknown-key-override", "train", "", ["train.optim.lrr=0.1"], ["'train.optim.lrr'", "did you mean 'lr'"]),
+    ("shorthand-key-hint", "train", "train:\n  optim:\n    learning_rate: 0.1\n", [], ["'train.optim.learning_rate': unknown key", "shorthand for 'train.optim.lr'"]),
     ("unknown-key-no-close-match", "train", "train:\n  zzz: 1\n", [], ["'train.zzz': unknown key; allowed keys here"]),
     ("int-wrong-type", "train", "train:\n  num_epochs: ten\n", [], ["'train.num_epochs' = 'ten'", "must be of type int"]),
     ("int-given-float", "train", "train:\n  num_epochs: 2.5\n", [], ["'train.num_epochs' = 2.5", "type int"]),
