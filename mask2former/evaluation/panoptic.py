@@ -1,0 +1,167 @@
+"""Panoptic quality (PQ = SQ × RQ) with the things / stuff split, per the COCO panoptic definition
+(Kirillov et al., "Panoptic Segmentation", 2019, and the COCO panoptic API):
+
+- A predicted and a ground-truth segment of the same category match when IoU > 0.5 (matches are then
+  unique). Pixels that are void in the ground truth (id 0, or an id not listed) are removed from the
+  union: IoU = |P ∩ G| / (|P| + |G| − |P ∩ G| − |P ∩ void|).
+- Crowd ground-truth segments are never matched and never counted as false negatives.
+- An unmatched prediction is a false positive unless more than half of it lies on void pixels plus
+  crowd regions of its own category; then it is ignored.
+- Per category: PQ = ΣIoU(TP) / (TP + ½FP + ½FN), SQ = ΣIoU / TP (0 without TP),
+  RQ = TP / (TP + ½FP + ½FN). Averages run over categories with TP + FP + FN > 0.
+
+Segment ids are local to each image; categories are train ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+VOID = 0
+
+
+@dataclass(frozen=True)
+class PanopticMetrics:
+    PQ: float
+    SQ: float
+    RQ: float
+    PQ_th: float
+    SQ_th: float
+    RQ_th: float
+    PQ_st: float
+    SQ_st: float
+    RQ_st: float
+    per_class: dict[int, dict[str, float]]  # train id → {"PQ", "SQ", "RQ", "TP", "FP", "FN"}
+
+    def as_kpi(self) -> dict[str, float]:
+        return {"PQ": self.PQ, "SQ": self.SQ, "RQ": self.RQ, "PQ_th": self.PQ_th, "PQ_st": self.PQ_st}
+
+
+class PanopticEvaluator:
+    """Accumulates per-category TP / FP / FN / ΣIoU over images.
+
+    `stats` is a float64 tensor [4, K] (rows TP, FP, FN, ΣIoU; columns in `category_ids` order) that
+    distributed callers may `all_reduce` (sum) or `merge`.
+    """
+
+    def __init__(self, categories: Mapping[int, bool]):
+        """`categories`: train id → isthing, for every category that may appear."""
+        self.category_ids = tuple(sorted(int(c) for c in categories))
+        self.isthing = {int(c): bool(t) for c, t in categories.items()}
+        self._column = {c: i for i, c in enumerate(self.category_ids)}
+        self.stats = torch.zeros((4, len(self.category_ids)), dtype=torch.float64)
+
+    def reset(self) -> None:
+        self.stats.zero_()
+
+    def merge(self, other: "PanopticEvaluator") -> None:
+        if other.category_ids != self.category_ids:
+            raise ValueError("cannot merge evaluators with different categories")
+        self.stats += other.stats
+
+    def update(self, pred_id_map: Any, pred_segments: Sequence[Mapping[str, Any]], gt_id_map: Any,
+               gt_segments: Sequence[Mapping[str, Any]]) -> None:
+        """Add one image.
+
+        pred_id_map / gt_id_map: int [H, W] segment ids (0 = nothing / void); pred_segments: [{"id",
+        "category_id"}]; gt_segments: [{"id", "category_id", "iscrowd"}]. Pixels whose id is not listed
+        count as 0.
+        """
+        pred = _as_numpy(pred_id_map)
+        gt = _as_numpy(gt_id_map)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}")
+        pred_cat = {int(s["id"]): int(s["category_id"]) for s in pred_segments}
+        gt_info = {int(s["id"]): (int(s["category_id"]), bool(s.get("iscrowd", False))) for s in gt_segments}
+        for cat in list(pred_cat.values()) + [c for c, _ in gt_info.values()]:
+            if cat not in self._column:
+                raise ValueError(f"category {cat} is not one of the evaluator's categories {self.category_ids}")
+        if VOID in pred_cat or VOID in gt_info:
+            raise ValueError("segment id 0 is reserved for void / unassigned pixels")
+        pred = np.where(np.isin(pred, list(pred_cat)), pred, VOID)
+        gt = np.where(np.isin(gt, list(gt_info)), gt, VOID)
+
+        offset = int(pred.max()) + 1
+        pairs, counts = np.unique(gt.astype(np.int64) * offset + pred, return_counts=True)
+        overlap: dict[tuple[int, int], int] = {}
+        gt_area: dict[int, int] = {}
+        pred_area: dict[int, int] = {}
+        for pair, count in zip(pairs.tolist(), counts.tolist()):
+            g, p = divmod(pair, offset)
+            overlap[(g, p)] = count
+            gt_area[g] = gt_area.get(g, 0) + count
+            pred_area[p] = pred_area.get(p, 0) + count
+
+        tp, fp, fn, iou_sum = (np.zeros(len(self.category_ids)) for _ in range(4))
+        matched_gt, matched_pred = set(), set()
+        for (g, p), inter in overlap.items():
+            if g == VOID or p == VOID:
+                continue
+            g_cat, g_crowd = gt_info[g]
+            if g_crowd or g_cat != pred_cat[p]:
+                continue
+            union = pred_area[p] + gt_area[g] - inter - overlap.get((VOID, p), 0)
+            iou = inter / union
+            if iou > 0.5:
+                column = self._column[g_cat]
+                tp[column] += 1
+                iou_sum[column] += iou
+                matched_gt.add(g)
+                matched_pred.add(p)
+
+        crowd_by_cat: dict[int, list[int]] = {}
+        for g, (cat, crowd) in gt_info.items():
+            if g not in gt_area:
+                continue
+            if crowd:
+                crowd_by_cat.setdefault(cat, []).append(g)
+            elif g not in matched_gt:
+                fn[self._column[cat]] += 1
+        for p, cat in pred_cat.items():
+            if p in matched_pred or p not in pred_area:
+                continue
+            ignored = overlap.get((VOID, p), 0) + sum(overlap.get((g, p), 0) for g in crowd_by_cat.get(cat, ()))
+            if ignored / pred_area[p] > 0.5:
+                continue
+            fp[self._column[cat]] += 1
+        self.stats += torch.from_numpy(np.stack([tp, fp, fn, iou_sum]))
+
+    def compute(self) -> PanopticMetrics:
+        tp, fp, fn, iou_sum = (self.stats[i].numpy() for i in range(4))
+        per_class: dict[int, dict[str, float]] = {}
+        for column, cat in enumerate(self.category_ids):
+            denominator = tp[column] + 0.5 * fp[column] + 0.5 * fn[column]
+            if denominator == 0:
+                continue
+            per_class[cat] = {
+                "PQ": iou_sum[column] / denominator,
+                "SQ": iou_sum[column] / tp[column] if tp[column] else 0.0,
+                "RQ": tp[column] / denominator,
+                "TP": float(tp[column]), "FP": float(fp[column]), "FN": float(fn[column]),
+            }
+
+        def average(cats: Iterable[int]) -> tuple[float, float, float]:
+            rows = [per_class[c] for c in cats if c in per_class]
+            if not rows:
+                return 0.0, 0.0, 0.0
+            return tuple(float(np.mean([r[k] for r in rows])) for k in ("PQ", "SQ", "RQ"))  # type: ignore
+
+        pq, sq, rq = average(self.category_ids)
+        pq_th, sq_th, rq_th = average(c for c in self.category_ids if self.isthing[c])
+        pq_st, sq_st, rq_st = average(c for c in self.category_ids if not self.isthing[c])
+        return PanopticMetrics(PQ=pq, SQ=sq, RQ=rq, PQ_th=pq_th, SQ_th=sq_th, RQ_th=rq_th, PQ_st=pq_st,
+                               SQ_st=sq_st, RQ_st=rq_st,
+                               per_class={c: {k: float(v) for k, v in d.items()} for c, d in per_class.items()})
+
+
+def _as_numpy(id_map: Any) -> np.ndarray:
+    if isinstance(id_map, torch.Tensor):
+        id_map = id_map.detach().cpu().numpy()
+    array = np.asarray(id_map)
+    if array.ndim != 2:
+        raise ValueError(f"segment id maps must be [H, W], got shape {array.shape}")
+    return array.astype(np.int64)
