@@ -1,0 +1,363 @@
+"""Lightning callbacks that implement the engine–trainer contract (DESIGN.md §3).
+
+* `ValidationSchedule` – validate after every `validation_interval`-th completed epoch, and always after the
+  last epoch and after `EARLY_STOP_EPOCH`, so every stopping point has a metric.
+* `ContractCheckpoint` – `model_epoch_{epoch:03d}_step_{step:05d}.pth` every `checkpoint_interval`
+  epochs or steps, always at the last epoch, at `EARLY_STOP_EPOCH` and on SIGTERM; keeps the
+  `mask2former_model_latest.pth` symlink pointing at the newest file.
+* `EarlyStopEpoch` – stop cleanly once epoch `EARLY_STOP_EPOCH` is completed (validated, checkpointed).
+* `StatusReporter` – RUNNING lines in status.json (one per completed epoch, carrying the validation
+  metrics when that epoch was validated; mid-epoch validations get their own line).
+* `EpochReseed` – re-seeds python/numpy/torch at the start of every epoch from (seed, epoch), so the
+  randomness of epoch e (augmentation with in-process loading, dropout, point sampling) does not depend
+  on what ran before it: a resumed run continues the curve the uninterrupted run would have drawn.
+* `EarlySigterm` – a SIGTERM that arrives before Lightning installs its own handler (while data and the
+  model are being built) is remembered and honoured as soon as training starts.
+
+Callback order matters and `build_contract_callbacks` fixes it: the checkpoint is written before the
+status line that announces the epoch, and the early stop is requested last.
+
+`epoch` in file names and status lines is the number of COMPLETED epochs. Inside Lightning's
+`on_train_epoch_end` (which runs after that epoch's validation), `trainer.current_epoch` is still the
+0-based index of the epoch that just finished, so completed = current_epoch + 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from mask2former.training.status import RUNNING, StatusWriter
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PATTERN = "model_epoch_{epoch:03d}_step_{step:05d}.pth"
+LATEST_LINK = "mask2former_model_latest.pth"
+EARLY_STOP_ENV = "EARLY_STOP_EPOCH"
+_NEVER = 2**31 - 1
+
+
+def checkpoint_filename(epoch: int, step: int) -> str:
+    """Contract file name of the checkpoint written after `epoch` completed epochs and `step` optimizer steps."""
+    return CHECKPOINT_PATTERN.format(epoch=epoch, step=step)
+
+
+def early_stop_epoch_from_env(env: dict[str, str] | None = None) -> int | None:
+    """`EARLY_STOP_EPOCH` as a positive int, or None when unset/empty. A malformed value is a clear error."""
+    raw = (os.environ if env is None else env).get(EARLY_STOP_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        from hpo.errors import SpecError
+
+        raise SpecError(f"environment variable {EARLY_STOP_ENV} must be a positive integer epoch, got {raw!r}.") from None
+    if value < 1:
+        from hpo.errors import SpecError
+
+        raise SpecError(f"environment variable {EARLY_STOP_ENV} must be a positive integer epoch, got {raw!r}.")
+    return value
+
+
+def completed_epochs_at_epoch_end(trainer: L.Trainer) -> int:
+    return trainer.current_epoch + 1
+
+
+class ValidationSchedule(Callback):
+    """Decides per epoch whether Lightning validates at its end.
+
+    Lightning reads the public `trainer.check_val_every_n_epoch` each time it considers validating, so
+    setting it at the start of every epoch (1 = validate this epoch, a huge value = skip) gives an exact
+    schedule that plain `check_val_every_n_epoch` cannot express (it never forces the last epoch).
+    """
+
+    def __init__(self, *, interval: int, max_epochs: int, early_stop_epoch: int | None) -> None:
+        self.interval = max(1, int(interval))
+        self.max_epochs = int(max_epochs)
+        self.early_stop_epoch = early_stop_epoch
+
+    def should_validate(self, completed: int) -> bool:
+        return (
+            completed % self.interval == 0
+            or completed >= self.max_epochs
+            or (self.early_stop_epoch is not None and completed == self.early_stop_epoch)
+        )
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.check_val_every_n_epoch = 1 if self.should_validate(trainer.current_epoch + 1) else _NEVER
+
+
+class ContractCheckpoint(Callback):
+    """Writes contract-named checkpoints and maintains the `_latest` symlink (see module docstring).
+
+    Every rank calls `trainer.save_checkpoint` (FSDP needs all ranks; Lightning writes from rank 0 only);
+    the symlink is touched by global zero only.
+    """
+
+    def __init__(
+        self,
+        results_dir: str | os.PathLike[str],
+        *,
+        interval: int,
+        unit: str,
+        max_epochs: int,
+        early_stop_epoch: int | None,
+        enabled: bool = True,
+    ) -> None:
+        if unit not in ("epoch", "step"):
+            raise ValueError(f"checkpoint unit must be 'epoch' or 'step', got {unit!r}")
+        self.results_dir = Path(results_dir)
+        self.interval = max(1, int(interval))
+        self.unit = unit
+        self.max_epochs = int(max_epochs)
+        self.early_stop_epoch = early_stop_epoch
+        self.enabled = enabled
+        self.last_saved: tuple[int, int] | None = None
+        self.last_path: Path | None = None
+        self._pending_epoch: int | None = None
+        self._step_due = False
+
+    # -- saving -------------------------------------------------------------------------------------------
+    def save(self, trainer: L.Trainer, *, epoch: int) -> Path | None:
+        """Save a checkpoint for (`epoch` completed epochs, current global step) unless already saved."""
+        if not self.enabled:
+            return None
+        step = int(trainer.global_step)
+        if self.last_saved == (epoch, step):
+            return self.last_path
+        path = self.results_dir / checkpoint_filename(epoch, step)
+        self._pending_epoch = epoch
+        try:
+            trainer.save_checkpoint(str(path))
+        finally:
+            self._pending_epoch = None
+        self.last_saved = (epoch, step)
+        self.last_path = path
+        if trainer.is_global_zero:
+            point_latest_link(self.results_dir, path.name)
+        return path
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Contract fields next to Lightning's own (its `epoch` is 0-based and not the completed count).
+        checkpoint["completed_epochs"] = (
+            self._pending_epoch if self._pending_epoch is not None else int(trainer.current_epoch)
+        )
+        checkpoint["global_step_contract"] = int(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.unit != "step" or trainer.global_step == 0 or trainer.global_step % self.interval != 0:
+            return
+        if batch_idx + 1 >= trainer.num_training_batches:
+            # The epoch's last batch: save from `on_train_epoch_end`, when the epoch counts as completed.
+            self._step_due = True
+            return
+        self.save(trainer, epoch=int(trainer.current_epoch))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        completed = completed_epochs_at_epoch_end(trainer)
+        due = (self.unit == "epoch" and completed % self.interval == 0) or self._step_due
+        self._step_due = False
+        if due or completed >= self.max_epochs or completed == self.early_stop_epoch:
+            self.save(trainer, epoch=completed)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            # Mid-epoch: the epoch in progress is not completed, so the name carries the completed count.
+            self.save(trainer, epoch=int(trainer.current_epoch))
+
+
+def point_latest_link(results_dir: Path, target_name: str) -> None:
+    """Atomically (re)point `mask2former_model_latest.pth` at `target_name` (a relative link)."""
+    link = results_dir / LATEST_LINK
+    tmp = results_dir / f".{LATEST_LINK}.{os.getpid()}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target_name, tmp)
+    os.replace(tmp, link)
+
+
+class EarlyStopEpoch(Callback):
+    """Requests a clean stop once `early_stop_epoch` epochs are completed (after validation and checkpoint)."""
+
+    def __init__(self, early_stop_epoch: int | None) -> None:
+        self.early_stop_epoch = early_stop_epoch
+        self.triggered = False
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.early_stop_epoch is not None and completed_epochs_at_epoch_end(trainer) >= self.early_stop_epoch:
+            if completed_epochs_at_epoch_end(trainer) < trainer.max_epochs:
+                self.triggered = True
+            trainer.should_stop = True
+
+
+class StatusReporter(Callback):
+    """RUNNING lines for completed epochs and validations.
+
+    Args:
+        writer: the run's `StatusWriter` (disabled on non-zero ranks).
+        metrics_fn: returns the system's latest validation metrics (dict) or None.
+        train_loss_fn: returns the mean training loss of the epoch so far (float) or None.
+        lr_fn: returns the current base learning rate (head group).
+        max_epochs: planned epochs, for the ETA.
+    """
+
+    def __init__(
+        self,
+        writer: StatusWriter,
+        *,
+        metrics_fn: Callable[[], dict[str, float] | None],
+        train_loss_fn: Callable[[], float | None],
+        lr_fn: Callable[[], float | None],
+        max_epochs: int,
+        monitor_fn: Callable[[], tuple[str, float | None]] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.metrics_fn = metrics_fn
+        self.train_loss_fn = train_loss_fn
+        self.lr_fn = lr_fn
+        self.max_epochs = int(max_epochs)
+        self.monitor_fn = monitor_fn
+        self._epoch_started: float | None = None
+        self._epoch_times: list[float] = []
+        self._pending_validation: tuple[dict[str, float], int, int] | None = None
+
+    def _base_kpi(self) -> dict[str, Any]:
+        return {"train_loss": self.train_loss_fn(), "lr": self.lr_fn()}
+
+    def _monitor_text(self) -> str:
+        if self.monitor_fn is None:
+            return ""
+        name, value = self.monitor_fn()
+        return f"; {name}={value:.4f}" if value is not None else ""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_started = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Validation inside `fit` only (not the sanity check, not `trainer.validate` of the evaluate action).
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = self.metrics_fn()
+        if metrics is not None:
+            # Held until we know whether it closes an epoch (merged into that epoch's line) or not.
+            self._pending_validation = (dict(metrics), int(trainer.current_epoch), int(trainer.global_step))
+
+    def _flush_mid_epoch_validation(self) -> None:
+        if self._pending_validation is None:
+            return
+        metrics, epoch, step = self._pending_validation
+        self._pending_validation = None
+        self.writer.write(RUNNING, f"Validation at epoch {epoch} step {step}" + self._monitor_text(),
+                          epoch=epoch, step=step, kpi={**metrics, **self._base_kpi()})
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._flush_mid_epoch_validation()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        completed = completed_epochs_at_epoch_end(trainer)
+        elapsed = time.monotonic() - (self._epoch_started or time.monotonic())
+        self._epoch_times.append(elapsed)
+        mean_epoch = sum(self._epoch_times) / len(self._epoch_times)
+        eta = mean_epoch * max(0, self.max_epochs - completed)
+        kpi = self._base_kpi()
+        message = f"Epoch {completed}/{self.max_epochs} finished"
+        if self._pending_validation is not None:
+            kpi = {**self._pending_validation[0], **kpi}
+            message += " and validated"
+        self._pending_validation = None
+        self.writer.write(RUNNING, message + self._monitor_text(), epoch=completed, step=int(trainer.global_step),
+                          time_per_epoch=elapsed, eta=eta, kpi=kpi)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._flush_mid_epoch_validation()
+
+
+def build_contract_callbacks(
+    *,
+    results_dir: str | os.PathLike[str],
+    writer: StatusWriter,
+    checkpoint_interval: int,
+    checkpoint_unit: str,
+    validation_interval: int,
+    max_epochs: int,
+    early_stop_epoch: int | None,
+    metrics_fn: Callable[[], dict[str, float] | None],
+    train_loss_fn: Callable[[], float | None],
+    lr_fn: Callable[[], float | None],
+    monitor_fn: Callable[[], tuple[str, float | None]] | None = None,
+    save_checkpoints: bool = True,
+) -> tuple[ValidationSchedule, ContractCheckpoint, StatusReporter, EarlyStopEpoch]:
+    """The contract callbacks in the order they must run (checkpoint, then status line, then stop)."""
+    return (
+        ValidationSchedule(interval=validation_interval, max_epochs=max_epochs, early_stop_epoch=early_stop_epoch),
+        ContractCheckpoint(results_dir, interval=checkpoint_interval, unit=checkpoint_unit, max_epochs=max_epochs,
+                           early_stop_epoch=early_stop_epoch, enabled=save_checkpoints),
+        StatusReporter(writer, metrics_fn=metrics_fn, train_loss_fn=train_loss_fn, lr_fn=lr_fn,
+                       max_epochs=max_epochs, monitor_fn=monitor_fn),
+        EarlyStopEpoch(early_stop_epoch),
+    )
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch `epoch` (0-based index) of a run seeded with `seed`."""
+    return (int(seed) * 1_000_003 + 7919 * (int(epoch) + 1)) % (2**31 - 1)
+
+
+class EpochReseed(Callback):
+    """Seeds python, numpy and torch from (seed, epoch) at every epoch start (see module docstring)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = epoch_seed(self.seed, trainer.current_epoch) + trainer.global_rank
+        random.seed(value)
+        np.random.seed(value)
+        torch.manual_seed(value)
+
+
+class EarlySigterm(Callback):
+    """Remembers a SIGTERM received before `fit` starts and stops (checkpoint + status) at training start.
+
+    `install()` sets a flag-only handler; Lightning later chains it into its own SIGTERM handler, where
+    it stays harmless (it only sets the flag again).
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def install(self) -> None:
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handler)
+        except ValueError:  # not the main thread: nothing to do
+            self._previous = None
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            try:
+                signal.signal(signal.SIGTERM, self._previous)
+            except ValueError:
+                pass
+            self._previous = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.received:
+            raise SIGTERMException()
