@@ -95,9 +95,9 @@ def archive_digest(archive: Path, *, cache_dir: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             hasher.update(block)
     digest = hasher.hexdigest()
-    tmp = index_file.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**stamp, "sha256": digest}))
-    os.replace(tmp, index_file)
+    with tempfile.NamedTemporaryFile("w", dir=index_dir, suffix=".tmp", delete=False) as tmp:
+        tmp.write(json.dumps({**stamp, "sha256": digest}))
+    os.replace(tmp.name, index_file)  # atomic: concurrent readers see the old or the new entry
     return digest
 
 
