@@ -14,6 +14,7 @@ from typing import Sequence
 from hpo.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "mask2former.actions.commands",
     "mask2former.data.commands",
 )
 

@@ -140,7 +140,7 @@ class ContractCheckpoint(Callback):
         path = self.results_dir / checkpoint_filename(epoch, step)
         self._pending_epoch = epoch
         try:
-            trainer.save_checkpoint(str(path))
+            trainer.save_checkpoint(str(path), weights_only=False)
         finally:
             self._pending_epoch = None
         self.last_saved = (epoch, step)

@@ -225,7 +225,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, topology: Any, wr
     )
     checkpointer = contract[1]
     try:
-        trainer.fit(system, datamodule=data, ckpt_path=resume_path or None)
+        trainer.fit(system, datamodule=data, ckpt_path=resume_path or None, weights_only=True)
     finally:
         # After fit (or its interruption) current_epoch counts completed epochs.
         progress.epoch, progress.step = int(trainer.current_epoch), int(trainer.global_step)

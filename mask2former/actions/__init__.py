@@ -1,0 +1,1 @@
+"""The `mask2former train | evaluate | inference -e spec.yaml [dotted overrides]` actions."""

@@ -1,0 +1,124 @@
+"""What `train`, `evaluate` and `inference` share: spec loading, output folders, devices, the eval model.
+
+Every action is `mask2former <action> -e spec.yaml [a.b=c ...]`: the spec file is merged onto the
+action's template, the dotted overrides are applied, the result is validated
+(`hpo.spec.load_spec`) and turned into an `ExperimentConfig` (`mask2former.config.config_from_dict`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from hpo.errors import SpecError, UserError
+from mask2former.training.status import ERROR, FAILURE, StatusWriter
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """`-e/--experiment_spec FILE` and trailing `dotted.key=value` overrides, as TAO's launcher takes them."""
+    parser.add_argument("-e", "--experiment_spec", "--experiment-spec", dest="spec", required=True,
+                        metavar="SPEC.yaml", help="experiment spec (YAML) merged onto the action's template")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted overrides applied after the file, e.g. train.num_epochs=5 results_dir=/out")
+
+
+def load_action_config(args: argparse.Namespace, action: str) -> tuple[Any, dict[str, Any]]:
+    """(ExperimentConfig, spec dict) for `action`; a spec error is also recorded in status.json when the
+    (unvalidated) spec names a results_dir, so the engine sees a FAILURE line with class `spec`."""
+    from hpo.spec import load_spec
+    from mask2former.config import config_from_dict
+
+    try:
+        spec = load_spec(args.spec, action=action, overrides=list(args.overrides))
+        return config_from_dict(spec), spec
+    except UserError as error:
+        _record_early_failure(args, action, error)
+        raise
+
+
+def _record_early_failure(args: argparse.Namespace, action: str, error: UserError) -> None:
+    from hpo.errors import DataError
+
+    try:
+        from hpo.skill import SkillDir
+        from hpo.spec import merge_spec
+
+        raw = merge_spec(args.spec, action, list(args.overrides), SkillDir(None))
+        section = raw.get(action) if isinstance(raw.get(action), Mapping) else {}
+        folder = (section or {}).get("results_dir") or raw.get("results_dir")
+    except Exception:  # noqa: BLE001 - the file itself is unreadable: nothing to record into
+        return
+    if folder:
+        StatusWriter(folder, max_epoch=None).write(
+            FAILURE, str(error), verbosity=ERROR, error_class="data" if isinstance(error, DataError) else "spec")
+
+
+def action_results_dir(cfg: Any, action: str) -> Path:
+    """`<action>.results_dir`, else the top-level `results_dir`."""
+    chosen = getattr(getattr(cfg, action), "results_dir", "") or cfg.results_dir
+    if not chosen:
+        raise SpecError(f"results_dir is empty: set results_dir (or {action}.results_dir) to the output folder.")
+    path = Path(chosen).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def reject_trt_engine(cfg: Any, action: str) -> None:
+    """This trainer runs PyTorch checkpoints; TensorRT/ONNX files are served by the deploy actions."""
+    engine = getattr(getattr(cfg, action), "trt_engine", "")
+    if engine:
+        raise SpecError(
+            f"{action}.trt_engine='{engine}' is set, but `mask2former {action}` runs the PyTorch checkpoint in "
+            f"{action}.checkpoint; leave {action}.trt_engine empty (engines and ONNX files are run by the deploy "
+            "actions)."
+        )
+
+
+@dataclass(frozen=True)
+class EvalDevice:
+    """Where evaluation/inference runs: Lightning arguments and a torch device for plain loops."""
+
+    accelerator: str
+    devices: Any
+    num_nodes: int
+    torch_device: torch.device
+    notice: str = ""
+
+
+def eval_device(section: Any, *, action: str) -> EvalDevice:
+    """Devices from `<action>.num_gpus / gpu_ids / num_nodes`; CPU when no CUDA device is visible."""
+    if not torch.cuda.is_available():
+        notice = ""
+        if section.num_gpus > 1 or section.num_nodes > 1:
+            notice = f"no CUDA device is visible: {action} runs on CPU (num_gpus/num_nodes apply on GPU machines)."
+        return EvalDevice("cpu", 1, 1, torch.device("cpu"), notice)
+    gpu_ids = [int(g) for g in section.gpu_ids]
+    if len(gpu_ids) != section.num_gpus:
+        if gpu_ids == [0]:
+            gpu_ids = list(range(section.num_gpus))
+        else:
+            raise SpecError(f"{action}.gpu_ids {gpu_ids} must list {action}.num_gpus={section.num_gpus} ids.")
+    return EvalDevice("gpu", gpu_ids, int(section.num_nodes), torch.device("cuda", gpu_ids[0]))
+
+
+def batch_size_for(cfg: Any, action: str, split: str) -> int:
+    """`<action>.batch_size`, or the split's batch size when it is -1."""
+    size = int(getattr(getattr(cfg, action), "batch_size", -1))
+    return size if size > 0 else int(getattr(cfg.dataset, split).batch_size)
+
+
+def load_eval_model(checkpoint_path: str) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model in eval mode, the checkpoint's ExperimentConfig, its spec dict)."""
+    from mask2former.config import config_from_dict
+    from mask2former.training.checkpoint_io import load_model_from_checkpoint
+
+    if not checkpoint_path or checkpoint_path == "???":
+        raise SpecError("a checkpoint is required: set evaluate.checkpoint / inference.checkpoint to a .pth file "
+                        "written by `mask2former train`.")
+    model, spec = load_model_from_checkpoint(checkpoint_path)
+    return model, config_from_dict(spec), spec

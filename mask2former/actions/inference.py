@@ -1,0 +1,193 @@
+"""`mask2former inference -e spec.yaml [a.b=c ...]`: predictions for a folder of images.
+
+* Images: every image file under `dataset.test.img_dir` (a folder or a `.tar.gz`, searched recursively,
+  sorted by path). They go through the evaluation pipeline of training (test resize or `target_size`,
+  the data package's normalisation and padding), so the model sees what it saw in validation.
+* Model: rebuilt from the spec stored in `inference.checkpoint`; post-processing settings (`model.mode`,
+  thresholds, `test_topk_per_image`) from this spec. Predictions are made at each image's original size.
+* Label map: `dataset.label_map` of this spec, else the one the checkpoint was trained with (names,
+  colours and raw ids for the outputs).
+* Batch size: `inference.batch_size`, or `dataset.test.batch_size` when -1.
+* Output files: see `mask2former.actions.outputs`; plus `inference.json` (a summary) and status.json lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hpo.errors import DataError, SpecError
+from mask2former.actions import outputs as out
+from mask2former.actions.common import (
+    action_results_dir, add_spec_arguments, batch_size_for, eval_device, load_action_config, load_eval_model,
+    reject_trt_engine,
+)
+from mask2former.training.failures import classify
+from mask2former.training.status import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursive, sorted by relative path)."""
+    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise DataError(f"dataset.test.img_dir '{folder}' holds no image ({', '.join(IMAGE_SUFFIXES)}).")
+    return found
+
+
+class ImageFolder(Dataset):
+    """Unlabelled images through the evaluation transforms; items carry empty targets so the data
+    package's collate function batches them exactly like validation data."""
+
+    def __init__(self, root: Path, files: list[Path], transforms: Any) -> None:
+        self.root = root
+        self.files = files
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from mask2former.data.io import read_image
+        from mask2former.data.label_map import IGNORE_INDEX
+        from mask2former.data.transforms import Sample
+
+        path = self.files[index]
+        relative = path.relative_to(self.root).as_posix()
+        array = read_image(path, record=relative)
+        image = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1).float().div_(255.0)  # HWC→CHW
+        height, width = array.shape[:2]
+        sample = self.transforms(Sample(image=image, id_map=torch.zeros((height, width), dtype=torch.int64)),
+                                 np.random.default_rng(index))
+        h, w = sample.size
+        return {
+            "image": sample.image,
+            "labels": torch.zeros((0,), dtype=torch.long),
+            "masks": torch.zeros((0, h, w), dtype=torch.bool),
+            "sem_seg": torch.full((h, w), IGNORE_INDEX, dtype=torch.long),
+            "image_id": relative.rsplit(".", 1)[0],
+            "file_name": relative,
+            "orig_size": (int(height), int(width)),
+            "panoptic": None,
+            "instances": None,
+        }
+
+
+def _categories(cfg: Any, trained_cfg: Any, num_classes: int):
+    from mask2former.data.build import load_categories
+
+    source = cfg if cfg.dataset.label_map else trained_cfg
+    try:
+        categories = load_categories(source.dataset, source.dataset.train, split="train")
+    except SpecError:
+        raise SpecError("inference needs category names and colours: set dataset.label_map (the checkpoint's spec "
+                        "names no label map or annotation file either).") from None
+    categories.check_num_classes(num_classes)
+    return categories
+
+
+def run_inference(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Predict every image of `dataset.test.img_dir`; returns the summary written to inference.json."""
+    results_dir = action_results_dir(cfg, "inference")
+    writer = StatusWriter(results_dir, max_epoch=None)
+    writer.write(STARTED, f"Inference with {cfg.inference.checkpoint}")
+    try:
+        summary = _infer(cfg, results_dir)
+    except BaseException as error:
+        writer.write(FAILURE, f"{type(error).__name__}: {error}", verbosity=ERROR, error_class=classify(error))
+        raise
+    writer.write(SUCCESS, f"Inference finished: {summary['num_images']} images written to {results_dir}.")
+    return summary
+
+
+@torch.no_grad()
+def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
+    from mask2former.data.archive import resolve_folder
+    from mask2former.data.build import build_collate
+    from mask2former.data.io import read_image
+    from mask2former.data.transforms import AugmentationSettings, build_transforms
+    from mask2former.model.build import build_postprocessor
+
+    reject_trt_engine(cfg, "inference")
+    if not cfg.dataset.test.img_dir:
+        raise SpecError("dataset.test.img_dir is empty: set it to the folder (or .tar.gz) of images to predict.")
+    device = eval_device(cfg.inference, action="inference")
+    if device.notice:
+        print(f"note: {device.notice}")
+    model, trained_cfg, _ = load_eval_model(cfg.inference.checkpoint)
+    num_classes = int(trained_cfg.model.sem_seg_head.num_classes)
+    categories = _categories(cfg, trained_cfg, num_classes)
+    mode = cfg.model.mode
+    postprocessor = build_postprocessor(cfg, thing_ids=sorted(categories.thing_train_ids))
+
+    root = resolve_folder(cfg.dataset.test.img_dir)
+    files = list_images(root)
+    settings = AugmentationSettings.from_config(cfg.dataset.augmentation, cfg.dataset.test.target_size or (),
+                                                target_key="dataset.test.target_size")
+    dataset = ImageFolder(root, files, build_transforms(settings, is_train=False))
+    loader = DataLoader(dataset, batch_size=batch_size_for(cfg, "inference", "test"), shuffle=False,
+                        num_workers=int(cfg.dataset.test.num_workers), collate_fn=build_collate(cfg.dataset))
+    model.to(device.torch_device)
+
+    panoptic_annotations: list[dict] = []
+    instance_results: list[dict] = []
+    for batch in loader:
+        images = batch["images"].to(device.torch_device)
+        predictions = model(images)
+        metas = batch["metas"]
+        results = postprocessor(predictions, input_size=tuple(images.shape[-2:]),
+                                image_sizes=[m["image_size"] for m in metas],
+                                output_sizes=[m["orig_size"] for m in metas])
+        for meta, result in zip(metas, results):
+            stem = meta["image_id"]
+            image = read_image(root / meta["file_name"], record=meta["file_name"])
+            train_ids = out.semantic_class_map(result["sem_seg"], categories)
+            out.write_semantic_png(results_dir / "semantic" / f"{stem}.png", out.train_to_raw_map(train_ids, categories))
+            picture = out.semantic_overlay(image, train_ids, categories)
+            if mode == "panoptic":
+                panoptic = result["panoptic_seg"]
+                id_map, record = out.panoptic_record(panoptic.id_map.cpu().numpy(), panoptic.segments_info,
+                                                     categories, image_id=stem, file_name=f"{stem}.png")
+                out.write_panoptic_png(results_dir / "panoptic" / f"{stem}.png", id_map)
+                panoptic_annotations.append(record)
+                kept = [s for s in panoptic.segments_info if int(s["id"]) in {r["id"] for r in record["segments_info"]}]
+                picture = out.panoptic_overlay(image, id_map, kept, categories)
+            elif mode == "instance":
+                instances = result["instances"]
+                instance_results += out.instance_records(instances.masks, instances.scores, instances.labels,
+                                                         categories, image_id=stem, file_name=meta["file_name"])
+                picture = out.instance_overlay(image, instances.masks, instances.scores, instances.labels, categories)
+            out.write_jpeg(results_dir / "overlays" / f"{stem}.jpg", picture)
+
+    written = {"semantic": "semantic/", "overlays": "overlays/"}
+    if mode == "panoptic":
+        out.write_json(results_dir / "panoptic.json", {"annotations": panoptic_annotations,
+                                                       "categories": out.categories_json(categories)})
+        written.update(panoptic="panoptic/", panoptic_json="panoptic.json")
+    if mode == "instance":
+        out.write_json(results_dir / "instances.json", instance_results)
+        written["instances_json"] = "instances.json"
+    summary = {"checkpoint": str(cfg.inference.checkpoint), "mode": mode, "num_images": len(files),
+               "images": str(root), "outputs": written}
+    out.write_json(results_dir / "inference.json", summary)
+    return summary
+
+
+def handle(args: argparse.Namespace) -> int:
+    cfg, spec = load_action_config(args, "inference")
+    summary = run_inference(cfg, spec)
+    print(f"{summary['num_images']} images -> {', '.join(summary['outputs'].values())} "
+          f"in {action_results_dir(cfg, 'inference')}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inference", help="predict a folder of images (PNG maps, COCO JSON, overlays)")
+    add_spec_arguments(parser)
+    parser.set_defaults(func=handle)

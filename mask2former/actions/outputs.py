@@ -1,0 +1,178 @@
+"""Inference output files, one writer per format, all in label-map terms (raw category ids, names, colours).
+
+Layout under the inference results_dir (`<stem>` = the image's path relative to the input folder,
+without extension; sub-folders are kept):
+
+    semantic/<stem>.png      single-channel PNG, pixel = raw category id (8-bit, 16-bit when an id > 255);
+                             only label-map categories are predicted (scores of other class indices are
+                             ignored)                                                       -- every mode
+    panoptic/<stem>.png      COCO panoptic PNG, segment id = R + 256·G + 256²·B (0 = void) -- panoptic mode
+    panoptic.json            COCO panoptic results {"annotations": [{"image_id", "file_name",
+                             "segments_info": [{"id", "category_id", "isthing", "score", "area", "bbox"}]}],
+                             "categories": [...]}                                         -- panoptic mode
+    instances.json           COCO results [{"image_id", "file_name", "category_id", "score", "bbox",
+                             "segmentation": {"size": [h, w], "counts": RLE string}}]     -- instance mode
+    overlays/<stem>.jpg      the image blended with label-map colours (segments outlined)  -- every mode
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from mask2former.data.io import id_to_rgb
+from mask2former.data.label_map import Categories
+
+OVERLAY_ALPHA = 0.5
+OVERLAY_INSTANCE_SCORE = 0.5
+
+
+def semantic_class_map(scores: torch.Tensor, categories: Categories) -> np.ndarray:
+    """[K, H, W] class scores -> int64 [H, W] train ids, choosing only among label-map categories."""
+    known = sorted(c.train_id for c in categories if c.train_id < scores.shape[0])
+    index = torch.tensor(known, dtype=torch.long, device=scores.device)
+    best = scores.index_select(0, index).argmax(0)  # position among known train ids
+    return index[best].cpu().numpy()
+
+
+def train_to_raw_map(train_ids: np.ndarray, categories: Categories) -> np.ndarray:
+    """Train ids -> raw category ids, via a lookup table."""
+    table = np.zeros(max(categories.min_num_classes, int(train_ids.max(initial=0)) + 1), dtype=np.int64)
+    for category in categories:
+        table[category.train_id] = category.id
+    return table[train_ids]
+
+
+def write_semantic_png(path: Path, raw_ids: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if int(raw_ids.max(initial=0)) <= 255:
+        Image.fromarray(raw_ids.astype(np.uint8), mode="L").save(path)
+    else:
+        Image.fromarray(raw_ids.astype(np.uint16)).save(path)
+
+
+def panoptic_record(id_map: np.ndarray, segments: Sequence[dict], categories: Categories, *, image_id: str,
+                    file_name: str) -> tuple[np.ndarray, dict]:
+    """Keep label-map segments only; returns (id map with dropped segments set to 0, COCO annotation)."""
+    kept, out_map = [], np.zeros_like(id_map)
+    for segment in segments:
+        train_id = int(segment["category_id"])
+        if train_id not in categories.train_to_raw:
+            continue
+        mask = id_map == int(segment["id"])
+        area = int(mask.sum())
+        if area == 0:
+            continue
+        out_map[mask] = int(segment["id"])
+        encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        kept.append({
+            "id": int(segment["id"]),
+            "category_id": int(categories.train_to_raw[train_id]),
+            "isthing": bool(segment.get("isthing", categories.by_train_id(train_id).isthing)),
+            "score": float(segment.get("score", 1.0)),
+            "area": area,
+            "bbox": [float(v) for v in mask_utils.toBbox(encoded).tolist()],
+        })
+    return out_map, {"image_id": image_id, "file_name": file_name, "segments_info": kept}
+
+
+def write_panoptic_png(path: Path, id_map: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(id_to_rgb(id_map.astype(np.int64)).astype(np.uint8), mode="RGB").save(path)
+
+
+def instance_records(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, categories: Categories, *,
+                     image_id: str, file_name: str) -> list[dict]:
+    """COCO result records (RLE masks) for label-map categories, highest score first."""
+    records = []
+    order = torch.argsort(scores, descending=True).tolist()
+    array = masks.cpu().numpy().astype(np.uint8)
+    for i in order:
+        train_id = int(labels[i])
+        if train_id not in categories.train_to_raw:
+            continue
+        rle = mask_utils.encode(np.asfortranarray(array[i]))
+        records.append({
+            "image_id": image_id,
+            "file_name": file_name,
+            "category_id": int(categories.train_to_raw[train_id]),
+            "score": float(scores[i]),
+            "bbox": [float(v) for v in mask_utils.toBbox(rle).tolist()],
+            "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+        })
+    return records
+
+
+def _instance_color(base: tuple[int, int, int], index: int) -> np.ndarray:
+    """The category colour, nudged per instance so touching instances of one class stay apart."""
+    rng = np.random.default_rng(index + 1)
+    return np.clip(np.asarray(base, dtype=np.int64) + rng.integers(-40, 41, size=3), 0, 255).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, colors: np.ndarray, painted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Blend uint8 [H, W, 3] colours over the image where `painted`, and draw `edges` solid."""
+    out = image.astype(np.float32)
+    out[painted] = (1 - OVERLAY_ALPHA) * out[painted] + OVERLAY_ALPHA * colors[painted].astype(np.float32)
+    out[edges] = colors[edges]
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def boundaries(label_map: np.ndarray) -> np.ndarray:
+    """Pixels whose right or lower neighbour carries another label."""
+    edges = np.zeros(label_map.shape, dtype=bool)
+    edges[:, :-1] |= label_map[:, :-1] != label_map[:, 1:]
+    edges[:-1, :] |= label_map[:-1, :] != label_map[1:, :]
+    return edges
+
+
+def semantic_overlay(image: np.ndarray, train_ids: np.ndarray, categories: Categories) -> np.ndarray:
+    palette = categories.palette(int(train_ids.max(initial=0)) + 1)
+    colors = palette[train_ids]
+    return overlay(image, colors, np.ones(train_ids.shape, dtype=bool), boundaries(train_ids))
+
+
+def panoptic_overlay(image: np.ndarray, id_map: np.ndarray, segments: Sequence[dict],
+                     categories: Categories) -> np.ndarray:
+    colors = np.zeros(image.shape, dtype=np.uint8)
+    for index, segment in enumerate(segments):
+        train_id = int(segment["category_id"])
+        base = categories.by_train_id(train_id).color
+        color = _instance_color(base, index) if segment.get("isthing") else np.asarray(base, dtype=np.uint8)
+        colors[id_map == int(segment["id"])] = color
+    return overlay(image, colors, id_map > 0, boundaries(id_map))
+
+
+def instance_overlay(image: np.ndarray, masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                     categories: Categories) -> np.ndarray:
+    """Instances scoring above `OVERLAY_INSTANCE_SCORE`, lowest score painted first."""
+    colors = np.zeros(image.shape, dtype=np.uint8)
+    owner = np.zeros(image.shape[:2], dtype=np.int64)
+    array = masks.cpu().numpy()
+    order = torch.argsort(scores).tolist()
+    for rank, i in enumerate(order, start=1):
+        train_id = int(labels[i])
+        if float(scores[i]) < OVERLAY_INSTANCE_SCORE or train_id not in categories.train_to_raw:
+            continue
+        colors[array[i]] = _instance_color(categories.by_train_id(train_id).color, i)
+        owner[array[i]] = rank
+    return overlay(image, colors, owner > 0, boundaries(owner))
+
+
+def write_jpeg(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, quality=92)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def categories_json(categories: Categories) -> list[dict]:
+    return [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in categories]
