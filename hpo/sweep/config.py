@@ -1,0 +1,497 @@
+"""Sweep configuration: YAML validated by our JSON Schema (`sweep_schema.json`), then by the rules a schema
+cannot express, into one frozen `SweepConfig`.
+
+Why two layers: the JSON Schema is the published, tool-readable contract (types, enums, ranges, unknown
+keys); the semantic rules (a PBT sweep needs Ray, a knob that does not apply to the chosen algorithm is an
+error rather than silently ignored) need the whole config. Every problem is reported at once, each naming
+the key, the value and what is allowed, with a did-you-mean for misspelt keys and values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+from hpo.errors import SweepConfigError
+from hpo.spec.yaml_io import SpecLoader
+
+SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
+
+SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid")
+SCHEDULER_ALGORITHMS = ("hyperband", "asha")
+PRUNER_TO_SCHEDULER = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
+
+# Which resolved schedulers / samplers each knob acts on; a knob set for anything else is an error.
+KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "grace_period": (("scheduler", ("median", "asha", "hyperband", "bohb")),),
+    "reduction_factor": (("scheduler", ("asha", "hyperband", "bohb")),),
+    "brackets": (("scheduler", ("asha",)),),
+    "population_size": (("scheduler", ("pbt",)),),
+    "perturbation_interval": (("scheduler", ("pbt",)),),
+    "quantile_fraction": (("scheduler", ("pbt",)),),
+    "resample_probability": (("scheduler", ("pbt",)),),
+    "perturbation_factor": (("scheduler", ("pbt",)),),
+    "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb")), ("scheduler", ("median",))),
+    "grid_points": (("sampler", ("grid",)),),
+}
+STORAGE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")
+
+
+@lru_cache(maxsize=1)
+def sweep_schema() -> dict[str, Any]:
+    """The sweep config JSON Schema (draft 2020-12)."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """The search algorithm, resolved to one sampler (who proposes) and one scheduler (who stops early).
+
+    `name` is what the user wrote; `sampler` is one of random|tpe|bayesian|cmaes|grid|bohb and `scheduler`
+    one of none|median|asha|hyperband|bohb|pbt, already mapped for the backend (Optuna runs `bohb` as TPE +
+    Hyperband pruner, its documented BOHB equivalent).
+    """
+
+    name: str
+    sampler: str
+    scheduler: str
+    max_trials: int
+    max_epochs: int | None
+    grace_period: int = 1
+    reduction_factor: int = 3
+    brackets: int = 1
+    population_size: int | None = None
+    perturbation_interval: int = 1
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
+    perturbation_factor: float = 1.2
+    n_startup_trials: int = 4
+    grid_points: int = 3
+    time_budget_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 1
+    gpus: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpaceConfig:
+    parameters: tuple[str, ...] | None = None
+    custom_param_ranges: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pinned: Mapping[str, Any] = field(default_factory=dict)
+    override_automl_disabled_params: bool = False
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    timeout_s: float | None = None
+    stop_grace_s: float = 120.0
+    max_consecutive_failures: int = 3
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetsConfig:
+    train: str | None = None
+    eval: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Read by `hpo.tracking`; the engine only passes it along."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+    registered_model_name: str | None = None
+    model_alias: str = "champion"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep config with every path absolute and every default filled in."""
+
+    name: str
+    skill_dir: Path | None
+    action: str
+    base_spec: Path | None
+    spec_overrides: tuple[str, ...]
+    datasets: DatasetsConfig
+    algorithm: AlgorithmConfig
+    metric: str
+    direction: str | None
+    backend: str
+    storage: str | None
+    workspace: Path
+    seed: int
+    resources: ResourcesConfig
+    search_space: SearchSpaceConfig
+    trial: TrialConfig
+    baseline_enabled: bool
+    baseline_timeout_s: float | None
+    tracking: TrackingConfig
+    promotion_enabled: bool
+    source: str = "<sweep config>"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.workspace / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-able data (written to the workspace's sweep.yaml)."""
+        return json.loads(json.dumps(self.raw, default=str))
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file; relative paths are taken relative to its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepConfigError(f"sweep config '{path}' does not exist or is not a file.")
+    try:
+        data = yaml.load(path.read_text(), Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SweepConfigError(f"sweep config '{path}' is not valid YAML{where}: {getattr(error, 'problem', error)}.") from None
+    return sweep_config_from_dict(data, base_dir=path.resolve().parent, source=str(path))
+
+
+def sweep_config_from_dict(data: Any, *, base_dir: Path, source: str = "<sweep config>") -> SweepConfig:
+    """Validate `data` (the parsed YAML) and build the config; raises one SweepConfigError listing every problem."""
+    if not isinstance(data, Mapping):
+        raise SweepConfigError(f"sweep config '{source}' must be a mapping of keys (name, algorithm, ...), got {type(data).__name__}.")
+    problems = schema_problems(data)
+    if problems:
+        raise_problems(problems, source)
+    problems = semantic_problems(data, base_dir)
+    if problems:
+        raise_problems(problems, source)
+    return _build(data, base_dir=base_dir, source=source)
+
+
+def raise_problems(problems: list[str], source: str) -> None:
+    if len(problems) == 1:
+        raise SweepConfigError(f"sweep config '{source}': {problems[0]}")
+    listed = "; ".join(f"({index}) {problem}" for index, problem in enumerate(problems, 1))
+    raise SweepConfigError(f"sweep config '{source}' has {len(problems)} problems: {listed}")
+
+
+# ---------------------------------------------------------------------------------------- schema errors
+
+
+def _path_text(path: Iterable[Any]) -> str:
+    parts = [str(part) if not isinstance(part, int) else f"[{part}]" for part in path]
+    return ".".join(parts).replace(".[", "[") or "<top level>"
+
+
+def _schema_at(schema: Mapping[str, Any], path: Iterable[Any]) -> Mapping[str, Any]:
+    node: Mapping[str, Any] = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{matches[0]}'?" if matches else ""
+
+
+def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> list[str]:
+    where = _path_text(error.absolute_path)
+    value = error.instance
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(_schema_at(schema, error.absolute_path).get("properties", {}))
+        unknown = sorted(set(value) - set(allowed)) if isinstance(value, Mapping) else []
+        prefix = "" if where == "<top level>" else f"{where}."
+        return [
+            f"unknown key '{prefix}{key}'; allowed keys here: {', '.join(allowed)}.{did_you_mean(key, allowed)}"
+            for key in unknown
+        ]
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        prefix = "" if where == "<top level>" else f"{where}."
+        return [f"missing required key '{prefix}{missing}'."]
+    if kind == "enum":
+        allowed = error.validator_value
+        return [
+            f"'{where}' = {value!r} is not allowed; allowed: {', '.join(map(str, allowed))}."
+            f"{did_you_mean(value, map(str, allowed)) if isinstance(value, str) else ''}"
+        ]
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return [f"'{where}' must be of type {expected}, got {value!r} ({type(value).__name__})."]
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        relation = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        return [f"'{where}' must be {relation} {error.validator_value}, got {value!r}."]
+    if kind == "pattern":
+        described = _schema_at(schema, error.absolute_path).get("description", "")
+        hint = f" ({described})" if described else ""
+        return [f"'{where}' = {value!r} does not match the pattern {error.validator_value!r}{hint}."]
+    if kind == "minLength":
+        return [f"'{where}' must not be empty."]
+    if kind == "uniqueItems":
+        return [f"'{where}' lists the same item twice: {value!r}."]
+    if kind == "oneOf":
+        described = _schema_at(schema, error.absolute_path).get("description", "")
+        return [f"'{where}' = {value!r} has the wrong form: {described}"]
+    if kind == "propertyNames":
+        return [f"'{where}' has a key that is not a dotted name: {value!r}."]
+    return [f"'{where}': {error.message}."]
+
+
+def schema_problems(data: Mapping[str, Any]) -> list[str]:
+    schema = sweep_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    problems: list[str] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.validator)):
+        problems.extend(_describe(error, schema))
+    return problems
+
+
+# -------------------------------------------------------------------------------------- semantic rules
+
+
+def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, str]:
+    """(sampler, scheduler) for what the user wrote; assumes the semantic checks passed."""
+    name = algorithm["name"]
+    if name in SAMPLERS:
+        return name, PRUNER_TO_SCHEDULER[algorithm.get("pruner", "none")]
+    if name in SCHEDULER_ALGORITHMS:
+        return algorithm.get("sampler", "random"), name
+    if name == "bohb":
+        return ("bohb", "bohb") if backend == "ray" else ("tpe", "hyperband")
+    if name == "pbt":
+        return "random", "pbt"
+    raise SweepConfigError(f"algorithm.name {name!r} is unknown.")
+
+
+def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
+    problems: list[str] = []
+    algorithm = data["algorithm"]
+    name = algorithm["name"]
+    backend = data.get("backend", "ray")
+    if name in SAMPLERS and "sampler" in algorithm:
+        problems.append(
+            f"'algorithm.sampler' only applies when algorithm.name is a scheduler ({', '.join(SCHEDULER_ALGORITHMS)}); "
+            f"algorithm.name {name!r} is itself the sampler. Remove algorithm.sampler."
+        )
+    if name not in SAMPLERS and "pruner" in algorithm:
+        problems.append(
+            f"'algorithm.pruner' only applies when algorithm.name is a sampler ({', '.join(SAMPLERS)}); "
+            f"{name!r} already decides early stopping. Remove algorithm.pruner."
+        )
+    if name == "pbt" and backend != "ray":
+        problems.append("algorithm 'pbt' needs backend 'ray' (Optuna has no population-based training); set backend: ray.")
+    if name == "bohb" and backend == "ray":
+        try:
+            import ConfigSpace  # noqa: F401
+            import hpbandster  # noqa: F401
+        except ImportError:
+            problems.append(
+                "algorithm 'bohb' on backend 'ray' needs the packages hpbandster and ConfigSpace "
+                "(pip install hpbandster ConfigSpace); or use backend: optuna, which runs BOHB as TPE + Hyperband pruner."
+            )
+    if problems:
+        return problems
+    sampler, scheduler = resolve_algorithm(algorithm, backend)
+    for knob, scopes in KNOB_SCOPE.items():
+        if knob in algorithm:
+            resolved = {"scheduler": scheduler, "sampler": sampler}
+            if not any(resolved[axis] in scope for axis, scope in scopes):
+                applies = " or ".join(f"{axis}s {', '.join(scope)}" for axis, scope in scopes)
+                problems.append(
+                    f"'algorithm.{knob}' = {algorithm[knob]!r} has no effect with algorithm {name!r} on backend "
+                    f"{backend!r} (sampler {sampler!r}, early stopping {scheduler!r}); it applies to {applies}. Remove it."
+                )
+    if sampler == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            problems.append("sampler 'cmaes' needs the package cmaes (pip install cmaes).")
+    max_epochs = algorithm.get("max_epochs")
+    grace = algorithm.get("grace_period")
+    if max_epochs is not None and grace is not None and grace > max_epochs:
+        problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial cannot be given more epochs than its budget.")
+    interval = algorithm.get("perturbation_interval")
+    if max_epochs is not None and interval is not None and interval >= max_epochs:
+        problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = {max_epochs}, or PBT never perturbs.")
+    population = algorithm.get("population_size")
+    if population is not None and "max_trials" in algorithm and population != algorithm["max_trials"]:
+        problems.append(
+            f"'algorithm.population_size' = {population} and 'algorithm.max_trials' = {algorithm['max_trials']} disagree: "
+            "a PBT population is its trial count; set only one of them."
+        )
+    resources = data.get("resources", {})
+    gpus_per_trial = resources.get("gpus_per_trial", 0)
+    if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: fractions are allowed only below 1 (GPU sharing); above 1 use a whole number.")
+    if gpus_per_trial and 0 < gpus_per_trial < 1 and not math.isclose(1 / gpus_per_trial, round(1 / gpus_per_trial), rel_tol=1e-6) and backend == "optuna":
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: on backend optuna a fraction must be 1/N (0.5, 0.25, ...) so trials pack evenly onto GPUs.")
+    total_gpus = resources.get("gpus")
+    if total_gpus is not None and gpus_per_trial > total_gpus:
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial} exceeds 'resources.gpus' = {total_gpus}: no trial could ever start.")
+    storage = data.get("storage")
+    if storage is not None:
+        if backend != "optuna":
+            problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the workspace (state/ray). Remove storage or set backend: optuna.")
+        elif not storage.startswith(STORAGE_SCHEMES):
+            problems.append(f"'storage' = {storage!r} is not a database URL; allowed: {', '.join(s + '...' for s in STORAGE_SCHEMES)}.")
+    direction = data.get("direction")
+    metric = data.get("metric", "kpi")
+    if direction == "maximize" and "loss" in metric.lower():
+        problems.append(f"'direction' = 'maximize' with metric {metric!r}: a loss is minimised. Set direction: minimize (or leave it out to infer it).")
+    for key, must_be in (("skill_dir", "folder"), ("base_spec", "file")):
+        value = data.get(key)
+        if value:
+            path = _absolute(value, base_dir)
+            ok = path.is_dir() if must_be == "folder" else path.is_file()
+            if not ok:
+                problems.append(f"'{key}' = {value!r} ({path}) is not an existing {must_be}.")
+    for split in ("train", "eval"):
+        value = data.get("datasets", {}).get(split)
+        if value and "://" not in value and not _absolute(value, base_dir).is_dir():
+            problems.append(f"'datasets.{split}' = {value!r} ({_absolute(value, base_dir)}) is not an existing folder.")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def _absolute(value: str, base_dir: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _overrides(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        return tuple(f"{key}={json.dumps(item)}" for key, item in value.items())
+    return tuple(value)
+
+
+def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConfig:
+    algorithm = dict(data["algorithm"])
+    backend = data.get("backend", "ray")
+    sampler, scheduler = resolve_algorithm(algorithm, backend)
+    max_trials = algorithm.get("population_size", algorithm.get("max_trials", 10))
+    algo = AlgorithmConfig(
+        name=algorithm["name"], sampler=sampler, scheduler=scheduler, max_trials=int(max_trials),
+        max_epochs=algorithm.get("max_epochs"),
+        grace_period=int(algorithm.get("grace_period", 1)),
+        reduction_factor=int(algorithm.get("reduction_factor", 3)),
+        brackets=int(algorithm.get("brackets", 1)),
+        population_size=int(max_trials) if scheduler == "pbt" else None,
+        perturbation_interval=int(algorithm.get("perturbation_interval", 1)),
+        quantile_fraction=float(algorithm.get("quantile_fraction", 0.25)),
+        resample_probability=float(algorithm.get("resample_probability", 0.25)),
+        perturbation_factor=float(algorithm.get("perturbation_factor", 1.2)),
+        n_startup_trials=int(algorithm.get("n_startup_trials", 4)),
+        grid_points=int(algorithm.get("grid_points", 3)),
+        time_budget_s=algorithm.get("time_budget_s"),
+    )
+    res = data.get("resources", {})
+    resources = ResourcesConfig(
+        cpus_per_trial=float(res.get("cpus_per_trial", 1)), gpus_per_trial=float(res.get("gpus_per_trial", 0)),
+        max_concurrent=int(res.get("max_concurrent", 1)), gpus=res.get("gpus"),
+    )
+    space = data.get("search_space", {})
+    search_space = SearchSpaceConfig(
+        parameters=tuple(space["parameters"]) if space.get("parameters") else None,
+        custom_param_ranges=dict(space.get("custom_param_ranges", {})),
+        pinned=dict(space.get("pinned", {})),
+        override_automl_disabled_params=bool(space.get("override_automl_disabled_params", False)),
+    )
+    trial = data.get("trial", {})
+    trial_config = TrialConfig(
+        timeout_s=trial.get("timeout_s"), stop_grace_s=float(trial.get("stop_grace_s", 120)),
+        max_consecutive_failures=int(trial.get("max_consecutive_failures", 3)),
+        env={str(k): str(v) for k, v in trial.get("env", {}).items()},
+    )
+    ds = data.get("datasets", {})
+
+    def dataset_root(value: str | None) -> str | None:
+        if not value:
+            return None
+        return value if "://" in value else str(_absolute(value, base_dir))
+
+    datasets = DatasetsConfig(train=dataset_root(ds.get("train")), eval=dataset_root(ds.get("eval")), type=ds.get("type"))
+    tracking_data = data.get("tracking", {})
+    tracking = TrackingConfig(
+        enabled=bool(tracking_data.get("enabled", True)), tracking_uri=tracking_data.get("tracking_uri"),
+        experiment_name=tracking_data.get("experiment_name"),
+        registered_model_name=tracking_data.get("registered_model_name"),
+        model_alias=tracking_data.get("model_alias", "champion"),
+    )
+    baseline = data.get("baseline", {})
+    skill_dir = _absolute(data["skill_dir"], base_dir) if data.get("skill_dir") else None
+    base_spec = _absolute(data["base_spec"], base_dir) if data.get("base_spec") else None
+    workspace = _absolute(data.get("workspace", "workspace"), base_dir)
+    raw = {
+        "name": data["name"], "skill_dir": str(skill_dir) if skill_dir else None, "action": data.get("action", "train"),
+        "base_spec": str(base_spec) if base_spec else None, "spec_overrides": list(_overrides(data.get("spec_overrides"))),
+        "datasets": {k: v for k, v in vars(datasets).items() if v is not None},
+        "algorithm": {k: v for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
+        | ({"sampler": algorithm["sampler"]} if "sampler" in algorithm else {})
+        | ({"pruner": algorithm["pruner"]} if "pruner" in algorithm else {}),
+        "metric": data.get("metric", "kpi"), "backend": backend, "storage": data.get("storage"),
+        "workspace": str(workspace), "seed": int(data.get("seed", 0)),
+        "resources": {k: v for k, v in vars(resources).items() if v is not None},
+        "search_space": {
+            "parameters": list(search_space.parameters) if search_space.parameters else None,
+            "custom_param_ranges": dict(search_space.custom_param_ranges), "pinned": dict(search_space.pinned),
+            "override_automl_disabled_params": search_space.override_automl_disabled_params,
+        },
+        "trial": {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in vars(trial_config).items()},
+        "baseline": {"enabled": bool(baseline.get("enabled", True)), "timeout_s": baseline.get("timeout_s")},
+        "tracking": dict(vars(tracking)), "promotion": {"enabled": bool(data.get("promotion", {}).get("enabled", True))},
+    }
+    # Keep only the keys the schema knows (pbt's population is stored as max_trials).
+    raw["algorithm"].pop("population_size", None)
+    for knob in KNOB_SCOPE:
+        if knob not in algorithm:
+            raw["algorithm"].pop(knob, None)
+    if data.get("direction"):
+        raw["direction"] = data["direction"]
+    if raw["storage"] is None:
+        del raw["storage"]
+    return SweepConfig(
+        name=data["name"], skill_dir=skill_dir, action=data.get("action", "train"), base_spec=base_spec,
+        spec_overrides=_overrides(data.get("spec_overrides")), datasets=datasets, algorithm=algo,
+        metric=data.get("metric", "kpi"), direction=data.get("direction"), backend=backend, storage=data.get("storage"),
+        workspace=workspace, seed=int(data.get("seed", 0)), resources=resources, search_space=search_space,
+        trial=trial_config, baseline_enabled=bool(baseline.get("enabled", True)),
+        baseline_timeout_s=baseline.get("timeout_s"), tracking=tracking,
+        promotion_enabled=bool(data.get("promotion", {}).get("enabled", True)), source=source, raw=raw,
+    )
+
+
+def resolve_metric(metric: str, direction: str | None, monitoring_metric: str) -> tuple[str, str]:
+    """(metric name, direction): `kpi` means the skill's monitoring metric; the direction is explicit, else
+    minimise only when the name contains 'loss' (mIoU, PQ, AP are maximised)."""
+    name = monitoring_metric if metric == "kpi" else metric
+    if direction is None:
+        direction = "minimize" if "loss" in name.lower() else "maximize"
+    return name, direction

@@ -1,0 +1,183 @@
+"""Everything a backend needs to run one sweep, resolved once in the driver: the skill, the base spec with
+its data sources, the compiled search space, the metric and its direction, the epoch budget, and how to
+turn sampled values into a trial's spec.
+
+The engine knows nothing Mask2Former-specific: which spec keys hold the results folder, the resume
+checkpoint, the pretrained model and the epoch count comes from the skill's `skill_info.yaml`
+(`spec_params` roles `output_dir`, `resume_model`, `ptm_if_no_resume_model`, `parent_model`, and the
+`num_epochs` shorthand).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from hpo.errors import SweepConfigError
+from hpo.skill import SkillDir
+from hpo.space import SearchSpace, compile_space
+from hpo.spec import dump_spec, get_dotted, resolve_data_sources, set_dotted, validate_spec
+from hpo.spec.loader import merge_spec
+from hpo.sweep.config import SweepConfig, resolve_metric
+from hpo.sweep.workspace import SweepWorkspace
+
+TRIAL_SPEC_FILE = "spec.yaml"
+
+
+@dataclass(frozen=True)
+class SpecKeys:
+    """Dotted spec keys with a role in the engine–trainer contract, read from skill_info.yaml."""
+
+    results_dir: str
+    resume: str
+    num_epochs: str
+    pretrained: str | None
+    eval_results_dir: str | None
+    eval_checkpoint: str | None
+
+
+def _role_key(params: Mapping[str, str], role: str) -> str | None:
+    for key, value in params.items():
+        if value == role:
+            return key
+    return None
+
+
+def spec_keys(skill: SkillDir) -> SpecKeys:
+    train = skill.spec_params("train")
+    evaluate = skill.spec_params("evaluate") if "evaluate" in skill.info.get("actions", {}) else {}
+    results_dir = _role_key(train, "output_dir")
+    resume = _role_key(train, "resume_model")
+    num_epochs = (skill.info.get("spec_shorthand_keys") or {}).get("num_epochs")
+    missing = [
+        what for what, value in (
+            ("spec_params.train.<key>: output_dir", results_dir), ("spec_params.train.<key>: resume_model", resume),
+            ("spec_shorthand_keys.num_epochs", num_epochs),
+        ) if not value
+    ]
+    if missing:
+        raise SweepConfigError(
+            f"skill '{skill.path}' cannot run sweeps: its references/skill_info.yaml lacks {', '.join(missing)}; the "
+            "engine needs them to give each trial its own results folder, its epoch budget and a resume checkpoint."
+        )
+    return SpecKeys(
+        results_dir=str(results_dir), resume=str(resume), num_epochs=str(num_epochs),
+        pretrained=_role_key(train, "ptm_if_no_resume_model"),
+        eval_results_dir=_role_key(evaluate, "output_dir"), eval_checkpoint=_role_key(evaluate, "parent_model"),
+    )
+
+
+def plain(value: Any) -> Any:
+    """Plain Python values (Ray and BOHB hand out numpy scalars, which YAML and JSON cannot write)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+@dataclass
+class SweepContext:
+    config: SweepConfig
+    workspace: SweepWorkspace
+    skill: SkillDir
+    metric: str
+    direction: str
+    base_spec: dict[str, Any]
+    space: SearchSpace
+    max_epochs: int
+    keys: SpecKeys
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worker_id(self) -> str:
+        """Identifies this driver's trials in a study shared by several workers (PostgreSQL)."""
+        return f"{socket.gethostname()}:{self.workspace.root.resolve()}"
+
+    @property
+    def gpus_per_trial(self) -> float:
+        return self.config.resources.gpus_per_trial
+
+    def trial_spec(self, params: Mapping[str, Any], trial_dir: Path, *, resume_from: Path | None = None) -> dict[str, Any]:
+        """The trial's full spec: base spec + sampled values + epoch budget + its own results folder (+ the
+        checkpoint to resume from). Validated against the train schema: a sampled combination the schema
+        rejects raises SpecError, which fails that trial with class 'spec'."""
+        spec = copy.deepcopy(self.base_spec)
+        for name, value in params.items():
+            set_dotted(spec, name, plain(value))
+        set_dotted(spec, self.keys.num_epochs, self.max_epochs)
+        set_dotted(spec, self.keys.results_dir, str(trial_dir))
+        set_dotted(spec, self.keys.resume, str(resume_from) if resume_from else "")
+        validate_spec(spec, "train", self.skill, source=str(trial_dir / TRIAL_SPEC_FILE))
+        return spec
+
+    def write_trial_spec(self, spec: Mapping[str, Any], trial_dir: Path) -> Path:
+        return dump_spec(dict(spec), trial_dir / TRIAL_SPEC_FILE)
+
+    def train_argv(self, spec_path: Path) -> tuple[str, ...]:
+        return tuple(self.skill.train_command(spec_path))
+
+    def trial_env(self, *, cuda_visible_devices: str | None) -> dict[str, str]:
+        """Variables for one trainer: its GPUs, thread counts matching its CPU share, unbuffered logs."""
+        threads = str(max(1, math.ceil(self.config.resources.cpus_per_trial)))
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
+        if cuda_visible_devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+        env.update(self.config.trial.env)
+        return env
+
+
+def build_base_spec(config: SweepConfig, skill: SkillDir, keys: SpecKeys, max_epochs: int | None = None) -> tuple[dict[str, Any], int]:
+    """(base spec with data sources resolved and the epoch budget set, epoch budget)."""
+    spec = merge_spec(config.base_spec, config.action, config.spec_overrides, skill)
+    if config.datasets.train or config.datasets.eval:
+        resolve_data_sources(
+            spec, skill, config.action, train_datasets=config.datasets.train, eval_dataset=config.datasets.eval,
+            dataset_type=config.datasets.type,
+        )
+    epochs = max_epochs or config.algorithm.max_epochs or get_dotted(spec, keys.num_epochs, None)
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise SweepConfigError(
+            f"the epoch budget of a trial is unknown: set algorithm.max_epochs, or '{keys.num_epochs}' in the base spec "
+            f"(it holds {epochs!r})."
+        )
+    set_dotted(spec, keys.num_epochs, epochs)
+    grace = config.algorithm.grace_period
+    if config.algorithm.scheduler in ("median", "asha", "hyperband", "bohb") and grace > epochs:
+        raise SweepConfigError(f"'algorithm.grace_period' = {grace} exceeds the trial epoch budget {epochs}.")
+    return spec, epochs
+
+
+def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSpace | None = None) -> SweepContext:
+    """Resolve skill, base spec, space, metric and budget; raises a UserError subclass on any mistake."""
+    skill = SkillDir(config.skill_dir)
+    keys = spec_keys(skill)
+    base_spec, max_epochs = build_base_spec(config, skill, keys)
+    workspace = SweepWorkspace(config.sweep_dir)
+    probe = copy.deepcopy(base_spec)
+    set_dotted(probe, keys.results_dir, str(workspace.trials_dir / "probe"))
+    validate_spec(probe, config.action, skill, source=str(config.base_spec or f"<{config.action} template>"))
+    if space is None:
+        space = compile_space(
+            skill.schema(config.action), selection=config.search_space.parameters,
+            custom_param_ranges=config.search_space.custom_param_ranges or None,
+            pinned=config.search_space.pinned or None,
+            override_automl_disabled_params=config.search_space.override_automl_disabled_params,
+        )
+    if not space.parameters:
+        raise SweepConfigError("the search space is empty: no AutoML parameter was selected (search_space.parameters).")
+    metric, direction = resolve_metric(config.metric, config.direction, skill.monitoring_metric)
+    return SweepContext(
+        config=config, workspace=workspace, skill=skill, metric=metric, direction=direction, base_spec=base_spec,
+        space=space, max_epochs=max_epochs, keys=keys, resumed=resumed,
+    )

@@ -1,0 +1,177 @@
+"""The sweep driver: lock the workspace, record the resolved config and space, evaluate the baseline, run the
+backend, write summary.json, hand the result to promotion, release the lock.
+
+`run_sweep(config)` starts a sweep; `resume_sweep(sweep_dir)` continues one from its workspace (the config
+and the compiled space are read back from sweep.yaml / space.yaml, so a resumed sweep searches exactly the
+same space even if the skill's schema changed meanwhile). Both return the summary.json object and raise
+`SweepFailedError` when the sweep stopped because every trial failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from hpo.errors import SweepConfigError, UserError
+from hpo.space import SearchSpace
+from hpo.sweep.baseline import run_baseline
+from hpo.sweep.config import SweepConfig, load_sweep_config
+from hpo.sweep.context import SweepContext, prepare_sweep
+from hpo.sweep.guard import ALL_FAILED, INTERRUPTED, SweepGuard
+from hpo.sweep.observer import ObserverHub, SweepObserver
+from hpo.sweep.summary import write_summary
+from hpo.sweep.workspace import DriverLock, SweepWorkspace, atomic_write_text, find_sweep_dir
+from hpo.trials.record import load_records
+
+log = logging.getLogger(__name__)
+
+
+class SweepFailedError(UserError):
+    """Every trial of the sweep failed (or one failed on the shared dataset); the message says why."""
+
+    exit_code = 9
+
+
+class SweepInterrupted(UserError):
+    exit_code = 130
+
+
+def make_backend(ctx: SweepContext, observers: ObserverHub, guard: SweepGuard, planned: Sequence[Mapping[str, Any]]) -> Any:
+    if ctx.config.backend == "optuna":
+        from hpo.backends.optuna_backend import OptunaBackend
+
+        return OptunaBackend(ctx, observers, guard, planned=planned)
+    from hpo.backends.ray_backend import RayBackend
+
+    return RayBackend(ctx, observers, guard, planned=planned)
+
+
+def default_observers(ctx: SweepContext) -> list[SweepObserver]:
+    """The tracker from `hpo.tracking` when it is installed and enabled (MLflow parent/child runs)."""
+    if not ctx.config.tracking.enabled:
+        return []
+    try:
+        from hpo.tracking import make_sweep_observer  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    observer = make_sweep_observer(ctx)
+    return [observer] if observer is not None else []
+
+
+def _install_signal_handlers(on_signal: Any) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, on_signal)
+    return previous
+
+
+def _restore_signal_handlers(previous: Mapping[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _promote(ctx: SweepContext, summary: Mapping[str, Any]) -> str | None:
+    if not ctx.config.promotion_enabled or not summary.get("best"):
+        return None
+    try:
+        from hpo.promotion import promote  # type: ignore[attr-defined]
+    except ImportError:
+        return "promotion skipped: hpo.promotion is not installed"
+    promote(ctx.workspace.root)
+    return None
+
+
+def execute(
+    ctx: SweepContext,
+    *,
+    observers: Iterable[SweepObserver] = (),
+    planned: Sequence[Mapping[str, Any]] = (),
+    use_default_observers: bool = True,
+) -> dict[str, Any]:
+    """Run (or continue) the sweep described by `ctx`; the caller has written sweep.yaml/space.yaml."""
+    workspace = ctx.workspace.create()
+    lock = DriverLock(workspace.lock_file).acquire()
+    try:
+        if lock.stale_holder:
+            ctx.notes.append(f"took over the lock of driver pid {lock.stale_holder.get('pid')}, which died without releasing it")
+        hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *observers])
+        guard = SweepGuard(max_consecutive_failures=ctx.config.trial.max_consecutive_failures,
+                           time_budget_s=ctx.config.algorithm.time_budget_s)
+        guard.seed_history(load_records(workspace.trials_dir))
+        run_baseline(ctx)
+        backend = make_backend(ctx, hub, guard, planned)
+
+        def on_signal(signum: int, frame: Any) -> None:
+            guard.interrupt()
+            backend.stop()
+
+        previous = _install_signal_handlers(on_signal)
+        write_summary(ctx, status="running")
+        hub.sweep_started(ctx)
+        try:
+            backend.run()
+        finally:
+            _restore_signal_handlers(previous)
+            guard.check_time()
+            status = "finished" if guard.reason is None else "stopped"
+            summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
+            hub.sweep_finished(summary)
+        note = _promote(ctx, summary)
+        if note:
+            ctx.notes.append(note)
+    finally:
+        lock.release()
+    if guard.reason == ALL_FAILED:
+        raise SweepFailedError(guard.message or "every trial failed")
+    if guard.reason == INTERRUPTED:
+        raise SweepInterrupted(guard.message or "interrupted")
+    return summary
+
+
+def start_workspace(ctx: SweepContext) -> None:
+    """Record the resolved config and the compiled space; refuse to start over an existing sweep."""
+    workspace = ctx.workspace
+    if workspace.sweep_file.is_file() and workspace.trial_ids():
+        raise SweepConfigError(
+            f"sweep folder '{workspace.root}' already holds a sweep with {len(workspace.trial_ids())} trial(s); continue it "
+            f"with `hpo resume {workspace.root}`, or give this sweep another name."
+        )
+    workspace.create()
+    atomic_write_text(workspace.sweep_file, yaml.safe_dump(ctx.config.to_dict(), sort_keys=False))
+    atomic_write_text(workspace.space_file, ctx.space.to_yaml())
+
+
+def run_sweep(config: SweepConfig | str | Path, *, observers: Iterable[SweepObserver] = (),
+              planned: Sequence[Mapping[str, Any]] = (), use_default_observers: bool = True) -> dict[str, Any]:
+    if not isinstance(config, SweepConfig):
+        config = load_sweep_config(config)
+    ctx = prepare_sweep(config)
+    start_workspace(ctx)
+    return execute(ctx, observers=observers, planned=planned, use_default_observers=use_default_observers)
+
+
+def load_workspace_context(sweep_dir: str | Path, *, name: str | None = None) -> SweepContext:
+    """The context of an existing sweep, from its sweep.yaml and space.yaml."""
+    root = find_sweep_dir(sweep_dir, name)
+    workspace = SweepWorkspace(root)
+    config = load_sweep_config(workspace.sweep_file)
+    if config.sweep_dir.resolve() != root.resolve():
+        # The workspace was moved: its own location wins over the recorded one.
+        from dataclasses import replace
+
+        config = replace(config, workspace=root.parent.resolve(), name=root.name)
+    space = SearchSpace.from_yaml(workspace.space_file.read_text()) if workspace.space_file.is_file() else None
+    return prepare_sweep(config, resumed=True, space=space)
+
+
+def resume_sweep(sweep_dir: str | Path, *, name: str | None = None, observers: Iterable[SweepObserver] = (),
+                 use_default_observers: bool = True) -> dict[str, Any]:
+    ctx = load_workspace_context(sweep_dir, name=name)
+    return execute(ctx, observers=observers, use_default_observers=use_default_observers)

@@ -1,0 +1,61 @@
+"""`summary.json`: one object with every trial (its trial.json), the best trial and the baseline.
+
+Rebuilt from the trial folders (not from backend state) so it always agrees with trial.json files, also
+after a resume, and includes trials a crashed driver's backend never recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Mapping
+
+from hpo.sweep.workspace import atomic_write_json
+from hpo.trials.record import best_trial, load_records, now_iso
+
+if TYPE_CHECKING:
+    from hpo.sweep.context import SweepContext
+
+
+def build_summary(
+    ctx: "SweepContext",
+    *,
+    status: str = "running",
+    stop_reason: str | None = None,
+    message: str | None = None,
+) -> dict[str, Any]:
+    records = load_records(ctx.workspace.trials_dir)
+    best = best_trial(records, ctx.direction)
+    best_entry = None
+    if best is not None and best.best is not None:
+        checkpoint = best.best.get("checkpoint")
+        best_entry = {
+            "trial_id": best.trial_id, "epoch": best.best["epoch"], "step": best.best.get("step"),
+            "metric": best.best["metric"],
+            "checkpoint": f"trials/{best.trial_id}/{checkpoint}" if checkpoint else None,
+            "params": dict(best.params),
+        }
+    baseline = None
+    baseline_file = ctx.workspace.baseline_dir / "baseline.json"
+    if baseline_file.is_file():
+        baseline = json.loads(baseline_file.read_text())
+    algorithm = ctx.config.algorithm
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.state] = counts.get(record.state, 0) + 1
+    return {
+        "sweep": ctx.config.name, "metric": ctx.metric, "direction": ctx.direction, "algorithm": algorithm.name,
+        "backend": ctx.config.backend, "sampler": algorithm.sampler, "scheduler": algorithm.scheduler,
+        "max_trials": algorithm.max_trials, "max_epochs": ctx.max_epochs, "status": status,
+        "stop_reason": stop_reason, "message": message, "counts": counts, "updated_at": now_iso(),
+        "trials": [record.to_dict() for record in records], "best": best_entry, "baseline": baseline,
+    }
+
+
+def write_summary(ctx: "SweepContext", **kwargs: Any) -> dict[str, Any]:
+    summary = build_summary(ctx, **kwargs)
+    atomic_write_json(ctx.workspace.summary_file, summary)
+    return summary
+
+
+def read_summary(path: Any) -> Mapping[str, Any]:
+    return json.loads(path.read_text())

@@ -1,0 +1,196 @@
+"""A stand-in trainer honouring the engine–trainer contract (DESIGN.md §3) in milliseconds per epoch.
+
+`fixture_trainer.py train -e SPEC [a.b=value ...]` reads the spec YAML, "trains" for `train.num_epochs`
+epochs and writes into `results_dir` exactly what the real trainer writes: status.json lines (STARTED,
+one RUNNING validation line per epoch with kpi {mIoU, pixel_acc, val_loss, train_loss, lr}, SUCCESS or a
+FAILURE line with error_class), checkpoints `model_epoch_{e:03d}_step_{s:05d}.pth` written BEFORE the
+epoch's status line, and the `mask2former_model_latest.pth` link. It honours SIGTERM (checkpoint, status
+line, exit 0), `EARLY_STOP_EPOCH`, and `train.resume_training_checkpoint_path` (continues with the next
+epoch and the checkpoint's accumulated progress, so an exploited PBT trial inherits its donor's quality).
+
+The learning curve is a formula of the params: per-epoch progress q(lr, weight_decay, width, activation),
+mIoU = 1 - exp(-progress / 3). Best lr is near 10^-2.5.
+
+Every epoch trained is appended to `epochs_run.txt` so tests can prove no epoch was trained twice.
+
+Fault injection (spec section `fixture`): fail = crash | oom | data | bad_spec | hang | kill, at
+`fail_at_epoch` (default 1), only when `train.optim.lr` > `fail_if_lr_above` if that is set.
+`evaluate -e SPEC` reports the mIoU stored in `evaluate.checkpoint` (the baseline path).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+STOP = {"requested": False}
+
+
+def on_sigterm(signum, frame):  # noqa: ANN001
+    STOP["requested"] = True
+
+
+def get(spec: dict, dotted: str, default=None):  # noqa: ANN001
+    node = spec
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(spec: dict, dotted: str, value) -> None:  # noqa: ANN001
+    parts = dotted.split(".")
+    node = spec
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+class Status:
+    def __init__(self, results_dir: Path, max_epoch: int) -> None:
+        self.path = results_dir / "status.json"
+        self.max_epoch = max_epoch
+
+    def write(self, status: str, message: str, *, epoch=None, step=None, kpi=None, error_class=None, verbosity="INFO"):  # noqa: ANN001
+        now = dt.datetime.now()
+        record = {
+            "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H:%M:%S"), "status": status,
+            "verbosity": verbosity, "message": message, "epoch": epoch, "max_epoch": self.max_epoch, "step": step,
+            "time_per_epoch": 0.01, "eta": 0.0, "kpi": kpi or {},
+        }
+        if error_class:
+            record["error_class"] = error_class
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+
+
+def quality(spec: dict) -> float:
+    lr = float(get(spec, "train.optim.lr", 1e-3))
+    weight_decay = float(get(spec, "train.optim.weight_decay", 0.0))
+    width = float(get(spec, "model.width", 32))
+    activation = get(spec, "model.activation", "relu")
+    bonus = {"relu": 1.0, "gelu": 1.1, "silu": 1.05}.get(activation, 1.0)
+    return math.exp(-((math.log10(lr) + 2.5) ** 2) / 1.5) * (1.0 - 0.5 * weight_decay) * bonus * (width / 64.0) ** 0.1
+
+
+def save_checkpoint(results_dir: Path, epoch: int, step: int, progress: float, spec: dict) -> str:
+    name = f"model_epoch_{epoch:03d}_step_{step:05d}.pth"
+    temporary = results_dir / f".{name}.tmp"
+    temporary.write_text(json.dumps({"epoch": epoch, "step": step, "progress": progress, "spec": spec}))
+    os.replace(temporary, results_dir / name)
+    link = results_dir / "mask2former_model_latest.pth"
+    tmp_link = results_dir / ".latest.tmp"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    os.symlink(name, tmp_link)
+    os.replace(tmp_link, link)
+    return name
+
+
+def fail(status: Status, mode: str, epoch: int, step: int) -> None:
+    if mode == "crash":
+        status.write("FAILURE", "fixture crash: something broke inside training", epoch=epoch, step=step,
+                     error_class="internal", verbosity="ERROR")
+        print("Traceback (most recent call last):\nRuntimeError: fixture crash", file=sys.stderr)
+        sys.exit(1)
+    if mode == "oom":
+        status.write("FAILURE", "CUDA out of memory. Tried to allocate 2.00 GiB", epoch=epoch, step=step,
+                     error_class="oom", verbosity="ERROR")
+        sys.exit(10)
+    if mode == "data":
+        status.write("FAILURE", "dataset annotations.json is missing", epoch=epoch, step=step,
+                     error_class="data", verbosity="ERROR")
+        sys.exit(6)
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "hang":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+
+
+def train(spec: dict) -> int:
+    results_dir = Path(spec["results_dir"])
+    results_dir.mkdir(parents=True, exist_ok=True)
+    max_epoch = int(get(spec, "train.num_epochs", 3))
+    status = Status(results_dir, max_epoch)
+    fixture = spec.get("fixture") or {}
+    mode = fixture.get("fail", "none")
+    threshold = fixture.get("fail_if_lr_above")
+    if threshold is not None and float(get(spec, "train.optim.lr", 0)) <= float(threshold):
+        mode = "none"
+    if mode == "bad_spec":
+        status.write("FAILURE", "'train.optim.lr' = -1 must be > 0", error_class="spec", verbosity="ERROR")
+        return 3
+    steps_per_epoch = int(fixture.get("steps_per_epoch", 4))
+    sleep_s = float(fixture.get("sleep_s", 0.02))
+    early_stop = os.environ.get("EARLY_STOP_EPOCH", "").strip()
+    early_stop_epoch = int(early_stop) if early_stop else None
+    start_epoch, progress = 0, 0.0
+    resume = get(spec, "train.resume_training_checkpoint_path", "")
+    if resume:
+        state = json.loads(Path(resume).read_text())
+        start_epoch, progress = int(state["epoch"]), float(state["progress"])
+    step = start_epoch * steps_per_epoch
+    status.write("STARTED", f"Starting training at epoch {start_epoch}", epoch=start_epoch, step=step)
+    q = quality(spec)
+    lr = float(get(spec, "train.optim.lr", 1e-3))
+    for epoch in range(start_epoch + 1, max_epoch + 1):
+        if mode != "none" and epoch == int(fixture.get("fail_at_epoch", 1)):
+            fail(status, mode, epoch - 1, step)
+        for _ in range(steps_per_epoch):
+            time.sleep(sleep_s / steps_per_epoch)
+            step += 1
+            progress += q / steps_per_epoch
+            if STOP["requested"]:
+                name = save_checkpoint(results_dir, epoch - 1, step, progress, spec)
+                status.write("RUNNING", f"Stopped by SIGTERM during epoch {epoch}; checkpoint {name}", epoch=epoch - 1, step=step)
+                return 0
+        with open(results_dir / "epochs_run.txt", "a", encoding="utf-8") as handle:
+            handle.write(f"{epoch}\n")
+        miou = 1.0 - math.exp(-progress / 3.0)
+        save_checkpoint(results_dir, epoch, step, progress, spec)
+        kpi = {"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou, "train_loss": 2.2 - miou, "lr": lr}
+        status.write("RUNNING", f"Epoch {epoch}/{max_epoch} finished and validated", epoch=epoch, step=step, kpi=kpi)
+        if STOP["requested"] or (early_stop_epoch is not None and epoch >= early_stop_epoch and epoch < max_epoch):
+            return 0
+    status.write("SUCCESS", "Training finished", epoch=max_epoch, step=step)
+    return 0
+
+
+def evaluate(spec: dict) -> int:
+    results_dir = Path(spec["results_dir"])
+    results_dir.mkdir(parents=True, exist_ok=True)
+    status = Status(results_dir, None)
+    checkpoint = get(spec, "evaluate.checkpoint", "")
+    state = json.loads(Path(checkpoint).read_text())
+    miou = 1.0 - math.exp(-float(state["progress"]) / 3.0)
+    status.write("SUCCESS", "Evaluation finished", kpi={"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou})
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, on_sigterm)
+    action, flag, spec_path, *overrides = argv
+    if flag != "-e":
+        print(f"usage: fixture_trainer.py ACTION -e SPEC, got {argv}", file=sys.stderr)
+        return 2
+    spec = yaml.safe_load(Path(spec_path).read_text())
+    for text in overrides:
+        key, _, value = text.partition("=")
+        set_dotted(spec, key, yaml.safe_load(value))
+    return train(spec) if action == "train" else evaluate(spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
