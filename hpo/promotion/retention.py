@@ -1,0 +1,91 @@
+"""Checkpoint retention after a sweep: keep what can still be used, delete the rest.
+
+A sweep of N trials x E epochs writes N x E checkpoints of hundreds of MB each. What stays:
+- every finished trial's best epoch (the one promotion or a later `--trial` promotion would pick);
+- a paused trial's best epoch and its newest checkpoint (the one it resumes from);
+- a trial that is still running keeps everything;
+- a finished trial with no validated metric keeps its newest checkpoint (the only evidence of how far it got);
+- the promoted checkpoint, always, and any path the caller protects.
+`keep_all_checkpoints: true` keeps everything. The `mask2former_model_latest.pth` symlink is pointed at the
+newest checkpoint that is left (or removed when none is), so it never dangles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from hpo.promotion.selection import best_epoch, checkpoint_files
+
+LATEST_LINK = "mask2former_model_latest.pth"
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionReport:
+    deleted: tuple[Path, ...]
+    kept: tuple[Path, ...]
+    freed_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deleted": [str(p) for p in self.deleted], "kept": [str(p) for p in self.kept],
+                "freed_bytes": self.freed_bytes}
+
+
+def apply_retention(sweep_dir: Path, trials: Iterable[Mapping[str, Any]], *, metric: str, direction: str,
+                    protected: Iterable[Path] = (), keep_all: bool = False) -> RetentionReport:
+    """Delete the checkpoints no one needs any more (nothing when `keep_all`)."""
+    keep_paths = {_identity(path) for path in protected if Path(path).exists()}
+    deleted: list[Path] = []
+    kept: list[Path] = []
+    freed = 0
+    for trial in trials:
+        trial_dir = sweep_dir / "trials" / str(trial.get("trial_id"))
+        checkpoints = checkpoint_files(trial_dir)
+        if not checkpoints:
+            continue
+        needed = set(checkpoints.values()) if keep_all else _needed(trial, trial_dir, checkpoints, metric, direction)
+        for path in sorted(checkpoints.values()):
+            if path in needed or _identity(path) in keep_paths:
+                kept.append(path)
+                continue
+            size = path.stat().st_size
+            path.unlink()
+            deleted.append(path)
+            freed += size
+        _repoint_latest(trial_dir)
+    return RetentionReport(tuple(deleted), tuple(kept), freed)
+
+
+def _needed(trial: Mapping[str, Any], trial_dir: Path, checkpoints: Mapping[int, Path], metric: str,
+            direction: str) -> set[Path]:
+    state = str(trial.get("state"))
+    if state not in ("COMPLETED", "PRUNED", "FAILED", "PAUSED"):
+        return set(checkpoints.values())  # running (or unknown): the trainer may still need any of them
+    needed: set[Path] = set()
+    best = best_epoch(trial, trial_dir, metric, direction)
+    if best is not None:
+        needed.add(best.checkpoint)
+    if state == "PAUSED" or best is None:
+        needed.add(checkpoints[max(checkpoints)])
+    return needed
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """(device, inode): a hard link in best/ and its source in the trial folder are the same file."""
+    stat = Path(path).stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _repoint_latest(trial_dir: Path) -> None:
+    link = trial_dir / LATEST_LINK
+    if not link.is_symlink() and not link.exists():
+        return
+    remaining = checkpoint_files(trial_dir)
+    if link.is_symlink() and link.exists() and Path(os.readlink(link)).name in {p.name for p in remaining.values()}:
+        return
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    if remaining:
+        link.symlink_to(remaining[max(remaining)].name)

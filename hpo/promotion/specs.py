@@ -1,0 +1,191 @@
+"""The specs handed off with a promoted checkpoint: export, evaluate, and the deploy trio
+(gen_trt_engine, TensorRT evaluate, TensorRT inference).
+
+Each spec is the winning train spec (so every structural setting the downstream action needs travels with
+it: `model.mode`, `model.sem_seg_head.num_classes`, `dataset.contiguous_id`, the data sections) merged onto
+the skill's template for that action, with the action's inputs and outputs pointed at `best/`:
+
+    best/model_epoch_XXX_step_XXXXX.pth   <- export.checkpoint, evaluate.checkpoint
+    best/mask2former.onnx                  <- export.onnx_file (written by export), gen_trt_engine.onnx_file
+    best/deploy/mask2former.engine         <- gen_trt_engine.trt_engine, TensorRT evaluate/inference
+    best/export, best/evaluate, best/deploy/...  results_dir of each action
+
+Deploy specs follow the shape of TAO's `spec_template_deploy_*.yaml`; when the skill ships its own deploy
+templates they are the base, so the result validates against the skill's schemas as well. Everything is
+plain YAML dicts: the engine never imports the trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, Collection, Mapping
+
+from hpo.promotion.selection import PromotionError
+from hpo.spec import deep_merge, get_dotted, set_dotted
+
+ONNX_NAME = "mask2former.onnx"
+ENGINE_NAME = "mask2former.engine"
+EXPORT_SHAPE = (960, 544)  # (width, height): the export input TAO's Mask2Former deploy path is built for
+CARRIED = ("model.mode", "model.sem_seg_head.num_classes", "dataset.contiguous_id")
+_ACTION_SECTIONS = ("export", "evaluate", "inference", "gen_trt_engine", "quantize")
+
+
+@dataclasses.dataclass(frozen=True)
+class HandoffSpecs:
+    """Every spec written into best/ (None for actions the skill does not offer)."""
+
+    train: dict[str, Any]
+    export: dict[str, Any] | None
+    evaluate: dict[str, Any] | None
+    deploy_gen_trt_engine: dict[str, Any] | None
+    deploy_evaluate: dict[str, Any] | None
+    deploy_inference: dict[str, Any] | None
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        named = {
+            "train_spec.yaml": self.train,
+            "export_spec.yaml": self.export,
+            "evaluate_spec.yaml": self.evaluate,
+            "deploy_gen_trt_engine_spec.yaml": self.deploy_gen_trt_engine,
+            "deploy_evaluate_spec.yaml": self.deploy_evaluate,
+            "deploy_inference_spec.yaml": self.deploy_inference,
+        }
+        return {name: spec for name, spec in named.items() if spec is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class HandoffPaths:
+    """Where each action reads and writes, all absolute."""
+
+    best_dir: Path
+    checkpoint: Path
+
+    @property
+    def onnx_file(self) -> Path:
+        return self.best_dir / ONNX_NAME
+
+    @property
+    def export_dir(self) -> Path:
+        return self.best_dir / "export"
+
+    @property
+    def evaluate_dir(self) -> Path:
+        return self.best_dir / "evaluate"
+
+    @property
+    def deploy_dir(self) -> Path:
+        return self.best_dir / "deploy"
+
+    @property
+    def trt_engine(self) -> Path:
+        return self.deploy_dir / ENGINE_NAME
+
+
+def build_handoff_specs(train_spec: Mapping[str, Any], paths: HandoffPaths, *,
+                        templates: Mapping[str, Mapping[str, Any]],
+                        actions: Collection[str] = ("export", "evaluate")) -> HandoffSpecs:
+    """The handoff specs for the winning `train_spec`.
+
+    `templates` maps an action (`export`, `evaluate`, `deploy_<action>`) to the skill's template; `actions`
+    are the skill's actions: no export action, no export or deploy specs (a skill that cannot export cannot
+    deploy either); no evaluate action, no evaluate spec.
+    """
+    common = {key: copy.deepcopy(value) for key, value in train_spec.items() if key not in _ACTION_SECTIONS}
+    export = evaluate = gen_engine = deploy_evaluate = deploy_inference = None
+    if "export" in actions:
+        _check_carried(train_spec, templates.get("export"))
+        export = deep_merge(templates.get("export") or {}, common)
+        export["results_dir"] = str(paths.export_dir)
+        width, height = _export_shape(train_spec, templates.get("export") or {})
+        for dotted, value in (
+            ("export.results_dir", str(paths.export_dir)),
+            ("export.checkpoint", str(paths.checkpoint)),
+            ("export.onnx_file", str(paths.onnx_file)),
+            ("export.input_width", width),
+            ("export.input_height", height),
+        ):
+            set_dotted(export, dotted, value)
+        export["export"].setdefault("input_channel", 3)
+        gen_engine = _deploy_gen_trt_engine(paths, templates.get("deploy_gen_trt_engine"), common)
+        deploy_evaluate = _deploy_trt_action(train_spec, paths, "evaluate", templates.get("deploy_evaluate"), common)
+        deploy_inference = _deploy_trt_action(train_spec, paths, "inference", templates.get("deploy_inference"), common)
+    if "evaluate" in actions:
+        evaluate = deep_merge(templates.get("evaluate") or {}, common)
+        evaluate["results_dir"] = str(paths.evaluate_dir)
+        set_dotted(evaluate, "evaluate.checkpoint", str(paths.checkpoint))
+        set_dotted(evaluate, "evaluate.results_dir", str(paths.evaluate_dir))
+        if "trt_engine" in (evaluate.get("evaluate") or {}) or "export" in actions:
+            set_dotted(evaluate, "evaluate.trt_engine", "")  # PyTorch evaluation of the checkpoint, not TensorRT
+    return HandoffSpecs(train=copy.deepcopy(dict(train_spec)), export=export, evaluate=evaluate,
+                        deploy_gen_trt_engine=gen_engine, deploy_evaluate=deploy_evaluate,
+                        deploy_inference=deploy_inference)
+
+
+def _check_carried(train_spec: Mapping[str, Any], template: Mapping[str, Any] | None) -> None:
+    """Export and deploy need the structural settings; a template that has them says the skill uses them."""
+    for dotted in CARRIED:
+        if template and get_dotted(template, dotted, None) is None:
+            continue
+        if get_dotted(train_spec, dotted, None) is None:
+            raise PromotionError(
+                f"the winning trial's spec has no '{dotted}'; export and deploy need it carried over. "
+                "The trial's spec.yaml must be the full resolved spec."
+            )
+
+
+def _export_shape(train_spec: Mapping[str, Any], template: Mapping[str, Any]) -> tuple[int, int]:
+    """The export input size: the spec's own export section if it has one, else 960x544."""
+    width = get_dotted(train_spec, "export.input_width", None) or get_dotted(template, "export.input_width", None)
+    height = get_dotted(train_spec, "export.input_height", None) or get_dotted(template, "export.input_height", None)
+    return int(width or EXPORT_SHAPE[0]), int(height or EXPORT_SHAPE[1])
+
+
+def _deploy_gen_trt_engine(paths: HandoffPaths, template: Mapping[str, Any] | None,
+                           common: Mapping[str, Any]) -> dict[str, Any]:
+    if template:
+        spec = deep_merge(template, common)
+    else:
+        spec = {"gen_trt_engine": {"gpu_id": 0, "tensorrt": {"data_type": "fp16", "workspace_size": 1024,
+                                                            "min_batch_size": 1, "opt_batch_size": 1,
+                                                            "max_batch_size": 1}}}
+    spec["results_dir"] = str(paths.deploy_dir)
+    set_dotted(spec, "gen_trt_engine.results_dir", str(paths.deploy_dir))
+    set_dotted(spec, "gen_trt_engine.onnx_file", str(paths.onnx_file))
+    set_dotted(spec, "gen_trt_engine.trt_engine", str(paths.trt_engine))
+    return spec
+
+
+def _deploy_trt_action(train_spec: Mapping[str, Any], paths: HandoffPaths, action: str,
+                       template: Mapping[str, Any] | None, common: Mapping[str, Any]) -> dict[str, Any]:
+    """TensorRT evaluate/inference: TAO's deploy shape (data, the model settings post-processing needs)."""
+    results_dir = paths.deploy_dir / action
+    if template:
+        spec = deep_merge(template, common)
+    else:
+        dataset = train_spec.get("dataset") or {}
+        model = train_spec.get("model") or {}
+        head = model.get("sem_seg_head") or {}
+        spec = {
+            "dataset": {
+                "label_map": dataset.get("label_map", ""),
+                "contiguous_id": dataset.get("contiguous_id"),
+                "val": copy.deepcopy(dataset.get("val") or {}),
+                "test": copy.deepcopy(dataset.get("test") or {}),
+            },
+            "model": {
+                "mode": model.get("mode"),
+                "object_mask_threshold": model.get("object_mask_threshold"),
+                "overlap_threshold": model.get("overlap_threshold"),
+                "sem_seg_head": {"norm": head.get("norm"), "num_classes": head.get("num_classes")},
+            },
+        }
+    spec["results_dir"] = str(results_dir)
+    for split in ("val", "test"):
+        if isinstance(spec.get("dataset", {}).get(split), dict):
+            spec["dataset"][split]["batch_size"] = 1  # TensorRT engines are built for batch 1 (see gen spec)
+    for section in ("evaluate", "inference"):
+        set_dotted(spec, f"{section}.trt_engine", str(paths.trt_engine))
+    set_dotted(spec, f"{action}.results_dir", str(results_dir))
+    return spec

@@ -1,0 +1,18 @@
+"""MLflow tracking of sweeps: a journaled tracker that survives server outages, the sweep observer that
+logs parent/child runs from the engine's events, plots, and cross-sweep comparison.
+
+    from hpo.tracking import MlflowObserver, Tracker, TrackingSettings
+    observer = MlflowObserver(sweep_dir)          # pass to the engine; settings from sweep.yaml `tracking:`
+"""
+
+from hpo.tracking.journal import Journal
+from hpo.tracking.observer import MlflowObserver, log_sweep_from_files, trial_key
+from hpo.tracking.redaction import REDACTED, Redactor, is_secret_key
+from hpo.tracking.replay import FlushResult
+from hpo.tracking.settings import TrackingSettings
+from hpo.tracking.tracker import Tracker
+
+__all__ = [
+    "REDACTED", "FlushResult", "Journal", "MlflowObserver", "Redactor", "Tracker", "TrackingSettings",
+    "is_secret_key", "log_sweep_from_files", "trial_key",
+]

@@ -1,0 +1,420 @@
+"""MLflow logging of a sweep, driven by the engine's sweep events (a `SweepObserver`).
+
+The engine calls the observer in the driver process; trainers know nothing about MLflow. One experiment per
+sweep name holds one parent run per sweep and one child run per trial (`mlflow.parentRunId`):
+
+- parent: the sweep config flattened to dotted params, algorithm, budget and the compiled space's ranges;
+  `sweep.yaml` and `space.yaml` as artifacts; tags `automl_policy`, `skill`, `backend`, `algorithm`,
+  `metric`, `direction`. At the end: best trial/epoch/metric/params, trial counts, GPU-hours, summary.json
+  and the plots (see `plots.py`).
+- child: the sampled params (dotted names), every numeric KPI of every validation with step = epoch
+  (mIoU, PQ/AP, pixel_acc, train/val loss, lr) plus `epoch_time`, the trial spec, and at the end the
+  status log, the trial record, `best_<metric>`, `gpu_hours` and the final state: FINISHED (completed),
+  KILLED (pruned or paused), FAILED (tag `hpo.failure_class`).
+
+Nothing raised here reaches the engine: a failing observer logs a warning and the sweep goes on; MLflow
+outages are absorbed by the tracker's journal.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, TypeVar
+
+from hpo.tracking import sweep_files
+from hpo.tracking.redaction import Redactor
+from hpo.tracking.settings import TrackingSettings
+from hpo.tracking.tracker import Tracker
+from hpo.trials.status import STATUS_FILE, StatusFollower
+
+try:
+    from hpo.sweep.observer import SweepObserver
+except ImportError:  # the engine's base class has not landed yet; the observer is duck-typed meanwhile
+    SweepObserver = object  # type: ignore[assignment,misc]
+
+logger = logging.getLogger(__name__)
+
+SWEEP_RUN = "sweep"
+MLFLOW_STATUS = {"COMPLETED": "FINISHED", "PRUNED": "KILLED", "PAUSED": "KILLED", "FAILED": "FAILED"}
+MAX_LOG_BYTES = 5 * 1024 * 1024
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def trial_key(trial_id: Any) -> str:
+    """Local run key of a trial's child run."""
+    return f"trial/{trial_id}"
+
+
+def _never_raises(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(self: "MlflowObserver", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:  # noqa: BLE001 - tracking must never stop a sweep
+            logger.warning("MLflow tracking: %s failed; the sweep continues", method.__name__, exc_info=True)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class MlflowObserver(SweepObserver):
+    """Logs a sweep to MLflow through a journaled `Tracker`.
+
+    `sweep_dir` may be given here or discovered from the `sweep` object passed to `sweep_started`
+    (attribute or key `sweep_dir`, `root`, `workspace.root` or `path`). Settings come from the sweep
+    config's `tracking` section unless given.
+    """
+
+    def __init__(self, sweep_dir: str | os.PathLike[str] | None = None, *, settings: TrackingSettings | None = None,
+                 tracker: Tracker | None = None, plots: bool = True) -> None:
+        self.plots = plots
+        self.sweep_dir = Path(sweep_dir).resolve() if sweep_dir is not None else None
+        self._settings = settings
+        self.tracker = tracker
+        self.config: dict[str, Any] = {}
+        self.metric = sweep_files.DEFAULT_METRIC
+        self.direction = "maximize"
+        self._reported: dict[str, set[int]] = {}
+        self._status: dict[str, tuple[StatusFollower, dict[int, dict[str, Any]]]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracker is not None
+
+    # -- SweepObserver ---------------------------------------------------------------------------------
+    @_never_raises
+    def sweep_started(self, sweep: Any = None) -> None:
+        self._open(sweep)
+        if self.tracker is None:
+            return
+        tracker, config = self.tracker, self.config
+        tags = {
+            "hpo.run_kind": "sweep",
+            "hpo.sweep": config.get("name") or self.sweep_dir.name,
+            "hpo.sweep_dir": str(self.sweep_dir),
+            "automl_policy": _attribute(sweep, "automl_policy") or config.get("automl_policy") or "on",
+            "skill": sweep_files.skill_name(config),
+            "backend": config.get("backend") or "ray",
+            "algorithm": _algorithm(config),
+            "metric": self.metric,
+            "direction": self.direction,
+        }
+        tracker.ensure_experiment(tags={"hpo.sweep": tags["hpo.sweep"]})
+        if tracker.start_run(SWEEP_RUN, run_name=str(tags["hpo.sweep"]), tags=tags):
+            params = {f"sweep.{name}": value for name, value in _flatten(config).items()}
+            params.update({"algorithm": _algorithm(config), "metric": self.metric, "direction": self.direction})
+            params.update({f"budget.{name}": value for name, value in _budget(config).items()})
+            space = sweep_files.load_space(self.sweep_dir)
+            params.update({f"space.{name}": value for name, value in _space_ranges(space).items()})
+            tracker.log_params(SWEEP_RUN, params)
+            tracker.log_yaml(SWEEP_RUN, config, "sweep.yaml")
+            if space is not None:
+                tracker.log_artifact(SWEEP_RUN, self.sweep_dir / sweep_files.SPACE_FILE)
+
+    @_never_raises
+    def trial_started(self, trial_record: Any) -> None:
+        if self.tracker is None:
+            return
+        trial = sweep_files.as_dict(trial_record)
+        key = trial_key(trial["trial_id"])
+        number = trial.get("number")
+        tags = {"hpo.run_kind": "trial", "hpo.trial_id": trial["trial_id"], "hpo.sweep": self._sweep_name,
+                "hpo.state": trial.get("state") or "RUNNING"}
+        if number is not None:
+            tags["hpo.trial_number"] = number
+        run_name = f"trial-{number:04d}" if isinstance(number, int) else f"trial-{trial['trial_id']}"
+        if self.tracker.start_run(key, parent=SWEEP_RUN, run_name=run_name,
+                                  start_time=sweep_files.parse_time(trial.get("started_at")), tags=tags):
+            self.tracker.log_params(key, trial.get("params") or {})
+            spec = self._trial_dir(trial) / "spec.yaml"
+            if spec.is_file():
+                self.tracker.log_artifact(key, spec)
+        self._share_run_id(trial_record, key)
+
+    @_never_raises
+    def trial_reported(self, trial_record: Any, report: Any) -> None:
+        if self.tracker is None:
+            return
+        trial = sweep_files.as_dict(trial_record)
+        self._log_report(trial_key(trial["trial_id"]), sweep_files.as_dict(report), self._trial_dir(trial))
+
+    @_never_raises
+    def trial_finished(self, trial_record: Any) -> None:
+        if self.tracker is None:
+            return
+        trial = sweep_files.as_dict(trial_record)
+        key = trial_key(trial["trial_id"])
+        if not self.tracker.has_run(key):
+            self.trial_started(trial)
+        for entry in trial.get("history") or []:
+            self._log_report(key, entry, self._trial_dir(trial))  # anything the engine reported while we were not attached
+        state = str(trial.get("state") or "")
+        tags: dict[str, Any] = {"hpo.state": state}
+        if trial.get("failure_class"):
+            tags["hpo.failure_class"] = trial["failure_class"]
+        if trial.get("failure_reason"):
+            tags["hpo.failure_reason"] = str(trial["failure_reason"])[:2000]
+        best = trial.get("best") or {}
+        if best:
+            tags.update({"hpo.best_epoch": best.get("epoch"), "hpo.best_checkpoint": best.get("checkpoint")})
+        self.tracker.set_tags(key, tags)
+        final: dict[str, Any] = {"gpu_hours": sweep_files.gpu_hours(trial), "wall_hours": sweep_files.trial_hours(trial)}
+        if best.get("metric") is not None:
+            final[f"best_{self.metric}"] = best["metric"]
+        last_epoch = max([int(entry.get("epoch", 0)) for entry in trial.get("history") or []] or [0])
+        self.tracker.log_metrics(key, final, step=last_epoch, timestamp=sweep_files.parse_time(trial.get("ended_at")))
+        trial_dir = self._trial_dir(trial)
+        for name in ("status.json", "trial.json"):
+            if (trial_dir / name).is_file():
+                self.tracker.log_artifact(key, trial_dir / name, artifact_path="logs" if name == "status.json" else None)
+        log = trial_dir / "train.log"
+        if log.is_file():
+            self._log_tail(key, log)
+        if state in MLFLOW_STATUS:
+            self.tracker.end_run(key, MLFLOW_STATUS[state], end_time=sweep_files.parse_time(trial.get("ended_at")))
+
+    @_never_raises
+    def sweep_finished(self, summary: Any = None) -> None:
+        if self.tracker is None:
+            return
+        summary_dict = sweep_files.as_dict(summary) if summary is not None else {}
+        if not summary_dict.get("trials"):
+            summary_dict = sweep_files.load_summary(self.sweep_dir, self.config)
+        for trial in summary_dict.get("trials") or []:
+            key = trial_key(trial.get("trial_id"))
+            if str(trial.get("state")) in MLFLOW_STATUS and not self._terminated(key):
+                self.trial_finished(trial)
+        from hpo.tracking.summary import log_sweep_summary
+
+        log_sweep_summary(self.tracker, self.sweep_dir, summary_dict, metric=self.metric, direction=self.direction,
+                          plots=self.plots)
+        self.tracker.end_run(SWEEP_RUN, "FINISHED")
+        result = self.tracker.flush(force=True)
+        if not result.complete:
+            logger.warning(
+                "MLflow tracking: %d operation(s) could not be logged yet (%s); they are kept in %s. Run "
+                "'hpo sync-tracking %s' once the tracking server is back.",
+                result.pending, result.error, self.tracker.journal.path, self.sweep_dir,
+            )
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _open(self, sweep: Any) -> None:
+        if self.sweep_dir is None:
+            found = _sweep_dir_of(sweep)
+            if found is None:
+                raise ValueError("MlflowObserver needs the sweep folder: pass sweep_dir= or a sweep with sweep_dir")
+            self.sweep_dir = found
+        self.config = sweep_files.load_config(self.sweep_dir) or _config_of(sweep)
+        self.metric = _attribute(sweep, "metric_name") or sweep_files.resolve_metric(self.config)
+        if self.metric == "kpi":
+            self.metric = sweep_files.DEFAULT_METRIC
+        self.direction = sweep_files.resolve_direction(self.config, self.metric)
+        if self.tracker is None:
+            settings = self._settings or TrackingSettings.for_sweep(self.sweep_dir, self.config)
+            if not settings.enabled:
+                return
+            redactor = Redactor()
+            redactor.learn(self.config)
+            self.tracker = Tracker(settings, self.sweep_dir, redactor=redactor)
+        self._reported = _reported_steps(self.tracker)
+
+    @property
+    def _sweep_name(self) -> str:
+        return str(self.config.get("name") or (self.sweep_dir.name if self.sweep_dir else ""))
+
+    def _trial_dir(self, trial: Mapping[str, Any]) -> Path:
+        return self.sweep_dir / "trials" / str(trial["trial_id"])
+
+    def _log_report(self, key: str, report: Mapping[str, Any], trial_dir: Path | None = None) -> None:
+        epoch = report.get("epoch")
+        if epoch is None:
+            return
+        epoch = int(epoch)
+        done = self._reported.setdefault(key, set())
+        if epoch in done:
+            return
+        metrics: dict[str, Any] = dict(report.get("kpi") or {})
+        line = self._status_lines(key, trial_dir).get(epoch, {})
+        duration = report.get("time_per_epoch", line.get("time_per_epoch"))
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+            metrics["epoch_time"] = duration
+        step = report.get("step", line.get("step"))
+        if isinstance(step, int):
+            metrics.setdefault("global_step", step)
+        # The status line's own clock makes the timestamp deterministic, so a replay or a resumed driver
+        # re-sending this epoch is a no-op for MLflow instead of a second point.
+        timestamp = _report_time(line) or _report_time(report)
+        self.tracker.log_metrics(key, metrics, step=epoch, timestamp=timestamp)
+        done.add(epoch)
+
+    def _status_lines(self, key: str, trial_dir: Path | None) -> dict[int, dict[str, Any]]:
+        """Validation lines of the trial's status.json by epoch (read incrementally)."""
+        if trial_dir is None:
+            return {}
+        follower, lines = self._status.setdefault(key, (StatusFollower(trial_dir / STATUS_FILE), {}))
+        for event in follower.poll():
+            if isinstance(event.get("kpi"), Mapping) and event.get("kpi") and isinstance(event.get("epoch"), int):
+                lines[event["epoch"]] = event
+        return lines
+
+    def _log_tail(self, key: str, path: Path) -> None:
+        size = path.stat().st_size
+        if size <= MAX_LOG_BYTES:
+            self.tracker.log_artifact(key, path, artifact_path="logs")
+            return
+        with open(path, "rb") as handle:
+            handle.seek(size - MAX_LOG_BYTES)
+            tail = handle.read().decode("utf-8", errors="replace")
+        text = self.tracker.redactor.text(f"[... first {size - MAX_LOG_BYTES} bytes left out ...]\n{tail}")
+        stored = self.tracker.journal.snapshot_bytes(text.encode("utf-8"), path.name)
+        self.tracker._record({"op": "artifact", "key": key, "file": stored, "artifact_path": "logs"})
+
+    def _terminated(self, key: str) -> bool:
+        return any(entry.get("op") == "terminate" and entry.get("key") == key for entry in self.tracker.journal.entries())
+
+    def _share_run_id(self, trial_record: Any, key: str) -> None:
+        """Hand the child run id back to the engine's record (trial.json's `mlflow_run_id`) once it exists."""
+        run_id = self.tracker.run_id(key)
+        if not run_id:
+            return
+        if isinstance(trial_record, dict):
+            trial_record["mlflow_run_id"] = run_id
+        elif hasattr(trial_record, "mlflow_run_id"):
+            try:
+                trial_record.mlflow_run_id = run_id
+            except (AttributeError, TypeError):
+                pass  # a frozen record: promotion finds the id in the journal state instead
+
+
+def log_sweep_from_files(sweep_dir: str | os.PathLike[str], *, settings: TrackingSettings | None = None,
+                         plots: bool = True) -> MlflowObserver:
+    """Log (or complete the log of) a sweep from its files, as if the observer had watched it live.
+
+    Used for sweeps run without tracking, and by promotion when a trial has no run yet. Idempotent: runs
+    the journal already holds are reopened, epochs already logged are not logged again.
+    """
+    sweep_dir = Path(sweep_dir).resolve()
+    observer = MlflowObserver(sweep_dir, settings=settings, plots=plots)
+    observer.sweep_started({"sweep_dir": sweep_dir})
+    if observer.tracker is None:
+        return observer
+    summary = sweep_files.load_summary(sweep_dir, observer.config)
+    for trial in summary["trials"]:
+        key = trial_key(trial.get("trial_id"))
+        if not observer.tracker.has_run(key):
+            observer.trial_started(trial)
+        for entry in trial.get("history") or []:
+            observer.trial_reported(trial, entry)
+        if str(trial.get("state")) in MLFLOW_STATUS:
+            observer.trial_finished(trial)
+    if all(str(t.get("state")) in MLFLOW_STATUS for t in summary["trials"]):
+        observer.sweep_finished(summary)
+    return observer
+
+
+def _attribute(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _sweep_dir_of(sweep: Any) -> Path | None:
+    for name in ("sweep_dir", "root", "path"):
+        value = _attribute(sweep, name)
+        if isinstance(value, (str, os.PathLike)):
+            return Path(value).resolve()
+    workspace = _attribute(sweep, "workspace")
+    root = _attribute(workspace, "root")
+    return Path(root).resolve() if isinstance(root, (str, os.PathLike)) else None
+
+
+def _config_of(sweep: Any) -> dict[str, Any]:
+    config = _attribute(sweep, "config")
+    raw = _attribute(config, "raw") if config is not None else None
+    for candidate in (raw, config):
+        if isinstance(candidate, Mapping):
+            return dict(candidate)
+    return {}
+
+
+def _algorithm(config: Mapping[str, Any]) -> str:
+    algorithm = config.get("algorithm")
+    if isinstance(algorithm, Mapping):
+        return str(algorithm.get("name") or "")
+    return str(algorithm or "")
+
+
+def _budget(config: Mapping[str, Any]) -> dict[str, Any]:
+    algorithm = config.get("algorithm") if isinstance(config.get("algorithm"), Mapping) else {}
+    keys = ("max_trials", "max_epochs", "time_budget_s", "grace_period", "reduction_factor", "population_size")
+    budget = {key: algorithm[key] for key in keys if algorithm.get(key) is not None}
+    resources = config.get("resources") if isinstance(config.get("resources"), Mapping) else {}
+    budget.update({key: value for key, value in resources.items() if value is not None})
+    return budget
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _space_ranges(space: Mapping[str, Any] | None) -> dict[str, str]:
+    """One compact, human-readable description per searched parameter (the full space is an artifact)."""
+    if not space:
+        return {}
+    parameters = space.get("parameters")
+    ranges: dict[str, str] = {}
+    if isinstance(parameters, list):
+        for parameter in parameters:
+            if isinstance(parameter, Mapping) and parameter.get("name"):
+                described = {k: v for k, v in parameter.items() if k != "name"}
+                ranges[str(parameter["name"])] = json.dumps(described, sort_keys=True, default=str)
+    elif isinstance(parameters, Mapping):
+        for name, parameter in parameters.items():
+            ranges[str(name)] = json.dumps(parameter, sort_keys=True, default=str)
+    return ranges
+
+
+def _report_time(report: Mapping[str, Any]) -> float | None:
+    """The moment of a report (status line `date` + `time`, or a clock reading), so re-logging is a no-op."""
+    date, clock = report.get("date"), report.get("time")
+    if isinstance(date, str) and isinstance(clock, str):
+        try:
+            return _dt.datetime.fromisoformat(f"{date}T{clock}").timestamp()
+        except ValueError:
+            return None
+    for name in ("timestamp", "reported_at", "time"):
+        value = report.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1e8:
+            return float(value)
+        if isinstance(value, str):
+            parsed = sweep_files.parse_time(value)
+            if parsed is not None:
+                return parsed
+    return None
+
+
+def _reported_steps(tracker: Tracker) -> dict[str, set[int]]:
+    """Epochs already logged per run, read back from the journal, so a resumed driver does not log twice."""
+    steps: dict[str, set[int]] = {}
+    for entry in tracker.journal.entries():
+        if entry.get("op") == "log" and entry.get("metrics"):
+            names = {row[0] for row in entry["metrics"]}
+            if "gpu_hours" in names:
+                continue  # the end-of-trial summary metrics, not a validation report
+            steps.setdefault(str(entry["key"]), set()).update(int(row[2]) for row in entry["metrics"])
+    return steps
