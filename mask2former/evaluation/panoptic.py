@@ -10,7 +10,8 @@
 - Per category: PQ = ΣIoU(TP) / (TP + ½FP + ½FN), SQ = ΣIoU / TP (0 without TP),
   RQ = TP / (TP + ½FP + ½FN). Averages run over categories with TP + FP + FN > 0.
 
-Segment ids are local to each image; categories are train ids.
+Segment ids are local to each image; categories are train ids. Predicted segments whose category is not
+one of the evaluator's categories are treated as unassigned pixels (there is no class to count them against).
 """
 
 from __future__ import annotations
@@ -75,11 +76,15 @@ class PanopticEvaluator:
         gt = _as_numpy(gt_id_map)
         if pred.shape != gt.shape:
             raise ValueError(f"prediction shape {pred.shape} != ground truth shape {gt.shape}")
-        pred_cat = {int(s["id"]): int(s["category_id"]) for s in pred_segments}
+        # A predicted class outside the label map (possible with contiguous_id=false, where class indices
+        # between the raw ids exist) has no category to be counted against: its pixels count as unassigned.
+        pred_cat = {int(s["id"]): int(s["category_id"]) for s in pred_segments
+                    if int(s["category_id"]) in self._column}
         gt_info = {int(s["id"]): (int(s["category_id"]), bool(s.get("iscrowd", False))) for s in gt_segments}
-        for cat in list(pred_cat.values()) + [c for c, _ in gt_info.values()]:
+        for cat, _ in gt_info.values():
             if cat not in self._column:
-                raise ValueError(f"category {cat} is not one of the evaluator's categories {self.category_ids}")
+                raise ValueError(f"ground-truth category {cat} is not one of the evaluator's categories "
+                                 f"{self.category_ids}")
         if VOID in pred_cat or VOID in gt_info:
             raise ValueError("segment id 0 is reserved for void / unassigned pixels")
         pred = np.where(np.isin(pred, list(pred_cat)), pred, VOID)

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from mask2former.config import AugmentationConfig, DatasetConfig, DatasetSplitConfig
 from mask2former.data.archive import resolve_folder
@@ -27,6 +28,15 @@ def extraction_cache(tmp_path_factory):
         os.environ.pop("MASK2FORMER_CACHE", None)
     else:
         os.environ["MASK2FORMER_CACHE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared machine (DataLoader workers use 1 too)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

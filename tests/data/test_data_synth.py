@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,9 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from hpo.errors import DataError
-from mask2former.cli import main
+from hpo.errors import DataError, UserError
+from mask2former import cli
+from mask2former.data import commands
 from mask2former.data import resolve_folder
 from mask2former.data.synth import write_synthetic_dataset
 from mask2former.data.synth_scene import CATEGORIES
@@ -80,7 +83,20 @@ def test_class_is_learnable_from_colour(synth):
     assert (predicted == labels[half:]).mean() > 0.9
 
 
+def main(argv: list[str]) -> int:
+    """`mask2former.cli.main` with only the dataset command registered (the full CLI imports Lightning)."""
+    parser = argparse.ArgumentParser(prog="mask2former")
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
 def test_cli_writes_one_root_or_train_and_val(tmp_path, capsys):
+    assert "mask2former.data.commands" in cli.COMMAND_MODULES
     assert main(["dataset", "synth", "--format", "coco", "--out", str(tmp_path / "one"), "--num-images", "2",
                  "--seed", "1", "--size", "48"]) == 0
     assert (tmp_path / "one" / "annotations.json").is_file()
@@ -95,3 +111,13 @@ def test_cli_writes_one_root_or_train_and_val(tmp_path, capsys):
     assert main(["dataset", "synth", "--format", "ade", "--out", str(tmp_path / "x"), "--num-images", "1",
                  "--size", "8"]) == DataError.exit_code
     assert "error: --size=8 must be at least 32 pixels" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_cli_entry_point(tmp_path, capsys):
+    """Through `mask2former.cli.main` itself (slow only because the full CLI imports Lightning)."""
+    assert cli.main(["dataset", "synth", "--format", "ade", "--out", str(tmp_path / "ade"), "--num-images", "2",
+                     "--size", "32"]) == 0
+    assert (tmp_path / "ade" / "annotations.jsonl").read_text().count("\n") == 2
+    assert cli.main(["dataset", "synth", "--format", "ade", "--out", str(tmp_path / "x"), "--num-images", "0"]) == 6
+    assert "error: --num-images=0 must be at least 1" in capsys.readouterr().err

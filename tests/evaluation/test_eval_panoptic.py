@@ -147,8 +147,11 @@ def test_prediction_ids_without_segments_and_unknown_categories():
     evaluator = PanopticEvaluator(CATEGORIES)
     evaluator.update(pred_map, pred_segments, gt_map, gt_segments)
     assert evaluator.compute().per_class[2]["SQ"] == pytest.approx(63 / 64)
-    with pytest.raises(ValueError, match=r"category 9 is not one of the evaluator's categories"):
-        evaluator.update(pred_map, [{"id": 301, "category_id": 9}], gt_map, gt_segments)
+    with pytest.raises(ValueError, match=r"ground-truth category 9 is not one of the evaluator's categories"):
+        evaluator.update(pred_map, pred_segments, gt_map, [{**gt_segments[0], "category_id": 9}])
+    unknown = PanopticEvaluator(CATEGORIES)  # a predicted class outside the label map: pixels unassigned
+    unknown.update(pred_map, [{"id": 301, "category_id": 9}], gt_map, gt_segments)
+    assert unknown.compute().per_class == {2: {"PQ": 0.0, "SQ": 0.0, "RQ": 0.0, "TP": 0.0, "FP": 0.0, "FN": 1.0}}
     with pytest.raises(ValueError, match=r"prediction shape \(8, 7\) != ground truth shape \(8, 8\)"):
         evaluator.update(pred_map[:, :7], pred_segments, gt_map, gt_segments)
 
