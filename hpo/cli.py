@@ -17,6 +17,8 @@ from hpo.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "hpo.skill.commands",
     "hpo.spec.commands",
+    "hpo.tracking.commands",
+    "hpo.promotion.commands",
 )
 
 
