@@ -62,6 +62,11 @@ class Categories:
         object.__setattr__(self, "train_to_raw", MappingProxyType({c.train_id: c.id for c in self.items}))
         object.__setattr__(self, "_by_train", MappingProxyType({c.train_id: c for c in self.items}))
 
+    def __reduce__(self):
+        # The derived read-only maps are rebuilt on load (mappingproxy cannot be pickled), so datasets and
+        # evaluators holding categories travel to spawned DataLoader workers and DDP processes.
+        return (Categories, (self.items, self.contiguous_id, self.source))
+
     def __len__(self) -> int:
         return len(self.items)
 

@@ -259,3 +259,18 @@ def test_mode_check_fields_and_things(synth, dataset_cfg, tmp_path):
     split.img_dir = "x"
     with pytest.raises(DataError, match="model.mode=instance needs thing categories"):
         check_mode("instance", split, load_categories(cfg, split))
+
+
+def test_datasets_survive_spawned_workers(synth, dataset_cfg):
+    """Categories and datasets pickle (spawned DataLoader workers, DDP) and load the same items there."""
+    import pickle
+
+    cfg, split = dataset_cfg(synth["coco_panoptic"])
+    dataset = build_dataset(split, dataset_cfg=cfg, mode="panoptic", is_train=False)
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone.categories == dataset.categories and dict(clone.categories.raw_to_train) == dict(dataset.categories.raw_to_train)
+    assert torch.equal(clone[2]["sem_seg"], dataset[2]["sem_seg"])
+    split.num_workers = 2
+    split.batch_size = 4
+    batches = list(build_dataloader(split, dataset_cfg=cfg, mode="panoptic", is_train=False))
+    assert len(batches) == 2 and torch.equal(batches[0]["sem_seg"][2, :64, :64], dataset[2]["sem_seg"])
