@@ -97,7 +97,7 @@ class MaskFormerConfig:
         description="Number of learned queries, i.e. the most segments one image can yield.",
     )
     hidden_dim: int = int_field(
-        256, title="hidden dimension", minimum=64, maximum=1024, math_cond="/ 8", automl_enabled=True, popular=True,
+        256, title="hidden dimension", minimum=16, maximum=1024, math_cond="/ 8", automl_enabled=True, popular=True,
         x_search_range=(128, 512),
         description="Width of the transformer decoder; a multiple of 8 so the default 8 heads divide it.",
     )
