@@ -59,6 +59,7 @@ class SegmentationDataset(Dataset):
 
     provides_panoptic = False
     provides_instances = False
+    name = ""  # `dataset.<split>.name`, for logs
 
     def __init__(self, *, categories: Categories, mode: str, is_train: bool, transforms: Compose):
         if mode not in MODES:

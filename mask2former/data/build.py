@@ -117,7 +117,13 @@ def build_dataset(split_cfg: Any, *, dataset_cfg: Any, mode: str, is_train: bool
                                                 target_key=f"dataset.{split}.target_size")
     transforms = build_transforms(settings, is_train=is_train)
     kind = _get(split_cfg, "type")
-    common = dict(categories=categories, mode=mode, is_train=is_train, transforms=transforms)
+    dataset = _construct(kind, split_cfg, dict(categories=categories, mode=mode, is_train=is_train,
+                                               transforms=transforms))
+    dataset.name = _get(split_cfg, "name") or f"{kind}/{split}"  # for logs and progress bars
+    return dataset
+
+
+def _construct(kind: str, split_cfg: Any, common: dict) -> SegmentationDataset:
     if kind == "coco_panoptic":
         return CocoPanopticDataset(panoptic_json=_get(split_cfg, "panoptic_json"),
                                    img_dir=resolve_folder(_get(split_cfg, "img_dir")),

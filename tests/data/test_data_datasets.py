@@ -44,6 +44,7 @@ def test_coco_panoptic_items_match_the_files(synth, dataset_cfg, contiguous):
     written = synth["coco_panoptic"]
     cfg, split = dataset_cfg(written, contiguous_id=contiguous)
     dataset = build_dataset(split, dataset_cfg=cfg, mode="panoptic", is_train=False)
+    assert dataset.name == "synthetic"
     annotations = json.loads(Path(written.split_fields["panoptic_json"]).read_text())
     assert len(dataset) == len(annotations["annotations"]) == 8
     saw_crowd = False
@@ -274,3 +275,19 @@ def test_datasets_survive_spawned_workers(synth, dataset_cfg):
     split.batch_size = 4
     batches = list(build_dataloader(split, dataset_cfg=cfg, mode="panoptic", is_train=False))
     assert len(batches) == 2 and torch.equal(batches[0]["sem_seg"][2, :64, :64], dataset[2]["sem_seg"])
+
+
+def test_loader_fields_and_relative_annot_file(synth, dataset_cfg):
+    cfg, split = dataset_cfg(synth["ade"])
+    split.batch_size = 0
+    with pytest.raises(SpecError, match=r"dataset.train.batch_size=0 must be an integer >= 1"):
+        build_dataset(split, dataset_cfg=cfg, mode="semantic", is_train=True)
+    split.batch_size, split.num_workers = 1, -1
+    with pytest.raises(SpecError, match=r"dataset.val.num_workers=-1 must be an integer >= 0"):
+        build_dataset(split, dataset_cfg=cfg, mode="semantic", is_train=False)
+    # a relative annot_file is looked up inside root_dir (here: inside the extracted archive)
+    split.num_workers = 0
+    root = resolve_folder(split.root_dir)
+    (root / "inside.jsonl").write_text(Path(split.annot_file).read_text().splitlines()[0] + "\n")
+    split.annot_file = "inside.jsonl"
+    assert len(build_dataset(split, dataset_cfg=cfg, mode="semantic", is_train=False)) == 1
