@@ -46,14 +46,17 @@ def _split_of(dotted: str) -> str | None:
     return parts[1] if len(parts) > 2 and parts[0] == "dataset" and parts[1] in ("train", "val", "test") else None
 
 
-def _local_candidate(path: str, *, folder_ok: bool) -> str | None:
-    """The path if it exists; for an archive, the already-extracted folder of the same name also counts."""
+def _local_candidate(root: str, path: str, entry: Mapping[str, Any]) -> str | None:
+    """The path if it exists; for an archive, its already-extracted folder also counts: the entry's
+    `x_extracted_folder` (relative to the root; "." for archives whose members sit at the root's level,
+    like ADE's images/ + annotations/), else the archive's name without `.tar.gz`."""
     if Path(path).exists():
         return path
-    if folder_ok and path.endswith(ARCHIVE_SUFFIX):
-        folder = path[: -len(ARCHIVE_SUFFIX)]
-        if Path(folder).is_dir():
-            return folder
+    if entry.get("runtime") == "extracted_folder" and path.endswith(ARCHIVE_SUFFIX):
+        relative = entry.get("x_extracted_folder")
+        folder = str(Path(root) / relative) if relative else path[: -len(ARCHIVE_SUFFIX)]
+        if Path(folder).is_dir() and (relative != "." or any(Path(folder).iterdir())):
+            return str(Path(folder))
     return None
 
 
@@ -101,7 +104,7 @@ def resolve_data_sources(
         name = (entry.get("x_path_by_type") or {}).get(split_type, entry["path"])
         path = join_root(root, name)
         if not is_remote(root):
-            found = _local_candidate(path, folder_ok=entry.get("runtime") == "extracted_folder")
+            found = _local_candidate(root, path, entry)
             if found is None:
                 if entry.get("optional"):
                     continue

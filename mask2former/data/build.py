@@ -153,7 +153,7 @@ def _resolve_annot_file(annot_file: str, root: Path) -> Path:
 
 
 def build_collate(dataset_cfg: Any) -> Collator:
-    return Collator(pixel_mean=list(_get(dataset_cfg, "pixel_mean")), pixel_std=list(_get(dataset_cfg, "pixel_std")))
+    return Collator(pixel_mean=list(_get(dataset_cfg, "pixel_mean")))
 
 
 def build_dataloader(split_cfg: Any, *, dataset_cfg: Any, mode: str, is_train: bool,

@@ -1,8 +1,9 @@
-"""Batching: normalise, pad to a common size that is a multiple of 32, keep per-image targets apart.
+"""Batching: pad to a common size that is a multiple of 32, keep per-image targets apart.
 
-Normalisation (`dataset.pixel_mean` / `pixel_std`, on [0, 1] RGB) happens here, before padding, so padded
-pixels are exactly 0 after normalisation as in the original Mask2Former; the model therefore receives
-normalised images and must not normalise again.
+Images stay RGB in [0, 1]: the model normalises with its own `pixel_mean` / `pixel_std` buffers, so the
+same graph serves training, evaluation and the exported ONNX model (whose input is a [0, 1] image).
+Padding uses the per-channel mean, so padded pixels are exactly 0 after the model's normalisation, as
+in the original Mask2Former (which normalises before padding with zeros).
 """
 
 from __future__ import annotations
@@ -20,18 +21,16 @@ _META_KEYS = ("image_id", "file_name", "orig_size", "panoptic", "instances")
 class Collator:
     """`collate(items) -> batch` for a DataLoader.
 
-    The batch: `images` float [B, 3, Hp, Wp] (normalised, zero-padded), `targets` a list of
+    The batch: `images` float [B, 3, Hp, Wp] (RGB in [0, 1], padded with the pixel mean), `targets` a list of
     `{"labels": LongTensor[N], "masks": BoolTensor[N, Hp, Wp]}`, `sem_seg` LongTensor[B, Hp, Wp] padded
     with 255, and `metas` a list of `{"image_id", "file_name", "orig_size", "image_size" (h, w before
     padding), "panoptic", "instances"}` (ground truth for PQ / AP stays unpadded, at `image_size`).
     """
 
-    def __init__(self, *, pixel_mean: Sequence[float], pixel_std: Sequence[float],
-                 size_divisibility: int = SIZE_DIVISIBILITY):
-        if len(pixel_mean) != 3 or len(pixel_std) != 3 or any(s <= 0 for s in pixel_std):
-            raise ValueError(f"pixel_mean and pixel_std need 3 values (std > 0), got {pixel_mean}, {pixel_std}")
+    def __init__(self, *, pixel_mean: Sequence[float], size_divisibility: int = SIZE_DIVISIBILITY):
+        if len(pixel_mean) != 3:
+            raise ValueError(f"pixel_mean needs 3 values, got {pixel_mean}")
         self.mean = torch.tensor([float(v) for v in pixel_mean]).view(3, 1, 1)
-        self.std = torch.tensor([float(v) for v in pixel_std]).view(3, 1, 1)
         self.size_divisibility = int(size_divisibility)
 
     def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -42,8 +41,7 @@ class Collator:
         size = (height, width)
         images, targets, sem_segs, metas = [], [], [], []
         for item in items:
-            image = (item["image"] - self.mean) / self.std
-            images.append(pad_to_multiple(image, size, 0.0))
+            images.append(self._pad_image(item["image"], size))
             targets.append({"labels": item["labels"], "masks": pad_to_multiple(item["masks"], size, False)})
             sem_segs.append(pad_to_multiple(item["sem_seg"], size, IGNORE_INDEX))
             meta = {key: item.get(key) for key in _META_KEYS}
@@ -51,3 +49,9 @@ class Collator:
             metas.append(meta)
         return {"images": torch.stack(images), "targets": targets, "sem_seg": torch.stack(sem_segs),
                 "metas": metas}
+
+    def _pad_image(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """[3, h, w] -> [3, H, W] with the new pixels set to the channel mean (0 once normalised)."""
+        padded = self.mean.to(image.dtype).expand(3, *size).clone()
+        padded[:, : image.shape[-2], : image.shape[-1]] = image
+        return padded

@@ -181,3 +181,19 @@ def test_chain_pretrained_from_parent_when_not_resuming(tmp_path: Path, repo_roo
     spec = resolve_job_chain(merge_spec(None, "train", [], skill), skill, "train", parent_dir=parent,
                              output_dir=tmp_path / "new")
     assert spec["train"]["pretrained_model_path"] == str(parent / "model_epoch_003_step_00030.pth")
+
+
+def test_ade_root_resolution_archive_and_extracted(tmp_path: Path, repo_root: Path) -> None:
+    root = tmp_path / "ade"
+    root.mkdir()
+    for name in ("images.tar.gz", "annotations.jsonl", "label_map.json"):
+        (root / name).write_text("{}")
+    skill = SkillDir(repo_root)
+    spec = resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train", train_datasets=str(root))
+    assert spec["dataset"]["train"]["type"] == "ade"
+    assert spec["dataset"]["train"]["root_dir"] == str(root / "images.tar.gz")
+    assert spec["dataset"]["train"]["annot_file"] == str(root / "annotations.jsonl")
+    (root / "images.tar.gz").unlink()
+    (root / "images").mkdir()  # extracted in place: ADE's members sit at the root's level
+    spec = resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train", train_datasets=str(root))
+    assert spec["dataset"]["train"]["root_dir"] == str(root)
