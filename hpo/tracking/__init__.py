@@ -6,7 +6,7 @@ logs parent/child runs from the engine's events, plots, and cross-sweep comparis
 """
 
 from hpo.tracking.journal import Journal
-from hpo.tracking.observer import MlflowObserver, log_sweep_from_files, trial_key
+from hpo.tracking.observer import MlflowObserver, log_sweep_from_files, make_sweep_observer, trial_key
 from hpo.tracking.redaction import REDACTED, Redactor, is_secret_key
 from hpo.tracking.replay import FlushResult
 from hpo.tracking.settings import TrackingSettings
@@ -14,5 +14,5 @@ from hpo.tracking.tracker import Tracker
 
 __all__ = [
     "REDACTED", "FlushResult", "Journal", "MlflowObserver", "Redactor", "Tracker", "TrackingSettings",
-    "is_secret_key", "log_sweep_from_files", "trial_key",
+    "is_secret_key", "log_sweep_from_files", "make_sweep_observer", "trial_key",
 ]

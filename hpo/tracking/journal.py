@@ -48,6 +48,9 @@ class Journal:
         self._cached_size = -1
         self._cached_seq = -1
         self._journal_id: str | None = None
+        self._index_offset = 0
+        self._created: set[str] = set()
+        self._lifecycle: dict[str, str] = {}
 
     # -- locking ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -173,7 +176,28 @@ class Journal:
 
     def run_keys(self) -> set[str]:
         """Local keys of every run the journal creates (applied or not)."""
-        return {str(entry["key"]) for entry in self.entries() if entry.get("op") == "create_run"}
+        self._scan()
+        return set(self._created)
+
+    def open_runs(self) -> set[str]:
+        """Keys of runs whose last lifecycle operation is a create or reopen (not a terminate)."""
+        self._scan()
+        return {key for key, op in self._lifecycle.items() if op != "terminate"}
+
+    def _scan(self) -> None:
+        """Bring the in-memory index of run lifecycles up to date with what other writers appended."""
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        if size == self._index_offset:
+            return
+        if size < self._index_offset:
+            self._index_offset, self._created, self._lifecycle = 0, set(), {}
+        for entry in self.entries(self._index_offset):
+            op = entry.get("op")
+            if op in ("create_run", "reopen_run", "terminate"):
+                self._lifecycle[str(entry["key"])] = op
+                if op == "create_run":
+                    self._created.add(str(entry["key"]))
+            self._index_offset = int(entry["_end"])
 
     # -- file snapshots ----------------------------------------------------------------------------------
     def snapshot_bytes(self, data: bytes, name: str) -> str:

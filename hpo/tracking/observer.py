@@ -26,16 +26,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
+from hpo.sweep.observer import SweepObserver
 from hpo.tracking import sweep_files
 from hpo.tracking.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
 from hpo.trials.status import STATUS_FILE, StatusFollower
-
-try:
-    from hpo.sweep.observer import SweepObserver
-except ImportError:  # the engine's base class has not landed yet; the observer is duck-typed meanwhile
-    SweepObserver = object  # type: ignore[assignment,misc]
 
 logger = logging.getLogger(__name__)
 
@@ -186,10 +182,11 @@ class MlflowObserver(SweepObserver):
         summary_dict = sweep_files.as_dict(summary) if summary is not None else {}
         if not summary_dict.get("trials"):
             summary_dict = sweep_files.load_summary(self.sweep_dir, self.config)
+        still_open = self.tracker.journal.open_runs()
         for trial in summary_dict.get("trials") or []:
             key = trial_key(trial.get("trial_id"))
-            if str(trial.get("state")) in MLFLOW_STATUS and not self._terminated(key):
-                self.trial_finished(trial)
+            if str(trial.get("state")) in MLFLOW_STATUS and (key in still_open or not self.tracker.has_run(key)):
+                self.trial_finished(trial)  # a trial whose end the observer did not see (driver killed, late attach)
         from hpo.tracking.summary import log_sweep_summary
 
         log_sweep_summary(self.tracker, self.sweep_dir, summary_dict, metric=self.metric, direction=self.direction,
@@ -211,10 +208,11 @@ class MlflowObserver(SweepObserver):
                 raise ValueError("MlflowObserver needs the sweep folder: pass sweep_dir= or a sweep with sweep_dir")
             self.sweep_dir = found
         self.config = sweep_files.load_config(self.sweep_dir) or _config_of(sweep)
-        self.metric = _attribute(sweep, "metric_name") or sweep_files.resolve_metric(self.config)
-        if self.metric == "kpi":
-            self.metric = sweep_files.DEFAULT_METRIC
-        self.direction = sweep_files.resolve_direction(self.config, self.metric)
+        metric = _attribute(sweep, "metric")
+        self.metric = metric if isinstance(metric, str) and metric != "kpi" else sweep_files.resolve_metric(self.config)
+        direction = _attribute(sweep, "direction")
+        self.direction = direction if direction in ("maximize", "minimize") else sweep_files.resolve_direction(
+            self.config, self.metric)
         if self.tracker is None:
             settings = self._settings or TrackingSettings.for_sweep(self.sweep_dir, self.config)
             if not settings.enabled:
@@ -222,6 +220,9 @@ class MlflowObserver(SweepObserver):
             redactor = Redactor()
             redactor.learn(self.config)
             self.tracker = Tracker(settings, self.sweep_dir, redactor=redactor)
+        base_spec = _attribute(sweep, "base_spec")
+        if isinstance(base_spec, Mapping):
+            self.tracker.redactor.learn(base_spec)  # secrets of the spec are masked in logs before any spec is seen
         self._reported = _reported_steps(self.tracker)
 
     @property
@@ -275,9 +276,6 @@ class MlflowObserver(SweepObserver):
         stored = self.tracker.journal.snapshot_bytes(text.encode("utf-8"), path.name)
         self.tracker._record({"op": "artifact", "key": key, "file": stored, "artifact_path": "logs"})
 
-    def _terminated(self, key: str) -> bool:
-        return any(entry.get("op") == "terminate" and entry.get("key") == key for entry in self.tracker.journal.entries())
-
     def _share_run_id(self, trial_record: Any, key: str) -> None:
         """Hand the child run id back to the engine's record (trial.json's `mlflow_run_id`) once it exists."""
         run_id = self.tracker.run_id(key)
@@ -290,6 +288,16 @@ class MlflowObserver(SweepObserver):
                 trial_record.mlflow_run_id = run_id
             except (AttributeError, TypeError):
                 pass  # a frozen record: promotion finds the id in the journal state instead
+
+
+def make_sweep_observer(sweep: Any) -> MlflowObserver | None:
+    """The engine's factory hook: an observer for the sweep context `sweep`, or None when tracking is off."""
+    sweep_dir = _sweep_dir_of(sweep)
+    if sweep_dir is None:
+        raise ValueError("the sweep context names no sweep folder (expected sweep.workspace.root)")
+    config = sweep_files.load_config(sweep_dir) or _config_of(sweep)
+    settings = TrackingSettings.for_sweep(sweep_dir, config)
+    return MlflowObserver(sweep_dir, settings=settings) if settings.enabled else None
 
 
 def log_sweep_from_files(sweep_dir: str | os.PathLike[str], *, settings: TrackingSettings | None = None,
