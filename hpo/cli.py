@@ -17,6 +17,7 @@ from hpo.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "hpo.skill.commands",
     "hpo.spec.commands",
+    "hpo.space.commands",
     "hpo.tracking.commands",
     "hpo.promotion.commands",
 )
