@@ -46,6 +46,10 @@ def _items_key(leaf: SchemaLeaf, key: str) -> Any:
     return leaf.get(key)
 
 
+def _count_text(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low}-{high}"
+
+
 class ListCompiler:
     """Mixin for `compile._Compiler` (list kinds); uses its `info`, `parent()`, `_cond()` and `_no_dependency()`."""
 
@@ -113,7 +117,7 @@ class ListCompiler:
                              why=join_notes([f"one integer repeated {length} times", *notes]), **base)
         min_items, max_items = self._item_counts(leaf, default, fallback=(3, 6))
         return Parameter(kind=ir.SORTED_INT_LIST, min_items=min_items, max_items=max_items,
-                         why=join_notes([f"{min_items}-{max_items} sorted integers", *notes]), **base)
+                         why=join_notes([f"{_count_text(min_items, max_items)} sorted integers", *notes]), **base)
 
     def _is_epoch_list(self, leaf: SchemaLeaf) -> bool:
         depends_on = leaf.get("depends_on")
@@ -164,7 +168,7 @@ class ListCompiler:
             name=name, kind=ir.EPOCH_LIST, default=default, low=low, high=high, min_items=min_items, max_items=max_items,
             parent=parent, relation=ir.EPOCHS, condition="inside [1, epoch budget - 1]",
             why=join_notes([
-                f"{min_items}-{max_items} strictly increasing epochs at {low:g}-{high:g} of the trial's epoch budget "
+                f"{_count_text(min_items, max_items)} strictly increasing epochs at {low:g}-{high:g} of the trial's epoch budget "
                 f"(else of {where}) so they fire under short budgets", *notes,
             ]),
             tao_type=leaf.type,
