@@ -138,7 +138,7 @@ class WindowAttention(nn.Module):
         if mask is not None:
             nw = mask.shape[0]
             # Split the window batch to add the per-window mask: [B, nW, heads, N, N]
-            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None, :, :]
+            attn = attn.view(-1, nw, self.num_heads, n, n) + mask[None, :, None, :, :]
             attn = attn.view(-1, self.num_heads, n, n)
         attn = self.attn_drop(attn.softmax(dim=-1))
         out = (attn @ v).transpose(1, 2).reshape(bw, n, c)  # heads back into channels
@@ -281,7 +281,8 @@ class SwinStage(nn.Module):
         ws = self.window_size
         attn_mask = None
         if self.shift_size > 0 and len(self.blocks) > 1:
-            hp, wp = -(-height // ws) * ws, -(-width // ws) * ws
+            # Round up to whole windows (no negative floor division: ONNX Div truncates toward 0).
+            hp, wp = (height + ws - 1) // ws * ws, (width + ws - 1) // ws * ws
             attn_mask = shifted_window_mask(hp, wp, ws, self.shift_size, x.device).to(x.dtype)
         for block in self.blocks:
             if self.use_checkpoint and torch.is_grad_enabled():
