@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -12,7 +13,8 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.tracking.compare import compare, render_table, write_csv
 
     rows = compare(args.targets, tracking_uri=args.tracking_uri)
-    console = Console()
+    # Not a terminal (a pipe, a CI log): a wide table rather than one folded into 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 220)
     console.print(render_table(rows))
     if args.csv:
         path = write_csv(rows, Path(args.csv))

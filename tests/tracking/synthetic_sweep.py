@@ -38,6 +38,17 @@ def train_template() -> dict[str, Any]:
     return yaml.safe_load((REPO_ROOT / "references" / "spec_template_train.yaml").read_text())
 
 
+SEARCHED = ("train.optim.lr", "model.mask_former.dec_layers", "model.mask_former.hidden_dim")
+
+
+def compiled_space_yaml() -> str:
+    """The search space the engine would write for SEARCHED, compiled from this repository's train schema."""
+    from hpo.skill import SkillDir
+    from hpo.space import compile_space
+
+    return compile_space(SkillDir(REPO_ROOT).schema("train"), selection=list(SEARCHED)).to_yaml()
+
+
 def kpi_for(value: float, epoch: int, metric: str) -> dict[str, float]:
     kpi = {"mIoU": value, "pixel_acc": min(1.0, value + 0.2), "PQ": value * 0.8, "val_loss": 2.0 - value,
            "train_loss": 2.5 - value - 0.01 * epoch, "lr": 1e-4 / epoch}
@@ -134,12 +145,7 @@ def write_sweep(root: Path, trials: Sequence[FakeTrial], *, name: str = "sweep_a
         config["promotion"] = promotion
     config.update(extra_config or {})
     (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    space = {"parameters": [
-        {"name": "train.optim.lr", "type": "float", "low": 1e-5, "high": 1e-2, "log": True},
-        {"name": "model.mask_former.dec_layers", "type": "int", "low": 3, "high": 9},
-        {"name": "train.optim.type", "type": "categorical", "choices": ["AdamW", "SGD"]},
-    ]}
-    (sweep_dir / "space.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    (sweep_dir / "space.yaml").write_text(compiled_space_yaml())
 
     base = train_template()
     base["model"]["mode"] = "panoptic"
@@ -160,17 +166,18 @@ def write_sweep(root: Path, trials: Sequence[FakeTrial], *, name: str = "sweep_a
     return sweep_dir
 
 
+def params(lr: float, dec_layers: int, hidden_dim: int) -> dict[str, Any]:
+    return dict(zip(SEARCHED, (lr, dec_layers, hidden_dim)))
+
+
 def default_trials() -> list[FakeTrial]:
     """Three trials: t0 peaks early (epoch 2 of 5), t1 is steady but lower, t2 is pruned, t3 failed."""
     return [
-        FakeTrial("t0", {"train.optim.lr": 3e-4, "model.mask_former.dec_layers": 6, "train.optim.type": "AdamW"},
-                  [0.30, 0.62, 0.55, 0.50, 0.48]),
-        FakeTrial("t1", {"train.optim.lr": 1e-3, "model.mask_former.dec_layers": 3, "train.optim.type": "SGD"},
-                  [0.20, 0.35, 0.44, 0.50, 0.58]),
-        FakeTrial("t2", {"train.optim.lr": 5e-3, "model.mask_former.dec_layers": 9, "train.optim.type": "SGD"},
-                  [0.10, 0.12], state="PRUNED"),
-        FakeTrial("t3", {"train.optim.lr": 9e-3, "model.mask_former.dec_layers": 4, "train.optim.type": "AdamW"},
-                  [0.05], state="FAILED", failure_class="oom", failure_reason="CUDA out of memory"),
+        FakeTrial("t0", params(3e-4, 6, 256), [0.30, 0.62, 0.55, 0.50, 0.48]),
+        FakeTrial("t1", params(1e-3, 3, 128), [0.20, 0.35, 0.44, 0.50, 0.58]),
+        FakeTrial("t2", params(5e-4, 9, 384), [0.10, 0.12], state="PRUNED"),
+        FakeTrial("t3", params(9e-4, 4, 512), [0.05], state="FAILED", failure_class="oom",
+                  failure_reason="CUDA out of memory"),
     ]
 
 
@@ -197,4 +204,4 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-__all__ = ["FakeTrial", "default_trials", "free_port", "replay_into", "write_sweep"]
+__all__ = ["FakeTrial", "default_trials", "free_port", "params", "replay_into", "write_sweep"]

@@ -64,7 +64,7 @@ def test_parent_and_child_runs_hold_config_params_states_and_histories(tmp_path,
     assert children["t3"].data.tags["hpo.failure_class"] == "oom"
     assert children["t3"].data.tags["hpo.failure_reason"] == "CUDA out of memory"
     assert children["t0"].data.params == {"train.optim.lr": "0.0003", "model.mask_former.dec_layers": "6",
-                                          "train.optim.type": "AdamW"}
+                                          "model.mask_former.hidden_dim": "256"}
 
     t0 = children["t0"].info.run_id
     history = client.get_metric_history(t0, "mIoU")
