@@ -93,3 +93,35 @@ def test_deformable_attention_with_zero_offsets_reads_the_reference_pixel() -> N
     out = attn(torch.randn(1, h * w, 8), ref, value, [(h, w)])
     expected = attn.output_proj(attn.value_proj(value))  # bilinear at pixel centres = the pixel itself
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mixed_precision_step_on_cpu(dtype: torch.dtype) -> None:
+    model = build_tiny_model().train()
+    criterion = build_tiny_criterion()
+    with torch.autocast("cpu", dtype=dtype):
+        losses = criterion(model(torch.rand(2, 3, 64, 64)), _targets(2, 64, 5))
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total) and total.dtype == torch.float32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_train_step_on_gpu(dtype: torch.dtype) -> None:
+    device = torch.device("cuda")
+    model = build_tiny_model().train().to(device)
+    criterion = build_tiny_criterion().to(device)
+    targets = [{k: v.to(device) for k, v in t.items()} for t in _targets(2, 64, 5)]
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        losses = criterion(model(torch.rand(2, 3, 64, 64, device=device)), targets)
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total)
+    cpu_model = build_tiny_model().eval()
+    images = torch.rand(1, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(images.to(device))["pred_masks"].cpu(), cpu_model(images)["pred_masks"],
+                                   atol=1e-3, rtol=1e-3)
