@@ -8,6 +8,8 @@ doing, with credentials scrubbed. `is_transient` is the single rule the retry la
 
 from __future__ import annotations
 
+from boto3.exceptions import RetriesExceededError as Boto3RetriesExceededError
+from boto3.exceptions import S3UploadFailedError
 from botocore import exceptions as boto_exc
 from s3transfer.exceptions import RetriesExceededError
 
@@ -38,9 +40,9 @@ TRANSIENT_HTTP_STATUS = frozenset({429, 500, 502, 503, 504})
 
 # Network-level failures worth another attempt: the connection dropped, timed out or the stream broke.
 _TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
-    boto_exc.ConnectionError,  # EndpointConnectionError, ConnectionClosedError, timeouts, proxy errors
+    boto_exc.ConnectionError,  # EndpointConnectionError, connect timeouts, proxy errors
+    boto_exc.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
     boto_exc.IncompleteReadError,
-    boto_exc.ResponseStreamingError,
     RetriesExceededError,
     ConnectionError,
     TimeoutError,
@@ -50,6 +52,24 @@ _NO_CREDENTIALS = (
     "no AWS credentials were found (looked for AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and "
     "~/.aws/credentials, ~/.aws/config, web identity, container and instance roles); set one of them"
 )
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The underlying botocore error of boto3's managed-transfer wrappers.
+
+    `upload_file` re-raises a `ClientError` as `S3UploadFailedError` (keeping it only as `__context__`),
+    and `download_file` wraps the last failure in `RetriesExceededError`; the real cause decides whether
+    to retry and how to word the message.
+    """
+    while True:
+        if isinstance(error, S3UploadFailedError) and error.__context__ is not None:
+            error = error.__context__
+        elif isinstance(error, (Boto3RetriesExceededError, RetriesExceededError)) and getattr(
+            error, "last_exception", None
+        ) is not None:
+            error = error.last_exception
+        else:
+            return error
 
 
 def error_code(error: BaseException) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from hpo.errors import StorageError
-from hpo.storage.failures import describe_failure, is_transient, storage_error
+from hpo.storage.failures import describe_failure, is_transient, storage_error, unwrap
 from hpo.storage.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ def call_with_retries(
             return operation()
         except StorageError:
             raise
-        except Exception as error:  # noqa: BLE001 - every library failure becomes a StorageError below
+        except Exception as raised:  # noqa: BLE001 - every library failure becomes a StorageError below
+            error = unwrap(raised)
             if not is_transient(error):
                 raise storage_error(uri, action, error) from error
             if attempt >= policy.max_attempts:

@@ -156,8 +156,8 @@ class FaultProxy:
 
     Requests pass through unchanged (the client signs for the proxy's host; moto does not check
     signatures). `fail(count, status, code, method=..., path_contains=...)` makes the next `count`
-    matching requests fail with an S3-style XML error instead of reaching moto; `count=None` fails them
-    all. `requests` and `failures` count what went through.
+    matching requests fail with an S3-style XML error instead of reaching moto (`status=0`: the
+    connection is dropped without an answer); `count=None` fails them all. `requests` and `failures` count what went through.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -178,6 +178,10 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 rule = proxy._take_rule(self.command, self.path)
+                if rule is not None and rule["status"] == 0:  # drop the connection without answering
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if rule is not None:
                     payload = (
                         f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule["code"]}</Code>'
