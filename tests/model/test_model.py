@@ -130,3 +130,19 @@ def test_train_step_on_gpu(dtype: torch.dtype) -> None:
                                        atol=1e-3, rtol=1e-3)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
+
+
+@pytest.mark.parametrize("in_features,stride,fpn_levels", [
+    (["res3", "res4", "res5"], 8, 0), (["res4", "res5"], 4, 2), (["res5"], 16, 1),
+])
+def test_pixel_decoder_levels_and_common_stride(in_features, stride, fpn_levels) -> None:
+    model = build_tiny_model(overrides={
+        "model.sem_seg_head.deformable_transformer_encoder_in_features": in_features,
+        "model.sem_seg_head.common_stride": stride,
+    }).train()
+    decoder = model.sem_seg_head.pixel_decoder
+    assert decoder.num_fpn_levels == fpn_levels and hasattr(decoder, f"adapter_{fpn_levels}") == (fpn_levels > 0)
+    out = model(torch.rand(1, 3, 64, 64))
+    assert out["pred_masks"].shape == (1, 10, 64 // stride, 64 // stride)
+    assert model.sem_seg_head.predictor.num_feature_levels == len(in_features)
+    sum(build_tiny_criterion()(out, _targets(1, 64, 5)).values()).backward()

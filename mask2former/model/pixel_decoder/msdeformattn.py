@@ -161,8 +161,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
         finest_stride = min(input_shape[n][1] for n in self.transformer_in_features)
         self.num_fpn_levels = max(int(round(math.log2(finest_stride / common_stride))), 0)
         use_bias = norm in ("", "none")
-        self.lateral_convs: list[Conv2dNorm] = []
-        self.output_convs: list[Conv2dNorm] = []
+        # Registered as adapter_{k} / layer_{k} (k = 1 is the finest level) and looked up by name
+        # in forward, so wrappers that replace submodules (FSDP, SyncBN conversion) are honoured.
         for idx, name in enumerate(self.in_features[: self.num_fpn_levels]):
             lateral = Conv2dNorm(input_shape[name][0], conv_dim, 1, bias=use_bias, norm=make_norm(norm, conv_dim))
             output = Conv2dNorm(
@@ -172,11 +172,6 @@ class MSDeformAttnPixelDecoder(nn.Module):
             c2_xavier_fill(output)
             self.add_module(f"adapter_{idx + 1}", lateral)
             self.add_module(f"layer_{idx + 1}", output)
-            self.lateral_convs.append(lateral)
-            self.output_convs.append(output)
-        # Applied coarse -> fine.
-        self.lateral_convs = self.lateral_convs[::-1]
-        self.output_convs = self.output_convs[::-1]
 
     def forward(self, features: Mapping[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
         srcs, pos = [], []
@@ -191,8 +186,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
             chunk.transpose(1, 2).reshape(b, -1, h, w)
             for chunk, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
         ]
-        for idx, name in enumerate(reversed(self.in_features[: self.num_fpn_levels])):
-            lateral = self.lateral_convs[idx](features[name])
+        for k in range(self.num_fpn_levels, 0, -1):  # coarse -> fine
+            lateral = getattr(self, f"adapter_{k}")(features[self.in_features[k - 1]])
             y = lateral + F.interpolate(outs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
-            outs.append(self.output_convs[idx](y))
+            outs.append(getattr(self, f"layer_{k}")(y))
         return self.mask_features(outs[-1]), outs[: self.num_levels]
