@@ -13,7 +13,6 @@ there; identical for the default "GN").
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import torch
@@ -157,13 +156,16 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, kernel_size=1)
         c2_xavier_fill(self.mask_features)
 
-        # FPN levels between the finest encoder level and common_stride (res2 for the defaults).
+        # FPN levels: the backbone outputs from common_stride up to (not including) the finest
+        # encoder level, fine -> coarse (res2 for the defaults). The original takes the first
+        # log2(finest / common_stride) outputs, which is the same set whenever those are contiguous.
         finest_stride = min(input_shape[n][1] for n in self.transformer_in_features)
-        self.num_fpn_levels = max(int(round(math.log2(finest_stride / common_stride))), 0)
+        self.fpn_features = [n for n in self.in_features if common_stride <= input_shape[n][1] < finest_stride]
+        self.num_fpn_levels = len(self.fpn_features)
         use_bias = norm in ("", "none")
         # Registered as adapter_{k} / layer_{k} (k = 1 is the finest level) and looked up by name
         # in forward, so wrappers that replace submodules (FSDP, SyncBN conversion) are honoured.
-        for idx, name in enumerate(self.in_features[: self.num_fpn_levels]):
+        for idx, name in enumerate(self.fpn_features):
             lateral = Conv2dNorm(input_shape[name][0], conv_dim, 1, bias=use_bias, norm=make_norm(norm, conv_dim))
             output = Conv2dNorm(
                 conv_dim, conv_dim, 3, padding=1, bias=use_bias, norm=make_norm(norm, conv_dim), activation=F.relu
@@ -187,7 +189,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             for chunk, (h, w) in zip(memory.split([h * w for h, w in shapes], dim=1), shapes)
         ]
         for k in range(self.num_fpn_levels, 0, -1):  # coarse -> fine
-            lateral = getattr(self, f"adapter_{k}")(features[self.in_features[k - 1]])
+            lateral = getattr(self, f"adapter_{k}")(features[self.fpn_features[k - 1]])
             y = lateral + F.interpolate(outs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             outs.append(getattr(self, f"layer_{k}")(y))
         return self.mask_features(outs[-1]), outs[: self.num_levels]
