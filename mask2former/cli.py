@@ -16,6 +16,7 @@ from hpo.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "mask2former.actions.commands",
     "mask2former.data.commands",
+    "mask2former.deploy.commands",
 )
 
 
