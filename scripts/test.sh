@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/hpo schemas check
-if .venv/bin/hpo space --help >/dev/null 2>&1; then .venv/bin/hpo space check; fi
+.venv/bin/hpo space check
 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"

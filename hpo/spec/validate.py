@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import math
-from functools import lru_cache
 from typing import Any, Iterator, Mapping
 
 import jsonschema
@@ -21,7 +20,7 @@ from jsonschema.exceptions import ValidationError
 
 from hpo.errors import SchemaError, SpecError
 from hpo.spec.dotted import get_dotted
-from hpo.spec.math_cond import parse_math_cond
+from hpo.spec.math_cond import parse_math_cond, relative_violations, static_violations
 
 MANDATORY = "???"
 
@@ -88,15 +87,9 @@ def _tao_properties(validator: Any, properties: Any, instance: Any, schema: Mapp
 
 
 def _tao_math_cond(validator: Any, condition: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
-    parsed = _parsed_condition(str(condition))
-    if parsed.relation or (parsed.multiple_of and schema.get("depends_on")):
-        # Relative to another parameter: checked in the cross-parameter pass.
-        parsed_local = parsed.__class__(text=parsed.text, lower=parsed.lower, lower_inclusive=parsed.lower_inclusive,
-                                        upper=parsed.upper, upper_inclusive=parsed.upper_inclusive,
-                                        not_equal=parsed.not_equal, power_of=parsed.power_of)
-    else:
-        parsed_local = parsed
-    for problem in parsed_local.violations(instance):
+    parsed = parse_math_cond(str(condition))
+    has_parent = bool(schema.get("depends_on") or schema.get("parent_param"))
+    for problem in static_violations(parsed, instance, has_parent=has_parent):
         yield ValidationError(f"{problem} (math_cond '{condition}')")
 
 
@@ -131,9 +124,14 @@ def _numeric_bound(keyword: str):
     standard = Draft202012Validator.VALIDATORS[keyword]
 
     def check(validator: Any, bound: Any, instance: Any, schema: Mapping[str, Any]) -> Iterator[ValidationError]:
+        if isinstance(bound, str):  # some writers quote TAO's tokens: "Infinity", "-inf", "1e-3"
+            try:
+                bound = float(bound)
+            except ValueError:
+                raise SchemaError(f"schema bound {keyword} = {bound!r} is not a number.") from None
         if isinstance(bound, (int, float)) and math.isinf(bound):
             return  # Infinity: unbounded on that side
-        for error in standard(validator, bound, instance, schema):
+        for error in standard(validator, bound, instance, schema):  # type: ignore[operator]
             error.message = f"must be {'>=' if keyword == 'minimum' else '<='} {bound}"
             yield error
 
@@ -154,11 +152,6 @@ TaoValidator = jsonschema.validators.extend(
         "required": lambda *args: iter(()),  # specs are merged onto complete templates; missing values are '???'
     },
 )
-
-
-@lru_cache(maxsize=256)
-def _parsed_condition(text: str):
-    return parse_math_cond(text)
 
 
 def iter_leaf_schemas(schema: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -211,15 +204,10 @@ def _relational_problems(spec: Mapping[str, Any], schema: Mapping[str, Any]) -> 
         condition, parent = leaf.get("math_cond"), leaf.get("depends_on") or leaf.get("parent_param")
         if not condition or not parent or not isinstance(parent, str):
             continue
-        parsed = _parsed_condition(str(condition))
-        if not (parsed.relation or parsed.multiple_of):
-            continue
+        parsed = parse_math_cond(str(condition))
         value = get_dotted(spec, path, None)
         parent_value = get_dotted(spec, parent, None)
-        if value is None or parent_value is None:
-            continue
-        relational = parsed.__class__(text=parsed.text, multiple_of=parsed.multiple_of, relation=parsed.relation)
-        for problem in relational.violations(value, parent_value=parent_value, has_parent=True):
+        for problem in relative_violations(parsed, value, parent_value):
             problems.append(f"'{path}' = {value!r}: {problem} ('{parent}', math_cond '{condition}')")
     return problems
 

@@ -85,3 +85,21 @@ def test_apply_overrides_creates_sections() -> None:
 def test_validate_spec_accepts_nullable_fields(repo_root: Path) -> None:
     spec = load_spec(None, "train", ["train.iters_per_epoch=5", "model.backbone.swin.qk_scale=null"], repo_root)
     validate_spec(spec, "train", repo_root)
+
+
+def test_quoted_infinity_bound_is_read() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "int", "default": 1, "minimum": "1", "maximum": "Infinity"}}}
+    assert schema_problems({"n": 10**9}, schema) == []
+    assert any("must be >= 1" in p for p in schema_problems({"n": 0}, schema))
+
+
+def test_divided_parent_condition() -> None:
+    schema = {"type": "object", "properties": {
+        "epochs": {"type": "int", "default": 10},
+        "warmup": {"type": "int", "default": 5, "math_cond": "/ 2", "depends_on": "epochs"},
+        "rank": {"type": "int", "default": 8, "math_cond": "^ 2"},
+    }}
+    assert schema_problems({"epochs": 10, "warmup": 5, "rank": 16}, schema) == []
+    problems = schema_problems({"epochs": 10, "warmup": 3, "rank": 12}, schema)
+    assert any("warmup" in p and "10 // 2 = 5" in p for p in problems)
+    assert any("rank" in p and "power of 2" in p for p in problems)
