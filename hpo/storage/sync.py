@@ -11,7 +11,8 @@ uploads new checkpoints and rewritten JSON files, without listing the bucket. Sy
 remote root and re-created by `pull`.
 
 One driver pushes a workspace at a time (the engine holds `driver.lock`); `driver.lock` itself, the index
-and temporary files are never mirrored.
+and temporary files are never mirrored. SQLite files (Optuna's `state/optuna.db`) are uploaded as a
+consistent snapshot (SQLite's backup API), since the backend may be writing to them during a push.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import tempfile
 import threading
 import time
@@ -49,6 +51,14 @@ class SyncReport:
     deleted: int
     links: int
     seconds: float
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def default_mirror_dir(remote_uri: str) -> Path:
@@ -183,7 +193,7 @@ class WorkspaceMirror:
                     if known and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
                         skipped += 1
                         continue
-                    self.storage.upload(path, self._remote(relative))
+                    self._upload(path, self._remote(relative))
                     index[relative] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
                     transferred += 1
                     total += st.st_size
@@ -195,6 +205,28 @@ class WorkspaceMirror:
         report = SyncReport(transferred, total, skipped, deleted, len(links), time.monotonic() - started)
         logger.info("pushed %s to %s: %s", self.local_dir, self.remote_uri, report)
         return report
+
+    def _upload(self, path: Path, location: str) -> None:
+        """Upload one file; SQLite databases (Optuna's study) as a consistent snapshot taken with SQLite's
+        backup API, since the backend may be writing to them while we read."""
+        if not _is_sqlite(path):
+            self.storage.upload(path, location)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            snapshot = Path(folder) / path.name
+            try:
+                source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+                try:
+                    target = sqlite3.connect(snapshot)
+                    try:
+                        source.backup(target)
+                    finally:
+                        target.close()
+                finally:
+                    source.close()
+            except sqlite3.Error as error:
+                raise StorageError(f"cannot snapshot the SQLite database {path} for upload: {error}.") from None
+            self.storage.upload(snapshot, location)
 
     def _delete_remote_extras(self, scopes: list[str], present: set[str], index: dict[str, dict]) -> int:
         deleted = 0
