@@ -95,9 +95,10 @@ def test_no_secret_reaches_mlflow_or_the_journal(tmp_path, migrated_sqlite_db, m
     for run in client.search_runs([experiment.experiment_id]):
         texts += [json.dumps(run.data.params), json.dumps(run.data.tags), json.dumps(list(run.data.metrics))]
         client.download_artifacts(run.info.run_id, "", str(download / run.info.run_id))
-    mlflow.set_registry_uri(uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)  # MLflow resolves models:/ URIs with the process-wide URIs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     registered = Path(mlflow.artifacts.download_artifacts("models:/mask2former@champion", dst_path=str(tmp_path / "reg"),
-                                                          tracking_uri=uri))
+                                                          tracking_uri=uri, registry_uri=uri))
     downloaded = [p for p in download.rglob("*") if p.is_file()] + [p for p in registered.rglob("*") if p.is_file()]
     assert any(p.name == "spec.yaml" for p in downloaded) and any(p.name == "train.log" for p in downloaded)
     assert any(p.name == "export_spec.yaml" for p in downloaded)
