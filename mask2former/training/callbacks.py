@@ -8,9 +8,10 @@
 * `EarlyStopEpoch` – stop cleanly once epoch `EARLY_STOP_EPOCH` is completed (validated, checkpointed).
 * `StatusReporter` – RUNNING lines in status.json (one per completed epoch, carrying the validation
   metrics when that epoch was validated; mid-epoch validations get their own line).
-* `EpochReseed` – re-seeds python/numpy/torch at the start of every epoch from (seed, epoch), so the
-  randomness of epoch e (augmentation with in-process loading, dropout, point sampling) does not depend
-  on what ran before it: a resumed run continues the curve the uninterrupted run would have drawn.
+* `StepReseed` – re-seeds python/numpy/torch before every training step from (seed, step), so the
+  randomness of a step (dropout, drop-path, point sampling) does not depend on what ran before it: a
+  resumed run continues the curve the uninterrupted run would have drawn. (Data augmentation is seeded
+  per item by the data module, `EpochSeededDataset`.)
 * `EarlySigterm` – a SIGTERM that arrives before Lightning installs its own handler (while data and the
   model are being built) is remembered and honoured as soon as training starts.
 
@@ -312,19 +313,26 @@ def build_contract_callbacks(
     )
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch `epoch` (0-based index) of a run seeded with `seed`."""
-    return (int(seed) * 1_000_003 + 7919 * (int(epoch) + 1)) % (2**31 - 1)
+def step_seed(seed: int, step: int) -> int:
+    """The seed of optimizer step `step` of a run seeded with `seed`."""
+    return (int(seed) * 1_000_003 + 7919 * (int(step) + 1)) % (2**31 - 1)
 
 
-class EpochReseed(Callback):
-    """Seeds python, numpy and torch from (seed, epoch) at every epoch start (see module docstring)."""
+class StepReseed(Callback):
+    """Seeds python, numpy and torch from (seed, global step, rank) before every training step.
+
+    Reseeding per step rather than per epoch keeps the step's randomness (dropout, drop-path, the
+    criterion's point sampling) independent of anything that draws from the global generators between
+    steps, such as Lightning creating a data-loader iterator, which happens at different moments in a
+    fresh and a resumed run.
+    """
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = epoch_seed(self.seed, trainer.current_epoch) + trainer.global_rank
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        value = (step_seed(self.seed, trainer.global_step) + trainer.global_rank) % (2**31 - 1)
         random.seed(value)
         np.random.seed(value)
         torch.manual_seed(value)

@@ -4,9 +4,10 @@ The data package is the composition root for datasets (`mask2former.data.build`)
 which split feeds which loop and wires the loader settings:
 
 * `dataset.<split>.batch_size` / `num_workers` per split, `dataset.pin_memory` (effective on CUDA only);
-* training shuffles with `EpochShuffleSampler`: the order of epoch e is a pure function of (seed, e), so
-  a resumed run sees exactly the order the uninterrupted run would have seen (Lightning tells the
-  sampler the epoch through `set_epoch`; `start_epoch` covers the first iterator, which Lightning
+* training shuffles with `EpochShuffleSampler` and augments through `EpochSeededDataset`: the order of
+  epoch e and the augmentation of each item are pure functions of (seed, e, index), so a resumed run sees
+  exactly the data the uninterrupted run would have seen, with any number of workers (Lightning tells
+  the sampler the epoch through `set_epoch`; `start_epoch` covers the first iterator, which Lightning
   creates before that call);
 * `train.iters_per_epoch` is applied by the Trainer (`limit_train_batches`), not here;
 * `train.use_distributed_sampler`: when true Lightning wraps the loaders in a DistributedSampler so each
@@ -23,14 +24,16 @@ from typing import Any, Iterator
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mask2former.data.build import build_collate, build_dataloader, build_dataset, check_mode, load_categories
 from mask2former.data.label_map import Categories
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of `range(length)` that depends only on (`seed`, epoch).
+    """Yields `epoch * length + i` for a random permutation i of `range(length)` that depends only on
+    (`seed`, epoch); `EpochSeededDataset` decodes the pair. Carrying the epoch inside the index reaches
+    data-loader workers (also persistent ones), which a sampler attribute would not.
 
     Args:
         length: dataset size.
@@ -41,7 +44,6 @@ class EpochShuffleSampler(Sampler[int]):
     def __init__(self, length: int, *, seed: int, start_epoch: int = 0) -> None:
         self.length = int(length)
         self.seed = int(seed)
-        self.start_epoch = int(start_epoch)
         self.epoch = int(start_epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -53,7 +55,30 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator()
         generator.manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        offset = self.epoch * self.length
+        return iter((torch.randperm(self.length, generator=generator) + offset).tolist())
+
+
+class EpochSeededDataset(Dataset):
+    """Wraps a training dataset so the augmentation of item i in epoch e is a pure function of (seed, e, i).
+
+    The data package draws augmentation randomness from torch's global generator; here each item is
+    loaded under a forked generator seeded from (seed, epoch, index), so neither the data order, nor
+    prefetching, nor worker processes, nor a resume can change what an item looks like.
+    """
+
+    def __init__(self, dataset: Dataset, *, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, encoded: int) -> Any:
+        epoch, index = divmod(int(encoded), len(self))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + epoch) * 1_000_033 + index)
+            return self.dataset[index]
 
 
 class Mask2FormerDataModule(L.LightningDataModule):
@@ -114,7 +139,7 @@ class Mask2FormerDataModule(L.LightningDataModule):
             batch_size = int(split_cfg.batch_size)
             workers = int(split_cfg.num_workers)
             self._train = DataLoader(
-                dataset,
+                EpochSeededDataset(dataset, seed=self.seed),
                 batch_size=batch_size,
                 sampler=EpochShuffleSampler(len(dataset), seed=self.seed, start_epoch=self.start_epoch),
                 drop_last=len(dataset) >= batch_size,  # equal batch shapes, unless the dataset is smaller

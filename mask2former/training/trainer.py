@@ -35,7 +35,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from hpo.errors import SpecError
 from mask2former.training.callbacks import (
-    EarlySigterm, EpochReseed, build_contract_callbacks, early_stop_epoch_from_env,
+    EarlySigterm, StepReseed, build_contract_callbacks, early_stop_epoch_from_env,
 )
 from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint
 from mask2former.training.datamodule import Mask2FormerDataModule
@@ -221,7 +221,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, topology: Any, wr
         enable_model_summary=False,
         default_root_dir=str(results_dir),
         use_distributed_sampler=bool(train.use_distributed_sampler),
-        callbacks=[EpochReseed(seed), *contract, guard, _progress_bar()],
+        callbacks=[StepReseed(seed), *contract, guard, _progress_bar()],
     )
     checkpointer = contract[1]
     try:

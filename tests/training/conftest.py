@@ -1,0 +1,32 @@
+"""Fixtures for training tests: tiny synthetic coco_panoptic data and one shared short run.
+
+Everything is CPU-sized: 64 px images, the tiny model (hidden 64 because the schema's minimum is 64),
+256 sampled points, 1-2 steps per epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mask2former.data.synth import write_synthetic_splits
+from training_support import SHARED_RUN, make_config
+
+
+@pytest.fixture(scope="session")
+def panoptic_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth_panoptic")
+    write_synthetic_splits(root, fmt="coco_panoptic", num_train=4, num_val=2, seed=0, size=64)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(panoptic_data, tmp_path_factory) -> Path:
+    """One 2-epoch run (2 steps per epoch, lr halved after epoch 1) shared by tests that read its outputs."""
+    from mask2former.training import run_training
+
+    results = tmp_path_factory.mktemp("trained_run")
+    cfg, spec = make_config(panoptic_data, results, **SHARED_RUN)
+    run_training(cfg, spec)
+    return results
