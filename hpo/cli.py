@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hpo.space.commands",
     "hpo.tracking.commands",
     "hpo.promotion.commands",
+    "hpo.storage.commands",
 )
 
 

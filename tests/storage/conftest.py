@@ -148,6 +148,28 @@ def tar_factory(tmp_path: Path) -> Callable[..., Path]:
     return build
 
 
+@pytest.fixture
+def dataset(bucket: str, s3_client, tar_factory) -> dict[str, str]:
+    """Dataset roots {train, val}: a tiny coco_panoptic seed layout under s3://<bucket>/data/{train,val}/
+    (each archive holds one folder)."""
+    roots = {}
+    for split, count in (("train", 3), ("val", 2)):
+        images = tar_factory({f"{i:03d}.png": f"{split}-img-{i}".encode() for i in range(count)}, top="images")
+        panoptic = tar_factory(
+            {f"{i:03d}.png": f"{split}-pan-{i}".encode() for i in range(count)}, top="panoptic",
+            name="images_panoptic.tar.gz",
+        )
+        prefix = f"data/{split}"
+        s3_client.upload_file(str(images), bucket, f"{prefix}/images.tar.gz")
+        s3_client.upload_file(str(panoptic), bucket, f"{prefix}/images_panoptic.tar.gz")
+        s3_client.put_object(Bucket=bucket, Key=f"{prefix}/annotations_panoptic.json", Body=b'{"images": []}')
+        s3_client.put_object(Bucket=bucket, Key=f"{prefix}/annotations.json", Body=b'{"images": []}')
+        s3_client.put_object(Bucket=bucket, Key=f"{prefix}/label_map_panoptic.json", Body=b"[]")
+        roots[split] = f"s3://{bucket}/{prefix}"
+    return roots
+
+
+
 # -- fault injection -------------------------------------------------------------------------------------
 
 
