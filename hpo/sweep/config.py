@@ -42,6 +42,12 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb")), ("scheduler", ("median",))),
     "grid_points": (("sampler", ("grid",)),),
 }
+# Knobs one backend's implementation of a scheduler does not have (Ray's HyperBand derives its rungs from
+# max_epochs and reduction_factor; Optuna's successive halving has a single bracket).
+BACKEND_UNSUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
+    "ray": {"grace_period": ("hyperband", "bohb")},
+    "optuna": {"brackets": ("asha",)},
+}
 STORAGE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")
 
 
@@ -325,6 +331,12 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
                     f"'algorithm.{knob}' = {algorithm[knob]!r} has no effect with algorithm {name!r} on backend "
                     f"{backend!r} (sampler {sampler!r}, early stopping {scheduler!r}); it applies to {applies}. Remove it."
                 )
+    for knob, schedulers in BACKEND_UNSUPPORTED.get(backend, {}).items():
+        if knob in algorithm and scheduler in schedulers:
+            problems.append(
+                f"'algorithm.{knob}' = {algorithm[knob]!r} is not supported by {scheduler!r} on backend {backend!r}; "
+                "remove it" + (" (Ray's HyperBand rungs follow from max_epochs and reduction_factor)." if knob == "grace_period" else ".")
+            )
     if sampler == "cmaes":
         try:
             import cmaes  # noqa: F401

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from hpo.errors import SweepConfigError
 from hpo.skill import SkillDir
 from hpo.space import SearchSpace, compile_space
@@ -72,16 +74,15 @@ def spec_keys(skill: SkillDir) -> SpecKeys:
 
 
 def plain(value: Any) -> Any:
-    """Plain Python values (Ray and BOHB hand out numpy scalars, which YAML and JSON cannot write)."""
+    """Plain Python values (Ray and BOHB hand out numpy scalars such as np.str_, which YAML cannot write)."""
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 

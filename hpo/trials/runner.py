@@ -186,6 +186,10 @@ class TrainerProcess:
             except ProcessLookupError:
                 pass
 
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_since is not None
+
     def freeze(self) -> None:
         if self._frozen_since is None and self.running():
             self._signal(signal.SIGSTOP)
@@ -205,6 +209,9 @@ class TrainerProcess:
         self.thaw()
 
     def kill(self) -> None:
+        """SIGKILL the trainer's whole session (a frozen trainer, or one past its grace period)."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
         if self.process is not None and self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)

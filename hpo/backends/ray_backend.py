@@ -1,0 +1,237 @@
+"""Ray Tune backend: schedulers (ASHA, synchronous HyperBand with pause/resume, BOHB, PBT, median, FIFO) and
+searchers over the compiled space, trials as `HpoTrainable` actors with per-trial CPU/GPU resources
+(fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore`.
+
+Searchers: random/tpe/bayesian/cmaes/grid → `SpaceSearcher` (the compiled space's define-by-run sampling
+through an Optuna study that receives PRUNED, not COMPLETE, for scheduler-stopped trials — the flaw fix);
+bohb → Ray's `TuneBOHB` with `HyperBandForBOHB` (BOHB models each budget separately, so a partial result is
+fed as exactly that); pbt → Ray's variant generator (PBT refuses searchers) drawing whole configurations
+from the space, with `space.perturb` as the explore step.
+
+The scheduler's time attribute is `epoch` (completed epochs), so grace periods, rungs and perturbation
+intervals are in epochs even when a trainer validates less often or a trial was restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from hpo.backends.optuna_factory import storage_url
+from hpo.errors import SearchSpaceError, SweepConfigError
+from hpo.space import SearchSpace
+from hpo.sweep.context import SweepContext, plain
+from hpo.sweep.guard import SweepGuard
+from hpo.sweep.observer import ObserverHub
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "experiment"
+# Synchronous HyperBand (and BOHB) must create every trial of a bracket up front and park them PAUSED, which
+# Ray's concurrency limiter forbids (it counts paused trials as live, so brackets never fill). For those
+# schedulers `max_concurrent` is enforced by a custom resource instead: one slot per running trial.
+SLOT_RESOURCE = "hpo_trial_slot"
+SYNCHRONOUS_SCHEDULERS = ("hyperband", "bohb")
+# Ray snapshots its experiment state at most this often; a driver killed in between loses at most this much
+# of Ray's bookkeeping (never results: those are in each trial's status.json and replayed on restore).
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# One step() per remote call: with buffering Ray would thaw a trainer for several epochs before the scheduler
+# sees the first of them, and drop the results after a STOP decision.
+os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1"
+
+
+class SpaceSampler:
+    """`tune.sample_from` callable drawing a whole configuration (conditional spaces included) for PBT."""
+
+    def __init__(self, space: SearchSpace, seed: int, epoch_budget: int) -> None:
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+        self.epoch_budget = epoch_budget
+
+    def __call__(self, spec: Any) -> dict[str, Any]:
+        return plain(self.space.sample(self.rng, epoch_budget=self.epoch_budget))
+
+
+class PbtExplorer:
+    """PBT explore: perturb the exploited configuration inside the space's bounds and conditions."""
+
+    def __init__(self, space: SearchSpace, seed: int, factor: float, resample_probability: float) -> None:
+        self.space = space
+        self.rng = np.random.default_rng(seed + 1)
+        self.factor = factor
+        self.resample_probability = resample_probability
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        from hpo.backends.ray_trainable import PBT_PARAMS_KEY, params_of
+
+        new = self.space.perturb(params_of(config), self.rng, factor=self.factor,
+                                 resample_probability=self.resample_probability)
+        return {**config, PBT_PARAMS_KEY: plain(new)}
+
+
+def experiment_path(ctx: SweepContext) -> Path:
+    return ctx.workspace.state_dir / "ray" / EXPERIMENT_NAME
+
+
+class RayBackend:
+    def __init__(self, ctx: SweepContext, observers: ObserverHub, guard: SweepGuard,
+                 planned: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.ctx = ctx
+        self.observers = observers
+        self.guard = guard
+        self.planned = [dict(p) for p in planned]
+        self.mode = "max" if ctx.direction == "maximize" else "min"
+        self._started_ray = False
+
+    # -- pieces --------------------------------------------------------------------------------------------
+    def scheduler(self) -> Any:
+        from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler,
+                                         MedianStoppingRule, PopulationBasedTraining)
+
+        algorithm, max_epochs = self.ctx.config.algorithm, self.ctx.max_epochs
+        name = algorithm.scheduler
+        common = {"time_attr": "epoch"}  # metric and mode come from TuneConfig
+        if name == "none":
+            return FIFOScheduler()
+        if name == "median":
+            return MedianStoppingRule(grace_period=algorithm.grace_period,
+                                      min_samples_required=max(1, algorithm.n_startup_trials), **common)
+        if name == "asha":
+            return ASHAScheduler(max_t=max_epochs, grace_period=algorithm.grace_period,
+                                 reduction_factor=algorithm.reduction_factor, brackets=algorithm.brackets, **common)
+        if name == "hyperband":
+            return HyperBandScheduler(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
+        if name == "bohb":
+            return HyperBandForBOHB(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
+        if name == "pbt":
+            return PopulationBasedTraining(
+                perturbation_interval=algorithm.perturbation_interval, quantile_fraction=algorithm.quantile_fraction,
+                custom_explore_fn=PbtExplorer(self.ctx.space, self.ctx.config.seed, algorithm.perturbation_factor,
+                                              algorithm.resample_probability),
+                log_config=False, **common,
+            )
+        raise SweepConfigError(f"early stopping {name!r} is not available on backend ray.")
+
+    def search(self) -> tuple[Any, dict[str, Any]]:
+        """(search_alg or None, param_space)."""
+        from ray import tune
+
+        algorithm = self.ctx.config.algorithm
+        if algorithm.scheduler == "pbt":
+            from ray.tune.search.basic_variant import BasicVariantGenerator
+
+            from hpo.backends.ray_trainable import PBT_PARAMS_KEY
+
+            points = [{PBT_PARAMS_KEY: p} for p in self.planned] or None
+            sampler = SpaceSampler(self.ctx.space, self.ctx.config.seed, self.ctx.max_epochs)
+            return (BasicVariantGenerator(points_to_evaluate=points, random_state=self.ctx.config.seed),
+                    {PBT_PARAMS_KEY: tune.sample_from(sampler)})
+        if algorithm.sampler == "bohb":
+            from ray.tune.search.bohb import TuneBOHB
+
+            try:
+                param_space = self.ctx.space.ray_param_space()
+            except SearchSpaceError as error:
+                raise SweepConfigError(f"algorithm 'bohb' needs an unconditional search space: {error}") from None
+            return TuneBOHB(metric=self.ctx.metric, mode=self.mode, seed=self.ctx.config.seed,
+                            points_to_evaluate=self.planned or None), param_space
+        from hpo.backends.ray_searcher import SpaceSearcher
+
+        return SpaceSearcher(
+            space=self.ctx.space, algorithm=algorithm, seed=self.ctx.config.seed,
+            storage_url=storage_url(None, self.ctx.workspace.state_dir), study_name=self.ctx.config.name,
+            metric=self.ctx.metric, mode=self.mode, max_epochs=self.ctx.max_epochs, planned=self.planned,
+        ), {}
+
+    @property
+    def synchronous(self) -> bool:
+        return self.ctx.config.algorithm.scheduler in SYNCHRONOUS_SCHEDULERS
+
+    def trainable(self) -> Any:
+        import ray
+        from ray import tune
+
+        from hpo.backends.ray_trainable import HpoTrainable
+
+        resources = self.ctx.config.resources
+        request: dict[str, float] = {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+        if self.synchronous:
+            if ray.cluster_resources().get(SLOT_RESOURCE):
+                request[SLOT_RESOURCE] = 1
+            else:
+                self.ctx.notes.append(
+                    f"the Ray cluster offers no '{SLOT_RESOURCE}' resource, so resources.max_concurrent is not enforced "
+                    "for synchronous HyperBand/BOHB; running trials are bounded by per-trial cpus/gpus only."
+                )
+        return tune.with_resources(tune.with_parameters(HpoTrainable, ctx=self.ctx), request)
+
+    # -- run -----------------------------------------------------------------------------------------------
+    def _ensure_ray(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            address = os.environ.get("RAY_ADDRESS") or None
+            slots = {SLOT_RESOURCE: float(self.ctx.config.resources.max_concurrent)} if address is None else None
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     resources=slots)
+            self._started_ray = True
+
+    def stop(self) -> None:
+        """Ask Ray to end the run gracefully (its SIGUSR1 handler), leaving trials resumable."""
+        if hasattr(signal, "SIGUSR1"):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    def run(self) -> None:
+        from ray import tune
+
+        from hpo.backends.ray_callbacks import GuardStopper, RayRecordKeeper, RecordCallback
+
+        self._ensure_ray()
+        if self.synchronous:
+            # Ray creates one pending trial at a time for a searcher; a synchronous bracket needs all of them.
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(self.ctx.config.algorithm.max_trials)
+        keeper = RayRecordKeeper(self.ctx, self.observers, self.guard)
+        key = keeper.register()
+        try:
+            path = experiment_path(self.ctx)
+            if tune.Tuner.can_restore(str(path)):
+                tuner = tune.Tuner.restore(str(path), self.trainable(), resume_unfinished=True,
+                                           resume_errored=False, restart_errored=False)
+            else:
+                search_alg, param_space = self.search()
+                algorithm, resources = self.ctx.config.algorithm, self.ctx.config.resources
+                tuner = tune.Tuner(
+                    self.trainable(),
+                    param_space=param_space,
+                    tune_config=tune.TuneConfig(
+                        metric=self.ctx.metric, mode=self.mode, search_alg=search_alg, scheduler=self.scheduler(),
+                        num_samples=algorithm.max_trials,
+                        max_concurrent_trials=None if self.synchronous else resources.max_concurrent,
+                        reuse_actors=True,
+                    ),
+                    run_config=tune.RunConfig(
+                        name=EXPERIMENT_NAME, storage_path=str(path.parent), callbacks=[RecordCallback(key)],
+                        stop=GuardStopper(key), verbose=0,
+                        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4),
+                        failure_config=tune.FailureConfig(max_failures=0),
+                    ),
+                )
+            results = tuner.fit()
+            trials = list(getattr(results, "_experiment_analysis", None).trials) if results is not None else []
+            unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
+            if unfinished and self.guard.reason is None and not self.guard.stopped:
+                self.guard.interrupt()
+            keeper.settle(trials)
+        finally:
+            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
+            keeper.unregister()
+            if self._started_ray:
+                import ray
+
+                ray.shutdown()

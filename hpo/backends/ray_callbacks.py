@@ -1,0 +1,192 @@
+"""Driver-side bookkeeping for Ray sweeps: trial.json records, observer calls, the all-failing stop.
+
+Ray runs trainables in worker processes; the contract says observers run in the driver. `RayRecordKeeper`
+lives in the driver and is the single writer of every Ray trial's trial.json; Ray's callback hooks feed it.
+
+Ray pickles `RunConfig` (callbacks, stopper) into the experiment folder for `Tuner.restore`, so the
+callback and the stopper carry only a key and look the live keeper up in `_LIVE` — a restored experiment
+talks to the new driver's keeper, observers and guard, never to unpickled copies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray import tune
+from ray.tune.experiment import Trial
+
+from hpo.sweep.context import plain
+from hpo.trials.lifecycle import ingest_status
+from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
+from hpo.trials.status import Validation
+
+if TYPE_CHECKING:
+    from hpo.sweep.context import SweepContext
+    from hpo.sweep.guard import SweepGuard
+    from hpo.sweep.observer import ObserverHub
+
+_LIVE: dict[str, "RayRecordKeeper"] = {}
+
+
+class RayRecordKeeper:
+    def __init__(self, ctx: "SweepContext", observers: "ObserverHub", guard: "SweepGuard") -> None:
+        self.ctx = ctx
+        self.observers = observers
+        self.guard = guard
+        self.records: dict[str, TrialRecord] = {r.trial_id: r for r in load_records(ctx.workspace.trials_dir)}
+        self.key = str(ctx.workspace.root.resolve())
+
+    def register(self) -> str:
+        _LIVE[self.key] = self
+        return self.key
+
+    def unregister(self) -> None:
+        _LIVE.pop(self.key, None)
+
+    def _dir(self, trial_id: str) -> Path:
+        return self.ctx.workspace.trial_dir(trial_id)
+
+    def _record(self, trial: Trial) -> TrialRecord:
+        from hpo.backends.ray_trainable import params_of
+
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            number = max((r.number for r in self.records.values()), default=-1) + 1
+            record = TrialRecord(trial_id=trial.trial_id, number=number, params=params_of(trial.config),
+                                 metric=self.ctx.metric, direction=self.ctx.direction)
+            self.records[trial.trial_id] = record
+        return record
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    def started(self, trial: Trial) -> None:
+        from hpo.backends.ray_trainable import params_of
+
+        record = self._record(trial)
+        record.params = params_of(trial.config)
+        record.reopen()
+        resources = self.ctx.config.resources
+        record.resources = {"cpus": resources.cpus_per_trial, "gpus": resources.gpus_per_trial,
+                            "ray_trial_name": str(trial)}
+        self._dir(trial.trial_id).mkdir(parents=True, exist_ok=True)
+        record.save(self._dir(trial.trial_id))
+        self.observers.trial_started(record)
+
+    def result(self, trial: Trial, result: dict[str, Any]) -> None:
+        epoch, value = result.get("epoch"), result.get(self.ctx.metric)
+        if not isinstance(epoch, int) or not isinstance(value, (int, float)):
+            return
+        record = self._record(trial)
+        if record.state != RUNNING:
+            record.reopen()
+        if result.get("exploited_from"):
+            donor = json.loads(result["exploited_from"])
+            record.params = plain(json.loads(result["params_json"]))
+            record.lineage.append({**donor, "params": dict(record.params)})
+        new = epoch not in record.epochs()
+        validation = Validation(epoch=epoch, step=result.get("step"), value=float(value),
+                                kpi=dict(result.get("kpi") or {}), time=time.time())
+        record.add_validation(validation, result.get("checkpoint_name"))
+        record.save(self._dir(trial.trial_id))
+        if new:
+            entry = next(e for e in record.history if e["epoch"] == epoch)
+            self.observers.trial_reported(record, entry)
+
+    def completed(self, trial: Trial) -> None:
+        record = self._record(trial)
+        if (record.last_epoch() or 0) >= self.ctx.max_epochs:
+            state = COMPLETED
+        elif self.guard.reason is not None:
+            state = PAUSED
+        else:
+            state = PRUNED
+        self._finish(record, state)
+
+    def errored(self, trial: Trial) -> None:
+        record = self._record(trial)
+        outcome_file = self._dir(trial.trial_id) / "outcome.json"
+        if outcome_file.is_file():
+            outcome = json.loads(outcome_file.read_text())
+            klass, reason = outcome["failure_class"], outcome["failure_reason"]
+        else:
+            klass, reason = "internal", _ray_error(trial)
+        self._finish(record, FAILED, klass, reason)
+
+    def step(self, trials: list[Trial]) -> None:
+        for trial in trials:
+            if trial.status == Trial.PAUSED:
+                record = self.records.get(trial.trial_id)
+                if record is not None and record.state == RUNNING:
+                    self._finish(record, PAUSED, count=False)
+
+    def settle(self, trials: list[Trial]) -> None:
+        """After `fit()`: every validation a trainer wrote is in its record (one Ray dropped while stopping
+        the trial included), and trials Ray left unfinished (interrupt, time budget) are PAUSED."""
+        for record in self.records.values():
+            if ingest_status(record, self._dir(record.trial_id)):
+                record.save(self._dir(record.trial_id))
+        for trial in trials:
+            record = self.records.get(trial.trial_id)
+            if record is not None and record.state == RUNNING and trial.status != Trial.ERROR:
+                self._finish(record, PAUSED, count=False)
+
+    def _finish(self, record: TrialRecord, state: str, failure_class: str | None = None,
+                failure_reason: str | None = None, *, count: bool = True) -> None:
+        record.finish(state, failure_class=failure_class, failure_reason=failure_reason)
+        record.save(self._dir(record.trial_id))
+        if count:
+            self.guard.trial_finished(record)
+        self.observers.trial_finished(record)
+
+
+def _ray_error(trial: Trial) -> str:
+    try:
+        path = trial.error_file
+        text = Path(path).read_text() if path else ""
+    except (OSError, TypeError, AttributeError):
+        text = ""
+    return (text.strip().splitlines() or ["the Ray trial failed without an error file"])[-1]
+
+
+class RecordCallback(tune.Callback):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def _keeper(self) -> RayRecordKeeper | None:
+        return _LIVE.get(self.key)
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if keeper := self._keeper():
+            keeper.started(trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        if keeper := self._keeper():
+            keeper.result(trial, result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if keeper := self._keeper():
+            keeper.completed(trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        if keeper := self._keeper():
+            keeper.errored(trial)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if keeper := self._keeper():
+            keeper.step(trials)
+
+
+class GuardStopper(tune.Stopper):
+    """Stops the whole experiment when the sweep guard says so (every trial failing)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        keeper = _LIVE.get(self.key)
+        return bool(keeper is not None and keeper.guard.stopped)

@@ -1,0 +1,152 @@
+"""A Ray Tune searcher that proposes configurations from the compiled space through an Optuna study, and
+tells the study the truth about early-stopped trials.
+
+Why not Ray's own `OptunaSearch`: when a scheduler (ASHA, HyperBand, median) stops a trial early, Ray calls
+`on_trial_complete` with the trial's last result, and `OptunaSearch` tells Optuna that partial score as a
+COMPLETE, full-budget result — the flaw this engine fixes. `SpaceSearcher` reports each epoch as an
+intermediate value and tells a trial COMPLETE only when it reached the epoch budget (value = its best
+validation); a trial stopped earlier is told PRUNED, which TPE ranks below every complete trial and GP /
+CMA-ES ignore. It also runs the space's define-by-run `suggest`, so conditional spaces work, and keeps the
+study in the sweep's state folder, so `Tuner.restore` resumes the same study.
+
+Ray pickles the searcher into the experiment folder (for `Tuner.restore`); the study handle is dropped
+from the pickle and reopened from storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Mapping, Sequence
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from hpo.backends.optuna_factory import make_sampler, make_storage
+from hpo.space import SearchSpace
+from hpo.sweep.config import AlgorithmConfig
+from hpo.sweep.context import plain
+
+log = logging.getLogger(__name__)
+
+
+class SpaceSearcher(Searcher):
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        algorithm: AlgorithmConfig,
+        seed: int,
+        storage_url: str,
+        study_name: str,
+        metric: str,
+        mode: str,
+        max_epochs: int,
+        planned: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.algorithm = algorithm
+        self.seed = seed
+        self.storage_url = storage_url
+        self.study_name = study_name
+        self.max_epochs = max_epochs
+        self.planned = [dict(p) for p in planned]
+        self._numbers: dict[str, int] = {}       # Ray trial id -> Optuna trial number
+        self._reported: dict[str, list[int]] = {}  # Ray trial id -> epochs reported as intermediate values
+        self._best: dict[str, float] = {}
+        self._study: optuna.Study | None = None
+        self._trials: dict[str, optuna.trial.Trial] = {}
+
+    # -- study ---------------------------------------------------------------------------------------------
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = optuna.create_study(
+                study_name=self.study_name, storage=make_storage(self.storage_url),
+                direction="maximize" if self.mode == "max" else "minimize", load_if_exists=True,
+                sampler=make_sampler(self.algorithm, self.space, self.seed),
+            )
+            if self.planned and not self._study.get_trials(deepcopy=False):
+                for params in self.planned:
+                    self._study.enqueue_trial(params, skip_if_exists=True)
+        return self._study
+
+    def _trial(self, trial_id: str) -> optuna.trial.Trial | None:
+        if trial_id in self._trials:
+            return self._trials[trial_id]
+        number = self._numbers.get(trial_id)
+        if number is None:
+            return None
+        frozen = self.study.get_trials(deepcopy=False)[number]
+        if frozen.state != TrialState.RUNNING:
+            return None
+        trial = optuna.trial.Trial(self.study, frozen._trial_id)
+        self._trials[trial_id] = trial
+        # Values stored after the searcher's last save (a driver killed in between) count as reported.
+        self._reported[trial_id] = sorted(set(self._reported.get(trial_id, [])) | set(frozen.intermediate_values))
+        return trial
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_study"] = None
+        state["_trials"] = {}
+        return state
+
+    # -- Ray Searcher API ----------------------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        # Metric and mode come from our constructor; Ray's param_space is unused (we sample the space).
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        trial = self.study.ask()
+        params = plain(self.space.suggest(trial, epoch_budget=self.max_epochs))
+        trial.set_user_attr("hpo_trial_id", trial_id)
+        self._numbers[trial_id] = trial.number
+        self._trials[trial_id] = trial
+        self._reported[trial_id] = []
+        return params
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        trial = self._trial(trial_id)
+        epoch, value = result.get("epoch"), result.get(self.metric)
+        if trial is None or not isinstance(epoch, int) or not isinstance(value, (int, float)):
+            return
+        reported = self._reported.setdefault(trial_id, [])
+        if epoch in reported:
+            return
+        trial.report(float(value), epoch)
+        reported.append(epoch)
+        best = self._best.get(trial_id)
+        better = best is None or (value > best if self.mode == "max" else value < best)
+        if better:
+            self._best[trial_id] = float(value)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        trial = self._trial(trial_id)
+        if trial is None:
+            return
+        if result:
+            self.on_trial_result(trial_id, result)
+        reached = bool(result) and isinstance(result.get("epoch"), int) and result["epoch"] >= self.max_epochs
+        if error:
+            self.study.tell(trial, state=TrialState.FAIL)
+        elif reached and trial_id in self._best:
+            self.study.tell(trial, self._best[trial_id])
+        else:
+            # Stopped by the scheduler (or the budget) before its epoch budget: a partial result.
+            self.study.tell(trial, state=TrialState.PRUNED)
+        self._trials.pop(trial_id, None)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w", encoding="utf-8") as handle:
+            json.dump({"numbers": self._numbers, "reported": self._reported, "best": self._best}, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        self._numbers = {k: int(v) for k, v in data["numbers"].items()}
+        self._reported = {k: list(v) for k, v in data["reported"].items()}
+        self._best = {k: float(v) for k, v in data["best"].items()}
+        self._trials = {}

@@ -1,0 +1,207 @@
+"""The Ray Tune trainable: one Ray trial drives one trainer subprocess through the shared trial runner.
+
+Why the class API: Ray tells a class trainable exactly when it is saved (`save_checkpoint`), restored
+(`load_checkpoint`: a pause/resume, a PBT exploit, a `Tuner.restore`) and stopped (`cleanup`), which is what
+pausing and exploiting a subprocess needs.
+
+Life of a trial (calls from Ray, in this order):
+- `setup(config)`: the trial's params (flat dotted dict, or {"params": {...}} under PBT).
+- `load_checkpoint(pointer)` (only when resuming): the pointer says whose checkpoint to continue from. Our
+  own → continue from it, and first replay any validations our status.json holds beyond it (results a
+  killed driver had not recorded). Another trial's (PBT exploit) → copy the donor's checkpoint into
+  `exploits/` and continue from the copy with the perturbed params.
+- `step()`: starts (or thaws) the trainer, waits for its next validation, FREEZES the trainer (SIGSTOP) and
+  returns the result, so while the scheduler decides the trainer has trained no further than the
+  checkpoint it just wrote. The result with epoch == budget has done=True (the trainer then finishes).
+- `save_checkpoint()`: returns a tiny pointer {trial_id, trial_dir, checkpoint, epoch, step}; the trainer's
+  own checkpoint stays in the trial folder (the workspace must be on storage every Ray node can reach).
+- `cleanup()`: a frozen trainer is killed (its last validated checkpoint is on disk); a running one is
+  stopped with SIGTERM; one that reached the budget is allowed to finish.
+A failure is written to `outcome.json` (class + reason, read by the driver's callback) and raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import deque
+from pathlib import Path
+from typing import Any, Mapping
+
+from ray import tune
+
+from hpo.sweep.context import SweepContext, plain
+from hpo.trials.failures import Failure
+from hpo.trials.lifecycle import build_process, checkpoint_for, final_state
+from hpo.trials.record import TrialRecord
+from hpo.trials.runner import TrainerProcess
+from hpo.trials.status import STATUS_FILE, Validation, read_validations
+
+OUTCOME_FILE = "outcome.json"
+PBT_PARAMS_KEY = "params"
+
+
+class TrialFailed(RuntimeError):
+    """A trainer run failed; the message starts with the failure class."""
+
+
+def params_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's dotted params from a Ray config (flat, or nested under 'params' for PBT)."""
+    nested = config.get(PBT_PARAMS_KEY)
+    return plain(dict(nested if isinstance(nested, Mapping) else config))
+
+
+class HpoTrainable(tune.Trainable):
+    def setup(self, config: dict, ctx: SweepContext | None = None) -> None:
+        if ctx is None:
+            raise TrialFailed("internal: HpoTrainable needs the sweep context (tune.with_parameters(ctx=...))")
+        self.ctx = ctx
+        self.process: TrainerProcess | None = None
+        self._begin(config)
+
+    def _begin(self, config: Mapping[str, Any]) -> None:
+        """State for the trial this actor now runs (a fresh actor, or a reused one after `reset_config`)."""
+        self.params = params_of(config)
+        self.trial_dir = self.ctx.workspace.trial_dir(self.trial_id)
+        self.trial_dir.mkdir(parents=True, exist_ok=True)
+        (self.trial_dir / OUTCOME_FILE).unlink(missing_ok=True)
+        self.replay: deque[Validation] = deque()
+        self.last: Validation | None = None
+        self.last_checkpoint: str | None = None
+        self.resume_from: Path | None = None
+        self.exploited: dict[str, Any] | None = None
+        # A trial Ray restarts without a checkpoint of its own (the driver died before Ray recorded one)
+        # still continues from what its folder holds.
+        self._adopt_own_progress(after_epoch=0)
+
+    # -- resume / exploit ----------------------------------------------------------------------------------
+    def _adopt_own_progress(self, after_epoch: int) -> None:
+        """Queue our validations beyond `after_epoch` for replay, up to the newest one with a checkpoint, and
+        continue from that checkpoint."""
+        newer = [v for v in read_validations(self.trial_dir / STATUS_FILE, self.ctx.metric) if v.epoch > after_epoch]
+        while newer and checkpoint_for(self.trial_dir, newer[-1].epoch, newer[-1].step) is None:
+            newer.pop()
+        if not newer:
+            return
+        found = checkpoint_for(self.trial_dir, newer[-1].epoch, newer[-1].step)
+        self.replay.extend(newer)
+        self.resume_from = found.path if found else None
+
+    def load_checkpoint(self, checkpoint: dict | None) -> None:
+        if not checkpoint:
+            return
+        self._halt()
+        self.replay.clear()
+        epoch, step, name = int(checkpoint["epoch"]), checkpoint.get("step"), checkpoint.get("checkpoint")
+        donor_dir = Path(checkpoint["trial_dir"])
+        self.last = Validation(epoch=epoch, step=step, value=float(checkpoint.get("value", float("nan"))),
+                               kpi=dict(checkpoint.get("kpi") or {}), time=0.0)
+        if checkpoint["trial_id"] == self.trial_id:
+            self.resume_from = self.trial_dir / name if name else None
+            self.last_checkpoint = name
+            self._adopt_own_progress(after_epoch=epoch)
+            return
+        if name is None:
+            raise TrialFailed(f"internal: donor {checkpoint['trial_id']} has no checkpoint file for epoch {epoch}")
+        target = self.trial_dir / "exploits" / checkpoint["trial_id"] / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(donor_dir / name, target)
+        self.resume_from = target
+        self.last_checkpoint = None
+        self.exploited = {"donor": checkpoint["trial_id"], "epoch": epoch, "checkpoint": name}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict:
+        last = self.last
+        return {
+            "trial_id": self.trial_id, "trial_dir": str(self.trial_dir), "checkpoint": self.last_checkpoint,
+            "epoch": last.epoch if last else 0, "step": last.step if last else None,
+            "value": last.value if last else None, "kpi": dict(last.kpi) if last else {},
+        }
+
+    def reset_config(self, new_config: dict) -> bool:
+        """Ray reuses this actor for another trial (or for a PBT exploit): stop our trainer, start over."""
+        self._halt()
+        self._begin(new_config)
+        return True
+
+    # -- training ------------------------------------------------------------------------------------------
+    def step(self) -> dict:
+        if self.replay:
+            return self._result(self.replay.popleft())
+        last_epoch = self.last.epoch if self.last else 0
+        if self.process is None:
+            if last_epoch >= self.ctx.max_epochs and self.last is not None:
+                return self._result(self.last, repeat=True)
+            self._start()
+        else:
+            self.process.thaw()
+        assert self.process is not None
+        while True:
+            validation = self.process.next_validation()
+            if validation is None:
+                self._fail_from_exit()
+            if validation.epoch > last_epoch:
+                break
+        if validation.epoch < self.ctx.max_epochs:
+            self.process.freeze()
+        return self._result(validation)
+
+    def _start(self) -> None:
+        record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
+                             direction=self.ctx.direction)
+        cuda = "" if self.ctx.gpus_per_trial == 0 else os.environ.get("CUDA_VISIBLE_DEVICES")
+        process = build_process(self.ctx, record, self.trial_dir, resume_from=self.resume_from,
+                                cuda_visible_devices=cuda, kill_with_parent=True, params=self.params)
+        if isinstance(process, Failure):
+            self._raise(process)
+        process.start()
+        self.process = process
+
+    def _result(self, validation: Validation, *, repeat: bool = False) -> dict:
+        found = checkpoint_for(self.trial_dir, validation.epoch, validation.step)
+        if not repeat:
+            self.last = validation
+            self.last_checkpoint = found.path.name if found else None
+        result = {
+            "epoch": validation.epoch, "step": validation.step, self.ctx.metric: validation.value,
+            "kpi": dict(validation.kpi), "checkpoint_name": self.last_checkpoint,
+            "done": validation.epoch >= self.ctx.max_epochs,
+        }
+        if self.exploited is not None:
+            result["exploited_from"] = json.dumps(self.exploited)
+            result["params_json"] = json.dumps(self.params)
+            self.exploited = None
+        return result
+
+    def _fail_from_exit(self) -> None:
+        exit = self.process.exit() if self.process else None
+        record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
+                             direction=self.ctx.direction)
+        if self.last is not None:
+            record.history.append({"epoch": self.last.epoch})
+        _, failure = final_state(record, exit, max_epochs=self.ctx.max_epochs, pruned=False, paused=False)
+        self._raise(failure or Failure("internal", "the trainer ended without a new validation"))
+
+    def _raise(self, failure: Failure) -> None:
+        (self.trial_dir / OUTCOME_FILE).write_text(json.dumps(
+            {"failure_class": failure.failure_class, "failure_reason": failure.reason}))
+        raise TrialFailed(f"{failure.failure_class}: {failure.reason}")
+
+    # -- stopping ------------------------------------------------------------------------------------------
+    def _halt(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.ended:
+            return
+        finishing = self.last is not None and self.last.epoch >= self.ctx.max_epochs
+        if finishing:
+            process.thaw()
+            process.wait()
+        elif process.frozen:
+            process.kill()
+            process.wait()
+        else:
+            process.stop_and_wait()
+
+    def cleanup(self) -> None:
+        self._halt()
