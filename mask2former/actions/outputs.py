@@ -11,7 +11,8 @@ without extension; sub-folders are kept):
                              "segments_info": [{"id", "category_id", "isthing", "score", "area", "bbox"}]}],
                              "categories": [...]}                                         -- panoptic mode
     instances.json           COCO results [{"image_id", "file_name", "category_id", "score", "bbox",
-                             "segmentation": {"size": [h, w], "counts": RLE string}}]     -- instance mode
+                             "segmentation": {"size": [h, w], "counts": RLE string}}] of thing
+                             categories                                                   -- instance mode
     overlays/<stem>.jpg      the image blended with label-map colours (segments outlined)  -- every mode
 """
 
@@ -89,13 +90,14 @@ def write_panoptic_png(path: Path, id_map: np.ndarray) -> None:
 
 def instance_records(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, categories: Categories, *,
                      image_id: str, file_name: str) -> list[dict]:
-    """COCO result records (RLE masks) for label-map categories, highest score first."""
+    """COCO result records (RLE masks) for the label map's thing categories, highest score first."""
     records = []
     order = torch.argsort(scores, descending=True).tolist()
     array = masks.cpu().numpy().astype(np.uint8)
+    things = categories.thing_train_ids
     for i in order:
         train_id = int(labels[i])
-        if train_id not in categories.train_to_raw:
+        if train_id not in things:
             continue
         rle = mask_utils.encode(np.asfortranarray(array[i]))
         records.append({
@@ -157,7 +159,7 @@ def instance_overlay(image: np.ndarray, masks: torch.Tensor, scores: torch.Tenso
     order = torch.argsort(scores).tolist()
     for rank, i in enumerate(order, start=1):
         train_id = int(labels[i])
-        if float(scores[i]) < OVERLAY_INSTANCE_SCORE or train_id not in categories.train_to_raw:
+        if float(scores[i]) < OVERLAY_INSTANCE_SCORE or train_id not in categories.thing_train_ids:
             continue
         colors[array[i]] = _instance_color(categories.by_train_id(train_id).color, i)
         owner[array[i]] = rank

@@ -116,12 +116,16 @@ class Mask2FormerDataModule(L.LightningDataModule):
         return self._categories
 
     def check(self, *, training: bool = True) -> None:
-        """Fail fast (SpecError/DataError) when `model.mode` does not fit a split's type/fields/categories."""
+        """Fail fast (SpecError/DataError) when `model.mode` does not fit a split's type/fields/categories,
+        or a split's files are missing or malformed: both datasets are built now, before any training."""
         if training:
             check_mode(self.mode, self.dataset_cfg.train, self.categories, split="train")
         check_mode(self.mode, getattr(self.dataset_cfg, self.eval_split), self.categories, split=self.eval_split)
         if self.num_classes is not None:
             self.categories.check_num_classes(int(self.num_classes))
+        if training:
+            self.train_dataloader()
+        self.val_dataloader()
 
     def _eval_split_cfg(self) -> Any:
         split_cfg = getattr(self.dataset_cfg, self.eval_split)
