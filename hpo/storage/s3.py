@@ -25,7 +25,7 @@ from botocore.config import Config
 
 from hpo.errors import StorageError
 from hpo.storage.base import ObjectInfo, StorageBackend
-from hpo.storage.failures import is_not_found, storage_error
+from hpo.storage.failures import is_not_found
 from hpo.storage.progress import TransferProgress
 from hpo.storage.redact import register_secret
 from hpo.storage.retry import RetryPolicy, call_with_retries

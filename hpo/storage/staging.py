@@ -5,7 +5,8 @@ The engine calls `stage_spec_sources` with the resolved spec and the dotted keys
 
 1. Every source is looked up first (HEAD, or a listing for a prefix). A missing object, a missing bucket,
    denied access or missing credentials stop staging here, naming each URI and its cause, before a
-   single byte is downloaded and long before any trial starts.
+   single byte is downloaded and long before any trial starts; so does a cache disk too small to hold
+   what is to be fetched.
 2. Each distinct source is fetched into the shared cache (`hpo.storage.cache`) unless an entry for the
    same URI and ETag exists already: a single object is downloaded, an archive (`images.tar.gz`,
    `images_panoptic.tar.gz`) is downloaded and safely extracted (`hpo.storage.archive`), a prefix is
@@ -23,6 +24,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +36,7 @@ from hpo.storage.archive import content_root, safe_extract
 from hpo.storage.cache import CONTENT, StagingCache, default_cache_dir
 from hpo.storage.redact import redact
 from hpo.storage.router import Storage
-from hpo.storage.sources import OBJECT, PREFIX, SourceInfo, describe_source
+from hpo.storage.sources import PREFIX, SourceInfo, describe_source
 from hpo.storage.uri import is_s3_uri, parse_s3_uri
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 STAGING_RECORD = "data_staging.json"
 # How often a fill restarts when the object changed while we downloaded it.
 _MAX_VERSION_RACES = 3
+# Parallel downloads when a source is a prefix (a folder of objects).
+_PREFIX_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -138,23 +142,44 @@ def _check_all(sources: Mapping[str, list[str]], storage: Storage) -> dict[str, 
     return infos
 
 
+def _check_free_space(infos: Mapping[str, SourceInfo], cache: StagingCache) -> None:
+    """Refuse to start when the cache's disk cannot even hold what is to be fetched.
+
+    The estimate is a lower bound: an archive needs its own size and at least as much again extracted
+    (dataset images are already compressed, so gzip gains little), a file or prefix its size.
+    """
+    needed = sum(
+        info.size * (2 if info.is_archive else 1)
+        for info in infos.values()
+        if cache.lookup(cache.key(info.uri, info.version, info.size)) is None
+    )
+    cache.root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache.root).free
+    if needed > free:
+        raise StorageError(
+            f"cannot stage the data sources, so no trial was started: they need at least {needed} bytes in "
+            f"the staging cache {cache.root}, but only {free} bytes are free there; free some space or point "
+            "the cache elsewhere (cache_dir / $HPO_DATA_CACHE)."
+        )
+
+
 def _fill(uri: str, info: SourceInfo, folder: Path, storage: Storage) -> tuple[str, int, int, str]:
     """Fetch one source into `folder/content`; returns (kind, files, bytes, staged path relative to
     the entry folder)."""
     content = folder / CONTENT
     if info.kind == PREFIX:
-        files = total = 0
         base = parse_s3_uri(uri)
         prefix_length = len(f"s3://{base.bucket}/{base.dir_prefix}")
-        for item in storage.s3.list(uri):
+        items = storage.s3.list(uri)
+        for item in items:
             relative = item.uri[prefix_length:]
-            parts = relative.split("/")
-            if ".." in parts or relative.startswith("/"):
+            if ".." in relative.split("/") or relative.startswith("/"):
                 raise DataError(f"prefix {uri}: object {item.uri} has a key that points outside the prefix.")
-            storage.s3.download(item.uri, content / relative)
-            files += 1
-            total += item.size
-        return "prefix", files, total, CONTENT
+        # Folders of many small images: fetch several at once (boto3 clients are thread-safe).
+        with ThreadPoolExecutor(max_workers=_PREFIX_THREADS) as pool:
+            for _done in pool.map(lambda item: storage.s3.download(item.uri, content / item.uri[prefix_length:]), items):
+                pass
+        return "prefix", len(items), sum(item.size for item in items), CONTENT
     name = parse_s3_uri(uri).name
     if info.is_archive:
         downloaded = folder / name
@@ -261,6 +286,7 @@ def stage_spec_sources(
         and get_dotted(spec, key, None) not in (None, "", [])
     )
     infos = _check_all(sources, storage)
+    _check_free_space(infos, cache)
     staged: list[StagedSource] = []
     for uri, keys in sources.items():
         try:

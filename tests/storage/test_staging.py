@@ -233,3 +233,16 @@ def test_credentials_never_leak(
                            json.dumps(report.to_dict())) == []
     assert fake_secret not in everything
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == fake_secret  # the scan had a secret to look for
+
+
+def test_not_enough_disk_space_stops_before_download(
+    dataset: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 100, 100))
+    with pytest.raises(StorageError, match=r"they need at least \d+ bytes in the staging cache .* only 100 bytes are free"):
+        stage_spec_sources(_spec(dataset), data_paths=PANOPTIC_KEYS, cache_dir=tmp_path / "cache")
+    assert _entries(tmp_path / "cache") == []
