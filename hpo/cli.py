@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hpo.tracking.commands",
     "hpo.promotion.commands",
     "hpo.storage.commands",
+    "hpo.sweep.commands",
 )
 
 

@@ -478,7 +478,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         },
         "trial": {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in vars(trial_config).items()},
         "baseline": {"enabled": bool(baseline.get("enabled", True)), "timeout_s": baseline.get("timeout_s")},
-        "tracking": dict(vars(tracking)), "promotion": {"enabled": bool(data.get("promotion", {}).get("enabled", True))},
+        "tracking": {"enabled": tracking.enabled, **dict(data.get("tracking", {}))},
+        "promotion": {"enabled": bool(data.get("promotion", {}).get("enabled", True)), **dict(data.get("promotion", {}))},
     }
     # Keep only the keys the schema knows (pbt's population is stored as max_trials).
     raw["algorithm"].pop("population_size", None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,9 +26,10 @@ from hpo.space import SearchSpace, compile_space
 from hpo.spec import dump_spec, get_dotted, resolve_data_sources, set_dotted, validate_spec
 from hpo.spec.loader import merge_spec
 from hpo.sweep.config import SweepConfig, resolve_metric
-from hpo.sweep.workspace import SweepWorkspace
+from hpo.sweep.workspace import SweepWorkspace, atomic_write_text
 
 TRIAL_SPEC_FILE = "spec.yaml"
+WORKER_ID_FILE = "worker_id"
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,13 @@ class SweepContext:
 
     @property
     def worker_id(self) -> str:
-        """Identifies this driver's trials in a study shared by several workers (PostgreSQL)."""
-        return f"{socket.gethostname()}:{self.workspace.root.resolve()}"
+        """Identifies this workspace's trials in a study several workers share (PostgreSQL). Kept in the
+        workspace (state/worker_id), so a workspace moved or restored elsewhere still adopts its own trials."""
+        path = self.workspace.state_dir / WORKER_ID_FILE
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, f"{socket.gethostname()}-{uuid.uuid4().hex[:12]}\n")
+        return path.read_text().strip()
 
     @property
     def gpus_per_trial(self) -> float:

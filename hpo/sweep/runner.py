@@ -77,6 +77,15 @@ def _restore_signal_handlers(previous: Mapping[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
+def _stage_remote_data(ctx: SweepContext) -> None:
+    """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data."""
+    try:
+        from hpo.storage.sweeps import stage_sweep_data
+    except ImportError:
+        return
+    stage_sweep_data(ctx)
+
+
 def _promote(ctx: SweepContext, summary: Mapping[str, Any]) -> str | None:
     if not ctx.config.promotion_enabled or not summary.get("best"):
         return None
@@ -105,6 +114,7 @@ def execute(
         guard = SweepGuard(max_consecutive_failures=ctx.config.trial.max_consecutive_failures,
                            time_budget_s=ctx.config.algorithm.time_budget_s)
         guard.seed_history(load_records(workspace.trials_dir))
+        _stage_remote_data(ctx)
         run_baseline(ctx)
         backend = make_backend(ctx, hub, guard, planned)
 
