@@ -5,8 +5,9 @@ returns a folder either way. An archive is extracted at most once per content: t
 archive's sha256, and a small index remembers (path, size, mtime) → sha256 so an unchanged archive is not
 re-hashed on every trial.
 
-Safety: every member is checked before anything is written. Absolute paths, `..` components, symlinks,
-hard links, devices and FIFOs are refused with a DataError naming the archive and the member.
+Safety: extraction uses the engine's `hpo.storage.archive.safe_extract` (one set of member rules for S3
+staging and local caches): absolute paths, `..` components, symlinks, hard links, devices and FIFOs are
+refused with a DataError naming the archive and the member, and a refused archive leaves nothing in the cache.
 
 Concurrency: many trials may resolve the same archive at once. A per-key lock file serialises them, and
 extraction goes to a temporary folder in the cache that is renamed into place only when complete, so a
@@ -23,13 +24,13 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 from hpo.errors import DataError
+from hpo.storage.archive import safe_extract
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 CACHE_ENV = "MASK2FORMER_CACHE"
@@ -111,33 +112,12 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def check_member(archive: Path, member: tarfile.TarInfo) -> None:
-    """Refuse a member that could write outside the target or is not a plain file/folder."""
-    name = member.name
-    where = f"archive {archive}: member {name!r}"
-    if member.issym() or member.islnk():
-        raise DataError(f"{where} is a {'symbolic' if member.issym() else 'hard'} link (to "
-                        f"{member.linkname!r}); links are refused in dataset archives")
-    if not (member.isfile() or member.isdir()):
-        raise DataError(f"{where} is a device, FIFO or other special file; only files and folders are allowed")
-    posix = PurePosixPath(name)
-    if name.startswith(("/", "\\")) or posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
-        raise DataError(f"{where} has an absolute path; members must be relative to the archive root")
-    if ".." in posix.parts or ".." in name.replace("\\", "/").split("/"):
-        raise DataError(f"{where} contains '..'; members may not point outside the archive root")
-
-
 def _extract_atomically(archive: Path, target: Path, root: Path) -> None:
+    """Extract into a temp folder with the engine's safe extractor (one set of member rules: no links,
+    devices, absolute paths or '..'), then rename into place so concurrent readers never see a half."""
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
     try:
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                members = tar.getmembers()
-                for member in members:
-                    check_member(archive, member)
-                tar.extractall(staging, members=members, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as error:
-            raise DataError(f"archive {archive} cannot be extracted: {error}") from None
+        safe_extract(archive, staging)
         (staging / _DONE_MARKER).write_text(str(archive))
         if target.exists():  # a stale, unfinished extraction (no marker): replace it
             shutil.rmtree(target)

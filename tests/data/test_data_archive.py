@@ -42,8 +42,8 @@ def _special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
     (_special("images/link.jpg", tarfile.SYMTYPE, "/etc/passwd"), r"member 'images/link\.jpg' is a symbolic link "
                                                                   r"\(to '/etc/passwd'\)"),
     (_special("images/hard.jpg", tarfile.LNKTYPE, "images/a.jpg"), r"member 'images/hard\.jpg' is a hard link"),
-    (_special("images/fifo", tarfile.FIFOTYPE), r"member 'images/fifo' is a device, FIFO or other special file"),
-    (_special("images/dev", tarfile.CHRTYPE), r"member 'images/dev' is a device, FIFO or other special file"),
+    (_special("images/fifo", tarfile.FIFOTYPE), r"member 'images/fifo' is a FIFO"),
+    (_special("images/dev", tarfile.CHRTYPE), r"member 'images/dev' is a device node"),
 ])
 def test_unsafe_members_are_refused_before_anything_is_written(tmp_path, member, message):
     cache = tmp_path / "cache"
@@ -63,8 +63,8 @@ def test_extracted_once_and_keyed_by_content(tmp_path, monkeypatch):
     assert folder.name == "images" and sorted(p.name for p in folder.iterdir()) == ["a.jpg", "b.jpg"]
 
     calls = []
-    real_open = archive.tarfile.open
-    monkeypatch.setattr(archive.tarfile, "open", lambda *a, **k: calls.append(a) or real_open(*a, **k))
+    real_extract = archive.safe_extract
+    monkeypatch.setattr(archive, "safe_extract", lambda *a, **k: calls.append(a) or real_extract(*a, **k))
     assert extract_archive(first, cache_dir=cache) == folder
     copy = tmp_path / "elsewhere" / "same.tar.gz"
     copy.parent.mkdir()
@@ -124,7 +124,7 @@ def test_resolve_folder_paths(tmp_path, monkeypatch):
         resolve_folder(text)
     corrupt = tmp_path / "corrupt.tar.gz"
     corrupt.write_bytes(b"\x1f\x8b garbage")
-    with pytest.raises(DataError, match=r"archive .*corrupt\.tar\.gz cannot be extracted"):
+    with pytest.raises(DataError, match=r"archive .*corrupt\.tar\.gz is corrupt or not a tar archive"):
         resolve_folder(corrupt, cache_dir=tmp_path / "cache")
     monkeypatch.setenv("MASK2FORMER_CACHE", str(tmp_path / "env-cache"))
     assert cache_root() == tmp_path / "env-cache"
