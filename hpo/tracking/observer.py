@@ -272,9 +272,8 @@ class MlflowObserver(SweepObserver):
         with open(path, "rb") as handle:
             handle.seek(size - MAX_LOG_BYTES)
             tail = handle.read().decode("utf-8", errors="replace")
-        text = self.tracker.redactor.text(f"[... first {size - MAX_LOG_BYTES} bytes left out ...]\n{tail}")
-        stored = self.tracker.journal.snapshot_bytes(text.encode("utf-8"), path.name)
-        self.tracker._record({"op": "artifact", "key": key, "file": stored, "artifact_path": "logs"})
+        self.tracker.log_text(key, f"[... first {size - MAX_LOG_BYTES} bytes left out ...]\n{tail}", path.name,
+                              artifact_path="logs")
 
     def _share_run_id(self, trial_record: Any, key: str) -> None:
         """Hand the child run id back to the engine's record (trial.json's `mlflow_run_id`) once it exists."""

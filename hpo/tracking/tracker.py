@@ -128,6 +128,11 @@ class Tracker:
         stored = self.journal.snapshot_bytes(text.encode("utf-8"), name)
         self._record({"op": "artifact", "key": key, "file": stored, "artifact_path": artifact_path})
 
+    def log_text(self, key: str, text: str, name: str, *, artifact_path: str | None = None) -> None:
+        """Upload redacted `text` as the file `name`."""
+        stored = self.journal.snapshot_bytes(self.redactor.text(text).encode("utf-8"), name)
+        self._record({"op": "artifact", "key": key, "file": stored, "artifact_path": artifact_path})
+
     def log_json(self, key: str, data: Any, name: str, *, artifact_path: str | None = None) -> None:
         text = json.dumps(self.redactor.data(data), indent=2, sort_keys=True, default=str)
         stored = self.journal.snapshot_bytes(text.encode("utf-8"), name)
@@ -232,7 +237,9 @@ class Tracker:
     @contextlib.contextmanager
     def _http_settings(self) -> Iterator[None]:
         wanted = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(math.ceil(self.settings.http_timeout_s))),
-                  "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.settings.http_max_retries)}
+                  "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.settings.http_max_retries),
+                  # the client prints "View run ..." links on every run end; the driver's console is not its own
+                  "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
         saved = {name: os.environ.get(name) for name in wanted}
         for name, value in wanted.items():
             if saved[name] is None:

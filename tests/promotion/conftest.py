@@ -1,4 +1,5 @@
-"""Promotion tests reuse the tracking tests' synthetic sweep folders and MLflow stores."""
+"""Promotion tests reuse the tracking tests' synthetic sweep folders (registry tests against a real server
+live with the tracking tests, so one server process serves them all)."""
 
 from __future__ import annotations
 
@@ -7,4 +8,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tracking"))
 
-from tracking_fixtures import migrated_sqlite_db, mlflow_server, store, unique_name  # noqa: E402,F401
+from tracking_fixtures import migrated_sqlite_db, unique_name  # noqa: E402,F401

@@ -46,7 +46,7 @@ def test_parent_and_child_runs_hold_config_params_states_and_histories(tmp_path,
     assert parent.data.params["algorithm"] == "tpe"
     assert parent.data.params["budget.max_trials"] == "4"
     assert parent.data.params["sweep.metric"] == "mIoU"
-    assert json.loads(parent.data.params["space.train.optim.lr"])["log"] is True
+    assert json.loads(parent.data.params["space.train.optim.lr"])["scale"] == "log"
     assert parent.data.tags["hpo.best_trial_id"] == "t0"
     assert parent.data.tags["hpo.best_epoch"] == "2"
     assert parent.data.metrics["best_mIoU"] == pytest.approx(0.62)
