@@ -7,7 +7,12 @@ tests run in seconds. The slow hand-off test trains a real one.
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,8 +22,9 @@ import yaml
 from mask2former.config import config_to_dict
 from mask2former.model.tiny import build_tiny_model, tiny_config
 
-#: Square, and a multiple of 32 * the tiny Swin window (4), so every stage map is whole windows.
-SMALL_SIZE = 128
+#: The small export / evaluation size of the tests: square (the Swin block currently fails on some wide
+#: inputs, see the report) and the smallest size whose coarsest feature map is 2x2.
+SMALL_SIZE = 64
 NUM_CLASSES = 6  # synthetic data with contiguous_id: true
 
 
@@ -62,3 +68,55 @@ def write_spec(path: Path, spec: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(dict(spec), sort_keys=False))
     return path
+
+
+_SESSION_DIR: Path | None = None
+
+
+def session_dir() -> Path:
+    """A temporary folder shared by every test of the session (removed at exit)."""
+    global _SESSION_DIR
+    if _SESSION_DIR is None:
+        _SESSION_DIR = Path(tempfile.mkdtemp(prefix="m2f-deploy-tests-"))
+        atexit.register(shutil.rmtree, _SESSION_DIR, True)
+    return _SESSION_DIR
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A tiny checkpoint and its ONNX export made with `mask2former export` (CLI)."""
+
+    checkpoint: Path
+    onnx_file: Path
+    results_dir: Path
+    exit_code: int
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_checkpoint() -> Path:
+    """One tiny checkpoint (seed 0, 6 classes) for the session."""
+    return write_tiny_checkpoint(session_dir() / "ckpt" / "model_epoch_001_step_00001.pth", tiny_spec())
+
+
+@functools.lru_cache(maxsize=None)
+def exported(mode: str, size: int = SMALL_SIZE, batch_size: int = -1) -> Exported:
+    """Export the session's tiny checkpoint for `mode` through the CLI, once per session."""
+    from mask2former.cli import main
+
+    folder = session_dir() / f"export-{mode}-{size}-{batch_size}"
+    spec = {"model": {"mode": mode, "sem_seg_head": {"num_classes": NUM_CLASSES}},
+            "export": {"checkpoint": str(tiny_checkpoint()), "onnx_file": str(folder / "model.onnx"),
+                       "input_width": size, "input_height": size, "batch_size": batch_size},
+            "results_dir": str(folder / "results")}
+    code = main(["export", "-e", str(write_spec(folder / "export.yaml", spec))])
+    return Exported(checkpoint=tiny_checkpoint(), onnx_file=folder / "model.onnx", results_dir=folder / "results",
+                    exit_code=code)
+
+
+@functools.lru_cache(maxsize=None)
+def synthetic_data(size: int = SMALL_SIZE) -> dict[str, Any]:
+    """Synthetic coco_panoptic train/val roots (fits every mode), once per session."""
+    from mask2former.data.synth import write_synthetic_splits
+
+    return write_synthetic_splits(session_dir() / f"data-{size}", fmt="coco_panoptic", num_train=2, num_val=4,
+                                  seed=0, size=size)
