@@ -1,14 +1,19 @@
-"""A tracking server that goes away mid-sweep must not stop or slow the sweep; what it missed is logged,
-exactly once, when it returns."""
+"""A tracking server that goes away mid-sweep must not stop or slow the sweep (nor the promotion at its end);
+what it missed is logged, exactly once, when it returns."""
 
 from __future__ import annotations
 
 import json
 import socket
 import time
+from pathlib import Path
+
+import mlflow
 
 from synthetic_sweep import default_trials, replay_into, write_sweep
 
+from hpo.cli import main
+from hpo.promotion import promote
 from hpo.tracking import MlflowObserver
 
 
@@ -18,11 +23,14 @@ def _timed(call, *args) -> float:
     return time.monotonic() - started
 
 
-def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tmp_path, mlflow_server, unique_name):
+def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tmp_path, mlflow_server, unique_name,
+                                                                                 monkeypatch):
+    """The outage spans trials, a promotion (registry included) and ends before the sweep does."""
     name = unique_name("outage")
+    model = unique_name("model")
     sweep_dir = write_sweep(tmp_path, default_trials(), name=name, tracking={
         "tracking_uri": mlflow_server.uri, "http_timeout_s": 2, "retry_interval_s": 0,
-        "registered_model_name": unique_name("model")})
+        "registered_model_name": model})
     summary = json.loads((sweep_dir / "summary.json").read_text())
     t0, t1, t2, t3 = summary["trials"]
     observer = MlflowObserver(sweep_dir, plots=False)
@@ -46,6 +54,9 @@ def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tm
     pending_while_down = len(journal.pending())
     assert pending_while_down >= 10
     assert json.loads(journal.state_path.read_text())["last_error"]
+    promoted = promote(sweep_dir, evaluate=False, keep_all_checkpoints=True).record  # e.g. a resumed sweep's end
+    assert promoted["trial_id"] == "t0" and (sweep_dir / "best" / "export_spec.yaml").is_file()
+    assert promoted["mlflow"]["model_version"] is None and promoted["mlflow"]["pending_operations"] > pending_while_down
 
     mlflow_server.start()
     for trial in (t2, t3):
@@ -74,6 +85,15 @@ def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tm
         "t0": "FINISHED", "t1": "FINISHED", "t2": "KILLED", "t3": "FAILED"}
     assert {item.path for item in client.list_artifacts(children["t1"].info.run_id, "logs")} >= {"logs/status.json"}
     assert parents[0].data.metrics["best_mIoU"] == 0.62
+    assert parents[0].data.tags["hpo.promoted.trial_id"] == "t0"
+
+    version = client.get_model_version_by_alias(model, "champion")
+    assert version.tags["trial_id"] == "t0" and version.run_id == children["t0"].info.run_id
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)  # MLflow resolves models:/ with process-wide URIs
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_server.uri)
+    served = Path(mlflow.artifacts.download_artifacts(f"models:/{model}@champion", dst_path=str(tmp_path / "dl")))
+    assert [p.name for p in served.rglob("*.pth")] == ["model_epoch_002_step_00020.pth"]
+    assert main(["sync-tracking", str(sweep_dir)]) == 0  # nothing left to log
 
 
 def test_unresponsive_server_costs_one_timeout_then_the_sweep_runs_at_full_speed(tmp_path):

@@ -1,5 +1,5 @@
 """Model Registry: the promoted checkpoint becomes a version under the alias, loadable by `models:/NAME@ALIAS`;
-re-promotion after a resumed sweep moves the alias; a promotion while the server is down completes later."""
+re-promotion after a resumed sweep moves the alias. (A promotion while the server is down: test_tracking_outage.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import mlflow
 
 from synthetic_sweep import FakeTrial, default_trials, params, write_sweep, write_trial
 
-from hpo.cli import main
 from hpo.promotion import promote
 from hpo.tracking import MlflowObserver
 from synthetic_sweep import replay_into
@@ -74,26 +73,3 @@ def test_promoted_checkpoint_is_registered_under_the_alias_and_the_alias_moves(t
     assert [p.name for p in moved.rglob("*.pth")] == ["model_epoch_003_step_00030.pth"]
     best = json.loads((sweep_dir / "best" / "best.json").read_text())
     assert best["mlflow"]["model_uri"] == f"models:/{model}@champion" and best["trial_id"] == "t9"
-
-
-def test_promotion_while_the_server_is_down_completes_when_it_returns(tmp_path, mlflow_server, unique_name, monkeypatch):
-    name = unique_name("offline")
-    model = unique_name("model")
-    sweep_dir = write_sweep(tmp_path, default_trials(), name=name, tracking={
-        "tracking_uri": mlflow_server.uri, "registered_model_name": model, "http_timeout_s": 2, "retry_interval_s": 0})
-    replay_into(MlflowObserver(sweep_dir, plots=False), sweep_dir)
-    mlflow_server.stop()
-    try:
-        record = promote(sweep_dir, evaluate=False).record
-    finally:
-        mlflow_server.start()
-    assert record["trial_id"] == "t0" and (sweep_dir / "best" / "export_spec.yaml").is_file()
-    assert record["mlflow"]["model_version"] is None and record["mlflow"]["pending_operations"] > 0
-    assert main(["sync-tracking", str(sweep_dir)]) == 0
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
-    version = client.get_model_version_by_alias(model, "champion")
-    assert version.tags["trial_id"] == "t0"
-    downloaded = _download(monkeypatch, mlflow_server.uri, f"models:/{model}@champion", tmp_path / "dl")
-    assert [p.name for p in downloaded.rglob("*.pth")] == ["model_epoch_002_step_00020.pth"]
