@@ -3,8 +3,9 @@
 This is the one place that reads the experiment config for training; everything below it takes plain
 arguments. Order of work, and why:
 
-1. results_dir, status.json STARTED (so even a failure during setup leaves a FAILURE line next to it);
-2. seed and cuDNN flags (before anything random is built);
+1. results_dir, devices/precision, seed (drawn when train.seed is -1), status.json STARTED naming them
+   (so even a failure during setup leaves a FAILURE line next to it);
+2. cuDNN flags;
 3. data: label map, `model.mode` vs dataset type, required fields (errors surface before the model
    is built, as a spec/data error with the key or file named);
 4. model, criterion (`train.activation_checkpoint` switches on the Swin blocks' `use_checkpoint`),
@@ -59,11 +60,11 @@ def results_dir_of(cfg: Any, section: str = "train") -> Path:
     return Path(chosen).expanduser()
 
 
-def _global_rank(devices_per_node: int) -> int:
-    """This process's global rank as Lightning will assign it (0 in the launching process)."""
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
-    return node * devices_per_node + local if "LOCAL_RANK" in os.environ else 0
+def _is_global_zero() -> bool:
+    """True in the process Lightning will make global rank 0: the launching process of node 0, or its
+    local-rank-0 child. Other ranks do not write status.json."""
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)) or 0)
+    return node == 0 and int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
 
 
 def optim_settings(cfg: Any) -> OptimSettings:
@@ -92,29 +93,28 @@ def _progress_bar() -> L.Callback:
     return TQDMProgressBar(refresh_rate=20)
 
 
-def build_model_and_criterion(cfg: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Model and criterion for `cfg`; `train.activation_checkpoint` turns on the backbone's checkpointing."""
+def build_model_and_criterion(cfg: Any, *, load_backbone_weights: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Model and criterion for `cfg`; `train.activation_checkpoint` turns on the backbone's checkpointing.
+    `load_backbone_weights=False` skips `model.backbone.pretrained_weights` (a resumed run's checkpoint
+    supplies every weight)."""
     from mask2former.model.build import build_criterion, build_model
 
     if cfg.train.activation_checkpoint:
         cfg = copy.deepcopy(cfg)
         cfg.model.backbone.swin.use_checkpoint = True
-    return build_model(cfg), build_criterion(cfg)
+    return build_model(cfg, load_pretrained=load_backbone_weights), build_criterion(cfg)
 
 
 def run_training(cfg: Any, spec: Mapping[str, Any]) -> None:
     """Train per `cfg` (an `ExperimentConfig`); `spec` is the same experiment as a plain dict, stored in
     every checkpoint. Returns normally on success and on a clean stop; raises otherwise (see module doc)."""
     results_dir = results_dir_of(cfg)
-    topology = resolve_topology(cfg.train)
-    per_node = len(topology.devices) if isinstance(topology.devices, list) else 1
-    writer = StatusWriter(results_dir, max_epoch=int(cfg.train.num_epochs),
-                          enabled=_global_rank(per_node) == 0)
+    writer = StatusWriter(results_dir, max_epoch=int(cfg.train.num_epochs), enabled=_is_global_zero())
     guard = EarlySigterm()
     guard.install()
     progress = _Progress()
     try:
-        _run(cfg, spec, results_dir, topology, writer, guard, progress)
+        _run(cfg, spec, results_dir, writer, guard, progress)
     except SIGTERMException:
         writer.write(SUCCESS, "Training stopped on SIGTERM: checkpoint written, run can be resumed.",
                      verbosity=WARNING, epoch=progress.epoch, step=progress.step)
@@ -142,9 +142,10 @@ class _Progress:
     step: int | None = None
 
 
-def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, topology: Any, writer: StatusWriter,
-         guard: EarlySigterm, progress: _Progress) -> None:
+def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWriter, guard: EarlySigterm,
+         progress: _Progress) -> None:
     train = cfg.train
+    topology = resolve_topology(train)
     max_epochs = int(train.num_epochs)
     early_stop = early_stop_epoch_from_env()
     resume_path = str(train.resume_training_checkpoint_path or "")
@@ -164,21 +165,20 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, topology: Any, wr
     if getattr(cfg.wandb, "enable", False):
         notices.append("wandb.enable is accepted for TAO compatibility only: nothing is logged to W&B "
                        "(metrics go to status.json; sweeps log to MLflow).")
+    seed = seed_everything(int(train.seed))
     started = "Resuming training" if resume_path else "Starting training"
-    writer.write(STARTED, f"{started} ({topology.accelerator}, precision {topology.precision})"
+    writer.write(STARTED, f"{started} ({topology.accelerator}, precision {topology.precision}, seed {seed})"
                  + "".join(f"; NOTE: {n}" for n in notices),
                  verbosity=WARNING if notices else "INFO", epoch=start_epoch, step=start_step)
     for notice in notices:
         log.warning(notice)
-
-    seed = seed_everything(int(train.seed))
     apply_cudnn_flags(benchmark=train.cudnn.benchmark, deterministic=train.cudnn.deterministic)
 
     data = Mask2FormerDataModule(cfg.dataset, mode=cfg.model.mode, num_classes=cfg.model.sem_seg_head.num_classes,
                                  seed=seed, start_epoch=start_epoch)
     data.check(training=True)
 
-    model, criterion = build_model_and_criterion(cfg)
+    model, criterion = build_model_and_criterion(cfg, load_backbone_weights=not resume_path)
     _write_model_args(cfg, results_dir, writer.enabled)
     if train.pretrained_model_path and not resume_path:
         report = load_pretrained(model, train.pretrained_model_path)

@@ -1,6 +1,6 @@
 """Fixtures for training tests: tiny synthetic coco_panoptic data and one shared short run.
 
-Everything is CPU-sized: 64 px images, the tiny model (hidden 64 because the schema's minimum is 64),
+Everything is CPU-sized: 64 px images, the tiny model,
 256 sampled points, 1-2 steps per epoch.
 """
 
@@ -9,9 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from mask2former.data.synth import write_synthetic_splits
 from training_support import SHARED_RUN, make_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_thread():
+    """Tiny networks on 2 busy shared cores: one intra-op thread beats several competing ones."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

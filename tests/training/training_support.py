@@ -19,7 +19,6 @@ def spec_overrides(data: Path, results_dir: Path, **extra: Any) -> dict[str, Any
     """Dotted key -> value of a tiny, fast training spec on `data` (train/ and val/ roots)."""
     values: dict[str, Any] = dict(tiny_spec_overrides(num_classes=NUM_CLASSES))
     values.update({
-        "model.mask_former.hidden_dim": 64,
         "model.mask_former.train_num_points": 256,
         "dataset.label_map": str(data / "train" / "label_map_panoptic.json"),
         "dataset.augmentation.train_min_size": [64],
