@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import json
 import logging
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from hpo.sweep.observer import SweepObserver
 from hpo.tracking import sweep_files
+from hpo.tracking.params import algorithm_name, sweep_params
 from hpo.tracking.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
@@ -97,18 +97,14 @@ class MlflowObserver(SweepObserver):
             "automl_policy": _attribute(sweep, "automl_policy") or config.get("automl_policy") or "on",
             "skill": sweep_files.skill_name(config),
             "backend": config.get("backend") or "ray",
-            "algorithm": _algorithm(config),
+            "algorithm": algorithm_name(config),
             "metric": self.metric,
             "direction": self.direction,
         }
         tracker.ensure_experiment(tags={"hpo.sweep": tags["hpo.sweep"]})
         if tracker.start_run(SWEEP_RUN, run_name=str(tags["hpo.sweep"]), tags=tags):
-            params = {f"sweep.{name}": value for name, value in _flatten(config).items()}
-            params.update({"algorithm": _algorithm(config), "metric": self.metric, "direction": self.direction})
-            params.update({f"budget.{name}": value for name, value in _budget(config).items()})
             space = sweep_files.load_space(self.sweep_dir)
-            params.update({f"space.{name}": value for name, value in _space_ranges(space).items()})
-            tracker.log_params(SWEEP_RUN, params)
+            tracker.log_params(SWEEP_RUN, sweep_params(config, space, metric=self.metric, direction=self.direction))
             tracker.log_yaml(SWEEP_RUN, config, "sweep.yaml")
             if space is not None:
                 tracker.log_artifact(SWEEP_RUN, self.sweep_dir / sweep_files.SPACE_FILE)
@@ -350,50 +346,6 @@ def _config_of(sweep: Any) -> dict[str, Any]:
         if isinstance(candidate, Mapping):
             return dict(candidate)
     return {}
-
-
-def _algorithm(config: Mapping[str, Any]) -> str:
-    algorithm = config.get("algorithm")
-    if isinstance(algorithm, Mapping):
-        return str(algorithm.get("name") or "")
-    return str(algorithm or "")
-
-
-def _budget(config: Mapping[str, Any]) -> dict[str, Any]:
-    algorithm = config.get("algorithm") if isinstance(config.get("algorithm"), Mapping) else {}
-    keys = ("max_trials", "max_epochs", "time_budget_s", "grace_period", "reduction_factor", "population_size")
-    budget = {key: algorithm[key] for key in keys if algorithm.get(key) is not None}
-    resources = config.get("resources") if isinstance(config.get("resources"), Mapping) else {}
-    budget.update({key: value for key, value in resources.items() if value is not None})
-    return budget
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _space_ranges(space: Mapping[str, Any] | None) -> dict[str, str]:
-    """One compact, human-readable description per searched parameter (the full space is an artifact)."""
-    if not space:
-        return {}
-    parameters = space.get("parameters")
-    ranges: dict[str, str] = {}
-    if isinstance(parameters, list):
-        for parameter in parameters:
-            if isinstance(parameter, Mapping) and parameter.get("name"):
-                described = {k: v for k, v in parameter.items() if k != "name"}
-                ranges[str(parameter["name"])] = json.dumps(described, sort_keys=True, default=str)
-    elif isinstance(parameters, Mapping):
-        for name, parameter in parameters.items():
-            ranges[str(name)] = json.dumps(parameter, sort_keys=True, default=str)
-    return ranges
 
 
 def _report_time(report: Mapping[str, Any]) -> float | None:
