@@ -31,13 +31,24 @@ def storage_url(storage: str | None, state_dir: Path) -> str:
     return storage or f"sqlite:///{state_dir / 'optuna.db'}"
 
 
+def _with_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; use psycopg2 when only that is installed."""
+    if url.startswith("postgresql://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage; SQLite gets a generous lock timeout because several trial threads write to it."""
     engine_kwargs: dict[str, Any] = {}
+    url_for_driver = _with_driver(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs)
     except Exception as error:  # noqa: BLE001 - any connection/driver error is the user's URL
         raise SweepConfigError(f"cannot open the Optuna storage '{_redact(url)}': {type(error).__name__}: {error}") from None
 
@@ -46,8 +57,8 @@ def _redact(url: str) -> str:
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
+        if ":" in credentials:
+            return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
     return url
 
 
@@ -90,7 +101,6 @@ def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int) -> o
     elif name == "tpe":
         base = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=startup, multivariate=True, group=space.is_conditional, constant_liar=True,
-            warn_independent_sampling=False,
         )
     elif name == "bayesian":
         base = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)

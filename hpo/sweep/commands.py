@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     console = Console()
-    ctx = load_workspace_context(args.workspace, name=args.name)
+    ctx = load_workspace_context(args.workspace, name=args.name, time_budget_s=args.time_budget_s)
     execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)])
     return 0
 
@@ -168,6 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resume.add_argument("workspace", help="the sweep folder, or a workspace holding one sweep")
     resume.add_argument("--name", help="the sweep's name when the workspace holds several")
     resume.add_argument("--no-live", action="store_true", help="log lines instead of a live table")
+    resume.add_argument("--time-budget-s", type=float, help="time budget of this driver run (0: none); "
+                        "default: algorithm.time_budget_s of the sweep")
     resume.set_defaults(func=cmd_resume)
 
     status = subparsers.add_parser("status", help="show a sweep's trials (from another terminal)")

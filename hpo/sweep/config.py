@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from hpo.errors import SweepConfigError
+from hpo.skill import default_skill_dir
 from hpo.spec.yaml_io import SpecLoader
 
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
@@ -131,7 +132,7 @@ class SweepConfig:
     """A validated sweep config with every path absolute and every default filled in."""
 
     name: str
-    skill_dir: Path | None
+    skill_dir: Path
     action: str
     base_spec: Path | None
     spec_overrides: tuple[str, ...]
@@ -218,7 +219,12 @@ def _schema_at(schema: Mapping[str, Any], path: Iterable[Any]) -> Mapping[str, A
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    """A suggestion for a misspelt key or value: the closest spelling, else a choice it abbreviates."""
+    choices = list(choices)
+    matches = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    if not matches and len(str(word)) >= 3:
+        word = str(word)
+        matches = [c for c in choices if c.startswith(word) or c.endswith(word) or f"_{word}_" in c][:1]
     return f" Did you mean '{matches[0]}'?" if matches else ""
 
 
@@ -227,11 +233,12 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> l
     value = error.instance
     kind = error.validator
     if kind == "additionalProperties":
-        allowed = sorted(_schema_at(schema, error.absolute_path).get("properties", {}))
+        in_order = list(_schema_at(schema, error.absolute_path).get("properties", {}))
+        allowed = sorted(in_order)
         unknown = sorted(set(value) - set(allowed)) if isinstance(value, Mapping) else []
         prefix = "" if where == "<top level>" else f"{where}."
         return [
-            f"unknown key '{prefix}{key}'; allowed keys here: {', '.join(allowed)}.{did_you_mean(key, allowed)}"
+            f"unknown key '{prefix}{key}'; allowed keys here: {', '.join(allowed)}.{did_you_mean(key, in_order)}"
             for key in unknown
         ]
     if kind == "required":
@@ -458,12 +465,13 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         model_alias=tracking_data.get("model_alias", "champion"),
     )
     baseline = data.get("baseline", {})
-    skill_dir = _absolute(data["skill_dir"], base_dir) if data.get("skill_dir") else None
+    # The skill used is recorded even when defaulted, so a resumed sweep drives the same skill.
+    skill_dir = _absolute(data["skill_dir"], base_dir) if data.get("skill_dir") else default_skill_dir().resolve()
     base_spec = _absolute(data["base_spec"], base_dir) if data.get("base_spec") else None
     workspace = _absolute(data.get("workspace", "workspace"), base_dir)
     raw = {
         "name": data["name"], "skill_dir": str(skill_dir) if skill_dir else None, "action": data.get("action", "train"),
-        "base_spec": str(base_spec) if base_spec else None, "spec_overrides": list(_overrides(data.get("spec_overrides"))),
+        "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(_overrides(data.get("spec_overrides"))),
         "datasets": {k: v for k, v in vars(datasets).items() if v is not None},
         "algorithm": {k: v for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
         | ({"sampler": algorithm["sampler"]} if "sampler" in algorithm else {})
@@ -488,8 +496,9 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             raw["algorithm"].pop(knob, None)
     if data.get("direction"):
         raw["direction"] = data["direction"]
-    if raw["storage"] is None:
-        del raw["storage"]
+    for key in ("storage", "base_spec"):
+        if raw[key] is None:
+            del raw[key]
     return SweepConfig(
         name=data["name"], skill_dir=skill_dir, action=data.get("action", "train"), base_spec=base_spec,
         spec_overrides=_overrides(data.get("spec_overrides")), datasets=datasets, algorithm=algo,

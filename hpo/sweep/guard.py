@@ -24,13 +24,19 @@ INTERRUPTED = "interrupted"
 class SweepGuard:
     def __init__(self, *, max_consecutive_failures: int, time_budget_s: float | None) -> None:
         self.max_consecutive_failures = max_consecutive_failures
-        self.deadline = time.monotonic() + time_budget_s if time_budget_s else None
+        self.time_budget_s = time_budget_s
+        self.deadline: float | None = None
         self.successes = 0
         self.consecutive_failures = 0
         self.failures: list[TrialRecord] = []
         self.reason: str | None = None
         self.message: str | None = None
         self._lock = threading.Lock()
+
+    def start_clock(self) -> None:
+        """The time budget counts from here (the first trial), not from the driver's set-up."""
+        if self.time_budget_s:
+            self.deadline = time.monotonic() + self.time_budget_s
 
     def seed_history(self, records: list[TrialRecord]) -> None:
         """Count the trials of earlier driver runs (a resumed sweep keeps its failure streak)."""

@@ -125,6 +125,7 @@ def execute(
         previous = _install_signal_handlers(on_signal)
         write_summary(ctx, status="running")
         hub.sweep_started(ctx)
+        guard.start_clock()
         try:
             backend.run()
         finally:
@@ -167,21 +168,28 @@ def run_sweep(config: SweepConfig | str | Path, *, observers: Iterable[SweepObse
     return execute(ctx, observers=observers, planned=planned, use_default_observers=use_default_observers)
 
 
-def load_workspace_context(sweep_dir: str | Path, *, name: str | None = None) -> SweepContext:
-    """The context of an existing sweep, from its sweep.yaml and space.yaml."""
+def load_workspace_context(sweep_dir: str | Path, *, name: str | None = None,
+                           time_budget_s: float | None = None) -> SweepContext:
+    """The context of an existing sweep, from its sweep.yaml and space.yaml.
+
+    `time_budget_s` replaces the config's per-run budget for this run (0: no budget)."""
+    from dataclasses import replace
+
     root = find_sweep_dir(sweep_dir, name)
     workspace = SweepWorkspace(root)
     config = load_sweep_config(workspace.sweep_file)
     if config.sweep_dir.resolve() != root.resolve():
-        # The workspace was moved: its own location wins over the recorded one.
-        from dataclasses import replace
-
+        # The workspace was moved (or restored elsewhere): its own location wins over the recorded one.
         config = replace(config, workspace=root.parent.resolve(), name=root.name)
+    if time_budget_s is not None:
+        config = replace(config, algorithm=replace(config.algorithm, time_budget_s=time_budget_s or None))
     space = SearchSpace.from_yaml(workspace.space_file.read_text()) if workspace.space_file.is_file() else None
     return prepare_sweep(config, resumed=True, space=space)
 
 
 def resume_sweep(sweep_dir: str | Path, *, name: str | None = None, observers: Iterable[SweepObserver] = (),
-                 use_default_observers: bool = True) -> dict[str, Any]:
-    ctx = load_workspace_context(sweep_dir, name=name)
+                 use_default_observers: bool = True, time_budget_s: float | None = None) -> dict[str, Any]:
+    """Continue a sweep: paused and interrupted trials go on from their checkpoints, the remaining budget runs.
+    `algorithm.time_budget_s` bounds each driver run; pass `time_budget_s` to change it for this run."""
+    ctx = load_workspace_context(sweep_dir, name=name, time_budget_s=time_budget_s)
     return execute(ctx, observers=observers, use_default_observers=use_default_observers)
