@@ -1,0 +1,83 @@
+"""The hand-off chain from a promoted sweep: best/export_spec.yaml -> ONNX -> deploy evaluate (ONNX Runtime),
+whose metric equals the PyTorch evaluation of the same checkpoint that promotion ran."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SIZE = 64
+
+
+def _sweep_config(tmp_path: Path) -> Path:
+    from mask2former.data.synth import write_synthetic_splits
+    from mask2former.model.tiny import tiny_spec_overrides
+
+    data = tmp_path / "data"
+    write_synthetic_splits(data, fmt="coco_panoptic", num_train=4, num_val=2, seed=0, size=SIZE)
+    overrides = dict(tiny_spec_overrides(num_classes=8))
+    overrides.update({
+        "model.mask_former.train_num_points": 256,
+        "dataset.label_map": str(data / "train" / "label_map_panoptic.json"),
+        "dataset.augmentation.train_min_size": [SIZE], "dataset.augmentation.train_max_size": SIZE,
+        "dataset.augmentation.train_crop_size": [SIZE, SIZE], "dataset.augmentation.test_min_size": SIZE,
+        "dataset.augmentation.test_max_size": SIZE, "dataset.pin_memory": False, "wandb.enable": False,
+        "train.iters_per_epoch": 2, "train.seed": 7,
+        # The export size travels with the winning spec into best/export_spec.yaml: export at the size the
+        # PyTorch evaluation runs at, so both see the same pixels.
+        "export.input_width": SIZE, "export.input_height": SIZE,
+    })
+    for split in ("train", "val"):
+        root = data / split
+        overrides.update({
+            f"dataset.{split}.type": "coco_panoptic",
+            f"dataset.{split}.panoptic_json": str(root / "annotations_panoptic.json"),
+            f"dataset.{split}.img_dir": str(root / "images.tar.gz"),
+            f"dataset.{split}.panoptic_dir": str(root / "images_panoptic.tar.gz"),
+            f"dataset.{split}.batch_size": 2, f"dataset.{split}.num_workers": 0,
+        })
+    sweep = {
+        "name": "handoff", "skill_dir": str(REPO_ROOT), "workspace": str(tmp_path / "ws"), "backend": "optuna",
+        "algorithm": {"name": "random", "max_trials": 1, "max_epochs": 2}, "metric": "kpi",
+        "resources": {"cpus_per_trial": 1, "max_concurrent": 1}, "spec_overrides": overrides,
+        "search_space": {"parameters": ["train.optim.lr"]}, "seed": 3,
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: Path, monkeypatch) -> None:
+    from hpo.spec import load_spec
+    from hpo.sweep.runner import run_sweep
+    from mask2former.cli import main
+    from mask2former.config import config_from_dict
+    from mask2former.deploy.evaluate import run_deploy_evaluation
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    run_sweep(_sweep_config(tmp_path))
+    best_dir = tmp_path / "ws" / "handoff" / "best"
+    best = json.loads((best_dir / "best.json").read_text())
+    pytorch_metric = best["evaluation"]["final"]  # promotion's `mask2former evaluate -e best/evaluate_spec.yaml`
+    assert best["evaluation"]["run"]["error"] is None, best["evaluation"]
+
+    assert main(["export", "-e", str(best_dir / "export_spec.yaml")]) == 0
+    onnx_file = best_dir / "mask2former.onnx"
+    export_report = json.loads((best_dir / "export" / "export.json").read_text())
+    assert export_report["input"]["shape"] == ["batch", 3, SIZE, SIZE] and export_report["verification"]["passed"]
+
+    spec = load_spec(best_dir / "deploy_evaluate_spec.yaml", action="evaluate",
+                     overrides=[f"evaluate.trt_engine={onnx_file}", "evaluate.checkpoint="])
+    report = run_deploy_evaluation(config_from_dict(spec), spec)
+    metric = best["metric"]["name"] if isinstance(best.get("metric"), dict) and "name" in best["metric"] else "mIoU"
+    assert report["backend"] == "onnxruntime"
+    assert report["metrics"][metric] == pytest.approx(pytorch_metric, abs=1e-3)
+    assert pytorch_metric > 0
+    print(f"hand-off: PyTorch {metric} {pytorch_metric:.4f}, ONNX Runtime {report['metrics'][metric]:.4f}")
