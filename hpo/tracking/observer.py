@@ -162,9 +162,9 @@ class MlflowObserver(SweepObserver):
         last_epoch = max([int(entry.get("epoch", 0)) for entry in trial.get("history") or []] or [0])
         self.tracker.log_metrics(key, final, step=last_epoch, timestamp=sweep_files.parse_time(trial.get("ended_at")))
         trial_dir = self._trial_dir(trial)
-        for name in ("status.json", "trial.json"):
-            if (trial_dir / name).is_file():
-                self.tracker.log_artifact(key, trial_dir / name, artifact_path="logs" if name == "status.json" else None)
+        self.tracker.log_json(key, trial, "trial.json")  # the record as given: trial.json may be saved after this call
+        if (trial_dir / STATUS_FILE).is_file():
+            self.tracker.log_artifact(key, trial_dir / STATUS_FILE, artifact_path="logs")
         log = trial_dir / "train.log"
         if log.is_file():
             self._log_tail(key, log)

@@ -9,7 +9,8 @@ Each operation kind has one handler that can run any number of times with the sa
 - a model version is looked up by the `hpo.version_key` tag before one is created.
 
 How failures are told apart: an error whose MLflow error code says "this request is wrong" skips the
-operation for good (recorded in state.json under `skipped`). Any other error triggers a probe of the store:
+operation for good (recorded in state.json under `skipped`). Authentication errors are not among them: the
+probe fails as well, so operations wait until the credentials are fixed. Any other error triggers a probe of the store:
 if the probe fails the store is away, replay stops and the operation stays pending; if the store answers,
 the operation is tried once more (the store may have just come back) and skipped if it still fails.
 """
@@ -30,8 +31,7 @@ VERSION_KEY_TAG = "hpo.version_key"
 _PERMANENT_CODES = frozenset(
     {
         "INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "RESOURCE_DOES_NOT_EXIST", "NOT_FOUND",
-        "INVALID_STATE", "INVALID_STATE_TRANSITION", "PERMISSION_DENIED", "UNAUTHENTICATED",
-        "CUSTOMER_UNAUTHORIZED", "FEATURE_DISABLED", "NOT_IMPLEMENTED", "ENDPOINT_NOT_FOUND",
+        "INVALID_STATE", "INVALID_STATE_TRANSITION", "FEATURE_DISABLED", "NOT_IMPLEMENTED", "ENDPOINT_NOT_FOUND",
     }
 )
 _BATCH_PARAMS_TAGS = 100
