@@ -211,15 +211,16 @@ def print_table(report: dict[str, Any]) -> None:
     options = report["options"]
     table = Table(title=f"Mask2Former training throughput ({options['device']}, {options['precision']}, "
                         f"{options['resolution']} px, batch {options['batch_size']}, {options['steps']} timed steps)")
-    for column in ("implementation", "params (M)", "images/s", "step (ms)", "peak memory (MiB)", "memory measured as"):
-        table.add_column(column, justify="left" if column in ("implementation", "memory measured as") else "right")
+    for column in ("impl", "params M", "images/s", "step ms", "peak MiB", "memory measured as"):
+        table.add_column(column, justify="left" if column in ("impl", "memory measured as") else "right",
+                         no_wrap=True)
     for row in report["results"]:
         if "error" in row:
             table.add_row(row["impl"], "-", "-", "-", "-", f"failed: {row['error'][:60]}")
             continue
         table.add_row(row["impl"], f"{row['params_millions']:.2f}", f"{row['images_per_second']:.2f}",
                       f"{row['step_ms']:.0f}", f"{row['peak_memory_mib']:.0f}", row["memory_kind"])
-    Console().print(table)
+    Console(width=max(100, Console().width)).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,9 @@ The model returns `{"pred_logits": [B, Q, K+1], "pred_masks": [B, Q, H/4, W/4], 
 and the criterion a dict of already-weighted losses whose sum is the training objective.
 
 `train.optim.monitor_name` (TAO: "the metric monitored") names the loss this run reports as its
-monitored value: it is logged as `monitor` (progress bar), appended to every status.json RUNNING message,
-and written into each checkpoint as `checkpoint["monitor"] = {"name", "value"}`. Neither schedule we
-support is metric-driven, so it does not change the learning rate.
+monitored value: `<name>=<value>` is appended to every status.json RUNNING message and each checkpoint
+records `checkpoint["monitor"] = {"name", "value"}`. Neither schedule we support is metric-driven, so
+it does not change the learning rate.
 """
 
 from __future__ import annotations
