@@ -41,6 +41,8 @@ SYNCHRONOUS_SCHEDULERS = ("hyperband", "bohb")
 # of Ray's bookkeeping (never results: those are in each trial's status.json and replayed on restore).
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Frequent snapshots are intended (see above); Ray would warn about them every few seconds.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 # One step() per remote call: with buffering Ray would thaw a trainer for several epochs before the scheduler
 # sees the first of them, and drop the results after a STOP decision.
 os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1"

@@ -137,13 +137,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def run_plain_training(skill: Any, args: argparse.Namespace, console: Console) -> int:
-    """One run of the skill's train command on the spec (overrides applied), output in --results-dir."""
-    from hpo.spec import dump_spec, load_spec, set_dotted
+    """One run of the skill's train command on the spec (overrides applied), output in --results-dir.
+
+    Validated against the train schema when the skill ships one; a skill without packaged schemas (the
+    "enabled but not runnable" case) still trains, from its template when it has one."""
+    import copy
+
+    from hpo.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
     from hpo.sweep.context import spec_keys
 
     results_dir = Path(args.results_dir or f"results/train-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}").resolve()
-    spec = load_spec(args.spec, "train", list(args.overrides), skill, check_mandatory=False)
+    spec = copy.deepcopy(skill.template("train")) if skill.has_template("train") else {}
+    if args.spec:
+        spec = deep_merge(spec, read_spec_file(args.spec))
+    spec = apply_overrides(spec, list(args.overrides))
     set_dotted(spec, spec_keys(skill).results_dir, str(results_dir))
+    if skill.has_schema("train"):
+        validate_spec(spec, "train", skill, source=str(args.spec or "<train template>"))
     spec_path = dump_spec(spec, results_dir / "spec.yaml")
     argv = skill.train_command(spec_path)
     console.print(f"running: {' '.join(argv)}")

@@ -106,30 +106,37 @@ def execute(
 ) -> dict[str, Any]:
     """Run (or continue) the sweep described by `ctx`; the caller has written sweep.yaml/space.yaml."""
     workspace = ctx.workspace.create()
-    lock = DriverLock(workspace.lock_file).acquire()
+    guard = SweepGuard(max_consecutive_failures=ctx.config.trial.max_consecutive_failures,
+                       time_budget_s=ctx.config.algorithm.time_budget_s)
+    backend: Any = None
+
+    def on_signal(signum: int, frame: Any) -> None:
+        guard.interrupt()
+        if backend is not None:
+            backend.stop()
+
+    # Installed first, so a Ctrl-C / SIGTERM during set-up also ends in a clean, resumable state.
+    previous = _install_signal_handlers(on_signal)
+    try:
+        lock = DriverLock(workspace.lock_file).acquire()
+    except BaseException:
+        _restore_signal_handlers(previous)
+        raise
     try:
         if lock.stale_holder:
-            ctx.notes.append(f"took over the lock of driver pid {lock.stale_holder.get('pid')}, which died without releasing it")
+            log.warning("took over the lock of driver pid %s, which died without releasing it", lock.stale_holder.get("pid"))
         hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *observers])
-        guard = SweepGuard(max_consecutive_failures=ctx.config.trial.max_consecutive_failures,
-                           time_budget_s=ctx.config.algorithm.time_budget_s)
         guard.seed_history(load_records(workspace.trials_dir))
         _stage_remote_data(ctx)
         run_baseline(ctx)
         backend = make_backend(ctx, hub, guard, planned)
-
-        def on_signal(signum: int, frame: Any) -> None:
-            guard.interrupt()
-            backend.stop()
-
-        previous = _install_signal_handlers(on_signal)
         write_summary(ctx, status="running")
         hub.sweep_started(ctx)
         guard.start_clock()
         try:
-            backend.run()
+            if guard.reason is None:
+                backend.run()
         finally:
-            _restore_signal_handlers(previous)
             guard.check_time()
             status = "finished" if guard.reason is None else "stopped"
             summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
@@ -138,6 +145,7 @@ def execute(
         if note:
             ctx.notes.append(note)
     finally:
+        _restore_signal_handlers(previous)
         lock.release()
     if guard.reason == ALL_FAILED:
         raise SweepFailedError(guard.message or "every trial failed")

@@ -27,11 +27,9 @@ TRAIN_TEMPLATE: dict[str, Any] = {
     },
     "fixture": {"sleep_s": 0.02, "steps_per_epoch": 4, "fail": "none", "fail_at_epoch": 1, "fail_if_lr_above": None},
 }
-EVALUATE_TEMPLATE: dict[str, Any] = {
-    "results_dir": "",
-    "model": {"width": 32, "activation": "relu"},
-    "evaluate": {"checkpoint": ""},
-}
+# Like the real skill's, the evaluate spec is the whole experiment config plus its own section, so a train
+# spec's settings carry over (baseline, promotion).
+EVALUATE_TEMPLATE: dict[str, Any] = {**TRAIN_TEMPLATE, "evaluate": {"checkpoint": "", "results_dir": ""}}
 
 
 def _leaf(type_name: str, default: Any, **extra: Any) -> dict[str, Any]:
@@ -47,36 +45,37 @@ def _schema(action: str) -> dict[str, Any]:
         },
     }
     properties: dict[str, Any] = {"results_dir": _leaf("string", ""), "model": model}
-    if action == "train":
-        properties["train"] = {
-            "type": "collection",
-            "properties": {
-                "num_epochs": _leaf("int", 4, minimum=1, maximum=1000),
-                "resume_training_checkpoint_path": _leaf("string", ""),
-                "pretrained_model_path": _leaf("string", ""),
-                "optim": {
-                    "type": "collection",
-                    "properties": {
-                        "lr": _leaf("float", 0.001, minimum=1e-5, maximum=0.1, automl_enabled=True),
-                        "weight_decay": _leaf("float", 0.01, minimum=0.0, maximum=0.5, automl_enabled=True),
-                    },
+    properties["train"] = {
+        "type": "collection",
+        "properties": {
+            "num_epochs": _leaf("int", 4, minimum=1, maximum=1000),
+            "resume_training_checkpoint_path": _leaf("string", ""),
+            "pretrained_model_path": _leaf("string", ""),
+            "optim": {
+                "type": "collection",
+                "properties": {
+                    "lr": _leaf("float", 0.001, minimum=1e-5, maximum=0.1, automl_enabled=True),
+                    "weight_decay": _leaf("float", 0.01, minimum=0.0, maximum=0.5, automl_enabled=True),
                 },
             },
-        }
-        properties["fixture"] = {
-            "type": "collection",
-            "properties": {
-                "sleep_s": _leaf("float", 0.02, minimum=0.0, maximum=60.0),
-                "steps_per_epoch": _leaf("int", 4, minimum=1, maximum=1000),
-                "fail": _leaf("categorical", "none", enum=["none", "crash", "oom", "data", "bad_spec", "hang", "kill"]),
-                "fail_at_epoch": _leaf("int", 1, minimum=1, maximum=1000),
-                "fail_if_lr_above": {"type": "float", "default": None, "x_nullable": True},
-            },
-        }
+        },
+    }
+    properties["fixture"] = {
+        "type": "collection",
+        "properties": {
+            "sleep_s": _leaf("float", 0.02, minimum=0.0, maximum=60.0),
+            "steps_per_epoch": _leaf("int", 4, minimum=1, maximum=1000),
+            "fail": _leaf("categorical", "none", enum=["none", "crash", "oom", "data", "bad_spec", "hang", "kill"]),
+            "fail_at_epoch": _leaf("int", 1, minimum=1, maximum=1000),
+            "fail_if_lr_above": {"type": "float", "default": None, "x_nullable": True},
+        },
+    }
+    if action == "train":
         automl = ["model.activation", "model.width", "train.optim.lr", "train.optim.weight_decay"]
         default = TRAIN_TEMPLATE
     else:
-        properties["evaluate"] = {"type": "collection", "properties": {"checkpoint": _leaf("string", "")}}
+        properties["evaluate"] = {"type": "collection",
+                                  "properties": {"checkpoint": _leaf("string", ""), "results_dir": _leaf("string", "")}}
         automl = []
         default = EVALUATE_TEMPLATE
     return {

@@ -1,0 +1,128 @@
+"""End-to-end sweeps on the Ray backend with the fixture trainer: ASHA, synchronous HyperBand with
+pause/resume from the trial's own checkpoint, PBT exploit/explore, BOHB, trial failures.
+
+One local Ray (2 CPUs, 127.0.0.1, no dashboard) serves the whole module; it offers the `hpo_trial_slot`
+resource the backend uses to cap synchronous HyperBand at max_concurrent running trials.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.trials.status import read_validations
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False, resources={"hpo_trial_slot": 2})
+    yield
+    ray.shutdown()
+
+
+def run(write_sweep: Callable[..., Path], **changes: Any) -> dict[str, Any]:
+    from hpo.sweep.runner import run_sweep
+
+    return run_sweep(write_sweep(backend="ray", **changes))
+
+
+def epochs_run(sweep_dir: Path, trial_id: str) -> list[str]:
+    path = sweep_dir / "trials" / trial_id / "epochs_run.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def assert_every_report_in_summary(sweep_dir: Path, summary: dict[str, Any]) -> None:
+    for trial in summary["trials"]:
+        written = {v.epoch: v.value for v in read_validations(sweep_dir / "trials" / trial["trial_id"] / "status.json", "mIoU")}
+        assert {h["epoch"]: h["kpi"]["mIoU"] for h in trial["history"]} == written, trial["trial_id"]
+
+
+def test_asha_prunes_and_tells_the_searcher_pruned(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    summary = run(write_sweep, algorithm={"name": "asha", "sampler": "tpe", "max_trials": 6, "max_epochs": 3,
+                                          "reduction_factor": 2, "grace_period": 1, "n_startup_trials": 2},
+                  spec_overrides={"fixture.sleep_s": 0.2}, seed=5)
+    sweep_dir = tmp_path / "ws" / "fx"
+    states = {t["trial_id"]: t["state"] for t in summary["trials"]}
+    assert len(states) == 6 and "PRUNED" in states.values() and "COMPLETED" in states.values(), states
+    assert summary["best"]["trial_id"] in {t for t, s in states.items() if s == "COMPLETED"} or summary["best"]
+    assert_every_report_in_summary(sweep_dir, summary)
+    # The flaw fix on Ray: scheduler-stopped trials reach the TPE study as PRUNED, never as COMPLETE.
+    study = optuna.load_study(study_name="fx", storage=f"sqlite:///{sweep_dir / 'state' / 'optuna.db'}")
+    by_ray_id = {t.user_attrs["hpo_trial_id"]: t for t in study.trials}
+    for trial in summary["trials"]:
+        frozen = by_ray_id[trial["trial_id"]]
+        if trial["state"] == "PRUNED":
+            assert frozen.state == TrialState.PRUNED
+        else:
+            assert frozen.state == TrialState.COMPLETE and frozen.value == trial["best"]["metric"]
+
+
+def test_hyperband_pauses_and_resumes_from_the_trials_own_checkpoint(write_sweep: Callable[..., Path],
+                                                                     tmp_path: Path) -> None:
+    # Brackets for 3 epochs, factor 3: 2 trials at the full budget, then 3 trials with rung 1 of which the best
+    # goes on; two of those three are PAUSED at rung 1 while the third catches up.
+    summary = run(write_sweep, algorithm={"name": "hyperband", "max_trials": 5, "max_epochs": 3, "reduction_factor": 3},
+                  spec_overrides={"fixture.sleep_s": 0.3}, seed=1)
+    sweep_dir = tmp_path / "ws" / "fx"
+    resumed = []
+    for trial in summary["trials"]:
+        runs = epochs_run(sweep_dir, trial["trial_id"])
+        assert len(runs) == len(set(runs)), (trial["trial_id"], runs)  # no epoch trained twice
+        assert runs == [str(e) for e in range(1, len(runs) + 1)]
+        starts = (sweep_dir / "trials" / trial["trial_id"] / "status.json").read_text().count('"STARTED"')
+        if starts > 1:
+            resumed.append(trial)
+            log = (sweep_dir / "trials" / trial["trial_id"] / "spec.yaml").read_text()
+            assert "model_epoch_" in log  # the last launch resumed from one of its own checkpoints
+    assert resumed, "no trial was paused and resumed"
+    assert any(t["state"] == "COMPLETED" for t in resumed)
+    assert {t["state"] for t in summary["trials"]} <= {"COMPLETED", "PRUNED"}
+    assert_every_report_in_summary(sweep_dir, summary)
+
+
+def test_pbt_exploits_a_donor_checkpoint_and_explores_within_the_space(write_sweep: Callable[..., Path],
+                                                                        tmp_path: Path) -> None:
+    summary = run(write_sweep, algorithm={"name": "pbt", "max_trials": 4, "max_epochs": 4, "perturbation_interval": 1,
+                                          "quantile_fraction": 0.5},
+                  spec_overrides={"fixture.sleep_s": 0.1}, seed=2)
+    sweep_dir = tmp_path / "ws" / "fx"
+    assert summary["counts"] == {"COMPLETED": 4}
+    exploited = [t for t in summary["trials"] if t["lineage"]]
+    assert exploited, "no PBT exploit happened"
+    for trial in exploited:
+        for step in trial["lineage"]:
+            copy = sweep_dir / "trials" / trial["trial_id"] / "exploits" / step["donor"] / step["checkpoint"]
+            assert copy.is_file()  # exploit = the donor's checkpoint, copied
+            lr = step["params"]["train.optim.lr"]
+            assert 1e-5 <= lr <= 0.1 and 8 <= step["params"]["model.width"] <= 64  # explore stays in bounds
+        assert trial["params"] == trial["lineage"][-1]["params"]
+        assert [h["epoch"] for h in trial["history"]] == [1, 2, 3, 4]
+    assert_every_report_in_summary(sweep_dir, summary)
+
+
+def test_bohb_finds_a_best_trial(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    pytest.importorskip("hpbandster")
+    summary = run(write_sweep, algorithm={"name": "bohb", "max_trials": 4, "max_epochs": 2, "reduction_factor": 2},
+                  spec_overrides={"fixture.sleep_s": 0.05}, seed=4)
+    assert len(summary["trials"]) == 4 and summary["best"] is not None
+    assert {t["state"] for t in summary["trials"]} <= {"COMPLETED", "PRUNED"}
+    assert_every_report_in_summary(tmp_path / "ws" / "fx", summary)
+
+
+def test_failures_on_ray_are_classified_and_never_best(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    summary = run(write_sweep, algorithm={"name": "random", "max_trials": 4, "max_epochs": 2}, seed=11,
+                  search_space={"custom_param_ranges": {"train.optim.lr": {"min": 0.001, "max": 0.1}}},
+                  spec_overrides={"fixture.fail": "oom", "fixture.fail_at_epoch": 2, "fixture.fail_if_lr_above": 0.01})
+    failed = [t for t in summary["trials"] if t["state"] == "FAILED"]
+    assert failed and all(t["failure_class"] == "oom" and "out of memory" in t["failure_reason"] for t in failed)
+    assert summary["best"]["trial_id"] not in {t["trial_id"] for t in failed}
+    outcome = json.loads((tmp_path / "ws" / "fx" / "trials" / failed[0]["trial_id"] / "outcome.json").read_text())
+    assert outcome["failure_class"] == "oom"
