@@ -199,9 +199,10 @@ class OptunaBackend:
                     break
                 time.sleep(process.launch.poll_interval_s)
                 continue
-            entry = record_validation(record, validation, trial_dir)
+            entry, new = record_validation(record, validation, trial_dir)
             record.save(trial_dir)
-            self.observers.trial_reported(record, entry)
+            if new:
+                self.observers.trial_reported(record, entry)
             if validation.epoch in stored or pruned or paused:
                 continue
             stored.add(validation.epoch)

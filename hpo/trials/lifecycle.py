@@ -77,11 +77,12 @@ def ingest_status(record: TrialRecord, trial_dir: Path) -> list[Validation]:
     return new
 
 
-def record_validation(record: TrialRecord, validation: Validation, trial_dir: Path) -> dict:
-    """Add a validation seen live, with the name of its checkpoint; returns the history entry."""
+def record_validation(record: TrialRecord, validation: Validation, trial_dir: Path) -> tuple[dict, bool]:
+    """Add a validation seen live, with the name of its checkpoint; returns (history entry, whether its
+    epoch is new — a trainer's final SUCCESS line may repeat the last validation)."""
     found = checkpoint_for(trial_dir, validation.epoch, validation.step)
-    record.add_validation(validation, found.path.name if found else None)
-    return next(entry for entry in record.history if entry["epoch"] == validation.epoch)
+    new = record.add_validation(validation, found.path.name if found else None)
+    return next(entry for entry in record.history if entry["epoch"] == validation.epoch), new
 
 
 def build_process(

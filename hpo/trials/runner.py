@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ class TrainerProcess:
         launch.trial_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in launch.env.items()})
-        argv = list(launch.argv)
+        argv = [resolve_executable(launch.argv[0], env.get("PATH")), *launch.argv[1:]]
         setpriv = shutil.which("setpriv")
         if launch.kill_with_parent and setpriv:
             argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
@@ -269,6 +270,15 @@ class TrainerProcess:
         if self._exit is None:
             raise RuntimeError("exit() before the trainer process ended")
         return self._exit
+
+
+def resolve_executable(name: str, path: str | None) -> str:
+    """`name` on PATH, else the console script of that name beside the running interpreter (an engine run
+    from a virtual environment that is not activated still finds the skill's `mask2former` command)."""
+    if os.sep in name or shutil.which(name, path=path):
+        return name
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else name
 
 
 # ------------------------------------------------------------------------------------- orphaned trainers
