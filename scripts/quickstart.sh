@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up, generate a small synthetic COCO-panoptic dataset, run a CPU
+# AutoML sweep of real tiny Mask2Former trials, and promote the best trial (workspace/quickstart/best/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+if [ ! -f data/quickstart/train/annotations_panoptic.json ] || [ ! -f data/quickstart/val/annotations_panoptic.json ]; then
+  mask2former dataset synth --format coco_panoptic --out data/quickstart --num-images 16 --split-val 6 --size 64 --seed 0
+fi
+if [ -d workspace/quickstart ]; then
+  # A finished or interrupted earlier run: keep it (nothing is lost) and start a fresh one beside it.
+  mv workspace/quickstart "workspace/quickstart.$(date +%Y%m%d-%H%M%S)"
+fi
+hpo run configs/quickstart.yaml --yes
+echo
+echo "Promoted model: workspace/quickstart/best/ (best.json, checkpoint, train/export/deploy specs)"
