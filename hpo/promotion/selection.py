@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hpo.errors import UserError
+from hpo.trials.record import PROMOTABLE_STATES
 
 CHECKPOINT_PATTERN = re.compile(r"^model_epoch_(?P<epoch>\d+)_step_(?P<step>\d+)\.pth$")
-ELIGIBLE_STATES = ("COMPLETED",)
+ELIGIBLE_STATES = PROMOTABLE_STATES
 
 
 class PromotionError(UserError):

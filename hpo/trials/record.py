@@ -23,6 +23,10 @@ COMPLETED = "COMPLETED"
 PRUNED = "PRUNED"
 PAUSED = "PAUSED"
 FAILED = "FAILED"
+# Only a trial that ran its whole epoch budget can be "best": a pruned or paused trial's numbers come from
+# a shorter budget (comparing them with full runs is the partial-score flaw), a failed one's from a
+# diverging or crashing run. Promotion uses the same rule.
+PROMOTABLE_STATES = (COMPLETED,)
 STATES = (RUNNING, COMPLETED, PRUNED, PAUSED, FAILED)
 FINISHED_STATES = (COMPLETED, PRUNED, FAILED)
 FAILURE_CLASSES = ("oom", "data", "spec", "killed", "timeout", "internal")
@@ -166,11 +170,10 @@ def load_records(trials_dir: Path) -> list[TrialRecord]:
 
 
 def best_trial(records: Iterable[TrialRecord], direction: str) -> TrialRecord | None:
-    """The best trial by its best validation; failed trials never qualify (their partial numbers may come
-    from a diverging or crashing run)."""
+    """The best trial by its best validation, among trials in PROMOTABLE_STATES."""
     best: TrialRecord | None = None
     for record in records:
-        if record.state == FAILED or record.best is None:
+        if record.state not in PROMOTABLE_STATES or record.best is None:
             continue
         if best is None or is_better(record.best["metric"], best.best["metric"], direction):  # type: ignore[index]
             best = record
