@@ -45,6 +45,8 @@ def run_export(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any
 
         if not cfg.export.onnx_file or cfg.export.onnx_file == "???":
             raise SpecError("export.onnx_file is empty: set it to the .onnx path to write.")
+        if int(cfg.export.input_channel) != 3:
+            raise SpecError(f"export.input_channel={cfg.export.input_channel}: the model takes RGB images (3).")
         settings = ExportSettings(mode=cfg.model.mode, height=int(cfg.export.input_height),
                                   width=int(cfg.export.input_width), batch_size=int(cfg.export.batch_size),
                                   opset=int(cfg.export.opset_version), topk=int(cfg.model.test_topk_per_image),

@@ -268,9 +268,11 @@ def verify_onnx(
     try:
         actual = {k: torch.from_numpy(v) for k, v in run_onnxruntime(onnx_file, images.numpy()).items()}
     except Exception as error:  # noqa: BLE001 - a graph ORT cannot run fails verification
+        hint = (" The graph does not run with a batch other than the traced one: export with a fixed batch "
+                "(export.batch_size=N) instead of -1." if settings.dynamic_batch else "")
         return Verification(batch=batch, tolerance=tolerance, max_abs_diff={},
                             problems=(f"ONNX Runtime could not run the graph with batch {batch}: "
-                                      f"{type(error).__name__}: {str(error)[:400]}",))
+                                      f"{type(error).__name__}: {str(error)[:400]}.{hint}",))
     return compare_outputs(expected, actual, mode=settings.mode, class_probs=class_probs, tolerance=tolerance,
                            batch=batch)
 
