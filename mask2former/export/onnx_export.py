@@ -307,7 +307,6 @@ def compare_outputs(
             problems.append(f"{name}: max abs difference {diff:.3g} > {limit:g}")
 
     if mode == "instance":
-        num_classes = class_probs.shape[-1] - 1
         ranked = class_probs[..., :-1].flatten(1).sort(dim=1, descending=True).values[:, : expected["pred_scores"].shape[1]]
         tied = _near_ties(ranked, tolerance)  # [B, T]
         check_float("pred_scores", expected["pred_scores"].sort(dim=1).values, actual["pred_scores"].sort(dim=1).values,
@@ -324,7 +323,6 @@ def compare_outputs(
         if flips.numel() and float(flips.float().mean()) > MASK_FLIP_FRACTION:
             problems.append(f"pred_masks: {float(flips.float().mean()):.2%} of compared pixels differ "
                             f"(> {MASK_FLIP_FRACTION:.2%})")
-        del num_classes
     elif mode == "panoptic":
         for name in ("prob_masks", "pred_masks", "pred_scores"):
             check_float(name, expected[name], actual[name], tolerance)
