@@ -192,7 +192,7 @@ class SwinBlock(nn.Module):
             mask = attn_mask
         else:
             mask = None
-        windows = window_partition(x, ws).view(-1, ws * ws, c)  # [B*nW, ws*ws, C]
+        windows = window_partition(x, ws).reshape(-1, ws * ws, c)  # [B*nW, ws*ws, C]; may be non-contiguous
         windows = self.attn(windows, mask)
         x = window_reverse(windows.view(-1, ws, ws, c), ws, hp, wp)
         if self.shift_size > 0:
