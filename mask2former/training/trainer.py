@@ -40,7 +40,7 @@ from mask2former.training.callbacks import (
 )
 from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint
 from mask2former.training.datamodule import Mask2FormerDataModule
-from mask2former.training.failures import OOM_ADVICE, TrainingOutOfMemory, classify, is_out_of_memory
+from mask2former.training.failures import OOM_ADVICE, TrainingOutOfMemory, classify
 from mask2former.training.model_setup import apply_freeze, load_pretrained
 from mask2former.training.runtime import (
     apply_cudnn_flags, export_topology_for_children, resolve_topology, seed_everything,
