@@ -43,9 +43,7 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Frequent snapshots are intended (see above); Ray would warn about them every few seconds.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# One step() per remote call: with buffering Ray would thaw a trainer for several epochs before the scheduler
-# sees the first of them, and drop the results after a STOP decision.
-os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1"
+
 
 
 class SpaceSampler:
@@ -195,6 +193,12 @@ class RayBackend:
         from hpo.backends.ray_callbacks import GuardStopper, RayRecordKeeper, RecordCallback
 
         self._ensure_ray()
+        scheduler = self.scheduler()
+        # One step() per remote call: with buffering Ray would thaw a trainer for several epochs before the
+        # scheduler sees the first of them, and drop the results after a STOP decision. Ray already forces
+        # this for schedulers that cannot take buffered results (and warns when the variable is set).
+        if scheduler.supports_buffered_results:
+            os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1"
         if self.synchronous:
             # Ray creates one pending trial at a time for a searcher; a synchronous bracket needs all of them.
             os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(self.ctx.config.algorithm.max_trials)
@@ -212,7 +216,7 @@ class RayBackend:
                     self.trainable(),
                     param_space=param_space,
                     tune_config=tune.TuneConfig(
-                        metric=self.ctx.metric, mode=self.mode, search_alg=search_alg, scheduler=self.scheduler(),
+                        metric=self.ctx.metric, mode=self.mode, search_alg=search_alg, scheduler=scheduler,
                         num_samples=algorithm.max_trials,
                         max_concurrent_trials=None if self.synchronous else resources.max_concurrent,
                         reuse_actors=True,
@@ -232,6 +236,7 @@ class RayBackend:
             keeper.settle(trials)
         finally:
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
+            os.environ.pop("TUNE_RESULT_BUFFER_LENGTH", None)
             keeper.unregister()
             if self._started_ray:
                 import ray
