@@ -37,7 +37,7 @@ def searcher(space, tmp_path: Path) -> SpaceSearcher:  # noqa: ANN001
 def test_early_stopped_trial_is_told_pruned_not_complete(space, tmp_path: Path) -> None:  # noqa: ANN001
     ours = searcher(space, tmp_path)
     full = ours.suggest("full")
-    stopped = ours.suggest("stopped")
+    ours.suggest("stopped")
     assert set(full) == set(space.names)
     for epoch, value in enumerate([0.1, 0.2, 0.3, 0.35], 1):
         ours.on_trial_result("full", {"epoch": epoch, "mIoU": value})
