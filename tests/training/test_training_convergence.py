@@ -4,11 +4,13 @@ above its initial value.
 The same run from the command line (figures in the issue note come from it):
 
     mask2former dataset synth --format coco_panoptic --out DATA --num-images 16 --split-val 8 --seed 0 --size 64
-    mask2former train -e tiny_spec.yaml train.num_epochs=10 train.optim.lr=0.001 \\
-        train.optim.backbone_multiplier=1.0 train.optim.lr_scheduler=WarmupPoly train.clip_grad_norm=1.0 \\
-        dataset.train.batch_size=4 dataset.val.batch_size=4
+    mask2former train -e tiny_spec.yaml model.mask_former.hidden_dim=64 model.mask_former.train_num_points=1024 \\
+        train.num_epochs=15 train.optim.lr=0.001 train.optim.backbone_multiplier=1.0 \\
+        train.optim.lr_scheduler=WarmupPoly train.clip_grad_norm=1.0 dataset.train.batch_size=4 dataset.val.batch_size=4
 
 (`tiny_spec.yaml` = `training_support.spec_overrides`: the tiny model, 64 px, label map of the data.)
+Measured: untrained mIoU 0.005 -> 0.465 after 15 epochs (60 steps; PQ 0 -> 0.41), about 15 s on one
+idle CPU core.
 The untrained model's mIoU is measured with `mask2former evaluate` on a checkpoint of the freshly
 initialised weights (same seed, same config), i.e. through the same validation code.
 """
@@ -27,13 +29,15 @@ from mask2former.training.runtime import seed_everything
 from training_support import make_config
 
 CONVERGENCE = {
-    "train.num_epochs": 10,
+    "model.mask_former.hidden_dim": 64,
+    "model.mask_former.train_num_points": 1024,
+    "train.num_epochs": 15,
     "train.iters_per_epoch": None,
     "train.optim.lr": 0.001,
     "train.optim.backbone_multiplier": 1.0,
     "train.optim.lr_scheduler": "WarmupPoly",
     "train.clip_grad_norm": 1.0,
-    "train.checkpoint_interval": 10,
+    "train.checkpoint_interval": 15,
     "dataset.train.batch_size": 4,
     "dataset.val.batch_size": 4,
     "dataset.test.batch_size": 4,
