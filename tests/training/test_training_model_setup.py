@@ -50,3 +50,16 @@ def test_unrelated_or_unreadable_files_are_clear_errors(tmp_path):
         read_checkpoint(tmp_path / "absent.pth")
     with pytest.raises(DataError, match="no model state dict"):
         model_state_dict({"epoch": 3})
+
+
+def test_activation_checkpoint_switches_on_the_backbone_checkpointing():
+    from mask2former.model.tiny import tiny_config
+    from mask2former.training.trainer import build_model_and_criterion
+
+    cfg = tiny_config()
+    plain, _ = build_model_and_criterion(cfg)
+    cfg.train.activation_checkpoint = True
+    checkpointed, _ = build_model_and_criterion(cfg)
+    assert not any(layer.use_checkpoint for layer in plain.backbone.layers)
+    assert all(layer.use_checkpoint for layer in checkpointed.backbone.layers)
+    assert cfg.model.backbone.swin.use_checkpoint is False  # the caller's config is left as it was
