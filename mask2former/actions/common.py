@@ -69,13 +69,14 @@ def action_results_dir(cfg: Any, action: str) -> Path:
 
 
 def reject_trt_engine(cfg: Any, action: str) -> None:
-    """This trainer runs PyTorch checkpoints; TensorRT/ONNX files are served by the deploy actions."""
+    """The PyTorch path runs `<action>.checkpoint`; an engine/ONNX file belongs to the deploy path, which
+    the CLI handlers pick when `<action>.trt_engine` is set."""
     engine = getattr(getattr(cfg, action), "trt_engine", "")
     if engine:
         raise SpecError(
-            f"{action}.trt_engine='{engine}' is set, but `mask2former {action}` runs the PyTorch checkpoint in "
-            f"{action}.checkpoint; leave {action}.trt_engine empty (engines and ONNX files are run by the deploy "
-            "actions)."
+            f"{action}.trt_engine='{engine}' is set, but this is the PyTorch {action} of {action}.checkpoint; "
+            f"run `mask2former {action}` (which hands engines and ONNX files to the deploy side) or leave "
+            f"{action}.trt_engine empty."
         )
 
 

@@ -6,6 +6,8 @@
 * Split: `dataset.test` when it names annotations (every file its type needs is set), otherwise
   `dataset.val`. The split used is printed and recorded.
 * Batch size: `evaluate.batch_size`, or the split's when -1.
+* `evaluate.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
+  (`mask2former.deploy.evaluate.run_deploy_evaluation`), which scores the graph with the same code.
 * Output: a metrics table on stdout, `results_dir/evaluation.json`
   (`{"checkpoint", "split", "mode", "num_images", "metrics"}`) and a SUCCESS line in
   `results_dir/status.json` whose `kpi` holds the metrics (mIoU, pixel_acc, val_loss, and PQ or AP).
@@ -107,7 +109,13 @@ def _print_table(report: Mapping[str, Any]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     cfg, spec = load_action_config(args, "evaluate")
-    run_evaluation(cfg, spec)
+    if cfg.evaluate.trt_engine:
+        # A TensorRT engine or an ONNX file: the deploy side runs it through the same metrics code.
+        from mask2former.deploy.evaluate import run_deploy_evaluation
+
+        run_deploy_evaluation(cfg, spec)
+    else:
+        run_evaluation(cfg, spec)
     return 0
 
 

@@ -9,6 +9,8 @@
   colours and raw ids for the outputs).
 * Batch size: `inference.batch_size`, or `dataset.test.batch_size` when -1.
 * Output files: see `mask2former.actions.outputs`; plus `inference.json` (a summary) and status.json lines.
+* `inference.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
+  (`mask2former.deploy.inference.run_deploy_inference`), which writes the same files.
 """
 
 from __future__ import annotations
@@ -181,6 +183,12 @@ def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
 
 def handle(args: argparse.Namespace) -> int:
     cfg, spec = load_action_config(args, "inference")
+    if cfg.inference.trt_engine:
+        # A TensorRT engine or an ONNX file: the deploy side runs it and writes the same files.
+        from mask2former.deploy.inference import run_deploy_inference
+
+        run_deploy_inference(cfg, spec)
+        return 0
     summary = run_inference(cfg, spec)
     print(f"{summary['num_images']} images -> {', '.join(summary['outputs'].values())} "
           f"in {action_results_dir(cfg, 'inference')}")
