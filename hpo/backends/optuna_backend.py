@@ -135,18 +135,24 @@ class OptunaBackend:
 
     # -- resume --------------------------------------------------------------------------------------------
     def _orphans(self) -> list[tuple[optuna.trial.Trial, TrialRecord, Path | None]]:
-        """Trials this worker left RUNNING (driver killed, interrupted, time budget): adopt them."""
+        """Trials this worker left RUNNING (driver killed, interrupted, time budget): adopt them.
+
+        A trial the driver died creating (asked, but killed before it was tagged or its record written) has no
+        worker tag; with the workspace's own SQLite study it can only be ours, so it is adopted too. Its
+        sampling is completed by running the space's `suggest` on it again (values already drawn are kept)."""
+        own_storage = self.ctx.config.storage is None
         jobs = []
         with self._study_lock:
             frozen = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                      if t.user_attrs.get(WORKER_ATTR) == self.ctx.worker_id]
+                      if t.user_attrs.get(WORKER_ATTR) == self.ctx.worker_id
+                      or (own_storage and WORKER_ATTR not in t.user_attrs)]
         for ft in sorted(frozen, key=lambda t: t.number):
             trial_id = ft.user_attrs.get(TRIAL_ID_ATTR, trial_id_for(ft.number))
             trial_dir = self.ctx.workspace.trial_dir(trial_id)
             if stop_orphaned_trainer(trial_dir, grace_s=self.ctx.config.trial.stop_grace_s):
                 log.warning("stopped trainer of %s left running by the previous driver", trial_id)
-            record = self._load_or_create_record(trial_dir, trial_id, ft)
             trial = optuna.trial.Trial(self.study, ft._trial_id)
+            record = self._load_or_create_record(trial_dir, trial_id, trial)
             ingest_status(record, trial_dir)
             with self._study_lock:
                 self._report_new(trial, record, set(ft.intermediate_values))
@@ -159,12 +165,16 @@ class OptunaBackend:
             jobs.append((trial, record, point.path if point else None))
         return jobs
 
-    def _load_or_create_record(self, trial_dir: Path, trial_id: str, ft: optuna.trial.FrozenTrial) -> TrialRecord:
+    def _load_or_create_record(self, trial_dir: Path, trial_id: str, trial: optuna.trial.Trial) -> TrialRecord:
         try:
             return TrialRecord.load(trial_dir, metric=self.ctx.metric, direction=self.ctx.direction)
         except (OSError, ValueError, KeyError):
-            params = {k: v for k, v in ft.params.items() if "#" not in k}
-            return TrialRecord(trial_id=trial_id, number=ft.number, params=params, metric=self.ctx.metric,
+            with self._study_lock:
+                params = plain(self.ctx.space.suggest(trial, epoch_budget=self.ctx.max_epochs))
+                trial.set_user_attr(TRIAL_ID_ATTR, trial_id)
+                trial.set_user_attr(WORKER_ATTR, self.ctx.worker_id)
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            return TrialRecord(trial_id=trial_id, number=trial.number, params=params, metric=self.ctx.metric,
                                direction=self.ctx.direction)
 
     def _report_new(self, trial: optuna.trial.Trial, record: TrialRecord, stored: set[int]) -> None:

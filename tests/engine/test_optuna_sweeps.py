@@ -222,3 +222,23 @@ def test_gpu_pool_packs_fractions_and_whole_gpus() -> None:
     assert whole.acquire("a") == "0,1" and whole.acquire("b") is None
     cpu = GpuPool([], 0)
     assert cpu.acquire("x") == "" and cpu.capacity is None
+
+
+def test_a_trial_the_driver_died_creating_is_adopted_with_its_draws(write_sweep: Callable[..., Path],
+                                                                    tmp_path: Path) -> None:
+    from hpo.sweep.config import load_sweep_config
+    from hpo.sweep.context import prepare_sweep
+    from hpo.sweep.runner import start_workspace
+
+    path = write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 2})
+    start_workspace(prepare_sweep(load_sweep_config(path)))
+    sweep_dir = tmp_path / "ws" / "fx"
+    study = optuna.create_study(study_name="fx", storage=f"sqlite:///{sweep_dir / 'state' / 'optuna.db'}",
+                                direction="maximize")
+    asked = study.ask()  # the driver was SIGKILLed while sampling: one value drawn, no tag, no trial folder
+    lr = asked.suggest_float("train.optim.lr", 1e-5, 0.1, log=True)
+    summary = resume_sweep(sweep_dir)
+    assert summary["counts"] == {"COMPLETED": 2}
+    adopted = summary["trials"][0]
+    assert adopted["trial_id"] == "trial_0000" and adopted["params"]["train.optim.lr"] == lr
+    assert set(adopted["params"]) == {"model.activation", "model.width", "train.optim.lr", "train.optim.weight_decay"}

@@ -71,7 +71,7 @@ def test_resume_after_sigkill_finishes_without_rerun_or_loss(write_sweep: Callab
     for trial_id in interrupted:
         starts = (sweep_dir / "trials" / trial_id / "status.json").read_text().count('"STARTED"')
         assert starts >= 1
-    assert "took over the lock" not in resumed.stderr  # notes go to the log, not to stderr as errors
+    assert f"took over the lock of driver pid {driver.pid}, which died without releasing it" in resumed.stderr
 
 
 def test_two_drivers_never_share_a_workspace(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
