@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hpo.errors import SpecError
 from mask2former.actions.common import add_spec_arguments, load_action_config
 from mask2former.training.failures import TrainingOutOfMemory
 
@@ -18,6 +19,12 @@ def handle(args: argparse.Namespace) -> int:
     from mask2former.training.trainer import run_training
 
     cfg, spec = load_action_config(args, "train")
+    if cfg.model.export:
+        raise SpecError(
+            "'model.export' = true asks for the export graph (post-processing inside, TAO's output tensors), "
+            "which cannot be trained: set model.export=false here, and run `mask2former export` on the trained "
+            "checkpoint to produce the graph."
+        )
     try:
         run_training(cfg, spec)
     except TrainingOutOfMemory as error:

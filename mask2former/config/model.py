@@ -133,7 +133,7 @@ class MaskFormerConfig:
 
 @dataclass
 class ModelConfig:
-    export: bool = bool_field(False, title="export", description="Build the model for export (set by the export action).")
+    export: bool = bool_field(False, title="export", description="Marks a spec as describing the export graph (post-processing inside, TAO output tensors). The export action always builds that graph; training refuses model.export=true.")
     backbone: BackboneConfig = section(BackboneConfig, title="backbone", description="Backbone settings.")
     sem_seg_head: SemSegHeadConfig = section(SemSegHeadConfig, title="head", description="Pixel decoder settings.")
     mask_former: MaskFormerConfig = section(MaskFormerConfig, title="mask2former", description="Transformer decoder and loss settings.")
