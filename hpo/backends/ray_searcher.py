@@ -150,3 +150,9 @@ class SpaceSearcher(Searcher):
         self._reported = {k: list(v) for k, v in data["reported"].items()}
         self._best = {k: float(v) for k, v in data["best"].items()}
         self._trials = {}
+        # Trials asked after the last save belong to no Ray trial any more (Ray restores from the same
+        # snapshot and asks again): close them so they do not count as running forever.
+        known = set(self._numbers.values())
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number not in known:
+                self.study.tell(frozen.number, state=TrialState.FAIL)

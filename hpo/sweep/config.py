@@ -127,6 +127,7 @@ class SweepConfig:
     promotion_enabled: bool
     source: str = "<sweep config>"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    workspace_uri: str | None = None  # an s3:// workspace, mirrored from the local `workspace` folder
 
     @property
     def sweep_dir(self) -> Path:
@@ -235,7 +236,14 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
     # The skill used is recorded even when defaulted, so a resumed sweep drives the same skill.
     skill_dir = _absolute(data["skill_dir"], base_dir) if data.get("skill_dir") else default_skill_dir().resolve()
     base_spec = _absolute(data["base_spec"], base_dir) if data.get("base_spec") else None
-    workspace = _absolute(data.get("workspace", "workspace"), base_dir)
+    workspace_setting = str(data.get("workspace", "workspace"))
+    workspace_uri = workspace_setting if "://" in workspace_setting else None
+    if workspace_uri:
+        from hpo.storage.sync import default_mirror_dir
+
+        workspace = default_mirror_dir(workspace_uri).resolve()
+    else:
+        workspace = _absolute(workspace_setting, base_dir)
     raw = {
         "name": data["name"], "skill_dir": str(skill_dir) if skill_dir else None, "action": data.get("action", "train"),
         "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(_overrides(data.get("spec_overrides"))),
@@ -244,7 +252,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         | ({"sampler": algorithm["sampler"]} if "sampler" in algorithm else {})
         | ({"pruner": algorithm["pruner"]} if "pruner" in algorithm else {}),
         "metric": data.get("metric", "kpi"), "backend": backend, "storage": data.get("storage"),
-        "workspace": str(workspace), "seed": int(data.get("seed", 0)),
+        "workspace": workspace_uri or str(workspace), "seed": int(data.get("seed", 0)),
         "resources": {k: v for k, v in vars(resources).items() if v is not None},
         "search_space": {
             "parameters": list(search_space.parameters) if search_space.parameters else None,
@@ -274,6 +282,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         trial=trial_config, baseline_enabled=bool(baseline.get("enabled", True)),
         baseline_timeout_s=baseline.get("timeout_s"), tracking=tracking,
         promotion_enabled=bool(data.get("promotion", {}).get("enabled", True)), source=source, raw=raw,
+        workspace_uri=workspace_uri,
     )
 
 

@@ -77,6 +77,16 @@ def _restore_signal_handlers(previous: Mapping[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
+def _workspace_sync(ctx: SweepContext) -> list[SweepObserver]:
+    """For an s3:// workspace: an observer pushing the sweep folder there as the sweep goes (hpo.storage)."""
+    if not ctx.config.workspace_uri:
+        return []
+    from hpo.storage.sweeps import WorkspaceSyncObserver
+    from hpo.storage.sync import WorkspaceMirror
+
+    return [WorkspaceSyncObserver(WorkspaceMirror(ctx.workspace.root.parent, ctx.config.workspace_uri), ctx.workspace.root)]
+
+
 def _stage_remote_data(ctx: SweepContext) -> None:
     """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data."""
     try:
@@ -125,7 +135,8 @@ def execute(
     try:
         if lock.stale_holder:
             log.warning("took over the lock of driver pid %s, which died without releasing it", lock.stale_holder.get("pid"))
-        hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *observers])
+        hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *_workspace_sync(ctx),
+                           *observers])
         guard.seed_history(load_records(workspace.trials_dir))
         _stage_remote_data(ctx)
         run_baseline(ctx)
@@ -183,6 +194,14 @@ def load_workspace_context(sweep_dir: str | Path, *, name: str | None = None,
     `time_budget_s` replaces the config's per-run budget for this run (0: no budget)."""
     from dataclasses import replace
 
+    if "://" in str(sweep_dir):
+        # A sweep kept in an s3:// workspace: restore it into the local mirror first (any machine).
+        from hpo.storage.sweeps import open_workspace, pull_sweep
+
+        if not name:
+            raise SweepConfigError(f"resuming from {sweep_dir} needs the sweep's name (--name).")
+        _, mirror = open_workspace(str(sweep_dir))
+        sweep_dir = pull_sweep(mirror, name)
     root = find_sweep_dir(sweep_dir, name)
     workspace = SweepWorkspace(root)
     config = load_sweep_config(workspace.sweep_file)

@@ -19,12 +19,12 @@ def fixture_skill(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fixture_skill(tmp_path_factory.mktemp("fixture_skill"))
 
 
-def base_sweep(skill: Path, workspace: Path, **changes: Any) -> dict[str, Any]:
+def base_sweep(skill: Path, default_workspace: Path, **changes: Any) -> dict[str, Any]:
     """A small, fast sweep over the fixture trainer; `changes` replace top-level keys (dicts are merged)."""
     sweep: dict[str, Any] = {
         "name": "fx",
         "skill_dir": str(skill),
-        "workspace": str(workspace),
+        "workspace": str(default_workspace),
         "backend": "optuna",
         "algorithm": {"name": "random", "max_trials": 4, "max_epochs": 3},
         "resources": {"cpus_per_trial": 1, "max_concurrent": 2},
