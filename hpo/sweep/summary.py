@@ -7,7 +7,7 @@ after a resume, and includes trials a crashed driver's backend never recorded.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from hpo.sweep.workspace import atomic_write_json
 from hpo.trials.record import best_trial, load_records, now_iso
@@ -55,7 +55,3 @@ def write_summary(ctx: "SweepContext", **kwargs: Any) -> dict[str, Any]:
     summary = build_summary(ctx, **kwargs)
     atomic_write_json(ctx.workspace.summary_file, summary)
     return summary
-
-
-def read_summary(path: Any) -> Mapping[str, Any]:
-    return json.loads(path.read_text())
