@@ -228,12 +228,11 @@ class RayBackend:
                         failure_config=tune.FailureConfig(max_failures=0),
                     ),
                 )
-            results = tuner.fit()
-            trials = list(getattr(results, "_experiment_analysis", None).trials) if results is not None else []
-            unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
-            if unfinished and self.guard.reason is None and not self.guard.stopped:
+            tuner.fit()
+            # Records still RUNNING after fit() belong to trials Ray left unfinished: it was interrupted.
+            if keeper.unfinished() and self.guard.reason is None and not self.guard.stopped:
                 self.guard.interrupt()
-            keeper.settle(trials)
+            keeper.settle()
         finally:
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
             os.environ.pop("TUNE_RESULT_BUFFER_LENGTH", None)

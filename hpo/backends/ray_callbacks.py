@@ -121,16 +121,17 @@ class RayRecordKeeper:
                 if record is not None and record.state == RUNNING:
                     self._finish(record, PAUSED, count=False)
 
-    def settle(self, trials: list[Trial]) -> None:
+    def unfinished(self) -> list[TrialRecord]:
+        return [record for record in self.records.values() if record.state == RUNNING]
+
+    def settle(self) -> None:
         """After `fit()`: every validation a trainer wrote is in its record (one Ray dropped while stopping
         the trial included), and trials Ray left unfinished (interrupt, time budget) are PAUSED."""
         for record in self.records.values():
             if ingest_status(record, self._dir(record.trial_id)):
                 record.save(self._dir(record.trial_id))
-        for trial in trials:
-            record = self.records.get(trial.trial_id)
-            if record is not None and record.state == RUNNING and trial.status != Trial.ERROR:
-                self._finish(record, PAUSED, count=False)
+        for record in self.unfinished():
+            self._finish(record, PAUSED, count=False)
 
     def _finish(self, record: TrialRecord, state: str, failure_class: str | None = None,
                 failure_reason: str | None = None, *, count: bool = True) -> None:
