@@ -25,7 +25,7 @@ import numpy as np
 from hpo.backends.optuna_factory import storage_url
 from hpo.errors import SearchSpaceError, SweepConfigError
 from hpo.space import SearchSpace
-from hpo.sweep.context import SweepContext, plain
+from hpo.sweep.context import SweepContext
 from hpo.sweep.guard import SweepGuard
 from hpo.sweep.observer import ObserverHub
 
@@ -49,13 +49,17 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 class SpaceSampler:
     """`tune.sample_from` callable drawing a whole configuration (conditional spaces included) for PBT."""
 
-    def __init__(self, space: SearchSpace, seed: int, epoch_budget: int) -> None:
+    def __init__(self, space: SearchSpace, seed: int, epoch_budget: int, *, skip: int = 0) -> None:
         self.space = space
         self.rng = np.random.default_rng(seed)
         self.epoch_budget = epoch_budget
+        for _ in range(skip):  # the plan's first batch came from this same stream: continue after it
+            space.sample(self.rng, epoch_budget=epoch_budget)
 
-    def __call__(self, spec: Any) -> dict[str, Any]:
-        return plain(self.space.sample(self.rng, epoch_budget=self.epoch_budget))
+    def __call__(self, spec: Any) -> str:
+        from hpo.backends.ray_trainable import pack_params
+
+        return pack_params(self.space.sample(self.rng, epoch_budget=self.epoch_budget))
 
 
 class PbtExplorer:
@@ -68,11 +72,11 @@ class PbtExplorer:
         self.resample_probability = resample_probability
 
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
-        from hpo.backends.ray_trainable import PBT_PARAMS_KEY, params_of
+        from hpo.backends.ray_trainable import PBT_PARAMS_KEY, pack_params, params_of
 
         new = self.space.perturb(params_of(config), self.rng, factor=self.factor,
                                  resample_probability=self.resample_probability)
-        return {**config, PBT_PARAMS_KEY: plain(new)}
+        return {**config, PBT_PARAMS_KEY: pack_params(new)}
 
 
 def experiment_path(ctx: SweepContext) -> Path:
@@ -126,10 +130,10 @@ class RayBackend:
         if algorithm.scheduler == "pbt":
             from ray.tune.search.basic_variant import BasicVariantGenerator
 
-            from hpo.backends.ray_trainable import PBT_PARAMS_KEY
+            from hpo.backends.ray_trainable import PBT_PARAMS_KEY, pack_params
 
-            points = [{PBT_PARAMS_KEY: p} for p in self.planned] or None
-            sampler = SpaceSampler(self.ctx.space, self.ctx.config.seed, self.ctx.max_epochs)
+            points = [{PBT_PARAMS_KEY: pack_params(p)} for p in self.planned] or None
+            sampler = SpaceSampler(self.ctx.space, self.ctx.config.seed, self.ctx.max_epochs, skip=len(self.planned))
             return (BasicVariantGenerator(points_to_evaluate=points, random_state=self.ctx.config.seed),
                     {PBT_PARAMS_KEY: tune.sample_from(sampler)})
         if algorithm.sampler == "bohb":

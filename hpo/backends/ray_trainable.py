@@ -39,7 +39,9 @@ from hpo.trials.runner import TrainerProcess
 from hpo.trials.status import STATUS_FILE, Validation, read_validations
 
 OUTCOME_FILE = "outcome.json"
-PBT_PARAMS_KEY = "params"
+# Under PBT the whole configuration travels as one JSON string: Ray's variant generator and PBT treat nested
+# dicts as spaces to merge into, and a conditional space must be drawn (and perturbed) as a whole.
+PBT_PARAMS_KEY = "params_json"
 
 
 class TrialFailed(RuntimeError):
@@ -47,9 +49,13 @@ class TrialFailed(RuntimeError):
 
 
 def params_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The trial's dotted params from a Ray config (flat, or nested under 'params' for PBT)."""
-    nested = config.get(PBT_PARAMS_KEY)
-    return plain(dict(nested if isinstance(nested, Mapping) else config))
+    """The trial's dotted params from a Ray config (flat, or one JSON string under PBT_PARAMS_KEY)."""
+    packed = config.get(PBT_PARAMS_KEY)
+    return plain(json.loads(packed) if isinstance(packed, str) else dict(config))
+
+
+def pack_params(params: Mapping[str, Any]) -> str:
+    return json.dumps(plain(dict(params)), sort_keys=True)
 
 
 class HpoTrainable(tune.Trainable):
