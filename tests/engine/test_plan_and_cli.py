@@ -93,3 +93,19 @@ def test_plan_uses_trial_history_when_there_is_one(write_sweep: Callable[..., Pa
     assert plan.timing.source.startswith("median of 4 epochs") and plan.estimated_wall_s is not None
     write_plan(plan)
     assert (tmp_path / "ws" / "fx" / "plan" / "plan.json").is_file()
+
+
+def test_live_table_renders_trials_on_a_terminal(write_sweep: Callable[..., Path]) -> None:
+    from rich.console import Console
+
+    from hpo.sweep.live import LiveTable
+    from hpo.sweep.runner import run_sweep
+
+    console = Console(record=True, force_terminal=True, width=160)
+    summary = run_sweep(write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 2}),
+                        observers=[LiveTable(console)])
+    text = console.export_text()
+    for column in ("trial", "state", "epoch", "mIoU", "trial best", "best so far", "ETA"):
+        assert column in text
+    assert "trial_0001" in text and "COMPLETED" in text and "2/2" in text
+    assert f"best: {summary['best']['trial_id']}" in text
