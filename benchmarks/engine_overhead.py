@@ -14,7 +14,7 @@ Per-trial overhead = wall × C / N − floor (the mean direct trainer time); tri
 
     python benchmarks/engine_overhead.py                # 16 trials, 3 epochs of 0.1 s, concurrency 2
     python benchmarks/engine_overhead.py --quick        # 4 trials, for CI
-    python benchmarks/engine_overhead.py --contenders floor,bare-optuna,ours-optuna --json-out out.json
+    python benchmarks/engine_overhead.py --contenders floor,bare-optuna,ours-optuna --out out.json
 
 Prints a rich table and writes JSON (default benchmarks/results/engine_overhead.json).
 """
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="4 trials of 2 epochs (CI)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated subset of {CONTENDERS}")
-    parser.add_argument("--json-out", default=str(REPO / "benchmarks" / "results" / "engine_overhead.json"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "engine_overhead.json"))
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.epoch_seconds = 4, 2, 0.05
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": list(os.getloadavg())},
     }
-    out = Path(args.json_out)
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
 

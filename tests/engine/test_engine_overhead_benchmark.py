@@ -14,7 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "engine_overhead.p
 
 def run(tmp_path: Path, contenders: str) -> dict:
     out = tmp_path / "overhead.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--contenders", contenders, "--json-out", str(out)],
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--contenders", contenders, "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Engine overhead: 4 trials x 2 epochs" in done.stdout
