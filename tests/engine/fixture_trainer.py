@@ -143,6 +143,8 @@ def train(spec: dict) -> int:
         start_epoch, progress = int(state["epoch"]), float(state["progress"])
     step = start_epoch * steps_per_epoch
     status.write("STARTED", f"Starting training at epoch {start_epoch}", epoch=start_epoch, step=step)
+    with open(results_dir / "trial_env.jsonl", "a", encoding="utf-8") as handle:  # what the engine gave this run
+        handle.write(json.dumps({name: os.environ.get(name) for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")}) + "\n")
     q = quality(spec)
     lr = float(get(spec, "train.optim.lr", 1e-3))
     for epoch in range(start_epoch + 1, max_epoch + 1):

@@ -242,3 +242,23 @@ def test_a_trial_the_driver_died_creating_is_adopted_with_its_draws(write_sweep:
     adopted = summary["trials"][0]
     assert adopted["trial_id"] == "trial_0000" and adopted["params"]["train.optim.lr"] == lr
     assert set(adopted["params"]) == {"model.activation", "model.width", "train.optim.lr", "train.optim.weight_decay"}
+
+
+@pytest.mark.parametrize("gpus,per_trial,expected", [(1, 0.5, {"0"}), (2, 1, {"0", "1"}), (None, 0, {""})])
+def test_each_trial_gets_its_gpus_and_thread_count(write_sweep: Callable[..., Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, gpus: int | None,
+                                                   per_trial: float, expected: set[str]) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    resources: dict[str, Any] = {"gpus_per_trial": per_trial, "max_concurrent": 2, "cpus_per_trial": 2}
+    if gpus is not None:
+        resources["gpus"] = gpus
+    summary = run_sweep(write_sweep(algorithm={"name": "random", "max_trials": 4, "max_epochs": 2}, resources=resources,
+                                    spec_overrides={"fixture.sleep_s": 0.3}))
+    seen = set()
+    for trial in summary["trials"]:
+        lines = (tmp_path / "ws" / "fx" / "trials" / trial["trial_id"] / "trial_env.jsonl").read_text().splitlines()
+        env = json.loads(lines[-1])
+        assert env["OMP_NUM_THREADS"] == "2"
+        assert env["CUDA_VISIBLE_DEVICES"] == trial["resources"]["cuda_visible_devices"]
+        seen.add(env["CUDA_VISIBLE_DEVICES"])
+    assert seen == expected
