@@ -20,7 +20,7 @@ from ray.tune.experiment import Trial
 
 from hpo.sweep.context import plain
 from hpo.trials.lifecycle import ingest_status
-from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
+from hpo.trials.record import COMPLETED, FAILED, FINISHED_STATES, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
 from hpo.trials.status import Validation
 
 if TYPE_CHECKING:
@@ -38,6 +38,10 @@ class RayRecordKeeper:
         self.guard = guard
         self.records: dict[str, TrialRecord] = {r.trial_id: r for r in load_records(ctx.workspace.trials_dir)}
         self.key = str(ctx.workspace.root.resolve())
+        self.ray_status: dict[str, str] = {}
+        # Trials finished in an earlier driver run: Ray may restart one whose end its last snapshot missed;
+        # the trainable then only repeats its final result, and the record and observers are left alone.
+        self.finished_before = {r.trial_id for r in self.records.values() if r.state in FINISHED_STATES}
 
     def register(self) -> str:
         _LIVE[self.key] = self
@@ -64,6 +68,8 @@ class RayRecordKeeper:
     def started(self, trial: Trial) -> None:
         from hpo.backends.ray_trainable import params_of
 
+        if trial.trial_id in self.finished_before:
+            return
         record = self._record(trial)
         record.params = params_of(trial.config)
         record.reopen()
@@ -77,6 +83,8 @@ class RayRecordKeeper:
     def result(self, trial: Trial, result: dict[str, Any]) -> None:
         epoch, value = result.get("epoch"), result.get(self.ctx.metric)
         if not isinstance(epoch, int) or not isinstance(value, (int, float)):
+            return
+        if trial.trial_id in self.finished_before:
             return
         record = self._record(trial)
         if record.state != RUNNING:
@@ -95,6 +103,8 @@ class RayRecordKeeper:
             self.observers.trial_reported(record, entry)
 
     def completed(self, trial: Trial) -> None:
+        if trial.trial_id in self.finished_before:
+            return
         record = self._record(trial)
         if (record.last_epoch() or 0) >= self.ctx.max_epochs:
             state = COMPLETED
@@ -105,6 +115,8 @@ class RayRecordKeeper:
         self._finish(record, state)
 
     def errored(self, trial: Trial) -> None:
+        if trial.trial_id in self.finished_before:
+            return
         record = self._record(trial)
         outcome_file = self._dir(trial.trial_id) / "outcome.json"
         if outcome_file.is_file():
@@ -121,17 +133,38 @@ class RayRecordKeeper:
                 if record is not None and record.state == RUNNING:
                     self._finish(record, PAUSED, count=False)
 
-    def unfinished(self) -> list[TrialRecord]:
-        return [record for record in self.records.values() if record.state == RUNNING]
+    def experiment_ended(self, trials: list[Trial]) -> None:
+        self.ray_status = {trial.trial_id: trial.status for trial in trials}
+
+    def unfinished(self) -> list[str]:
+        """Trials Ray itself left unfinished (PENDING/RUNNING/PAUSED at the end of fit: an interrupt)."""
+        return [tid for tid, status in self.ray_status.items() if status not in (Trial.TERMINATED, Trial.ERROR)]
 
     def settle(self) -> None:
-        """After `fit()`: every validation a trainer wrote is in its record (one Ray dropped while stopping
-        the trial included), and trials Ray left unfinished (interrupt, time budget) are PAUSED."""
+        """After `fit()`, make every record final and complete:
+
+        - every validation its trainer wrote is in it (one Ray dropped while stopping the trial included);
+        - trials Ray left unfinished (interrupt) are PAUSED, resumable;
+        - a record still RUNNING for a trial Ray had already ended (the previous driver died before recording
+          the end) gets the state its history implies;
+        - a record Ray never knew (created after Ray's last snapshot before the driver died, so not restored)
+          is COMPLETED if its trainer finished the budget, else FAILED as killed: its results are kept."""
         for record in self.records.values():
             if ingest_status(record, self._dir(record.trial_id)):
                 record.save(self._dir(record.trial_id))
-        for record in self.unfinished():
-            self._finish(record, PAUSED, count=False)
+        unfinished = set(self.unfinished())
+        for record in [r for r in self.records.values() if r.state == RUNNING]:
+            reached = (record.last_epoch() or 0) >= self.ctx.max_epochs
+            status = self.ray_status.get(record.trial_id)
+            if record.trial_id in unfinished:
+                self._finish(record, PAUSED, count=False)
+            elif reached:
+                self._finish(record, COMPLETED)
+            elif status == Trial.TERMINATED:
+                self._finish(record, PRUNED)
+            else:
+                self._finish(record, FAILED, "killed", "the driver died before Ray recorded this trial, so the "
+                             "restored experiment could not continue it; its reported results are kept")
 
     def _finish(self, record: TrialRecord, state: str, failure_class: str | None = None,
                 failure_reason: str | None = None, *, count: bool = True) -> None:
@@ -177,6 +210,10 @@ class RecordCallback(tune.Callback):
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         if keeper := self._keeper():
             keeper.step(trials)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        if keeper := self._keeper():
+            keeper.experiment_ended(trials)
 
 
 class GuardStopper(tune.Stopper):

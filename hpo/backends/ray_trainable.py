@@ -15,8 +15,8 @@ Life of a trial (calls from Ray, in this order):
   checkpoint it just wrote. The result with epoch == budget has done=True (the trainer then finishes).
 - `save_checkpoint()`: returns a tiny pointer {trial_id, trial_dir, checkpoint, epoch, step}; the trainer's
   own checkpoint stays in the trial folder (the workspace must be on storage every Ray node can reach).
-- `cleanup()`: a frozen trainer is killed (its last validated checkpoint is on disk); a running one is
-  stopped with SIGTERM; one that reached the budget is allowed to finish.
+- `cleanup()`: the trainer is stopped cleanly with SIGTERM (a frozen one is thawed to handle it); one that
+  reached the budget is allowed to finish.
 A failure is written to `outcome.json` (class + reason, read by the driver's callback) and raised.
 """
 
@@ -34,7 +34,7 @@ from ray import tune
 from hpo.sweep.context import SweepContext, plain
 from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, checkpoint_for, final_state
-from hpo.trials.record import TrialRecord
+from hpo.trials.record import FAILED, FINISHED_STATES, TrialRecord
 from hpo.trials.runner import TrainerProcess
 from hpo.trials.status import STATUS_FILE, Validation, read_validations
 
@@ -58,6 +58,14 @@ def pack_params(params: Mapping[str, Any]) -> str:
     return json.dumps(plain(dict(params)), sort_keys=True)
 
 
+def _recorded_final_state(trial_dir: Path) -> TrialRecord | None:
+    try:
+        record = TrialRecord.load(trial_dir)
+    except (OSError, ValueError, KeyError):
+        return None
+    return record if record.state in FINISHED_STATES else None
+
+
 class HpoTrainable(tune.Trainable):
     def setup(self, config: dict, ctx: SweepContext | None = None) -> None:
         if ctx is None:
@@ -77,6 +85,9 @@ class HpoTrainable(tune.Trainable):
         self.last_checkpoint: str | None = None
         self.resume_from: Path | None = None
         self.exploited: dict[str, Any] | None = None
+        # A trial the driver had already recorded as finished, which Ray restarts because its last experiment
+        # snapshot predates that (a driver killed in between): it is not trained again.
+        self.recorded_final = _recorded_final_state(self.trial_dir)
         # A trial Ray restarts without a checkpoint of its own (the driver died before Ray recorded one)
         # still continues from what its folder holds.
         self._adopt_own_progress(after_epoch=0)
@@ -133,6 +144,8 @@ class HpoTrainable(tune.Trainable):
 
     # -- training ------------------------------------------------------------------------------------------
     def step(self) -> dict:
+        if self.recorded_final is not None:
+            return self._replay_final(self.recorded_final)
         if self.replay:
             return self._result(self.replay.popleft())
         last_epoch = self.last.epoch if self.last else 0
@@ -152,6 +165,16 @@ class HpoTrainable(tune.Trainable):
         if validation.epoch < self.ctx.max_epochs:
             self.process.freeze()
         return self._result(validation)
+
+    def _replay_final(self, record: TrialRecord) -> dict:
+        if record.state == FAILED:
+            self._raise(Failure(record.failure_class or "internal", record.failure_reason or "failed before"))
+        validations = read_validations(self.trial_dir / STATUS_FILE, self.ctx.metric)
+        if not validations:
+            self._raise(Failure("internal", "a trial recorded as finished has no validation to report"))
+        result = self._result(validations[-1])
+        result["done"] = True
+        return result
 
     def _start(self) -> None:
         record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
@@ -203,10 +226,9 @@ class HpoTrainable(tune.Trainable):
         if finishing:
             process.thaw()
             process.wait()
-        elif process.frozen:
-            process.kill()
-            process.wait()
         else:
+            # A clean stop (SIGTERM, then SIGCONT if frozen): the trainer checkpoints and exits. We resume
+            # from the checkpoint of its last validated epoch, not from the one this stop writes.
             process.stop_and_wait()
 
     def cleanup(self) -> None:
