@@ -97,6 +97,7 @@ class OptunaBackend:
         capacity = self.gpus.capacity
         slots = self.ctx.config.resources.max_concurrent if capacity is None else min(self.ctx.config.resources.max_concurrent, capacity)
         running: dict[Future[Any], str] = {}
+        self.guard.start_clock()
         queue = self._orphans()
         with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="trial") as pool:
             while True:

@@ -11,6 +11,9 @@ talks to the new driver's keeper, observers and guard, never to unpickled copies
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +22,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from hpo.sweep.context import plain
+from hpo.sweep.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
 from hpo.trials.record import COMPLETED, FAILED, FINISHED_STATES, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
 from hpo.trials.status import Validation
@@ -70,6 +74,7 @@ class RayRecordKeeper:
 
         if trial.trial_id in self.finished_before:
             return
+        self.guard.start_clock()
         record = self._record(trial)
         record.params = params_of(trial.config)
         record.reopen()
@@ -107,12 +112,11 @@ class RayRecordKeeper:
             return
         record = self._record(trial)
         if (record.last_epoch() or 0) >= self.ctx.max_epochs:
-            state = COMPLETED
+            self._finish(record, COMPLETED)
         elif self.guard.reason is not None:
-            state = PAUSED
+            self._finish(record, PAUSED, count=False)  # stopped by the sweep ending, not by the scheduler
         else:
-            state = PRUNED
-        self._finish(record, state)
+            self._finish(record, PRUNED)
 
     def errored(self, trial: Trial) -> None:
         if trial.trial_id in self.finished_before:
@@ -144,7 +148,8 @@ class RayRecordKeeper:
         """After `fit()`, make every record final and complete:
 
         - every validation its trainer wrote is in it (one Ray dropped while stopping the trial included);
-        - trials Ray left unfinished (interrupt) are PAUSED, resumable;
+        - after an interrupt or the time budget, trials below their budget are PAUSED: Ray's saved experiment
+          state still has them running, so `hpo resume` (Tuner.restore) continues them;
         - a record still RUNNING for a trial Ray had already ended (the previous driver died before recording
           the end) gets the state its history implies;
         - a record Ray never knew (created after Ray's last snapshot before the driver died, so not restored)
@@ -152,14 +157,15 @@ class RayRecordKeeper:
         for record in self.records.values():
             if ingest_status(record, self._dir(record.trial_id)):
                 record.save(self._dir(record.trial_id))
+        interrupted = self.guard.reason in (INTERRUPTED, TIME_BUDGET)
         unfinished = set(self.unfinished())
         for record in [r for r in self.records.values() if r.state == RUNNING]:
             reached = (record.last_epoch() or 0) >= self.ctx.max_epochs
             status = self.ray_status.get(record.trial_id)
-            if record.trial_id in unfinished:
-                self._finish(record, PAUSED, count=False)
-            elif reached:
+            if reached:
                 self._finish(record, COMPLETED)
+            elif interrupted or record.trial_id in unfinished:
+                self._finish(record, PAUSED, count=False)
             elif status == Trial.TERMINATED:
                 self._finish(record, PRUNED)
             else:
@@ -187,6 +193,21 @@ def _ray_error(trial: Trial) -> str:
 class RecordCallback(tune.Callback):
     def __init__(self, key: str) -> None:
         self.key = key
+
+    def setup(self, **info: Any) -> None:
+        """Chain onto Ray's Ctrl-C handler (installed just before this runs), so the sweep guard knows that
+        a run Ray ends on SIGINT was interrupted and its trials are to be PAUSED, not taken as pruned."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if keeper := self._keeper():
+                keeper.guard.interrupt()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(signal.SIGINT, on_sigint)
 
     def _keeper(self) -> RayRecordKeeper | None:
         return _LIVE.get(self.key)
@@ -217,14 +238,27 @@ class RecordCallback(tune.Callback):
 
 
 class GuardStopper(tune.Stopper):
-    """Stops the whole experiment when the sweep guard says so (every trial failing)."""
+    """Ends the experiment when the sweep guard says so.
+
+    Every trial failing: Ray stops all trials (the sweep is over). The time budget: Ray is asked to end the
+    run the way Ctrl-C does (its SIGUSR1 handler), so unfinished trials stay unfinished in the experiment
+    state and `hpo resume` (Tuner.restore) continues them from their checkpoints.
+    """
 
     def __init__(self, key: str) -> None:
         self.key = key
+        self._interrupted = False
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
 
     def stop_all(self) -> bool:
+        from hpo.sweep.guard import ALL_FAILED
+
         keeper = _LIVE.get(self.key)
-        return bool(keeper is not None and keeper.guard.stopped)
+        if keeper is None or not keeper.guard.stopped:
+            return False
+        if keeper.guard.reason == TIME_BUDGET and not self._interrupted and hasattr(signal, "SIGUSR1"):
+            self._interrupted = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return keeper.guard.reason == ALL_FAILED

@@ -34,8 +34,9 @@ class SweepGuard:
         self._lock = threading.Lock()
 
     def start_clock(self) -> None:
-        """The time budget counts from here (the first trial), not from the driver's set-up."""
-        if self.time_budget_s:
+        """The time budget counts from the first trial's start (backends call this; later calls keep the
+        first deadline), not from the driver's set-up or Ray's start-up."""
+        if self.time_budget_s and self.deadline is None:
             self.deadline = time.monotonic() + self.time_budget_s
 
     def seed_history(self, records: list[TrialRecord]) -> None:
@@ -43,6 +44,8 @@ class SweepGuard:
         for record in sorted(records, key=lambda r: r.number):
             if record.state in (COMPLETED, PRUNED, FAILED):
                 self.trial_finished(record)
+        # A resumed sweep gets its chance (the user may have fixed the data): the next failure decides.
+        self.reason = self.message = None
 
     def trial_finished(self, record: TrialRecord) -> None:
         with self._lock:

@@ -143,7 +143,6 @@ def execute(
         backend = make_backend(ctx, hub, guard, planned)
         write_summary(ctx, status="running")
         hub.sweep_started(ctx)
-        guard.start_clock()
         try:
             if guard.reason is None:
                 backend.run()

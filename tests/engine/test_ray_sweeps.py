@@ -126,3 +126,19 @@ def test_failures_on_ray_are_classified_and_never_best(write_sweep: Callable[...
     assert summary["best"]["trial_id"] not in {t["trial_id"] for t in failed}
     outcome = json.loads((tmp_path / "ws" / "fx" / "trials" / failed[0]["trial_id"] / "outcome.json").read_text())
     assert outcome["failure_class"] == "oom"
+
+
+def test_time_budget_leaves_trials_resumable(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    from hpo.sweep.runner import resume_sweep
+
+    first = run(write_sweep, algorithm={"name": "random", "max_trials": 2, "max_epochs": 4, "time_budget_s": 2.0},
+                spec_overrides={"fixture.sleep_s": 1.0})
+    sweep_dir = tmp_path / "ws" / "fx"
+    assert first["stop_reason"] == "time_budget"
+    assert any(t["state"] == "PAUSED" for t in first["trials"]), [(t["trial_id"], t["state"]) for t in first["trials"]]
+    second = resume_sweep(sweep_dir, use_default_observers=False, time_budget_s=0)
+    assert second["counts"] == {"COMPLETED": 2}
+    for trial in second["trials"]:
+        runs = epochs_run(sweep_dir, trial["trial_id"])
+        assert runs == ["1", "2", "3", "4"], (trial["trial_id"], runs)
+    assert_every_report_in_summary(sweep_dir, second)
