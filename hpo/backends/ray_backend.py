@@ -186,6 +186,20 @@ class RayBackend:
                      resources=slots)
             self._started_ray = True
 
+    def _own_sigterm(self) -> Any:
+        """`ray.init` replaces the driver's SIGTERM handler with one that exits at once; put back a graceful
+        one (pause the trials, keep the experiment resumable). Returns the handler to restore."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self.guard.interrupt()
+            self.stop()
+
+        return signal.signal(signal.SIGTERM, on_sigterm)
+
     def stop(self) -> None:
         """Ask Ray to end the run gracefully (its SIGUSR1 handler), leaving trials resumable."""
         if hasattr(signal, "SIGUSR1"):
@@ -197,6 +211,7 @@ class RayBackend:
         from hpo.backends.ray_callbacks import GuardStopper, RayRecordKeeper, RecordCallback
 
         self._ensure_ray()
+        previous_sigterm = self._own_sigterm()
         scheduler = self.scheduler()
         # One step() per remote call: with buffering Ray would thaw a trainer for several epochs before the
         # scheduler sees the first of them, and drop the results after a STOP decision. Ray already forces
@@ -238,6 +253,8 @@ class RayBackend:
                 self.guard.interrupt()
             keeper.settle()
         finally:
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
             os.environ.pop("TUNE_RESULT_BUFFER_LENGTH", None)
             keeper.unregister()
