@@ -20,3 +20,13 @@ def tao_reference() -> Path:
     if not TAO_REFERENCE.is_dir():
         pytest.skip("TAO reference files (../shared/reference/tao-mask2former) are not present")
     return TAO_REFERENCE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_tracking_store_in_the_checkout():
+    """MLflow's default store is ./mlflow.db: a test that forgets its own tracking URI would write there."""
+    stray = [REPO_ROOT / "mlflow.db", REPO_ROOT / "mlruns"]
+    existed = {path for path in stray if path.exists()}
+    yield
+    created = [str(path) for path in stray if path.exists() and path not in existed]
+    assert not created, f"a test wrote MLflow data into the checkout: {created}"

@@ -73,26 +73,26 @@ def test_mlflow_artifacts_on_s3(bucket: str, tmp_path: Path, monkeypatch: pytest
     assert environment == {"MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        experiment = mlflow.create_experiment("s3-artifacts", artifact_location=f"s3://{bucket}/mlflow")
-        notes = tmp_path / "notes.txt"
-        notes.write_text("best trial: t0003\n")
-        with mlflow.start_run(experiment_id=experiment) as run:
-            mlflow.log_param("lr", 0.001)
-            mlflow.log_artifact(str(notes), artifact_path="reports")
-        back = mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path="reports/notes.txt", dst_path=str(tmp_path / "back")
-        )
-        assert Path(back).read_text() == "best trial: t0003\n"
-        stored = Storage().list(f"s3://{bucket}/mlflow")
-        assert [info.uri.rsplit("/", 2)[-2:] for info in stored] == [["reports", "notes.txt"]]
-        data = mlflow.get_run(run.info.run_id).data
-        recorded = repr((data.params, data.tags, data.metrics, mlflow.get_experiment(experiment).artifact_location))
-        assert fake_secret not in recorded and fake_access_key not in recorded
-    finally:
-        mlflow.set_tracking_uri(previous)
+    # Through the environment and the module global, both restored by monkeypatch: an explicit
+    # set_tracking_uri(previous) would pin the default URI for every later test in the process.
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("s3-artifacts", artifact_location=f"s3://{bucket}/mlflow")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("best trial: t0003\n")
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_param("lr", 0.001)
+        mlflow.log_artifact(str(notes), artifact_path="reports")
+    back = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="reports/notes.txt", dst_path=str(tmp_path / "back")
+    )
+    assert Path(back).read_text() == "best trial: t0003\n"
+    stored = Storage().list(f"s3://{bucket}/mlflow")
+    assert [info.uri.rsplit("/", 2)[-2:] for info in stored] == [["reports", "notes.txt"]]
+    data = mlflow.get_run(run.info.run_id).data
+    recorded = repr((data.params, data.tags, data.metrics, mlflow.get_experiment(experiment).artifact_location))
+    assert fake_secret not in recorded and fake_access_key not in recorded
 
 
 def test_mlflow_environment_is_empty_for_aws(monkeypatch: pytest.MonkeyPatch) -> None:

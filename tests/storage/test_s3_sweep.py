@@ -94,17 +94,8 @@ class InterruptAtFirstValidation(SweepObserver):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-OTHER_PATH_XFAIL = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine: OptunaBackend._orphans adopts only trials whose worker id (hostname + absolute workspace "
-           "path, SweepContext.worker_id) matches, so a sweep restored under another path or host leaves its "
-           "paused trials PAUSED; remove this mark once the engine adopts them",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("machine_b", ["same-path", pytest.param("other-path", marks=OTHER_PATH_XFAIL)])
+@pytest.mark.parametrize("machine_b", ["same-path", "other-path"])
 def test_sweep_on_s3_data_and_workspace_resumes_in_a_fresh_folder(
     machine_b: str, bucket: str, s3_client, tmp_path: Path, tar_factory, credential_scan
 ) -> None:
