@@ -112,7 +112,6 @@ def run_inference(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
 def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
     from mask2former.data.archive import resolve_folder
     from mask2former.data.build import build_collate
-    from mask2former.data.io import read_image
     from mask2former.data.transforms import AugmentationSettings, build_transforms
     from mask2former.model.build import build_postprocessor
 
@@ -137,8 +136,7 @@ def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
                         num_workers=int(cfg.dataset.test.num_workers), collate_fn=build_collate(cfg.dataset))
     model.to(device.torch_device)
 
-    panoptic_annotations: list[dict] = []
-    instance_results: list[dict] = []
+    writer = out.PredictionWriter(results_dir, mode=mode, categories=categories, image_root=root)
     for batch in loader:
         images = batch["images"].to(device.torch_device)
         predictions = model(images)
@@ -147,34 +145,8 @@ def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
                                 image_sizes=[m["image_size"] for m in metas],
                                 output_sizes=[m["orig_size"] for m in metas])
         for meta, result in zip(metas, results):
-            stem = meta["image_id"]
-            image = read_image(root / meta["file_name"], record=meta["file_name"])
-            train_ids = out.semantic_class_map(result["sem_seg"], categories)
-            out.write_semantic_png(results_dir / "semantic" / f"{stem}.png", out.train_to_raw_map(train_ids, categories))
-            picture = out.semantic_overlay(image, train_ids, categories)
-            if mode == "panoptic":
-                panoptic = result["panoptic_seg"]
-                id_map, record = out.panoptic_record(panoptic.id_map.cpu().numpy(), panoptic.segments_info,
-                                                     categories, image_id=stem, file_name=f"{stem}.png")
-                out.write_panoptic_png(results_dir / "panoptic" / f"{stem}.png", id_map)
-                panoptic_annotations.append(record)
-                kept = [s for s in panoptic.segments_info if int(s["id"]) in {r["id"] for r in record["segments_info"]}]
-                picture = out.panoptic_overlay(image, id_map, kept, categories)
-            elif mode == "instance":
-                instances = result["instances"]
-                instance_results += out.instance_records(instances.masks, instances.scores, instances.labels,
-                                                         categories, image_id=stem, file_name=meta["file_name"])
-                picture = out.instance_overlay(image, instances.masks, instances.scores, instances.labels, categories)
-            out.write_jpeg(results_dir / "overlays" / f"{stem}.jpg", picture)
-
-    written = {"semantic": "semantic/", "overlays": "overlays/"}
-    if mode == "panoptic":
-        out.write_json(results_dir / "panoptic.json", {"annotations": panoptic_annotations,
-                                                       "categories": out.categories_json(categories)})
-        written.update(panoptic="panoptic/", panoptic_json="panoptic.json")
-    if mode == "instance":
-        out.write_json(results_dir / "instances.json", instance_results)
-        written["instances_json"] = "instances.json"
+            writer.add(meta, result)
+    written = writer.finish()
     summary = {"checkpoint": str(cfg.inference.checkpoint), "mode": mode, "num_images": len(files),
                "images": str(root), "outputs": written}
     out.write_json(results_dir / "inference.json", summary)

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from mask2former.data.io import id_to_rgb
+from mask2former.data.io import id_to_rgb, read_image
 from mask2former.data.label_map import Categories
 
 OVERLAY_ALPHA = 0.5
@@ -178,3 +178,54 @@ def write_json(path: Path, data: Any) -> None:
 
 def categories_json(categories: Categories) -> list[dict]:
     return [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in categories]
+
+
+class PredictionWriter:
+    """Writes post-processed predictions of a folder of images, one image at a time: semantic PNG maps
+    (raw category ids), colour overlays, and per mode the COCO panoptic PNGs + JSON or instance RLE JSON.
+    Shared by PyTorch inference and deploy-side (ONNX Runtime / TensorRT) inference so both write the
+    same files."""
+
+    def __init__(self, results_dir: Path, *, mode: str, categories: Any, image_root: Path) -> None:
+        self.results_dir = Path(results_dir)
+        self.mode = mode
+        self.categories = categories
+        self.image_root = Path(image_root)
+        self.panoptic_annotations: list[dict] = []
+        self.instance_results: list[dict] = []
+
+    def add(self, meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        """One image's `meta` (from the collate) and its post-processor `result`."""
+        categories, results_dir = self.categories, self.results_dir
+        stem = meta["image_id"]
+        image = read_image(self.image_root / meta["file_name"], record=meta["file_name"])
+        train_ids = semantic_class_map(result["sem_seg"], categories)
+        write_semantic_png(results_dir / "semantic" / f"{stem}.png", train_to_raw_map(train_ids, categories))
+        picture = semantic_overlay(image, train_ids, categories)
+        if self.mode == "panoptic":
+            panoptic = result["panoptic_seg"]
+            id_map, record = panoptic_record(panoptic.id_map.cpu().numpy(), panoptic.segments_info,
+                                             categories, image_id=stem, file_name=f"{stem}.png")
+            write_panoptic_png(results_dir / "panoptic" / f"{stem}.png", id_map)
+            self.panoptic_annotations.append(record)
+            kept_ids = {r["id"] for r in record["segments_info"]}
+            kept = [s for s in panoptic.segments_info if int(s["id"]) in kept_ids]
+            picture = panoptic_overlay(image, id_map, kept, categories)
+        elif self.mode == "instance":
+            instances = result["instances"]
+            self.instance_results += instance_records(instances.masks, instances.scores, instances.labels,
+                                                      categories, image_id=stem, file_name=meta["file_name"])
+            picture = instance_overlay(image, instances.masks, instances.scores, instances.labels, categories)
+        write_jpeg(results_dir / "overlays" / f"{stem}.jpg", picture)
+
+    def finish(self) -> dict[str, str]:
+        """Write the per-folder JSON files; returns what was written (name -> relative path)."""
+        written = {"semantic": "semantic/", "overlays": "overlays/"}
+        if self.mode == "panoptic":
+            write_json(self.results_dir / "panoptic.json", {"annotations": self.panoptic_annotations,
+                                                            "categories": categories_json(self.categories)})
+            written.update(panoptic="panoptic/", panoptic_json="panoptic.json")
+        if self.mode == "instance":
+            write_json(self.results_dir / "instances.json", self.instance_results)
+            written["instances_json"] = "instances.json"
+        return written

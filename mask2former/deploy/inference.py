@@ -29,7 +29,6 @@ def predict_folder(backend: Any, cfg: Any, results_dir: Path, *, num_classes: in
     from mask2former.actions.inference import ImageFolder, list_images
     from mask2former.data.archive import resolve_folder
     from mask2former.data.build import build_collate, load_categories
-    from mask2former.data.io import read_image
     from mask2former.data.transforms import AugmentationSettings, Compose, FixedResize, build_transforms
     from mask2former.model.build import build_postprocessor
 
@@ -54,8 +53,7 @@ def predict_folder(backend: Any, cfg: Any, results_dir: Path, *, num_classes: in
     loader = DataLoader(ImageFolder(root, files, transforms), batch_size=batch_size_for(cfg, "inference", "test"),
                         shuffle=False, num_workers=int(cfg.dataset.test.num_workers),
                         collate_fn=build_collate(cfg.dataset))
-    panoptic_annotations: list[dict] = []
-    instance_results: list[dict] = []
+    writer = out.PredictionWriter(results_dir, mode=mode, categories=categories, image_root=root)
     for batch in loader:
         images = batch["images"]
         if size is not None:
@@ -66,34 +64,8 @@ def predict_folder(backend: Any, cfg: Any, results_dir: Path, *, num_classes: in
                                 image_sizes=[m["image_size"] for m in metas],
                                 output_sizes=[m["orig_size"] for m in metas])
         for meta, result in zip(metas, results):
-            stem = meta["image_id"]
-            image = read_image(root / meta["file_name"], record=meta["file_name"])
-            train_ids = out.semantic_class_map(result["sem_seg"], categories)
-            out.write_semantic_png(results_dir / "semantic" / f"{stem}.png", out.train_to_raw_map(train_ids, categories))
-            picture = out.semantic_overlay(image, train_ids, categories)
-            if mode == "panoptic":
-                panoptic = result["panoptic_seg"]
-                id_map, record = out.panoptic_record(panoptic.id_map.cpu().numpy(), panoptic.segments_info,
-                                                     categories, image_id=stem, file_name=f"{stem}.png")
-                out.write_panoptic_png(results_dir / "panoptic" / f"{stem}.png", id_map)
-                panoptic_annotations.append(record)
-                kept_ids = {r["id"] for r in record["segments_info"]}
-                kept = [s for s in panoptic.segments_info if int(s["id"]) in kept_ids]
-                picture = out.panoptic_overlay(image, id_map, kept, categories)
-            elif mode == "instance":
-                instances = result["instances"]
-                instance_results += out.instance_records(instances.masks, instances.scores, instances.labels,
-                                                         categories, image_id=stem, file_name=meta["file_name"])
-                picture = out.instance_overlay(image, instances.masks, instances.scores, instances.labels, categories)
-            out.write_jpeg(results_dir / "overlays" / f"{stem}.jpg", picture)
-    written = {"semantic": "semantic/", "overlays": "overlays/"}
-    if mode == "panoptic":
-        out.write_json(results_dir / "panoptic.json", {"annotations": panoptic_annotations,
-                                                       "categories": out.categories_json(categories)})
-        written.update(panoptic="panoptic/", panoptic_json="panoptic.json")
-    if mode == "instance":
-        out.write_json(results_dir / "instances.json", instance_results)
-        written["instances_json"] = "instances.json"
+            writer.add(meta, result)
+    written = writer.finish()
     summary = {"trt_engine": str(backend.metadata.get("path", "")), "backend": backend.name, "mode": mode,
                "num_images": len(files), "images": str(root), "outputs": written}
     out.write_json(results_dir / "inference.json", summary)
