@@ -213,6 +213,7 @@ class OptunaBackend:
             entry, new = record_validation(record, validation, trial_dir)
             record.save(trial_dir)
             if new:
+                self.guard.trial_reported(record.trial_id)
                 self.observers.trial_reported(record, entry)
             if validation.epoch in stored or pruned or paused:
                 continue

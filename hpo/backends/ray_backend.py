@@ -212,6 +212,8 @@ class RayBackend:
 
         self._ensure_ray()
         previous_sigterm = self._own_sigterm()
+        # Ray's fit() installs SIGINT/SIGUSR1 handlers and leaves them behind; they are put back afterwards.
+        saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if signum}
         scheduler = self.scheduler()
         # One step() per remote call: with buffering Ray would thaw a trainer for several epochs before the
         # scheduler sees the first of them, and drop the results after a STOP decision. Ray already forces
@@ -255,6 +257,8 @@ class RayBackend:
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
+                for signum, handler in saved.items():
+                    signal.signal(signum, handler)
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
             os.environ.pop("TUNE_RESULT_BUFFER_LENGTH", None)
             keeper.unregister()

@@ -104,6 +104,7 @@ class RayRecordKeeper:
         record.add_validation(validation, result.get("checkpoint_name"))
         record.save(self._dir(trial.trial_id))
         if new:
+            self.guard.trial_reported(record.trial_id)
             entry = next(e for e in record.history if e["epoch"] == epoch)
             self.observers.trial_reported(record, entry)
 

@@ -1,9 +1,10 @@
 """When a sweep must stop before its trial budget is spent, and the sentence that says why.
 
 Three reasons, checked by both backends after every finished trial and in their scheduling loops:
-- every trial so far failed, `trial.max_consecutive_failures` times in a row (nothing would ever succeed:
-  a broken dataset, a command that does not exist, a spec the trainer rejects) — or one `data` failure,
-  since all trials share the data;
+- every trial so far failed, `trial.max_consecutive_failures` times in a row, and no trial still running
+  has reported a validation (nothing would ever succeed: a broken dataset, a command that does not exist, a
+  spec the trainer rejects; a slow trial that trains fine while fast ones fail keeps the sweep going) — or
+  one `data` failure, since all trials share the data;
 - the driver run's `algorithm.time_budget_s` is spent;
 - the user interrupted the driver (Ctrl-C / SIGTERM).
 """
@@ -29,6 +30,7 @@ class SweepGuard:
         self.successes = 0
         self.consecutive_failures = 0
         self.failures: list[TrialRecord] = []
+        self.reporting: set[str] = set()  # running trials that have reported a validation
         self.reason: str | None = None
         self.message: str | None = None
         self._lock = threading.Lock()
@@ -47,8 +49,13 @@ class SweepGuard:
         # A resumed sweep gets its chance (the user may have fixed the data): the next failure decides.
         self.reason = self.message = None
 
+    def trial_reported(self, trial_id: str) -> None:
+        with self._lock:
+            self.reporting.add(trial_id)
+
     def trial_finished(self, record: TrialRecord) -> None:
         with self._lock:
+            self.reporting.discard(record.trial_id)
             if record.state in (COMPLETED, PRUNED):
                 self.successes += 1
                 self.consecutive_failures = 0
@@ -61,7 +68,7 @@ class SweepGuard:
                 return
             if record.failure_class == "data":
                 self._stop(ALL_FAILED, self._describe("a trial failed on the dataset, which every trial shares"))
-            elif not self.successes and self.consecutive_failures >= self.max_consecutive_failures:
+            elif not self.successes and not self.reporting and self.consecutive_failures >= self.max_consecutive_failures:
                 self._stop(ALL_FAILED, self._describe(
                     f"all {self.consecutive_failures} trials so far failed (trial.max_consecutive_failures = "
                     f"{self.max_consecutive_failures})"))

@@ -262,3 +262,21 @@ def test_each_trial_gets_its_gpus_and_thread_count(write_sweep: Callable[..., Pa
         assert env["CUDA_VISIBLE_DEVICES"] == trial["resources"]["cuda_visible_devices"]
         seen.add(env["CUDA_VISIBLE_DEVICES"])
     assert seen == expected
+
+
+def test_a_slow_healthy_trial_keeps_fast_failures_from_stopping_the_sweep() -> None:
+    from hpo.sweep.guard import SweepGuard
+    from hpo.trials.record import TrialRecord
+
+    def failed(trial_id: str) -> TrialRecord:
+        record = TrialRecord(trial_id=trial_id, number=0, params={}, metric="mIoU", direction="maximize")
+        record.finish("FAILED", failure_class="oom", failure_reason="CUDA out of memory")
+        return record
+
+    guard = SweepGuard(max_consecutive_failures=2, time_budget_s=None)
+    guard.trial_reported("healthy")  # still training, validations coming in
+    guard.trial_finished(failed("a"))
+    guard.trial_finished(failed("b"))
+    assert guard.reason is None
+    guard.trial_finished(failed("healthy"))  # it failed too: now nothing is working
+    assert guard.reason == "all_failed" and "all 3 trials so far failed" in guard.message
