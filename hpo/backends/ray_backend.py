@@ -37,8 +37,10 @@ EXPERIMENT_NAME = "experiment"
 # schedulers `max_concurrent` is enforced by a custom resource instead: one slot per running trial.
 SLOT_RESOURCE = "hpo_trial_slot"
 SYNCHRONOUS_SCHEDULERS = ("hyperband", "bohb")
-# Ray snapshots its experiment state at most this often; a driver killed in between loses at most this much
-# of Ray's bookkeeping (never results: those are in each trial's status.json and replayed on restore).
+# Ray snapshots its experiment state at most this often (and copies it into the workspace, see SyncConfig
+# below); a driver killed in between loses at most this much of Ray's bookkeeping, never results: those are
+# in each trial's status.json and replayed on restore. A trial Ray had not yet recorded is settled as FAILED
+# (killed) with its results kept; the restored experiment samples a replacement.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Frequent snapshots are intended (see above); Ray would warn about them every few seconds.
@@ -245,6 +247,9 @@ class RayBackend:
                     run_config=tune.RunConfig(
                         name=EXPERIMENT_NAME, storage_path=str(path.parent), callbacks=[RecordCallback(key)],
                         stop=GuardStopper(key), verbose=0,
+                        # Ray stages its experiment state on the driver and copies it into the workspace every
+                        # sync_period (default 300 s); every second keeps `hpo resume` close to the truth.
+                        sync_config=tune.SyncConfig(sync_period=1),
                         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4),
                         failure_config=tune.FailureConfig(max_failures=0),
                     ),
