@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from mask2former.training.optim import build_adamw, build_scheduler
+from mask2former.training.optim import build_adamw, build_scheduler, plan_param_groups
 
 CHECKPOINT_FORMAT = "mask2former-lightning/1"
 
@@ -185,6 +185,34 @@ class Mask2FormerSystem(L.LightningModule):
         return float(groups[0]["lr"]) / (self.optim_settings.backbone_multiplier or 1.0)
 
     # -- optimisation ---------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        """After a resume, the spec's optimizer settings win over those restored from the checkpoint.
+
+        Lightning restores the optimizer's param groups (lr, weight decay, betas) and the scheduler's base
+        lrs from the checkpoint, so without this a resumed trial whose spec changed them (PBT's explore,
+        or a user continuing with a new lr) would silently train with the old values. The schedule's
+        position (step count) and AdamW's moment estimates are kept.
+        """
+        if not self.trainer.ckpt_path or not self.trainer.optimizers:
+            return
+        settings = self.optim_settings
+        plans = {plan.name: plan for plan in plan_param_groups(
+            self.model, lr=settings.lr, weight_decay=settings.weight_decay,
+            backbone_multiplier=settings.backbone_multiplier, backbone_prefixes=settings.backbone_prefixes)}
+        optimizer = self.trainer.optimizers[0]
+        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        for index, group in enumerate(optimizer.param_groups):
+            plan = plans.get(group.get("name"))
+            if plan is None:
+                continue
+            group["initial_lr"] = plan.lr
+            group["weight_decay"] = plan.weight_decay
+            group["betas"] = (settings.momentum, group["betas"][1])
+            for scheduler in schedulers:
+                if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                    scheduler.base_lrs[index] = plan.lr
+                    group["lr"] = plan.lr * scheduler.lr_lambdas[index](scheduler.last_epoch)
+
     def configure_optimizers(self) -> dict[str, Any]:
         settings = self.optim_settings
         optimizer = build_adamw(
