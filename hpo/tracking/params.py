@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from hpo.spec.dotted import flatten
+
 
 def sweep_params(config: Mapping[str, Any], space: Mapping[str, Any] | None, *, metric: str,
                  direction: str) -> dict[str, Any]:
-    params: dict[str, Any] = {f"sweep.{name}": value for name, value in _flatten(config).items()}
+    params: dict[str, Any] = {f"sweep.{name}": value for name, value in flatten(config).items()}
     params.update({"algorithm": algorithm_name(config), "metric": metric, "direction": direction})
     params.update({f"budget.{name}": value for name, value in _budget(config).items()})
     params.update({f"space.{name}": value for name, value in _space_ranges(space).items()})
@@ -34,17 +36,6 @@ def _budget(config: Mapping[str, Any]) -> dict[str, Any]:
     resources = config.get("resources") if isinstance(config.get("resources"), Mapping) else {}
     budget.update({key: value for key, value in resources.items() if value is not None})
     return budget
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _space_ranges(space: Mapping[str, Any] | None) -> dict[str, str]:
