@@ -136,6 +136,17 @@ class SkillDir:
     def spec_params(self, action: str) -> dict[str, str]:
         return dict(self.info.get("spec_params", {}).get(action, {}))
 
+    @property
+    def gpu_spec_keys(self) -> tuple[str | None, str | None]:
+        """(key holding the GPU count, key holding the GPU index list) of the train spec.
+
+        `gpu_spec_key` is TAO's own skill_info key (e.g. `train.num_gpus`); `x_gpu_ids_spec_key` is ours, for
+        trainers that also take an explicit index list (e.g. `train.gpu_ids`). The engine fills both for a
+        trial given several GPUs, so the trainer runs data-parallel over all of them."""
+        count = self.info.get("gpu_spec_key")
+        ids = self.info.get("x_gpu_ids_spec_key")
+        return (str(count) if count else None), (str(ids) if ids else None)
+
     def config_root(self) -> str:
         """`module:Class` of the dataclass the schemas are generated from (our `x_config_root` key)."""
         root = self.info.get("x_config_root")

@@ -35,11 +35,10 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from hpo.errors import SpecError
-from mask2former.training.callbacks import (
-    EarlySigterm, StepReseed, build_contract_callbacks, early_stop_epoch_from_env,
-)
+from mask2former.training.callbacks import StepReseed, build_contract_callbacks, early_stop_epoch_from_env
 from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint
 from mask2former.training.datamodule import Mask2FormerDataModule
+from mask2former.training.distributed_stop import StopOnSigterm
 from mask2former.training.failures import OOM_ADVICE, TrainingOutOfMemory, classify
 from mask2former.training.model_setup import apply_freeze, load_pretrained
 from mask2former.training.runtime import (
@@ -110,7 +109,7 @@ def run_training(cfg: Any, spec: Mapping[str, Any]) -> None:
     every checkpoint. Returns normally on success and on a clean stop; raises otherwise (see module doc)."""
     results_dir = results_dir_of(cfg)
     writer = StatusWriter(results_dir, max_epoch=int(cfg.train.num_epochs), enabled=_is_global_zero())
-    guard = EarlySigterm()
+    guard = StopOnSigterm()
     guard.install()
     progress = _Progress()
     try:
@@ -142,7 +141,7 @@ class _Progress:
     step: int | None = None
 
 
-def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWriter, guard: EarlySigterm,
+def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWriter, guard: StopOnSigterm,
          progress: _Progress) -> None:
     train = cfg.train
     topology = resolve_topology(train)
@@ -229,6 +228,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     finally:
         # After fit (or its interruption) current_epoch counts completed epochs.
         progress.epoch, progress.step = int(trainer.current_epoch), int(trainer.global_step)
+        _wait_for_other_ranks(trainer)
     completed = int(trainer.current_epoch)
     kpi = dict(system.last_validation or {})
     kpi.update({"train_loss": system.last_train_loss, "lr": system.current_lr()})
@@ -242,6 +242,21 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     if checkpointer.last_path is not None:
         message += f" Last checkpoint: {checkpointer.last_path.name}."
     writer.write(SUCCESS, message, epoch=completed, step=int(trainer.global_step), kpi=kpi)
+
+
+def _wait_for_other_ranks(trainer: L.Trainer, timeout_s: float = 300.0) -> None:
+    """On the process that launched the other local ranks: wait for them to exit, so the run ends (and the
+    engine sees it end) only when every rank has stopped; a rank still alive after `timeout_s` is killed."""
+    import subprocess
+
+    procs = list(getattr(trainer.strategy.launcher, "procs", None) or [])
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("rank process %s did not exit %.0f s after training ended; killing it", proc.pid, timeout_s)
+            proc.kill()
+            proc.wait()
 
 
 def _write_model_args(cfg: Any, results_dir: Path, enabled: bool) -> None:
