@@ -91,11 +91,20 @@ def grid_size(grid: dict[str, list[Any]]) -> int:
     return math.prod(len(values) for values in grid.values())
 
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler calls `study.stop()` after the trial that exhausts the grid, which raises outside
+    `study.optimize`; the engine asks and tells itself and already caps `max_trials` at the grid size."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                    values: Any) -> None:
+        return None
+
+
 def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     name = algorithm.sampler
     startup = algorithm.n_startup_trials
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_values(space, algorithm.grid_points), seed=seed)
+        return AskTellGridSampler(grid_values(space, algorithm.grid_points), seed=seed)
     if name == "random":
         base: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
     elif name == "tpe":
