@@ -13,13 +13,11 @@ newest checkpoint that is left (or removed when none is), so it never dangles.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hpo.promotion.selection import best_epoch, checkpoint_files
-
-LATEST_LINK = "mask2former_model_latest.pth"
+from hpo.trials.retention import repoint_latest_link
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +52,7 @@ def apply_retention(sweep_dir: Path, trials: Iterable[Mapping[str, Any]], *, met
             path.unlink()
             deleted.append(path)
             freed += size
-        _repoint_latest(trial_dir)
+        repoint_latest_link(trial_dir)
     return RetentionReport(tuple(deleted), tuple(kept), freed)
 
 
@@ -76,16 +74,3 @@ def _identity(path: Path) -> tuple[int, int]:
     """(device, inode): a hard link in best/ and its source in the trial folder are the same file."""
     stat = Path(path).stat()
     return stat.st_dev, stat.st_ino
-
-
-def _repoint_latest(trial_dir: Path) -> None:
-    link = trial_dir / LATEST_LINK
-    if not link.is_symlink() and not link.exists():
-        return
-    remaining = checkpoint_files(trial_dir)
-    if link.is_symlink() and link.exists() and Path(os.readlink(link)).name in {p.name for p in remaining.values()}:
-        return
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    if remaining:
-        link.symlink_to(remaining[max(remaining)].name)

@@ -20,13 +20,13 @@ from hpo.errors import SweepConfigError
 from hpo.skill import default_skill_dir
 from hpo.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
-    KNOB_SCOPE, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
+    KNOB_SCOPE, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
     schema_problems, semantic_problems, sweep_schema,
 )
 
 __all__ = [
-    "AlgorithmConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
-    "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "did_you_mean", "load_sweep_config",
+    "AlgorithmConfig", "CheckpointsConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
+    "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "WorkersConfig", "did_you_mean", "load_sweep_config",
     "resolve_algorithm", "resolve_metric", "schema_problems", "semantic_problems", "sweep_config_from_dict",
     "sweep_schema",
 ]
@@ -84,6 +84,24 @@ class TrialConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointsConfig:
+    """Checkpoint disk during the sweep (the rule is in `hpo.trials.retention`)."""
+
+    retention: str = "bounded"
+    keep_last: int = 1
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """Liveness of the workers sharing one Optuna study: heartbeat, when a silent worker's trial is re-queued,
+    and how often one trial may be re-queued."""
+
+    heartbeat_interval_s: int = 20
+    grace_period_s: int = 120
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
 class DatasetsConfig:
     train: str | None = None
     eval: str | None = None
@@ -128,6 +146,8 @@ class SweepConfig:
     source: str = "<sweep config>"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     workspace_uri: str | None = None  # an s3:// workspace, mirrored from the local `workspace` folder
+    checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
 
     @property
     def sweep_dir(self) -> Path:
@@ -217,6 +237,18 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         max_consecutive_failures=int(trial.get("max_consecutive_failures", 3)),
         env={str(k): str(v) for k, v in trial.get("env", {}).items()},
     )
+    checkpoints_data = data.get("checkpoints", {})
+    keep_all_default = bool(data.get("promotion", {}).get("keep_all_checkpoints", False))
+    checkpoints = CheckpointsConfig(
+        retention=checkpoints_data.get("retention", "keep_all" if keep_all_default else "bounded"),
+        keep_last=int(checkpoints_data.get("keep_last", PBT_KEEP_LAST if scheduler == "pbt" else 1)),
+    )
+    workers_data = data.get("workers", {})
+    workers = WorkersConfig(
+        heartbeat_interval_s=int(workers_data.get("heartbeat_interval_s", 20)),
+        grace_period_s=int(workers_data.get("grace_period_s", 120)),
+        max_retries=int(workers_data.get("max_retries", 2)),
+    )
     ds = data.get("datasets", {})
 
     def dataset_root(value: str | None) -> str | None:
@@ -260,6 +292,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             "override_automl_disabled_params": search_space.override_automl_disabled_params,
         },
         "trial": {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in vars(trial_config).items()},
+        "checkpoints": dict(vars(checkpoints)),
         "baseline": {"enabled": bool(baseline.get("enabled", True)), "timeout_s": baseline.get("timeout_s")},
         "tracking": {"enabled": tracking.enabled, **dict(data.get("tracking", {}))},
         "promotion": {"enabled": bool(data.get("promotion", {}).get("enabled", True)), **dict(data.get("promotion", {}))},
@@ -271,6 +304,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             raw["algorithm"].pop(knob, None)
     if data.get("direction"):
         raw["direction"] = data["direction"]
+    if "workers" in data:
+        raw["workers"] = dict(vars(workers))
     for key in ("storage", "base_spec"):
         if raw[key] is None:
             del raw[key]
@@ -282,7 +317,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         trial=trial_config, baseline_enabled=bool(baseline.get("enabled", True)),
         baseline_timeout_s=baseline.get("timeout_s"), tracking=tracking,
         promotion_enabled=bool(data.get("promotion", {}).get("enabled", True)), source=source, raw=raw,
-        workspace_uri=workspace_uri,
+        workspace_uri=workspace_uri, checkpoints=checkpoints, workers=workers,
     )
 
 

@@ -44,6 +44,9 @@ BACKEND_UNSUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
     "ray": {"grace_period": ("hyperband", "bohb")},
     "optuna": {"brackets": ("asha",)},
 }
+# A PBT donor's checkpoint may be any of the newest ones Ray still holds a pointer to (its CheckpointConfig
+# keeps this many), so PBT trials keep at least as many during the sweep.
+PBT_KEEP_LAST = 4
 STORAGE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")
 
 
@@ -237,6 +240,7 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
             problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the workspace (state/ray). Remove storage or set backend: optuna.")
         elif not storage.startswith(STORAGE_SCHEMES):
             problems.append(f"'storage' = {storage!r} is not a database URL; allowed: {', '.join(s + '...' for s in STORAGE_SCHEMES)}.")
+    problems += _scale_out_problems(data, backend, scheduler)
     direction = data.get("direction")
     metric = data.get("metric", "kpi")
     if direction == "maximize" and "loss" in metric.lower():
@@ -252,6 +256,31 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
         value = data.get("datasets", {}).get(split)
         if value and "://" not in value and not _absolute(value, base_dir).is_dir():
             problems.append(f"'datasets.{split}' = {value!r} ({_absolute(value, base_dir)}) is not an existing folder.")
+    return problems
+
+
+def _scale_out_problems(data: Mapping[str, Any], backend: str, scheduler: str) -> list[str]:
+    """`workers` (many Optuna workers on one study) and `checkpoints` (disk during the sweep)."""
+    problems: list[str] = []
+    workers = data.get("workers")
+    if workers is not None:
+        if backend != "optuna":
+            problems.append("'workers' applies to backend optuna (several workers sharing one PostgreSQL study); "
+                            "backend ray retries lost trials itself. Remove workers or set backend: optuna.")
+        heartbeat = workers.get("heartbeat_interval_s", 20)
+        grace = workers.get("grace_period_s", 120)
+        if grace <= heartbeat:
+            problems.append(f"'workers.grace_period_s' = {grace} must exceed 'workers.heartbeat_interval_s' = {heartbeat}: "
+                            "a live worker's trial would be taken for dead between two heartbeats.")
+    checkpoints = data.get("checkpoints", {})
+    keep_all_promotion = data.get("promotion", {}).get("keep_all_checkpoints")
+    if checkpoints.get("retention") == "bounded" and keep_all_promotion:
+        problems.append("'checkpoints.retention' = 'bounded' deletes checkpoints during the sweep, but "
+                        "'promotion.keep_all_checkpoints' = true asks to keep them all; set checkpoints.retention: keep_all "
+                        "(or leave it out), or drop promotion.keep_all_checkpoints.")
+    if scheduler == "pbt" and checkpoints.get("keep_last") is not None and checkpoints["keep_last"] < PBT_KEEP_LAST:
+        problems.append(f"'checkpoints.keep_last' = {checkpoints['keep_last']} is below {PBT_KEEP_LAST} with algorithm pbt: an "
+                        f"exploiting trial may copy any of its donor's {PBT_KEEP_LAST} newest checkpoints (the ones Ray keeps).")
     return problems
 
 

@@ -87,6 +87,15 @@ def _workspace_sync(ctx: SweepContext) -> list[SweepObserver]:
     return [WorkspaceSyncObserver(WorkspaceMirror(ctx.workspace.root.parent, ctx.config.workspace_uri), ctx.workspace.root)]
 
 
+def _checkpoint_retention(ctx: SweepContext) -> list[SweepObserver]:
+    """`checkpoints.retention: bounded`: the observer that bounds each trial's checkpoints (hpo.trials.retention)."""
+    if ctx.config.checkpoints.retention != "bounded":
+        return []
+    from hpo.trials.retention import CheckpointRetention
+
+    return [CheckpointRetention(ctx.workspace.trials_dir, keep_last=ctx.config.checkpoints.keep_last)]
+
+
 def _stage_remote_data(ctx: SweepContext) -> None:
     """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data."""
     try:
@@ -135,8 +144,8 @@ def execute(
     try:
         if lock.stale_holder:
             log.warning("took over the lock of driver pid %s, which died without releasing it", lock.stale_holder.get("pid"))
-        hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *_workspace_sync(ctx),
-                           *observers])
+        hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *_checkpoint_retention(ctx),
+                           *_workspace_sync(ctx), *observers])
         guard.seed_history(load_records(workspace.trials_dir))
         _stage_remote_data(ctx)
         run_baseline(ctx)
