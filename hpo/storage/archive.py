@@ -46,9 +46,6 @@ def is_archive_name(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-RATIO_CHECK_AFTER_BYTES = 256 << 20
-
-
 @dataclass(frozen=True)
 class ExtractionLimits:
     """Limits against decompression bombs (see the module docstring); `from_env()` reads the overrides."""
@@ -57,6 +54,7 @@ class ExtractionLimits:
     max_bytes: int = 1 << 40
     max_ratio: float = 200.0
     min_free_bytes: int = 1 << 30
+    ratio_checked_after_bytes: int = 256 << 20  # small outputs are never bombs, whatever their ratio
 
     ENV = {"max_members": "HPO_ARCHIVE_MAX_MEMBERS", "max_bytes": "HPO_ARCHIVE_MAX_BYTES",
            "max_ratio": "HPO_ARCHIVE_MAX_RATIO", "min_free_bytes": "HPO_ARCHIVE_MIN_FREE_BYTES"}
@@ -186,7 +184,7 @@ def _check_size(label: str, total_after: int, root: Path, member_size: int, limi
 
 def _check_ratio(label: str, written: int, compressed_read: int, limits: ExtractionLimits) -> None:
     """Refuse to go on once the bytes written exceed `max_ratio` times the compressed bytes read so far."""
-    if written > RATIO_CHECK_AFTER_BYTES and written > limits.max_ratio * max(compressed_read, 1):
+    if written > limits.ratio_checked_after_bytes and written > limits.max_ratio * max(compressed_read, 1):
         raise _limit_error(label, f"{written} bytes came out of the first {compressed_read} compressed bytes, a "
                                   f"ratio above {limits.max_ratio:g}", "max_ratio")
 
