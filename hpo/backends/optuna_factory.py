@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,23 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage; SQLite gets a generous lock timeout because several trial threads write to it."""
+def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_period_s: int | None = None,
+                 stale_trial_callback: Any = None) -> optuna.storages.RDBStorage:
+    """An RDB storage; SQLite gets a generous lock timeout because several trial threads write to it. With
+    `heartbeat_interval_s`, trials carry Optuna's heartbeat and `stale_trial_callback` runs for each trial
+    whose worker fell silent for `grace_period_s` (hpo.backends.optuna_workers)."""
     engine_kwargs: dict[str, Any] = {}
     url_for_driver = _with_driver(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval_s is not None:
+        heartbeat = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
+                     "heartbeat_stale_trial_callback": stale_trial_callback}
     try:
-        return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:  # noqa: BLE001 - any connection/driver error is the user's URL
         raise SweepConfigError(f"cannot open the Optuna storage '{_redact(url)}': {type(error).__name__}: {error}") from None
 

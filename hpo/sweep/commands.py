@@ -65,7 +65,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.join:
+        return _join_and_run(args, Console())
     return _plan_and_run(prepare_sweep(load_sweep_config(args.sweep)), args, Console())
+
+
+def _join_and_run(args: argparse.Namespace, console: Console) -> int:
+    """`hpo run SWEEP.yaml --join`: one more worker for the sweep a first worker started (hpo/sweep/join.py)."""
+    from hpo.sweep.join import join_sweep_context
+
+    config = load_sweep_config(args.sweep)
+    console.print(f"joining sweep '{config.name}' (study in the shared storage, workspace {config.sweep_dir})")
+    ctx = join_sweep_context(config, worker_id=args.worker_id, wait_s=args.wait_s)
+    console.print(f"worker {ctx.worker_id} joined; it runs trials until the budget is spent")
+    execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)])
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -172,6 +186,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     run.add_argument("--probe", action="store_true", help="time one epoch first for the wall-time estimate")
     run.add_argument("--no-live", action="store_true", help="log lines instead of a live table")
+    run.add_argument("--join", action="store_true",
+                     help="join the sweep a first `hpo run` started (backend optuna, PostgreSQL storage, shared "
+                          "workspace): run its trials as one more worker; see docs/cluster-optuna-workers.md")
+    run.add_argument("--worker-id", help="with --join: this worker's name in the study (default: host-pid-random)")
+    run.add_argument("--wait-s", type=float, default=600.0,
+                     help="with --join: how long to wait for the first worker to create the sweep (default 600)")
     run.set_defaults(func=cmd_run)
 
     resume = subparsers.add_parser("resume", help="continue a sweep whose driver stopped (even by SIGKILL)")

@@ -136,11 +136,16 @@ class SweepContext:
     keys: SpecKeys
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
+    joined: bool = False  # a worker that joined the sweep of a first worker (`hpo run --join`)
+    joined_worker_id: str | None = None
 
     @property
     def worker_id(self) -> str:
-        """Identifies this workspace's trials in a study several workers share (PostgreSQL). Kept in the
-        workspace (state/worker_id), so a workspace moved or restored elsewhere still adopts its own trials."""
+        """Identifies this worker's trials in a study several workers share (PostgreSQL). The first worker's
+        is kept in the workspace (state/worker_id), so a workspace moved or restored elsewhere still adopts
+        its own trials; a joined worker has its own for its lifetime (its trials are re-queued if it dies)."""
+        if self.joined_worker_id:
+            return self.joined_worker_id
         path = self.workspace.state_dir / WORKER_ID_FILE
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

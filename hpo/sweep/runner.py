@@ -24,7 +24,8 @@ from hpo.sweep.config import SweepConfig, load_sweep_config
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.guard import ALL_FAILED, INTERRUPTED, SweepGuard
 from hpo.sweep.observer import ObserverHub, SweepObserver
-from hpo.sweep.summary import write_summary
+from hpo.sweep.join import joined_worker_lock
+from hpo.sweep.summary import build_summary, write_summary
 from hpo.sweep.workspace import DriverLock, SweepWorkspace, atomic_write_text, find_sweep_dir
 from hpo.trials.record import load_records
 
@@ -137,7 +138,8 @@ def execute(
     # Installed first, so a Ctrl-C / SIGTERM during set-up also ends in a clean, resumable state.
     previous = _install_signal_handlers(on_signal)
     try:
-        lock = DriverLock(workspace.lock_file).acquire()
+        # A joined worker (`hpo run --join`) shares the first worker's sweep folder: it holds a lock of its own.
+        lock = DriverLock(joined_worker_lock(ctx) if ctx.joined else workspace.lock_file).acquire()
     except BaseException:
         _restore_signal_handlers(previous)
         raise
@@ -148,9 +150,11 @@ def execute(
                            *_workspace_sync(ctx), *observers])
         guard.seed_history(load_records(workspace.trials_dir))
         _stage_remote_data(ctx)
-        run_baseline(ctx)
+        if not ctx.joined:
+            run_baseline(ctx)
         backend = make_backend(ctx, hub, guard, planned)
-        write_summary(ctx, status="running")
+        if not ctx.joined:
+            write_summary(ctx, status="running")
         hub.sweep_started(ctx)
         try:
             if guard.reason is None:
@@ -158,9 +162,13 @@ def execute(
         finally:
             guard.check_time()
             status = "finished" if guard.reason is None else "stopped"
-            summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
-            hub.sweep_finished(summary)
-        note = _promote(ctx, summary)
+            if ctx.joined:
+                # The first worker owns summary.json, the parent run's end and promotion.
+                summary = build_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
+            else:
+                summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
+                hub.sweep_finished(summary)
+        note = None if ctx.joined else _promote(ctx, summary)
         if note:
             ctx.notes.append(note)
     finally:

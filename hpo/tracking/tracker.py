@@ -154,7 +154,9 @@ class Tracker:
         """Apply pending operations now (or after the back-off unless `force`); never raises for outages."""
         if not force and time.monotonic() < self._next_attempt:
             return FlushResult(0, len(self.journal.pending()), 0, "waiting before retrying the tracking store")
-        with self._http_settings():
+        # The client is created under the journal's lock too: creating a local SQLite store migrates its
+        # schema, which several processes sharing one journal (joined workers) must not do at once.
+        with self._http_settings(), self.journal.locked():
             result = replay(self.journal, self.client, probe=self._probe)
         if result.complete:
             if self._offline_reported:
