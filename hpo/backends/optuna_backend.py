@@ -90,12 +90,8 @@ class OptunaBackend:
     def _make_storage(self) -> optuna.storages.RDBStorage:
         if not self.shared:
             return make_storage(self.storage_url)
-        import warnings
-
         workers = self.ctx.config.workers
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            callback = retry_callback(workers.max_retries)
+        callback = retry_callback(workers.max_retries)
         return make_storage(self.storage_url, heartbeat_interval_s=workers.heartbeat_interval_s,
                             grace_period_s=workers.grace_period_s, stale_trial_callback=callback)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +55,7 @@ def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_per
         heartbeat = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
                      "heartbeat_stale_trial_callback": stale_trial_callback}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs, **heartbeat)
+        return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:  # noqa: BLE001 - any connection/driver error is the user's URL
         raise SweepConfigError(f"cannot open the Optuna storage '{_redact(url)}': {type(error).__name__}: {error}") from None
 

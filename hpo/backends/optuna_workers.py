@@ -28,12 +28,17 @@ import contextlib
 import hashlib
 import logging
 import threading
+import warnings
 from typing import Any, Iterable, Iterator
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
+# We drive the heartbeat ourselves with ask/tell (HeartbeatKeeper), which Optuna's warnings assume we don't.
+warnings.filterwarnings("ignore", message=r"Heartbeat of storage is supposed to be used with Study.optimize")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
+                        message=r".*(fail_stale_trials|RetryHeartbeatStaleTrialCallback|heartbeat_interval).*")
 
 RETRY_ATTR = "failed_trial"  # system attribute Optuna's retry callback sets: the number of the original trial
 SHARED_SCHEMES = ("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://")
