@@ -4,6 +4,8 @@ database of our own on the server at 127.0.0.1:5432 (created per test, dropped a
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,20 +32,18 @@ def base_sweep(skill: Path, workspace: Path, **changes: Any) -> dict[str, Any]:
 
 @contextmanager
 def postgres_database() -> Iterator[str]:
-    """A fresh database on the PostgreSQL server at 127.0.0.1:5432 (trust auth, user postgres); yields its URL
-    and drops it (and every connection to it) afterwards. No server is a test FAILURE, never a skip: these
-    tests exist to run against the real thing."""
-    import psycopg2
-
+    """A fresh database on the PostgreSQL server at 127.0.0.1:5432 (trust auth, user postgres), made with
+    `createdb` as docs/cluster-optuna-workers.md says; yields its URL and drops it (and every connection to
+    it) afterwards. No server is a test FAILURE, never a skip: these tests exist to run against the real thing."""
     name = f"hpo_cluster_{uuid.uuid4().hex[:10]}"
+    where = ["-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER]
+    if shutil.which("createdb") is None:
+        pytest.fail("the PostgreSQL client programs (createdb, dropdb) are needed on PATH")
+    made = subprocess.run(["createdb", *where, name], capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        pytest.fail(f"PostgreSQL is needed at {PG_HOST}:{PG_PORT} (user {PG_USER}, trust auth): createdb said "
+                    f"{made.stderr.strip()}")
     try:
-        admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
-    except psycopg2.OperationalError as error:
-        pytest.fail(f"PostgreSQL is needed at {PG_HOST}:{PG_PORT} (user {PG_USER}, trust auth) and is not reachable: {error}")
-    admin.autocommit = True
-    try:
-        admin.cursor().execute(f"CREATE DATABASE {name}")
         yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        subprocess.run(["dropdb", *where, "--if-exists", "--force", name], capture_output=True, timeout=60)
