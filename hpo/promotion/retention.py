@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hpo.promotion.selection import best_epoch, checkpoint_files
-from hpo.trials.retention import repoint_latest_link
+from hpo.trials.retention import LATEST_LINK, repoint_latest_link  # noqa: F401 - LATEST_LINK re-exported
 
 
 @dataclasses.dataclass(frozen=True)

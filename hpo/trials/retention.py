@@ -32,13 +32,12 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from hpo.spec.chain import LATEST_LINK
 from hpo.sweep.observer import SweepObserver
 from hpo.trials.lifecycle import CheckpointFile, checkpoints
 from hpo.trials.record import COMPLETED, FAILED, PRUNED, TrialRecord
 
 log = logging.getLogger(__name__)
-
-LATEST_LINK = "mask2former_model_latest.pth"
 
 
 def checkpoints_to_keep(record: TrialRecord, files: Iterable[CheckpointFile], *, keep_last: int) -> set[Path]:
