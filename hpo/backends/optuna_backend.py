@@ -184,7 +184,7 @@ class OptunaBackend:
                     return None
                 trial = self.study.ask()
                 self._hold(trial)
-                frozen = self.study._storage.get_trial(trial._trial_id)
+                frozen = self.storage.get_trial(trial._trial_id)
                 if not is_retry(frozen):
                     params = plain(self.ctx.space.suggest(trial, epoch_budget=self.ctx.max_epochs))
                     trial_id = trial_id_for(trial.number)

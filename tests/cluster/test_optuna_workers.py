@@ -62,7 +62,7 @@ def test_three_workers_one_killed_mid_trial(fixture_skill: Path, tmp_path: Path)
             algorithm={"name": "random", "max_trials": BUDGET, "max_epochs": 4},
             resources={"cpus_per_trial": 1, "max_concurrent": 1}, storage=url,
             workers={"heartbeat_interval_s": 1, "grace_period_s": 5, "max_retries": 2},
-            spec_overrides={"fixture.sleep_s": 1.0}, tracking={"enabled": True},
+            spec_overrides={"fixture.sleep_s": 0.6}, tracking={"enabled": True},
         )
         config = tmp_path / "sweep.yaml"
         config.write_text(yaml.safe_dump(sweep, sort_keys=False))
