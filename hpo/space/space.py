@@ -264,6 +264,13 @@ class SearchSpace:
                 problems.append(f"'{param.name}' = {values[param.name]!r}: {problem}")
         return problems
 
+    def value_problem(self, name: str, value: Any) -> str | None:
+        """What is wrong with `value` for the unconditional parameter `name` alone (None when it is allowed)."""
+        param = self[name]
+        if param.is_conditional:
+            raise SearchSpaceError(f"parameter '{name}' depends on other values; check whole configurations.")
+        return _violation(param, value, {}, self.fixed, None)
+
     def check(self, values: Mapping[str, Any], *, epoch_budget: int | None = None) -> None:
         problems = self.violations(values, epoch_budget=epoch_budget)
         if problems:

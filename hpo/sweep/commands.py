@@ -46,7 +46,7 @@ def _plan_and_run(ctx: SweepContext, args: argparse.Namespace, console: Console)
     if not args.yes and interactive() and not confirm(console, "Start the sweep?"):
         console.print("not started; the plan is in " + str(ctx.workspace.plan_dir))
         return 0
-    planned = plan.batch if plan.batch_is_exact else []
+    planned = plan.points if plan.batch_is_exact else []
     execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)], planned=planned)
     return 0
 

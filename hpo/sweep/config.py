@@ -57,6 +57,7 @@ class AlgorithmConfig:
     n_startup_trials: int = 4
     grid_points: int = 3
     time_budget_s: float | None = None
+    grid_values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         n_startup_trials=int(algorithm.get("n_startup_trials", 4)),
         grid_points=int(algorithm.get("grid_points", 3)),
         time_budget_s=algorithm.get("time_budget_s"),
+        grid_values={str(k): tuple(v) for k, v in (algorithm.get("grid_values") or {}).items()},
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(
@@ -248,7 +250,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         "name": data["name"], "skill_dir": str(skill_dir) if skill_dir else None, "action": data.get("action", "train"),
         "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(_overrides(data.get("spec_overrides"))),
         "datasets": {k: v for k, v in vars(datasets).items() if v is not None},
-        "algorithm": {k: v for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
+        "algorithm": {k: (dict((n, list(p)) for n, p in v.items()) if k == "grid_values" else v)
+                      for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
         | ({"sampler": algorithm["sampler"]} if "sampler" in algorithm else {})
         | ({"pruner": algorithm["pruner"]} if "pruner" in algorithm else {}),
         "metric": data.get("metric", "kpi"), "backend": backend, "storage": data.get("storage"),

@@ -37,6 +37,7 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "perturbation_factor": (("scheduler", ("pbt",)),),
     "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb")), ("scheduler", ("median",))),
     "grid_points": (("sampler", ("grid",)),),
+    "grid_values": (("sampler", ("grid",)),),
 }
 # Knobs one backend's implementation of a scheduler does not have (Ray's HyperBand derives its rungs from
 # max_epochs and reduction_factor; Optuna's successive halving has a single bracket).
