@@ -2,7 +2,9 @@
 
 `promote(sweep_dir)` (run by the engine at sweep end and by `hpo promote`) does, in order:
 1. picks the best COMPLETED trial by metric and direction and its best epoch (`selection.py`), or the
-   trial/epoch pinned by the caller;
+   trial/epoch pinned by the caller; with a held-out `datasets.test`, the top-k are first evaluated on it
+   once and `promotion.champion` decides which score picks the trial (`holdout.py`); best.json's `scores`
+   set the selection and the test score side by side and say which one is the final score;
 2. rebuilds `best/` next to the old one and swaps it in: the exact checkpoint (hard link, else copy),
    `train_spec.yaml`, `export_spec.yaml`, `evaluate_spec.yaml`, the three deploy specs (`specs.py`);
 3. runs the final evaluation of the promoted checkpoint with the skill's evaluate command (`evaluation.py`)
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hpo.errors import SpecError, SchemaError
+from hpo.promotion import holdout
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner, SkillEvaluator, baseline_value
 from hpo.promotion.registry import registry_checkpoint
 from hpo.promotion.retention import RetentionReport, apply_retention
@@ -76,6 +79,12 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
     keep_all = options["keep_all_checkpoints"] if keep_all_checkpoints is None else keep_all_checkpoints
 
     candidate = select(summary["trials"], sweep_dir, metric, direction, trial_id=trial_id, epoch=epoch)
+    test_report = None
+    if trial_id is None and holdout.test_settings(config)[0]:
+        top = holdout.top_candidates(summary["trials"], sweep_dir, metric, direction, holdout.test_settings(config)[1])
+        test_report = holdout.evaluate_top_k(sweep_dir, config, top, metric=metric,
+                                             runner=evaluator or _default_evaluator(config), skill=_skill_dir(config))
+        candidate = holdout.champion(test_report, top, direction) or candidate
     trial_dir = sweep_dir / "trials" / candidate.trial_id
     spec_path = trial_dir / "spec.yaml"
     if not spec_path.is_file():
@@ -96,6 +105,7 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
             logger.warning("final evaluation of the promoted checkpoint: %s", evaluation.error)
 
     record = _record(sweep_dir, summary, candidate, paths, specs, evaluation, validation, metric, direction)
+    record["scores"] = holdout.scores_record(test_report, candidate, metric)
     protected = [candidate.checkpoint, paths.checkpoint]
     best_in_summary = (summary.get("best") or {}).get("checkpoint")
     if best_in_summary:
@@ -268,7 +278,15 @@ def _log_to_mlflow(sweep_dir: Path, settings: TrackingSettings, tracker: Tracker
     evaluation = record["evaluation"]
     parent_metrics = {f"promoted_{metric['name']}": metric["value"], f"final_eval_{metric['name']}": evaluation["final"],
                       f"baseline_{metric['name']}": evaluation["baseline"]}
+    scores = record.get("scores") or {}
+    parent_metrics.update({f"selection_{metric['name']}": scores.get("selection"), f"test_{metric['name']}": scores.get("test"),
+                           f"final_{metric['name']}": scores.get("final")})
     tracker.log_metrics(SWEEP_RUN, {k: v for k, v in parent_metrics.items() if v is not None}, step=candidate.epoch)
+    for item in scores.get("top_k") or []:  # each candidate's child run: its test score beside its selection score
+        if item.get("test") is not None and tracker.has_run(trial_key(item["trial_id"])):
+            tracker.log_metrics(trial_key(item["trial_id"]), {f"test_{metric['name']}": item["test"]}, step=item["epoch"])
+    tracker.set_tags(SWEEP_RUN, {"hpo.final_score_source": scores.get("final_source", "selection"),
+                                 "hpo.champion_rule": scores.get("champion_rule", "selection")})
     tracker.set_tags(SWEEP_RUN, {"hpo.promoted.trial_id": candidate.trial_id, "hpo.promoted.epoch": candidate.epoch,
                                  "hpo.promoted.checkpoint": candidate.checkpoint.name,
                                  "hpo.promoted.model": f"{settings.registered_model_name}@{settings.alias}"})

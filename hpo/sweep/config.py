@@ -86,9 +86,13 @@ class TrialConfig:
 
 @dataclass(frozen=True)
 class DatasetsConfig:
+    """Dataset roots: `train` and `eval` (validation: ranks the trials), and an optional held-out `test`, never
+    seen by a trial: the top-k candidates are evaluated on it once after the sweep (`hpo.promotion.holdout`)."""
+
     train: str | None = None
     eval: str | None = None
     type: str | None = None
+    test: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             return None
         return value if "://" in value else str(_absolute(value, base_dir))
 
-    datasets = DatasetsConfig(train=dataset_root(ds.get("train")), eval=dataset_root(ds.get("eval")), type=ds.get("type"))
+    datasets = DatasetsConfig(train=dataset_root(ds.get("train")), eval=dataset_root(ds.get("eval")), type=ds.get("type"),
+                              test=dataset_root(ds.get("test")))
     tracking_data = data.get("tracking", {})
     tracking = TrackingConfig(
         enabled=bool(tracking_data.get("enabled", True)), tracking_uri=tracking_data.get("tracking_uri"),
