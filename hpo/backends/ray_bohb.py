@@ -5,8 +5,9 @@ size would be proposed off its grid), ignores option weights and cannot express 
 another parameter. Here the ConfigSpace is built from `SearchSpace.static_dimensions()` in one place:
 
 - a continuous dimension → `UniformFloatHyperparameter` (log when its scale is log);
-- an integer dimension → `UniformIntegerHyperparameter`; a stepped one (integers or floats on a grid) →
-  `OrdinalHyperparameter` over exactly its grid points, so every proposal is on the grid;
+- an integer dimension → `UniformIntegerHyperparameter`; a stepped one (integers or floats on a grid, such as
+  a `/ 8` hidden size) → a `UniformIntegerHyperparameter` over the INDEX of its grid points (hpbandster's
+  BOHB refuses ordinal hyperparameters), so every proposal is on the grid;
 - a choice → `CategoricalHyperparameter` with the schema's option weights;
 - a relational child is its fraction of the feasible range above its parent (`hpo.space.static`).
 
@@ -26,10 +27,18 @@ from hpo.space import SearchSpace, static
 from hpo.sweep.context import plain
 
 
+def stepped_levels(space: SearchSpace, *, epoch_budget: int | None = None) -> dict[str, list[Any]]:
+    """Grid points of every stepped dimension (BOHB searches their index)."""
+    return {dim.name: static.grid_levels(dim, int(round((dim.high - dim.low) / dim.step)) + 1)
+            for dim in space.static_dimensions(epoch_budget=epoch_budget)
+            if dim.kind != static.CATEGORICAL and dim.step is not None and dim.low != dim.high}
+
+
 def config_space(space: SearchSpace, *, epoch_budget: int | None = None) -> Any:
     """The ConfigSpace of `space`'s static dimensions (see module docstring)."""
     import ConfigSpace
 
+    stepped = stepped_levels(space, epoch_budget=epoch_budget)
     configuration = ConfigSpace.ConfigurationSpace()
     for dim in space.static_dimensions(epoch_budget=epoch_budget):
         if dim.kind == static.CATEGORICAL:
@@ -37,9 +46,8 @@ def config_space(space: SearchSpace, *, epoch_budget: int | None = None) -> Any:
                                                                weights=list(dim.weights) if dim.weights else None)
         elif dim.low == dim.high:
             hyper = ConfigSpace.Constant(dim.name, dim.low)
-        elif dim.step is not None:
-            hyper = ConfigSpace.OrdinalHyperparameter(dim.name, sequence=static.grid_levels(
-                dim, int(round((dim.high - dim.low) / dim.step)) + 1))
+        elif dim.name in stepped:
+            hyper = ConfigSpace.UniformIntegerHyperparameter(dim.name, lower=0, upper=len(stepped[dim.name]) - 1)
         elif dim.kind == static.INT:
             hyper = ConfigSpace.UniformIntegerHyperparameter(dim.name, lower=int(dim.low), upper=int(dim.high),
                                                              log=dim.log)
@@ -57,8 +65,10 @@ class SpaceBOHB(TuneBOHB):
                  points_to_evaluate: Sequence[Mapping[str, Any]] | None = None) -> None:
         self.hpo_space = space
         self.epoch_budget = epoch_budget
+        self.stepped = stepped_levels(space, epoch_budget=epoch_budget)
+        points = [self._to_bohb(p) for p in points_to_evaluate] if points_to_evaluate else None
         super().__init__(space=config_space(space, epoch_budget=epoch_budget), metric=metric, mode=mode, seed=seed,
-                         points_to_evaluate=[dict(p) for p in points_to_evaluate] if points_to_evaluate else None)
+                         points_to_evaluate=points)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # metric, mode and space come from the constructor; Tune's param_space is empty
@@ -67,4 +77,13 @@ class SpaceBOHB(TuneBOHB):
         point = super().suggest(trial_id)
         if not isinstance(point, Mapping):
             return point  # None (concurrency limit) or Searcher.FINISHED
-        return plain(self.hpo_space.decode(plain(point), epoch_budget=self.epoch_budget))
+        static_point = {name: (self.stepped[name][int(value)] if name in self.stepped else value)
+                        for name, value in plain(point).items()}
+        return plain(self.hpo_space.decode(static_point, epoch_budget=self.epoch_budget))
+
+    def _to_bohb(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """A static point (a planned trial) in BOHB's encoding: stepped values as their grid index."""
+        out = dict(point)
+        for name, levels in self.stepped.items():
+            out[name] = min(range(len(levels)), key=lambda i: abs(levels[i] - point[name]))
+        return out
