@@ -167,6 +167,19 @@ def build_base_spec(config: SweepConfig, skill: SkillDir, keys: SpecKeys, max_ep
     return spec, epochs
 
 
+def _check_test_dataset(config: SweepConfig, skill: SkillDir, base_spec: Mapping[str, Any]) -> None:
+    """A local `datasets.test` must hold what the evaluate action's data sources need, checked before launch
+    rather than when the sweep is over (an s3:// root is checked when it is staged)."""
+    root = config.datasets.test
+    if not root or "://" in root:
+        return
+    if not skill.data_sources("evaluate"):
+        raise SweepConfigError(f"datasets.test = '{root}': skill '{skill.path}' has no data_sources for its evaluate "
+                               "action, so a held-out test dataset cannot be handed to it.")
+    resolve_data_sources(copy.deepcopy(dict(base_spec)), skill, "evaluate", eval_dataset=root,
+                         dataset_type=config.datasets.type)
+
+
 def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSpace | None = None) -> SweepContext:
     """Resolve skill, base spec, space, metric and budget; raises a UserError subclass on any mistake."""
     skill = SkillDir(config.skill_dir)
@@ -176,6 +189,7 @@ def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSp
     probe = copy.deepcopy(base_spec)
     set_dotted(probe, keys.results_dir, str(workspace.trials_dir / "probe"))
     validate_spec(probe, config.action, skill, source=str(config.base_spec or f"<{config.action} template>"))
+    _check_test_dataset(config, skill, base_spec)
     held: list[Any] = []
     if space is None:
         from hpo.sweep.compatibility import fit_space

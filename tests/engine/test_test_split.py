@@ -139,3 +139,13 @@ def test_test_split_settings_without_a_test_dataset_are_refused_before_launch(re
     done = hpo("plan", str(path))
     assert done.returncode != 0 and "needs a held-out test dataset" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_test_dataset_missing_its_files_is_refused_before_launch(real_skill: Path, tmp_path: Path) -> None:
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "annotations_panoptic.json").write_text("{}")  # no images, no panoptic PNGs
+    path = write_config(tmp_path / "sweep.yaml", real_skill, tmp_path / "ws", datasets={"test": str(incomplete)})
+    done = hpo("plan", str(path))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert str(incomplete) in done.stderr + done.stdout and "images" in done.stderr + done.stdout
