@@ -157,16 +157,28 @@ def check_partial_scores_never_final(sweep_dir: Path, study_name: str, records: 
 def test_search_contract_on_the_real_default_space(algorithm: str, backend: str, real_skill: Path, default_space: Any,
                                                    tmp_path: Path, sampler_watch: SamplerWatch,
                                                    bohb_results: list, request: pytest.FixtureRequest) -> None:
-    from hpo.sweep.runner import run_sweep
+    from hpo.sweep.config import load_sweep_config
+    from hpo.sweep.context import prepare_sweep
+    from hpo.sweep.plan import make_plan
+    from hpo.sweep.runner import execute, start_workspace
 
     if backend == "ray":
         request.getfixturevalue("ray_session")
     config = sweep_config(real_skill, tmp_path / "ws", algorithm, backend)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    summary = run_sweep(path)
+    ctx = prepare_sweep(load_sweep_config(path))  # what `hpo run` does: plan, then run the plan's first batch first
+    plan = make_plan(ctx)
+    start_workspace(ctx)
+    assert plan.batch_is_exact
+    summary = execute(ctx, planned=plan.points)
     sweep_dir = tmp_path / "ws" / config["name"]
     records = load_records(sweep_dir / "trials")
+
+    first_runs = [{n: get_dotted(launches(sweep_dir / "trials" / r.trial_id)[0]["spec"], n) for n in ctx.space.names}
+                  for r in records]
+    for planned in plan.batch:  # the first batch ran exactly as `hpo plan` showed it
+        assert any(all(run[n] == pytest.approx(v) for n, v in planned.items()) for run in first_runs), planned
 
     # no failed trial; every trial trained and reported
     assert records and all(r.state in ("COMPLETED", "PRUNED") for r in records), summary["counts"]
