@@ -126,6 +126,18 @@ def evaluate_top_k(sweep_dir: Path, config: Mapping[str, Any], candidates: Seque
     return report
 
 
+def recorded_report(sweep_dir: Path) -> TestReport | None:
+    """The report `evaluate_top_k` wrote (None when there is none)."""
+    data = load_report(sweep_dir)
+    if not data:
+        return None
+    return TestReport(dataset=str(data.get("dataset")), metric=str(data.get("metric")),
+                      champion_rule=str(data.get("champion_rule", "selection")),
+                      scores=tuple(TestScore(**{k: s.get(k) for k in ("rank", "trial_id", "epoch", "checkpoint",
+                                                                        "selection", "test", "error")},
+                                             test_kpi=s.get("test_kpi") or {}) for s in data.get("top_k", [])))
+
+
 def champion(report: TestReport | None, candidates: Sequence[Candidate], direction: str) -> Candidate | None:
     """The candidate to promote under the report's rule (None: keep the selection winner)."""
     if report is None or report.champion_rule == "selection" or not report.scores:
@@ -154,7 +166,8 @@ def scores_record(report: TestReport | None, promoted: Candidate, metric: str) -
             "the champion was picked by its test score among the top-k, so the test score is no longer an unbiased "
             "estimate of performance on new data")
     if test is None:
-        note = f"the test evaluation failed ({own.error if own else 'not evaluated'}); the final score is the selection score"
+        why = f"its test evaluation failed ({own.error})" if own else "it was not among the top-k evaluated on the test dataset"
+        note = f"{why}; the final score is the selection score"
     return {"metric": metric, "selection": promoted.metric, "test": test,
             "final": test if test is not None else promoted.metric,
             "final_source": "test" if test is not None else "selection", "champion_rule": report.champion_rule,

@@ -85,6 +85,8 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
         test_report = holdout.evaluate_top_k(sweep_dir, config, top, metric=metric,
                                              runner=evaluator or _default_evaluator(config), skill=_skill_dir(config))
         candidate = holdout.champion(test_report, top, direction) or candidate
+    elif holdout.test_settings(config)[0]:
+        test_report = holdout.recorded_report(sweep_dir)  # pinned by hand: the scores measured after the sweep
     trial_dir = sweep_dir / "trials" / candidate.trial_id
     spec_path = trial_dir / "spec.yaml"
     if not spec_path.is_file():

@@ -116,6 +116,9 @@ def test_a_sweep_with_a_test_dataset_reports_selection_and_test_scores_side_by_s
     assert result.record["trial_id"] == by_test["trial_id"]
     assert result.record["scores"]["champion_rule"] == "test" and "no longer an unbiased" in result.record["scores"]["note"]
     assert {t: (sweep_dir / "test_eval" / t / "evaluate" / "status.json").read_text() for t in evaluations} == evaluations
+    # pinned by hand (`hpo promote --trial`): the scores measured after the sweep still stand beside each other
+    pinned = promote(sweep_dir, trial_id=top[1]["trial_id"], register=False).record["scores"]
+    assert (pinned["selection"], pinned["test"], pinned["final_source"]) == (top[1]["selection"], top[1]["test"], "test")
 
 
 def test_without_a_test_dataset_the_outputs_say_the_final_score_is_the_selection_score(real_skill: Path,
