@@ -23,7 +23,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 
 
 class GridOrder:

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import optuna
 
 from hpo.backends.grid_sampler import GridOrder, LazyGridSampler
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.sweep.config import AlgorithmConfig
 from hpo.space import SearchSpace, static
 

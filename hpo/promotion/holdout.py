@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner
 from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
-from hpo.spec import dump_spec, get_dotted, read_spec_file, set_dotted
+from skillkit.spec import dump_spec, get_dotted, read_spec_file, set_dotted
 from hpo.sweep.workspace import TEST_SCORES_FILE
 
 TEST_EVAL_DIR = "test_eval"

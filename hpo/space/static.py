@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space.draw import RandomDrawer, draw_parameter
 
 if TYPE_CHECKING:

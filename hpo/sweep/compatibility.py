@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.space import SearchSpace, static
-from hpo.spec import get_dotted
+from skillkit.spec import get_dotted
 from hpo.sweep.config import SweepConfig
 
 COLD_REASON = ("cold: PBT changes values in the middle of training, and a cold parameter changes the checkpoint's "

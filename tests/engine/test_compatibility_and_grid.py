@@ -11,7 +11,7 @@ import pytest
 
 from hpo.backends.grid_sampler import GridOrder
 from hpo.backends.optuna_factory import grid_size, grid_values
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.sweep.config import load_sweep_config
 from hpo.sweep.context import prepare_sweep
 

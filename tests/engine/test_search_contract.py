@@ -31,7 +31,7 @@ import yaml
 from fixture_skill import make_real_space_skill
 from hpo.space import compile_space
 from hpo.space.optuna_backend import WeightedStartupSampler
-from hpo.spec import get_dotted, validate_spec
+from skillkit.spec import get_dotted, validate_spec
 from hpo.trials.record import best_trial, load_records
 
 ALGORITHMS = ("random", "tpe", "bayesian", "cmaes", "grid", "hyperband", "asha", "bohb", "pbt")

@@ -20,7 +20,7 @@ import yaml
 
 from fixture_skill import make_real_space_skill
 from hpo.promotion import promote
-from hpo.spec import get_dotted
+from skillkit.spec import get_dotted
 
 PENALTY = 2.0
 

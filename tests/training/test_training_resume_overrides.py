@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from training_support import SHARED_RUN, make_config
-from mask2former.training import read_checkpoint, read_status, run_training
+from mask2former.training import read_checkpoint, run_training
+from skillkit.status.writer import read_status
 
 
 def test_resume_applies_the_specs_lr_weight_decay_and_momentum(panoptic_data, tmp_path, monkeypatch):
@@ -40,7 +41,7 @@ def test_the_checkpoint_holds_no_loss_settings_so_hot_ones_take_effect_on_resume
 
 def test_a_resume_whose_checkpoint_does_not_fit_is_a_spec_failure_naming_the_cause(panoptic_data, tmp_path,
                                                                                    monkeypatch):
-    from hpo.errors import SpecError
+    from skillkit.errors import SpecError
 
     run = tmp_path / "run"
     monkeypatch.setenv("EARLY_STOP_EPOCH", "1")
