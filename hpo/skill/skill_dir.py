@@ -106,7 +106,10 @@ class SkillDir:
                 f"skill dir '{self.path}' has no spec template for action '{action}' (expected {path}); "
                 "run 'hpo schemas generate' to create it."
             )
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise SchemaError(f"spec template '{path}' is not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise SchemaError(f"spec template '{path}' must be a mapping.")
         return data
