@@ -9,6 +9,8 @@
   colours and raw ids for the outputs).
 * Batch size: `inference.batch_size`, or `dataset.test.batch_size` when -1.
 * Output files: see `mask2former.actions.outputs`; plus `inference.json` (a summary) and status.json lines.
+  The COCO JSON files carry each image's integer id from the dataset's annotations when known
+  (`image_ids.py`), so pycocotools and panopticapi score them as written.
 * `inference.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
   (`mask2former.deploy.inference.run_deploy_inference`), which writes the same files.
 """
@@ -43,14 +45,24 @@ def list_images(folder: Path) -> list[Path]:
     return found
 
 
+def image_folder(cfg: Any, root: Path, files: list[Path], transforms: Any) -> "ImageFolder":
+    """The images of `dataset.test.img_dir`, each with its COCO image id (see `image_ids.py`)."""
+    from mask2former.actions.image_ids import annotation_files, assign_image_ids
+
+    relative = [path.relative_to(root).as_posix() for path in files]
+    return ImageFolder(root, files, transforms, image_ids=assign_image_ids(relative, annotation_files(cfg.dataset)))
+
+
 class ImageFolder(Dataset):
     """Unlabelled images through the evaluation transforms; items carry empty targets so the data
     package's collate function batches them exactly like validation data."""
 
-    def __init__(self, root: Path, files: list[Path], transforms: Any) -> None:
+    def __init__(self, root: Path, files: list[Path], transforms: Any, *,
+                 image_ids: Mapping[str, int] | None = None) -> None:
         self.root = root
         self.files = files
         self.transforms = transforms
+        self.image_ids = dict(image_ids or {})
 
     def __len__(self) -> int:
         return len(self.files)
@@ -73,7 +85,7 @@ class ImageFolder(Dataset):
             "labels": torch.zeros((0,), dtype=torch.long),
             "masks": torch.zeros((0, h, w), dtype=torch.bool),
             "sem_seg": torch.full((h, w), IGNORE_INDEX, dtype=torch.long),
-            "image_id": relative.rsplit(".", 1)[0],
+            "image_id": self.image_ids.get(relative, index + 1),
             "file_name": relative,
             "orig_size": (int(height), int(width)),
             "panoptic": None,
@@ -131,7 +143,7 @@ def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
     files = list_images(root)
     settings = AugmentationSettings.from_config(cfg.dataset.augmentation, cfg.dataset.test.target_size or (),
                                                 target_key="dataset.test.target_size")
-    dataset = ImageFolder(root, files, build_transforms(settings, is_train=False))
+    dataset = image_folder(cfg, root, files, build_transforms(settings, is_train=False))
     loader = DataLoader(dataset, batch_size=batch_size_for(cfg, "inference", "test"), shuffle=False,
                         num_workers=int(cfg.dataset.test.num_workers), collate_fn=build_collate(cfg.dataset))
     model.to(device.torch_device)

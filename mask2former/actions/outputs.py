@@ -7,12 +7,16 @@ without extension; sub-folders are kept):
                              only label-map categories are predicted (scores of other class indices are
                              ignored)                                                       -- every mode
     panoptic/<stem>.png      COCO panoptic PNG, segment id = R + 256·G + 256²·B (0 = void) -- panoptic mode
-    panoptic.json            COCO panoptic results {"annotations": [{"image_id", "file_name",
+    panoptic.json            COCO panoptic results {"images": [{"id", "file_name", "height", "width"}],
+                             "annotations": [{"image_id", "file_name" (the PNG under panoptic/),
                              "segments_info": [{"id", "category_id", "isthing", "score", "area", "bbox"}]}],
                              "categories": [...]}                                         -- panoptic mode
     instances.json           COCO results [{"image_id", "file_name", "category_id", "score", "bbox",
                              "segmentation": {"size": [h, w], "counts": RLE string}}] of thing
                              categories                                                   -- instance mode
+
+`image_id` is the integer COCO id of the image (from the dataset's annotations when known, see
+`image_ids.py`), so panopticapi's `pq_compute` and pycocotools' `loadRes`/`COCOeval` read the files as written.
     overlays/<stem>.jpg      the image blended with label-map colours (segments outlined)  -- every mode
 """
 
@@ -58,7 +62,7 @@ def write_semantic_png(path: Path, raw_ids: np.ndarray) -> None:
         Image.fromarray(raw_ids.astype(np.uint16)).save(path)
 
 
-def panoptic_record(id_map: np.ndarray, segments: Sequence[dict], categories: Categories, *, image_id: str,
+def panoptic_record(id_map: np.ndarray, segments: Sequence[dict], categories: Categories, *, image_id: int,
                     file_name: str) -> tuple[np.ndarray, dict]:
     """Keep label-map segments only; returns (id map with dropped segments set to 0, COCO annotation)."""
     kept, out_map = [], np.zeros_like(id_map)
@@ -89,7 +93,7 @@ def write_panoptic_png(path: Path, id_map: np.ndarray) -> None:
 
 
 def instance_records(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, categories: Categories, *,
-                     image_id: str, file_name: str) -> list[dict]:
+                     image_id: int, file_name: str) -> list[dict]:
     """COCO result records (RLE masks) for the label map's thing categories, highest score first."""
     records = []
     order = torch.argsort(scores, descending=True).tolist()
@@ -193,11 +197,15 @@ class PredictionWriter:
         self.image_root = Path(image_root)
         self.panoptic_annotations: list[dict] = []
         self.instance_results: list[dict] = []
+        self.images: list[dict] = []
 
     def add(self, meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         """One image's `meta` (from the collate) and its post-processor `result`."""
         categories, results_dir = self.categories, self.results_dir
-        stem = meta["image_id"]
+        stem = str(meta["file_name"]).rsplit(".", 1)[0]
+        image_id = int(meta["image_id"])
+        height, width = (int(v) for v in meta["orig_size"])
+        self.images.append({"id": image_id, "file_name": meta["file_name"], "height": height, "width": width})
         image = read_image(self.image_root / meta["file_name"], record=meta["file_name"])
         train_ids = semantic_class_map(result["sem_seg"], categories)
         write_semantic_png(results_dir / "semantic" / f"{stem}.png", train_to_raw_map(train_ids, categories))
@@ -205,7 +213,7 @@ class PredictionWriter:
         if self.mode == "panoptic":
             panoptic = result["panoptic_seg"]
             id_map, record = panoptic_record(panoptic.id_map.cpu().numpy(), panoptic.segments_info,
-                                             categories, image_id=stem, file_name=f"{stem}.png")
+                                             categories, image_id=image_id, file_name=f"{stem}.png")
             write_panoptic_png(results_dir / "panoptic" / f"{stem}.png", id_map)
             self.panoptic_annotations.append(record)
             kept_ids = {r["id"] for r in record["segments_info"]}
@@ -214,7 +222,7 @@ class PredictionWriter:
         elif self.mode == "instance":
             instances = result["instances"]
             self.instance_results += instance_records(instances.masks, instances.scores, instances.labels,
-                                                      categories, image_id=stem, file_name=meta["file_name"])
+                                                      categories, image_id=image_id, file_name=meta["file_name"])
             picture = instance_overlay(image, instances.masks, instances.scores, instances.labels, categories)
         write_jpeg(results_dir / "overlays" / f"{stem}.jpg", picture)
 
@@ -222,7 +230,8 @@ class PredictionWriter:
         """Write the per-folder JSON files; returns what was written (name -> relative path)."""
         written = {"semantic": "semantic/", "overlays": "overlays/"}
         if self.mode == "panoptic":
-            write_json(self.results_dir / "panoptic.json", {"annotations": self.panoptic_annotations,
+            write_json(self.results_dir / "panoptic.json", {"images": self.images,
+                                                            "annotations": self.panoptic_annotations,
                                                             "categories": categories_json(self.categories)})
             written.update(panoptic="panoptic/", panoptic_json="panoptic.json")
         if self.mode == "instance":
