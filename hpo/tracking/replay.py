@@ -257,6 +257,33 @@ def _log_model(entry: dict[str, Any], client: Any, state: dict[str, Any], journa
     logged[version_key] = model.model_id
 
 
+def _process_tracking_uri(client: Any) -> Any:
+    """MLflow 3's SQL registry resolves a `models:/<id>` source through the process-wide tracking URI (its
+    own TODO in sqlalchemy_store.create_model_version), which need not be this sweep's store: use the
+    client's for the call."""
+    import contextlib
+
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    uri = getattr(client, "tracking_uri", None) or getattr(getattr(client, "_tracking_client", None), "tracking_uri", None)
+    return _use_tracking_uri(uri) if uri else contextlib.nullcontext()
+
+
+def _link_version_to_logged_model(client: Any, model_id: str, name: str, version: str) -> None:
+    """The logged model's `mlflow.modelVersions` tag lists its registered versions (what `log_model(...,
+    registered_model_name=...)` writes, and what the UI reads to show a logged model as registered)."""
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    current = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    listed = json.loads(current) if current else []
+    if {"name": name, "version": version} not in [{"name": v.get("name"), "version": str(v.get("version"))}
+                                                  for v in listed]:
+        listed.append({"name": name, "version": version})
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(listed)})
+
+
 def _register(entry: dict[str, Any], client: Any, state: dict[str, Any], journal: Journal) -> None:
     name = entry["name"]
     run_id = _run_id(state, str(entry["key"]))
@@ -279,16 +306,17 @@ def _register(entry: dict[str, Any], client: Any, state: dict[str, Any], journal
         version = str(existing[0].version)
     else:
         if model_id is not None:
-            # The model's own artifact location, not "models:/<id>": resolving that URI goes through the
-            # process-wide tracking URI, which need not be this sweep's store.
-            source = client.get_logged_model(model_id).artifact_location
+            source = f"models:/{model_id}"  # the version then names its logged model (ModelVersion.model_id)
         else:
             source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{entry['artifact_path']}"
-        created = client.create_model_version(
-            name, source, run_id=run_id, tags={VERSION_KEY_TAG: version_key}, description=entry.get("description"),
-            model_id=model_id,
-        )
+        with _process_tracking_uri(client):
+            created = client.create_model_version(
+                name, source, run_id=run_id, tags={VERSION_KEY_TAG: version_key},
+                description=entry.get("description"), model_id=model_id,
+            )
         version = str(created.version)
+    if model_id is not None:
+        _link_version_to_logged_model(client, model_id, name, version)
     for key, value in (entry.get("tags") or {}).items():
         client.set_model_version_tag(name, version, key, str(value))
     if entry.get("alias"):

@@ -149,10 +149,12 @@ def test_the_champion_loads_predicts_and_serves_like_the_inference_command(tmp_p
 
     client = mlflow.MlflowClient(mlflow_server.uri)
     version = client.get_model_version_by_alias("mask2former", "champion")
-    assert version.model_id == best["mlflow"]["logged_model_id"]
-    logged = client.get_logged_model(version.model_id)
+    model_id = best["mlflow"]["logged_model_id"]
+    assert version.source == f"models:/{model_id}"
+    logged = client.get_logged_model(model_id)
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [{"name": "mask2former", "version": version.version}]
     parent = client.get_run(best["mlflow"]["parent_run_id"])
-    assert version.model_id in [o.model_id for o in parent.outputs.model_outputs]  # the parent run links it
+    assert model_id in [o.model_id for o in parent.outputs.model_outputs]  # the parent run links it
     assert logged.source_run_id == best["mlflow"]["run_id"]
     assert f"#/models/mask2former/versions/{version.version}" in parent.data.tags["mlflow.note.content"]
 
