@@ -278,16 +278,22 @@ def _log_to_mlflow(sweep_dir: Path, settings: TrackingSettings, tracker: Tracker
                                  candidate.trial_id, tracker.redactor)
     artifact_path = f"checkpoints/epoch_{candidate.epoch:03d}"
     tracker.log_artifact(key, upload, artifact_path=artifact_path, redact=False)
-    version_key = f"{tracker.journal.journal_id}:{candidate.trial_id}:{candidate.checkpoint.name}"
+    onnx = Path(record["paths"]["onnx_file"]) if record["paths"].get("onnx_file") else None
+    with_onnx = onnx is not None and onnx.is_file()
+    # The ONNX file, once exported, travels in the model: a model with it is a new version (the alias moves).
+    version_key = f"{tracker.journal.journal_id}:{candidate.trial_id}:{candidate.checkpoint.name}" + (
+        ":onnx" if with_onnx else "")
     tags = {"sweep": record["sweep"], "trial_id": candidate.trial_id, "epoch": candidate.epoch,
             "metric": metric["name"], "metric_value": metric["value"], "direction": metric["direction"],
             "checkpoint": candidate.checkpoint.name, "sweep_dir": str(sweep_dir)}
     model_error, logged_model = None, None
-    if specs.inference is not None:
+    if tracker.logged_model_id(version_key):
+        logged_model = version_key  # promoted again: the same checkpoint's model is already logged
+    elif specs.inference is not None:
         runner = _default_evaluator(sweep_files.load_config(sweep_dir))
-        onnx = Path(record["paths"]["onnx_file"]) if record["paths"].get("onnx_file") else None
-        packaged = package_model(runner, specs.inference, upload, sweep_dir / "tracking" / "mlflow_models" /
-                                 f"{candidate.trial_id}_epoch_{candidate.epoch:03d}", tracker.redactor, onnx_file=onnx)
+        folder = f"{candidate.trial_id}_epoch_{candidate.epoch:03d}" + ("_onnx" if with_onnx else "")
+        packaged = package_model(runner, specs.inference, upload, sweep_dir / "tracking" / "mlflow_models" / folder,
+                                 tracker.redactor, onnx_file=onnx if with_onnx else None)
         model_error = packaged.error
         if packaged.folder is not None:
             logged_model = version_key

@@ -102,3 +102,8 @@ def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: 
     assert evaluation["promoted"] == pytest.approx(best["evaluation"]["promoted"])
     assert evaluation["deploy_minus_promoted"] == pytest.approx(evaluation["deploy"] - evaluation["promoted"])
     print(f"at the tuned {SIZE}px: {evaluation['promoted']:.4f}; deployed at 96x96: {evaluation['deploy']:.4f}")
+    # The exported ONNX file now travels in the registered MLflow model: a new version, the alias moved to it.
+    assert record["mlflow"]["model_error"] is None
+    assert int(record["mlflow"]["model_version"]) == int(best["mlflow"]["model_version"]) + 1
+    (model_dir,) = (sweep_dir / "tracking" / "mlflow_models").glob("*_onnx")
+    assert (model_dir / "model" / "onnx" / "mask2former.onnx").is_file() and (model_dir / "model" / "MLmodel").is_file()

@@ -76,7 +76,7 @@ def _one_val_image(tmp_path: Path) -> Path:
 def _cli_outputs(best_dir: Path, image: Path, out: Path) -> dict:
     """What `mask2former inference -e best/inference_spec.yaml` writes for `image`."""
     command = [str(Path(sys.executable).parent / "mask2former"), "inference", "-e", str(best_dir / "inference_spec.yaml"),
-               f"dataset.test.img_dir={image.parent}", f"results_dir={out}", "inference.batch_size=1",
+               f"dataset.test.img_dir={image.parent}", f"inference.results_dir={out}", "inference.batch_size=1",
                "dataset.test.panoptic_json=", "dataset.test.instance_json="]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -152,7 +152,8 @@ def test_the_champion_loads_predicts_and_serves_like_the_inference_command(tmp_p
     model_id = best["mlflow"]["logged_model_id"]
     assert version.source == f"models:/{model_id}"
     logged = client.get_logged_model(model_id)
-    assert json.loads(logged.tags["mlflow.modelVersions"]) == [{"name": "mask2former", "version": version.version}]
+    listed = [(v["name"], str(v["version"])) for v in json.loads(logged.tags["mlflow.modelVersions"])]
+    assert listed == [("mask2former", str(version.version))]
     parent = client.get_run(best["mlflow"]["parent_run_id"])
     assert model_id in [o.model_id for o in parent.outputs.model_outputs]  # the parent run links it
     assert logged.source_run_id == best["mlflow"]["run_id"]

@@ -54,9 +54,10 @@ def test_promoted_checkpoint_is_registered_under_the_alias_and_the_alias_moves(t
     assert version.run_id == first["mlflow"]["run_id"] == client.search_runs(
         [client.get_experiment_by_name(name).experiment_id], "tags.`hpo.trial_id` = 't0'")[0].info.run_id
     downloaded = _download(monkeypatch, uri, f"models:/{model}@champion", tmp_path / "dl1")
-    files = [p for p in downloaded.rglob("*") if p.is_file()]
-    assert [p.name for p in files] == ["model_epoch_002_step_00020.pth"]
+    files = [p for p in downloaded.rglob("*.pth")]
+    assert [p.name for p in files] == ["model_epoch_002_step_00020.pth"]  # inside the MLflow model's artifacts
     assert files[0].read_bytes() == (sweep_dir / "best" / "model_epoch_002_step_00020.pth").read_bytes()
+    assert (downloaded / "MLmodel").is_file()
     parent = client.get_run(first["mlflow"]["parent_run_id"])
     assert parent.data.tags["hpo.promoted.trial_id"] == "t0" and parent.data.metrics["promoted_mIoU"] == 0.62
     assert {"best/best.json", "best/export_spec.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id, "best")}
