@@ -18,9 +18,10 @@ the operation is tried once more (the store may have just come back) and skipped
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from hpo.tracking.journal import Journal
 
@@ -257,16 +258,22 @@ def _log_model(entry: dict[str, Any], client: Any, state: dict[str, Any], journa
     logged[version_key] = model.model_id
 
 
-def _process_tracking_uri(client: Any) -> Any:
+@contextlib.contextmanager
+def _process_tracking_uri(client: Any) -> Iterator[None]:
     """MLflow 3's SQL registry resolves a `models:/<id>` source through the process-wide tracking URI (its
-    own TODO in sqlalchemy_store.create_model_version), which need not be this sweep's store: use the
-    client's for the call."""
-    import contextlib
+    own TODO in sqlalchemy_store.create_model_version), which need not be this sweep's store: point it at the
+    client's for the call. The module global is set directly: `mlflow.set_tracking_uri(None)` on the way back
+    would also delete the user's MLFLOW_TRACKING_URI from the environment."""
+    from mlflow.tracking._tracking_service import utils
 
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-    uri = getattr(client, "tracking_uri", None) or getattr(getattr(client, "_tracking_client", None), "tracking_uri", None)
-    return _use_tracking_uri(uri) if uri else contextlib.nullcontext()
+    uri = getattr(client, "tracking_uri", None)
+    saved = utils._tracking_uri
+    if uri:
+        utils._tracking_uri = uri
+    try:
+        yield
+    finally:
+        utils._tracking_uri = saved
 
 
 def _link_version_to_logged_model(client: Any, model_id: str, name: str, version: str) -> None:
