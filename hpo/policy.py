@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hpo.errors import SchemaError, UserError
 from hpo.policy_phrases import find_off_intent
-from hpo.skill import SkillDir
+from skillkit.errors import SchemaError, UserError
+from skillkit.skill_dir import SkillDir
 
 SWEEP = "sweep"
 PLAIN = "plain"

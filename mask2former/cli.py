@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mask2former.actions.commands",

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from hpo.promotion.evaluation import EvaluationResult, SkillEvaluator
 from hpo.promotion.export_size import ExportSize
 from hpo.promotion.specs import HandoffPaths, HandoffSpecs
-from hpo.spec import dump_spec, set_dotted
+from skillkit.spec import dump_spec, set_dotted
 
 ONNX_EVALUATE_SPEC = "onnx_evaluate_spec.yaml"
 

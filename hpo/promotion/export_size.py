@@ -26,8 +26,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import SweepConfigError
-from hpo.spec import get_dotted
+from skillkit.errors import SweepConfigError
+from skillkit.spec import get_dotted
 
 _SIZE_TEXT = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 

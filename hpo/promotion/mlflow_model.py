@@ -27,10 +27,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import SchemaError
+from skillkit.errors import SchemaError
 from hpo.promotion.evaluation import SkillEvaluator
-from hpo.spec import dump_spec, set_dotted
-from hpo.tracking.redaction import Redactor
+from skillkit.spec import dump_spec, set_dotted
+from skillkit.redaction import Redactor
 
 MODEL_DIRNAME = "model"
 ONNX_DIRNAME = "onnx"

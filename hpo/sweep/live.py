@@ -17,7 +17,7 @@ from rich.table import Table
 
 from hpo.sweep.observer import SweepObserver
 from hpo.trials.record import FAILED, RUNNING, TrialRecord, is_better
-from hpo.trials.status import STATUS_FILE
+from skillkit.status.follower import STATUS_FILE
 
 STATE_STYLE = {"RUNNING": "cyan", "COMPLETED": "green", "PRUNED": "yellow", "PAUSED": "magenta", "FAILED": "red"}
 

@@ -28,7 +28,7 @@ from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
 from hpo.sweep.workspace import atomic_write_json
 from hpo.trials.runner import TrainerProcess, TrialLaunch
-from hpo.trials.status import STATUS_FILE, StatusFollower
+from skillkit.status.follower import STATUS_FILE, StatusFollower
 
 PROBE_DIR = "probe"
 

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 from hpo.tracking import sweep_files
 from hpo.tracking.settings import TrackingSettings
 

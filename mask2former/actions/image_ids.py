@@ -18,7 +18,7 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping, Sequence
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 
 
 def annotation_files(dataset_cfg: Any) -> list[str]:

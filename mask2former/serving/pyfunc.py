@@ -59,7 +59,7 @@ class Mask2FormerModel(mlflow.pyfunc.PythonModel):
     """Loads the promoted checkpoint with its model arguments and predicts the mode's outputs."""
 
     def load_context(self, context: Any) -> None:
-        from hpo.spec import load_spec
+        from skillkit.spec import load_spec
         from mask2former.actions.inference import Predictor
         from mask2former.config import config_from_dict
 
@@ -128,7 +128,7 @@ def package(spec: Mapping[str, Any], output: Path) -> Path:
     import pandas as pd
     import yaml
 
-    from hpo.errors import SpecError
+    from skillkit.errors import SpecError
 
     checkpoint = Path(str(spec.get("inference", {}).get("checkpoint") or ""))
     if not checkpoint.is_file():

@@ -11,7 +11,7 @@ from synthetic_sweep import REPO_ROOT, default_trials, write_sweep, train_templa
 
 from hpo.promotion import promote
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
-from hpo.spec import get_dotted, load_spec
+from skillkit.spec import get_dotted, load_spec
 
 
 def _flat_keys(data, prefix=""):
@@ -106,7 +106,7 @@ def _spec(**dataset) -> dict:
 def test_export_size_is_the_tuned_test_size_unless_the_sweep_names_a_deploy_size(tmp_path):
     import json
 
-    from hpo.errors import SweepConfigError
+    from skillkit.errors import SweepConfigError
     from hpo.promotion.export_size import choose_export_size
 
     fallback = (960, 544)

@@ -109,7 +109,7 @@ def test_hpo_ui_serves_the_sweep_in_mlflow_and_optuna_dashboards(tmp_path: Path)
 
 
 def test_hpo_ui_names_the_sweep_to_open(tmp_path: Path) -> None:
-    from hpo.errors import UserError
+    from skillkit.errors import UserError
     from hpo.tracking.dashboards import find_sweep_dir
 
     for name in ("a", "b"):

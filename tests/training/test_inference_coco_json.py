@@ -81,7 +81,7 @@ def test_inference_json_is_scored_as_written_by_panopticapi_and_pycocotools(pano
 
 
 def test_annotations_name_the_ids_of_matching_files_and_new_images_get_fresh_ids(tmp_path: Path) -> None:
-    from hpo.errors import DataError
+    from skillkit.errors import DataError
     from mask2former.actions.image_ids import assign_image_ids
 
     annotations = tmp_path / "a.json"
