@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mask2former.actions.commands",
     "mask2former.data.commands",
     "mask2former.deploy.commands",
+    "mask2former.serving.commands",
 )
 
 

@@ -272,6 +272,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         "tracking": {"enabled": tracking.enabled, **dict(data.get("tracking", {}))},
         "promotion": {"enabled": bool(data.get("promotion", {}).get("enabled", True)), **dict(data.get("promotion", {}))},
     }
+    if data.get("deploy"):
+        raw["deploy"] = dict(data["deploy"])
     # Keep only the keys the schema knows (pbt's population is stored as max_trials).
     raw["algorithm"].pop("population_size", None)
     for knob in KNOB_SCOPE:
