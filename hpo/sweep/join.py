@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.sweep.config import SweepConfig
 from hpo.sweep.workspace import SweepWorkspace
 

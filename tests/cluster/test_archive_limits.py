@@ -1,4 +1,4 @@
-"""Archive extraction refuses decompression bombs (hpo/storage/archive.py `ExtractionLimits`): too many
+"""Archive extraction refuses decompression bombs (skillkit/archive.py `ExtractionLimits`): too many
 members, too many bytes, a compression ratio no dataset has, or a disk that would fill up. Each refusal is
 a DataError naming the archive, the limit and the variable that raises it, and leaves nothing behind in
 the trainer's extraction cache."""
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import DataError
-from hpo.storage.archive import ExtractionLimits, safe_extract
+from skillkit.errors import DataError
+from skillkit.archive import ExtractionLimits, safe_extract
 
 
 def _tar(path: Path, members: dict[str, bytes]) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cluster_support import base_sweep
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.sweep.config import load_sweep_config
 from hpo.sweep.observer import SweepObserver
 from hpo.sweep.runner import resume_sweep, run_sweep

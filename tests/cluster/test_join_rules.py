@@ -44,7 +44,7 @@ def test_join_waits_for_the_first_worker_then_names_what_is_missing(fixture_skil
 
 
 def test_join_refuses_a_different_sweep(fixture_skill: Path, tmp_path: Path) -> None:
-    from hpo.errors import SweepConfigError
+    from skillkit.errors import SweepConfigError
     from hpo.sweep.config import load_sweep_config
     from hpo.sweep.context import prepare_sweep
     from hpo.sweep.join import join_sweep_context
