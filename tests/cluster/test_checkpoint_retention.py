@@ -18,7 +18,7 @@ from hpo.sweep.runner import resume_sweep, run_sweep
 from hpo.trials.lifecycle import checkpoints
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, RUNNING, TrialRecord
 from hpo.trials.retention import apply_trial_retention, checkpoints_to_keep
-from hpo.trials.status import Validation
+from skillkit.status.follower import Validation
 
 
 def _trial(tmp_path: Path, values: list[float], *, extra: tuple[tuple[int, int], ...] = ()) -> tuple[TrialRecord, Path]:
