@@ -88,6 +88,14 @@ def test_three_workers_one_killed_mid_trial(fixture_skill: Path, tmp_path: Path)
             for proc in workers:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
+        # The docs' other commands on the finished shared sweep: status from anywhere; a resume of the first
+        # worker finds the budget spent and nothing running, and adds no trial.
+        status = subprocess.run([str(HPO), "status", str(sweep_dir), "--json"], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "CI": "1"})
+        assert status.returncode == 0 and len(json.loads(status.stdout)["trials"]) == BUDGET, status.stderr
+        resumed = subprocess.run([str(HPO), "resume", str(sweep_dir), "--no-live"], capture_output=True, text=True,
+                                 timeout=300, env={**os.environ, "CI": "1"})
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
         study = optuna.load_study(study_name="fx", storage=url.replace("postgresql://", "postgresql+psycopg2://"))
         trials = study.get_trials(deepcopy=False)
 
