@@ -31,6 +31,14 @@ def test_shipped_config_is_valid(name: str, spec: str) -> None:
     assert sorted(p.name for p in space.parameters) == sorted(data["search_space"]["parameters"])
 
 
+def test_quickstart_config_comment_matches_the_quickstart_script() -> None:
+    """The synth command the quickstart config's comment shows is the one scripts/quickstart.sh runs."""
+    script = (REPO / "scripts" / "quickstart.sh").read_text()
+    comment = (CONFIGS / "quickstart.yaml").read_text()
+    command = next(line.strip() for line in script.splitlines() if "mask2former dataset synth" in line)
+    assert command in comment
+
+
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     """The quickstart as shipped (TPE + successive halving, MLflow tracking, promotion), on freshly generated
