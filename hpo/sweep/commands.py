@@ -23,7 +23,7 @@ from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.live import LiveTable, render_outcome, trials_table
 from hpo.sweep.plan import make_plan, render_plan, write_plan
-from hpo.sweep.runner import execute, load_workspace_context, start_workspace
+from hpo.sweep.runner import SweepInterrupted, execute, load_workspace_context, start_workspace
 from hpo.sweep.summary import build_summary
 from hpo.sweep.workspace import SweepWorkspace, find_sweep_dir, read_lock_holder
 from hpo.trials.record import load_records
@@ -48,7 +48,16 @@ def _plan_and_run(ctx: SweepContext, args: argparse.Namespace, console: Console)
         console.print("not started; the plan is in " + str(ctx.workspace.plan_dir))
         return 0
     planned = plan.batch if plan.batch_is_exact else []
-    execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)], planned=planned)
+    return _execute(ctx, args, console, planned=planned)
+
+
+def _execute(ctx: SweepContext, args: argparse.Namespace, console: Console, *, planned: Any = ()) -> int:
+    """Run the sweep with the live view. An interrupted sweep ends with 130 and no second message: the live
+    view has already said it was interrupted and how to continue."""
+    try:
+        execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)], planned=planned)
+    except SweepInterrupted as stop:
+        return stop.exit_code
     return 0
 
 
@@ -72,8 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     console = Console()
     ctx = load_workspace_context(args.workspace, name=args.name, time_budget_s=args.time_budget_s)
-    execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)])
-    return 0
+    return _execute(ctx, args, console)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -107,6 +107,13 @@ def _promote(ctx: SweepContext, summary: Mapping[str, Any]) -> str | None:
     return None
 
 
+def resume_command(ctx: SweepContext) -> str:
+    """The command that continues this sweep (`--name` only when its workspace may hold others)."""
+    if ctx.config.workspace_uri:
+        return f"hpo resume {ctx.config.workspace_uri} --name {ctx.workspace.root.name}"
+    return f"hpo resume {ctx.workspace.root}"
+
+
 def execute(
     ctx: SweepContext,
     *,
@@ -117,7 +124,7 @@ def execute(
     """Run (or continue) the sweep described by `ctx`; the caller has written sweep.yaml/space.yaml."""
     workspace = ctx.workspace.create()
     guard = SweepGuard(max_consecutive_failures=ctx.config.trial.max_consecutive_failures,
-                       time_budget_s=ctx.config.algorithm.time_budget_s)
+                       time_budget_s=ctx.config.algorithm.time_budget_s, resume_command=resume_command(ctx))
     backend: Any = None
 
     def on_signal(signum: int, frame: Any) -> None:
