@@ -106,7 +106,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(trials_table(records, metric=metric, direction=direction, max_epochs=recorded.get("max_epochs"),
                                trials_dir=workspace.trials_dir, title=f"sweep {root.name}: {running}"))
     if recorded:
-        render_outcome({**recorded, "counts": _counts(records)}, console)
+        render_outcome({**recorded, "counts": _counts(records)}, console, sweep_dir=root)
     return 0
 
 

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hpo.sweep.observer import SweepObserver
-from hpo.trials.record import FAILED, RUNNING, TrialRecord, is_better
+from hpo.trials.record import FAILED, RUNNING, TrialRecord, best_trial
 from hpo.trials.status import STATUS_FILE
 
 STATE_STYLE = {"RUNNING": "cyan", "COMPLETED": "green", "PRUNED": "yellow", "PAUSED": "magenta", "FAILED": "red"}
@@ -62,12 +62,13 @@ def trials_table(records: Iterable[TrialRecord], *, metric: str, direction: str,
     table = Table(title=title, title_justify="left")
     for column in ("trial", "state", "epoch", metric, "trial best", "best so far", "ETA"):
         table.add_column(column, justify="right" if column not in ("trial", "state") else "left")
-    running_best: float | None = None
+    seen: list[TrialRecord] = []
     for record in records:
         values = record.metric_values()
         last = values[-1][1] if values else None
-        if record.state != FAILED and record.best_value() is not None and is_better(record.best_value(), running_best, direction):
-            running_best = record.best_value()
+        seen.append(record)
+        leader = best_trial(seen, direction)  # "best so far" is what promotion would pick: completed trials only
+        running_best = leader.best_value() if leader else None
         eta = None
         if record.state == RUNNING and trials_dir is not None:
             event = last_status_event(trials_dir / record.trial_id)
@@ -135,10 +136,24 @@ class LiveTable(SweepObserver):
             self._live.update(self._render())
             self._live.stop()
             self._live = None
-        render_outcome(summary, self.console)
+        render_outcome(summary, self.console, sweep_dir=self.trials_dir.parent if self.trials_dir else None)
 
 
-def render_outcome(summary: Mapping[str, Any], console: Console) -> None:
+def render_plots(sweep_dir: Path, console: Console) -> None:
+    """One line naming the plots drawn (and what the compared ones were computed on), one per plot skipped."""
+    from hpo.tracking.plots import read_plot_set
+
+    plots = read_plot_set(sweep_dir / "plots")
+    if not plots:
+        return
+    if plots.get("drawn"):
+        basis = f"; parameters compared on {plots['compared_on']}" if plots.get("compared_on") else ""
+        console.print(f"plots: {', '.join(plots['drawn'])} in {plots['folder']}/{basis}")
+    for name, reason in (plots.get("skipped") or {}).items():
+        console.print(f"plot {name} not drawn: {reason}")
+
+
+def render_outcome(summary: Mapping[str, Any], console: Console, *, sweep_dir: Path | None = None) -> None:
     counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted((summary.get("counts") or {}).items()))
     console.print(f"[bold]sweep {summary['sweep']} {summary.get('status')}[/]: {counts or 'no trials'}")
     if summary.get("message"):
@@ -155,3 +170,5 @@ def render_outcome(summary: Mapping[str, Any], console: Console) -> None:
             console.print(f"baseline {summary['metric']}={baseline['metric']:.4f} from {baseline['checkpoint']}{gain}")
         else:
             console.print(f"[yellow]baseline evaluation failed[/]: {(baseline.get('failure_reason') or '').splitlines()[0]}")
+    if sweep_dir is not None:
+        render_plots(sweep_dir, console)
