@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from hpo.errors import SweepConfigError, UserError
 from hpo.spec import get_dotted, set_dotted
 from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config_data, sweep_config_from_dict
 from hpo.sweep.context import SweepContext, prepare_sweep
+from hpo.sweep.estimate import check_estimate
 from hpo.sweep.live import LiveTable, render_outcome, trials_table
 from hpo.sweep.plan import make_plan, render_plan, write_plan
 from hpo.sweep.runner import SweepInterrupted, execute, load_workspace_context, start_workspace
@@ -48,16 +50,21 @@ def _plan_and_run(ctx: SweepContext, args: argparse.Namespace, console: Console)
         console.print("not started; the plan is in " + str(ctx.workspace.plan_dir))
         return 0
     planned = plan.batch if plan.batch_is_exact else []
-    return _execute(ctx, args, console, planned=planned)
+    return _execute(ctx, args, console, planned=planned, estimated_s=plan.estimated_wall_s, check=True)
 
 
-def _execute(ctx: SweepContext, args: argparse.Namespace, console: Console, *, planned: Any = ()) -> int:
+def _execute(ctx: SweepContext, args: argparse.Namespace, console: Console, *, planned: Any = (),
+             estimated_s: float | None = None, check: bool = False) -> int:
     """Run the sweep with the live view. An interrupted sweep ends with 130 and no second message: the live
-    view has already said it was interrupted and how to continue."""
+    view has already said it was interrupted and how to continue. With `check`, the plan's estimate is set
+    against the wall time the sweep took (set-up, trials and promotion)."""
+    started = time.monotonic()
     try:
         execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)], planned=planned)
     except SweepInterrupted as stop:
         return stop.exit_code
+    if check:
+        console.print(check_estimate(ctx.workspace.plan_dir, estimated_s, time.monotonic() - started))
     return 0
 
 

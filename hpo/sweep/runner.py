@@ -9,6 +9,7 @@ same space even if the skill's schema changed meanwhile). Both return the summar
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -88,7 +89,10 @@ def _workspace_sync(ctx: SweepContext) -> list[SweepObserver]:
 
 
 def _stage_remote_data(ctx: SweepContext) -> None:
-    """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data."""
+    """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data (which never
+    imports boto3: a second of start-up on every local sweep)."""
+    if "s3://" not in json.dumps(ctx.base_spec, default=str):
+        return
     try:
         from hpo.storage.sweeps import stage_sweep_data
     except ImportError:
