@@ -200,8 +200,12 @@ def _write_best_dir(best_dir: Path, checkpoint: Path, specs: HandoffSpecs) -> Pa
             os.link(checkpoint, target)
         except OSError:
             shutil.copy2(checkpoint, target)
+        headers = specs.headers(best_dir)
         for name, spec in specs.files().items():
-            dump_spec(spec, staging / name)
+            path = dump_spec(spec, staging / name)
+            if name in headers:
+                comment = "".join(f"# {line}".rstrip() + "\n" for line in headers[name].splitlines())
+                path.write_text(comment + path.read_text())
 
     return swap_in(best_dir, fill)
 
