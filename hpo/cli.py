@@ -87,6 +87,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hpo.noise import quiet_libraries
+
+    quiet_libraries()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     return run_command(args)

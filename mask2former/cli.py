@@ -69,6 +69,9 @@ def build_parser(argv: Sequence[str] | None = None, *, load_all: bool = False) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mask2former.noise import quiet_libraries
+
+    quiet_libraries()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
