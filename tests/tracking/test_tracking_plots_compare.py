@@ -132,7 +132,7 @@ def test_compare_reads_workspaces_and_experiments_alike(tmp_path, migrated_sqlit
     assert main(["compare", "asha_run", str(second), "--tracking-uri", uri, "--csv", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "asha_run" in printed and "tpe_run" in printed and "0.7100" in printed
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["sweep"] for r in rows] == ["asha_run", "tpe_run"]
     assert rows[1]["best"] == "0.71" and rows[1]["pruned"] == "1" and rows[1]["gpu_hours"] == "2.5"
     assert json.loads(rows[0]["best_params"])["model.mask_former.hidden_dim"] == 256
