@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hpo.errors import UserError
-from hpo.skill import SkillDir
+from skillkit.errors import UserError
+from skillkit.skill_dir import SkillDir
 
 SWEEP = "sweep"
 PLAIN = "plain"

@@ -14,7 +14,7 @@ import importlib
 import sys
 from typing import NamedTuple, Sequence
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 
 
 class Command(NamedTuple):

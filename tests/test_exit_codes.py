@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("hpo", "mask2former")
+PACKAGES = ("skillkit", "hpo", "mask2former")
 TABLE_HEADER = "| exit code | meaning | error classes |"
 
 
 def _error_root() -> type:
-    from hpo.errors import HpoError
+    from skillkit.errors import HpoError
 
     return HpoError
 

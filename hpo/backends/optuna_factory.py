@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hpo.errors import SearchSpaceError, SweepConfigError
+from skillkit.errors import SearchSpaceError, SweepConfigError
 from hpo.sweep.config import AlgorithmConfig
 from hpo.space import SearchSpace
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hpo.backends.optuna_factory import storage_url
-from hpo.errors import SearchSpaceError, SweepConfigError
+from skillkit.errors import SearchSpaceError, SweepConfigError
 from hpo.space import SearchSpace
 from hpo.sweep.context import SweepContext
 from hpo.sweep.guard import SweepGuard

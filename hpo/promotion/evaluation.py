@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from hpo.errors import SchemaError
+from skillkit.errors import SchemaError
 from hpo.promotion.selection import metric_value
 
 
@@ -51,7 +51,7 @@ class SkillEvaluator:
 
     def __init__(self, skill_dir: str | os.PathLike[str] | None = None, *, timeout_s: float | None = None,
                  env: Mapping[str, str] | None = None) -> None:
-        from hpo.skill import SkillDir
+        from skillkit.skill_dir import SkillDir
 
         self.skill = SkillDir(skill_dir)
         self.timeout_s = timeout_s

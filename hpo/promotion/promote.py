@@ -25,17 +25,17 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import SpecError, SchemaError
+from skillkit.errors import SpecError, SchemaError
 from hpo.promotion.best_dir import record_promoted_files, swap_in
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner, SkillEvaluator, baseline_value
 from hpo.promotion.registry import registry_checkpoint
 from hpo.promotion.retention import RetentionReport, apply_retention
 from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, HandoffSpecs, build_handoff_specs
-from hpo.spec import dump_spec, read_spec_file
+from skillkit.spec import dump_spec, read_spec_file
 from hpo.tracking import sweep_files
 from hpo.tracking.observer import SWEEP_RUN, log_sweep_from_files, trial_key
-from hpo.tracking.redaction import Redactor
+from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
 
@@ -137,7 +137,7 @@ def _promotion_options(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _skill_dir(config: Mapping[str, Any]) -> Any:
-    from hpo.skill import SkillDir
+    from skillkit.skill_dir import SkillDir
 
     return SkillDir(config.get("skill_dir"))
 
@@ -165,7 +165,7 @@ def _actions(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _validate(specs: HandoffSpecs, config: Mapping[str, Any]) -> dict[str, str]:
     """Validate the export and evaluate specs against the skill's schemas; a failure stops promotion."""
-    from hpo.spec import validate_spec
+    from skillkit.spec import validate_spec
 
     try:
         skill = _skill_dir(config)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Collection, Mapping
 
 from hpo.promotion.selection import PromotionError
-from hpo.spec import deep_merge, get_dotted, set_dotted
+from skillkit.spec import deep_merge, get_dotted, set_dotted
 
 ONNX_RUNTIME, TENSORRT = "onnxruntime", "tensorrt"
 ONNX_NAME = "mask2former.onnx"

@@ -20,11 +20,11 @@ import math
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.bounds import custom_number, describe_limits, inside, limits_of, resolve_numeric, to_number
 from hpo.space.choices import cast_bool, cast_float, cast_int, resolve_choices, scalar_option, schema_options
-from hpo.space.conditions import MathCond, combine, parse_math_cond
+from skillkit.math_cond import MathCond, combine, parse_math_cond
 from hpo.space.ir import Parameter, join_notes
 from hpo.space.lists import LIST_TYPES, ListCompiler
 from hpo.space.reader import SchemaInfo, SchemaLeaf, read_schema

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.relations import relational_bounds
 from hpo.space.ir import Parameter

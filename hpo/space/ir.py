@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 
 FLOAT = "float"
 INT = "int"

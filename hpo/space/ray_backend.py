@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 
 if TYPE_CHECKING:

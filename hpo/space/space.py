@@ -18,10 +18,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.relations import compare, relational_bounds
-from hpo.space.conditions import is_multiple
+from skillkit.math_cond import is_multiple
 from hpo.space.draw import RandomDrawer, TrialDrawer, draw_parameter, parent_value, sub_draw_weights
 from hpo.space.ir import Parameter
 

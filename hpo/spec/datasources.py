@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Collection, Mapping
 
-from hpo.errors import DataError, SpecError
-from hpo.skill import SkillDir
-from hpo.spec.dotted import get_dotted, set_dotted
+from skillkit.errors import DataError, SpecError
+from skillkit.skill_dir import SkillDir
+from skillkit.spec.dotted import get_dotted, set_dotted
 
 SOURCE_ARGUMENTS = ("train_datasets", "eval_dataset", "inference_dataset")
 ARCHIVE_SUFFIX = ".tar.gz"

@@ -18,8 +18,8 @@ from typing import Any
 
 from rich.console import Console
 
-from hpo.errors import SweepConfigError, UserError
-from hpo.spec import get_dotted, set_dotted
+from skillkit.errors import SweepConfigError, UserError
+from skillkit.spec.dotted import get_dotted, set_dotted
 from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config_data, sweep_config_from_dict
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.estimate import check_estimate
@@ -188,7 +188,7 @@ def sweep_data_for_train(args: argparse.Namespace) -> tuple[dict[str, Any], Path
 
 def cmd_train(args: argparse.Namespace) -> int:
     from hpo.policy import PLAIN, route_train
-    from hpo.skill import SkillDir
+    from skillkit.skill_dir import SkillDir
 
     console = Console()
     skill = SkillDir(args.skill_dir)
@@ -224,7 +224,7 @@ def run_plain_training(skill: Any, args: argparse.Namespace, console: Console) -
     "enabled but not runnable" case) still trains, from its template when it has one."""
     import copy
 
-    from hpo.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
+    from skillkit.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
     from hpo.sweep.context import spec_keys
 
     results_dir = Path(args.results_dir or f"results/train-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}").resolve()

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from hpo.errors import SweepConfigError
-from hpo.skill import default_skill_dir
-from hpo.spec.yaml_io import SpecLoader
+from skillkit.errors import SweepConfigError
+from skillkit.skill_dir import default_skill_dir
+from skillkit.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
     KNOB_SCOPE, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
     schema_problems, semantic_problems, sweep_schema,

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import jsonschema
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 

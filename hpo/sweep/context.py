@@ -20,11 +20,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hpo.errors import SweepConfigError
-from hpo.skill import SkillDir
+from skillkit.errors import SweepConfigError
+from skillkit.skill_dir import SkillDir
 from hpo.space import SearchSpace, compile_space
-from hpo.spec import dump_spec, get_dotted, resolve_data_sources, set_dotted, validate_spec
-from hpo.spec.loader import merge_spec
+from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
+from hpo.spec import resolve_data_sources
+from skillkit.spec.loader import merge_spec
 from hpo.sweep.config import SweepConfig, resolve_metric
 from hpo.sweep.workspace import SweepWorkspace, atomic_write_text
 

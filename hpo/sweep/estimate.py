@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hpo.sweep.config import AlgorithmConfig, SweepConfig
-from hpo.trials.status import STATUS_FILE, StatusFollower
+from skillkit.status.follower import STATUS_FILE, StatusFollower
 
 PROBE_DIR = "probe"
 
@@ -355,7 +355,7 @@ def _probe_evaluation(ctx: Any, run_dir: Path, train_spec: dict[str, Any]) -> tu
     from hpo.promotion.evaluation import SkillEvaluator
     from hpo.promotion.selection import checkpoint_files
     from hpo.promotion.specs import HandoffPaths, build_handoff_specs
-    from hpo.spec import dump_spec
+    from skillkit.spec import dump_spec
 
     checkpoints = checkpoint_files(run_dir)
     if not checkpoints:

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from hpo.sweep.observer import SweepObserver
 from hpo.trials.record import FAILED, RUNNING, TrialRecord, best_trial
-from hpo.trials.status import STATUS_FILE
+from skillkit.status.follower import STATUS_FILE
 
 STATE_STYLE = {"RUNNING": "cyan", "COMPLETED": "green", "PRUNED": "yellow", "PAUSED": "magenta", "FAILED": "red"}
 
@@ -45,7 +45,7 @@ def observed_epochs(trial_dir: Path) -> tuple[list[float], float | None]:
     """(the trial's measured epoch times, the start-up of its first run: first epoch line − STARTED − that
     epoch), from its status.json."""
     from hpo.sweep.estimate import _event_time
-    from hpo.trials.status import StatusFollower
+    from skillkit.status.follower import StatusFollower
 
     times: list[float] = []
     started = startup = None

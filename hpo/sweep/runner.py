@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from hpo.errors import SweepConfigError, UserError
+from skillkit.errors import SweepConfigError, UserError
 from hpo.space import SearchSpace
 from hpo.sweep.baseline import run_baseline
 from hpo.sweep.config import SweepConfig, load_sweep_config

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 
 SWEEP_FILE = "sweep.yaml"
 SPACE_FILE = "space.yaml"

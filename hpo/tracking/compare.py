@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.tracking import sweep_files
 from hpo.tracking.summary import best_of, sweep_stats
 

@@ -30,10 +30,10 @@ from typing import Any, Callable, Mapping, TypeVar
 from hpo.sweep.observer import SweepObserver
 from hpo.tracking import sweep_files
 from hpo.tracking.params import algorithm_name, sweep_params
-from hpo.tracking.redaction import Redactor
+from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
-from hpo.trials.status import STATUS_FILE, StatusFollower
+from skillkit.status.follower import STATUS_FILE, StatusFollower
 
 logger = logging.getLogger(__name__)
 

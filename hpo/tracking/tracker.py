@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from hpo.tracking.journal import Journal
-from hpo.tracking.redaction import Redactor
+from skillkit.redaction import Redactor
 from hpo.tracking.replay import FlushResult, replay
 from hpo.tracking.settings import TrackingSettings
 

@@ -25,7 +25,7 @@ from mask2former.actions.common import (
     reject_trt_engine,
 )
 from mask2former.training.failures import classify
-from mask2former.training.status import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
+from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
 
 EVALUATION_FILENAME = "evaluation.json"
 

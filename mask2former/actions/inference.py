@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hpo.errors import DataError, SpecError
+from skillkit.errors import DataError, SpecError
 from mask2former.actions import outputs as out
 from mask2former.actions.common import (
     action_results_dir, add_spec_arguments, batch_size_for, eval_device, load_action_config, load_eval_model,
     reject_trt_engine,
 )
 from mask2former.training.failures import classify
-from mask2former.training.status import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
+from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 

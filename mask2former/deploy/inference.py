@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 
 
 @torch.no_grad()
@@ -78,7 +78,7 @@ def run_deploy_inference(cfg: Any, spec: Mapping[str, Any] | None = None) -> dic
     from mask2former.deploy.action_status import recorded
     from mask2former.deploy.backends import open_backend
     from mask2former.deploy.evaluate import check_graph_classes
-    from mask2former.training.status import SUCCESS
+    from skillkit.status.writer import SUCCESS
 
     results_dir = action_results_dir(cfg, "inference")
     engine = str(cfg.inference.trt_engine)

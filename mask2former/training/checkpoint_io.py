@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 
 MODEL_PREFIX = "model."
 

@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.training.callbacks import (
     EarlySigterm, StepReseed, build_contract_callbacks, early_stop_epoch_from_env,
 )
@@ -45,7 +45,7 @@ from mask2former.training.model_setup import apply_freeze, load_pretrained
 from mask2former.training.runtime import (
     apply_cudnn_flags, export_topology_for_children, resolve_topology, seed_everything,
 )
-from mask2former.training.status import ERROR, FAILURE, STARTED, SUCCESS, WARNING, StatusWriter
+from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, WARNING, StatusWriter
 from mask2former.training.system import ClipSettings, Mask2FormerSystem, OptimSettings
 from mask2former.training.validation import MetricsSuite
 

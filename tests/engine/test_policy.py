@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from fixture_skill import make_fixture_skill
-from hpo.errors import UserError
+from skillkit.errors import UserError
 from hpo.policy import PLAIN, SWEEP, resolve_policy, route_train
-from hpo.skill import SkillDir
+from skillkit.skill_dir import SkillDir
 
 
 @pytest.mark.parametrize("request_text", [

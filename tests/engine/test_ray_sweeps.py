@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.trials.status import read_validations
+from skillkit.status.follower import read_validations
 
 ray = pytest.importorskip("ray")
 

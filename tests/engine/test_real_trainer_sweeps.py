@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from hpo.trials.status import read_validations
+from skillkit.status.follower import read_validations
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from synthetic_sweep import default_trials, write_sweep
 
 from hpo.promotion import promote
 from hpo.promotion import specs as handoff
-from hpo.spec import load_spec
+from skillkit.spec import load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

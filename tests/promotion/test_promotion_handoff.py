@@ -11,7 +11,7 @@ from synthetic_sweep import REPO_ROOT, default_trials, write_sweep, train_templa
 
 from hpo.promotion import promote
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
-from hpo.spec import get_dotted, load_spec
+from skillkit.spec import get_dotted, load_spec
 
 
 def _flat_keys(data, prefix=""):

@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from space_schemas import tao_schema
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import SearchSpace, compile_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

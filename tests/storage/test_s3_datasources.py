@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.errors import DataError, StorageError
-from hpo.skill import SkillDir
-from hpo.spec import merge_spec, resolve_data_sources
+from skillkit.errors import DataError, StorageError
+from skillkit.skill_dir import SkillDir
+from hpo.spec import resolve_data_sources
+from skillkit.spec import merge_spec
 from hpo.spec.datasources import detect_dataset_type, root_entries
 from hpo.storage import Storage
 

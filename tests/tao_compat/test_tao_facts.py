@@ -80,7 +80,7 @@ def test_our_schemas_have_every_tao_key_with_a_compatible_type_and_taos_default(
 
 def test_every_math_cond_form_of_taos_is_understood():
     """TAO writes conditions as `>0`, `> 0.0`, `/ 8`, `> 0.0 < 1.0`...: every form it uses parses with our grammar."""
-    from hpo.spec.math_cond import parse_math_cond
+    from skillkit.spec.math_cond_check import parse_math_cond
 
     facts = load_facts()
     forms = {node["math_cond"] for action in SCHEMA_ACTIONS for node in schema_nodes(facts, action).values()
@@ -91,7 +91,7 @@ def test_every_math_cond_form_of_taos_is_understood():
 
 
 def test_taos_type_names_are_the_ones_our_validator_extends():
-    from hpo.spec.validate import schema_problems
+    from skillkit.spec.validate import schema_problems
 
     facts = load_facts()
     names = {node.get("type") for node in schema_nodes(facts, "train").values() if isinstance(node, dict)}

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from mask2former.cli import main
-from mask2former.training import read_status
+from skillkit.status.writer import read_status
 from training_support import write_spec_file
 
 MASK2FORMER = [sys.executable, "-m", "mask2former.cli"]

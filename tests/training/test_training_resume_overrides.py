@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from training_support import SHARED_RUN, make_config
-from mask2former.training import read_checkpoint, read_status, run_training
+from mask2former.training import read_checkpoint, run_training
+from skillkit.status.writer import read_status
 
 
 def test_resume_applies_the_specs_lr_weight_decay_and_momentum(panoptic_data, tmp_path, monkeypatch):

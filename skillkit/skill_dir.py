@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from hpo.errors import SchemaError
+from skillkit.errors import SchemaError
 
 ACTIONS = ("train", "evaluate", "inference", "export", "quantize", "gen_trt_engine")
 DEFAULT_MONITORING_METRIC = "mIoU"
@@ -30,7 +30,7 @@ def default_skill_dir() -> Path:
     for folder in (Path.cwd(), *Path.cwd().parents):
         if (folder / "references" / "skill_info.yaml").is_file():
             return folder
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def read_json_file(path: Path) -> Any:
