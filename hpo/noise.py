@@ -10,10 +10,11 @@ Warnings and errors of those libraries stay.
 
 from __future__ import annotations
 
-import logging
-from typing import Iterable
+from skillkit.cli import DropMessages, drop_noise
 
-#: logger name -> message prefixes to drop ("" drops every record below WARNING)
+__all__ = ["DROPPED_LOG_RECORDS", "DropMessages", "quiet_libraries"]
+
+#: logger name -> message prefixes to drop
 DROPPED_LOG_RECORDS: dict[str, tuple[str, ...]] = {
     "mlflow.store.db.utils": ("Creating initial MLflow database tables", "Updating database tables"),
     "alembic.runtime.migration": ("Context impl", "Will assume", "Running upgrade"),
@@ -21,20 +22,6 @@ DROPPED_LOG_RECORDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class DropMessages(logging.Filter):
-    """Drops records whose message starts with one of `prefixes`."""
-
-    def __init__(self, prefixes: Iterable[str]) -> None:
-        super().__init__()
-        self.prefixes = tuple(prefixes)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefixes)
-
-
 def quiet_libraries() -> None:
     """Install the filters (idempotent)."""
-    for name, prefixes in DROPPED_LOG_RECORDS.items():
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, DropMessages) for f in logger.filters):
-            logger.addFilter(DropMessages(prefixes))
+    drop_noise(DROPPED_LOG_RECORDS)

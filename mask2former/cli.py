@@ -10,17 +10,12 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
+from skillkit.cli import Command, add_commands
 from skillkit.errors import UserError
 
-
-class Command(NamedTuple):
-    name: str
-    module: str
-    help: str
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -38,22 +33,6 @@ COMMANDS: tuple[Command, ...] = (
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(command.module for command in COMMANDS))
 
 
-def chosen_command(argv: Sequence[str]) -> str | None:
-    """The action named on the command line (the first word that is not an option), if any."""
-    return next((word for word in argv if not word.startswith("-")), None)
-
-
-def add_commands(subparsers: argparse._SubParsersAction, commands: Sequence[Command], load: set[str]) -> None:
-    """Register the modules in `load` in full; every other command as a placeholder carrying its help line."""
-    registered: set[str] = set()
-    for command in commands:
-        if command.module in load and command.module not in registered:
-            importlib.import_module(command.module).register(subparsers)
-            registered.add(command.module)
-        elif command.module not in load:
-            subparsers.add_parser(command.name, help=command.help, add_help=False)
-
-
 def build_parser(argv: Sequence[str] | None = None, *, load_all: bool = False) -> argparse.ArgumentParser:
     """The parser; only the chosen action's module is imported (all of them with `load_all`)."""
     parser = argparse.ArgumentParser(
@@ -62,9 +41,7 @@ def build_parser(argv: Sequence[str] | None = None, *, load_all: bool = False) -
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    chosen = chosen_command(sys.argv[1:] if argv is None else argv)
-    load = {c.module for c in COMMANDS if load_all or c.name == chosen}
-    add_commands(subparsers, COMMANDS, load)
+    add_commands(subparsers, COMMANDS, sys.argv[1:] if argv is None else argv, load_all=load_all)
     return parser
 
 

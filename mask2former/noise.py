@@ -13,9 +13,9 @@ user chose (e.g. few data-loader workers), and every error.
 
 from __future__ import annotations
 
-import logging
-import warnings
-from typing import Iterable
+from skillkit.cli import DropMessages, drop_noise
+
+__all__ = ["DROPPED_LOG_RECORDS", "DropMessages", "IGNORED_WARNINGS", "quiet_libraries"]
 
 #: logger name -> message prefixes to drop
 DROPPED_LOG_RECORDS: dict[str, tuple[str, ...]] = {
@@ -31,22 +31,6 @@ IGNORED_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
 )
 
 
-class DropMessages(logging.Filter):
-    """Drops records whose message starts with one of `prefixes`."""
-
-    def __init__(self, prefixes: Iterable[str]) -> None:
-        super().__init__()
-        self.prefixes = tuple(prefixes)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefixes)
-
-
 def quiet_libraries() -> None:
     """Install the filters (idempotent)."""
-    for name, prefixes in DROPPED_LOG_RECORDS.items():
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, DropMessages) for f in logger.filters):
-            logger.addFilter(DropMessages(prefixes))
-    for category, message in IGNORED_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
+    drop_noise(DROPPED_LOG_RECORDS, IGNORED_WARNINGS)
