@@ -165,7 +165,7 @@ def history_timing(trials_dir: Path, best_json: Path | None = None) -> TimingEst
     startups: list[float] = []
     for trial_dir in sorted(trials_dir.glob("*")) if trials_dir.is_dir() else []:
         events = StatusFollower(trial_dir / STATUS_FILE).poll()
-        started = next((_event_time(e) for e in events if e.get("status") == "STARTED"), None)
+        started = _launched_at(trial_dir) or next((_event_time(e) for e in events if e.get("status") == "STARTED"), None)
         first = next((e for e in events if e.get("status") == "RUNNING" and _positive(e.get("time_per_epoch"))), None)
         for event in events:
             if event.get("status") == "RUNNING" and _positive(event.get("time_per_epoch")):
@@ -185,6 +185,17 @@ def history_timing(trials_dir: Path, best_json: Path | None = None) -> TimingEst
         f"reusing this sweep's history: median of {len(per_epoch)} epochs in its trials (`--probe` measures afresh)",
         evaluate_s=evaluate_s,
     )
+
+
+def _launched_at(trial_dir: Path) -> float | None:
+    """When the engine launched the trial (trial.json's `started_at`): the trainer's STARTED line comes
+    only after its imports, which belong to the start-up."""
+    import json
+
+    try:
+        return _dt.datetime.fromisoformat(json.loads((trial_dir / "trial.json").read_text())["started_at"]).timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _positive(value: Any) -> bool:

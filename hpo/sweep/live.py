@@ -41,14 +41,15 @@ def _eta(seconds: Any) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def observed_epochs(trial_dir: Path) -> tuple[list[float], float | None]:
-    """(the trial's measured epoch times, the start-up of its first run: first epoch line − STARTED − that
-    epoch), from its status.json."""
+def observed_epochs(trial_dir: Path, *, launched_at: float | None = None) -> tuple[list[float], float | None]:
+    """(the trial's measured epoch times, its start-up: first epoch line − launch − that epoch), from its
+    status.json. The launch is the engine's (`launched_at`, the record's start) when given: the trainer's
+    own STARTED line comes after its imports, which are part of the start-up."""
     from hpo.sweep.estimate import _event_time
     from skillkit.status.follower import StatusFollower
 
     times: list[float] = []
-    started = startup = None
+    started, startup = launched_at, None
     for event in StatusFollower(trial_dir / STATUS_FILE).poll():
         value = event.get("time_per_epoch")
         if event.get("status") == "STARTED" and started is None:
@@ -58,6 +59,15 @@ def observed_epochs(trial_dir: Path) -> tuple[list[float], float | None]:
                 startup = max(0.0, _event_time(event) - started - float(value))  # type: ignore[operator]
             times.append(float(value))
     return times, startup
+
+
+def _timestamp(iso: str | None) -> float | None:
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromisoformat(iso).timestamp() if iso else None
+    except ValueError:
+        return None
 
 
 def trial_eta(trial_dir: Path, *, last_epoch: int, max_epochs: int | None, fallback_epoch_s: float | None,
@@ -124,8 +134,9 @@ class LiveTable(SweepObserver):
         """The sweep's mean observed epoch time and trial start-up so far."""
         times: list[float] = []
         startups: list[float] = []
-        for trial_id in self.records if self.trials_dir else ():
-            trial_times, startup = observed_epochs(self.trials_dir / trial_id)  # type: ignore[operator]
+        for trial_id, record in self.records.items() if self.trials_dir else ():
+            trial_times, startup = observed_epochs(self.trials_dir / trial_id,  # type: ignore[operator]
+                                                   launched_at=_timestamp(record.started_at))
             times += trial_times
             startups += [startup] if startup is not None else []
         return (sum(times) / len(times) if times else None, sum(startups) / len(startups) if startups else None)

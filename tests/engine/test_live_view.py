@@ -47,3 +47,21 @@ def test_outcome_names_the_plots_and_why_one_was_not_drawn(tmp_path: Path) -> No
     text = console.export_text()
     assert f"plots: optimization_history, learning_curves in {tmp_path / 'plots'}/" in text
     assert "plot param_importances not drawn: needs 3 trials with different parameters validated at one budget" in text
+
+
+def test_eta_comes_from_the_epoch_times_observed(tmp_path: Path) -> None:
+    from hpo.sweep.live import trial_eta
+
+    trial = tmp_path / "trial_0000"
+    trial.mkdir()
+    lines = [{"date": "2026-01-01", "time": "10:00:00", "status": "STARTED", "epoch": 0},
+             {"date": "2026-01-01", "time": "10:00:12", "status": "RUNNING", "epoch": 1, "time_per_epoch": 2.0},
+             {"date": "2026-01-01", "time": "10:00:15", "status": "RUNNING", "epoch": 2, "time_per_epoch": 3.0}]
+    (trial / "status.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    written = (trial / "status.json").stat().st_mtime
+    assert trial_eta(trial, last_epoch=2, max_epochs=6, fallback_epoch_s=None, now=written) == 10.0  # 4 x 2.5 s
+    assert trial_eta(trial, last_epoch=2, max_epochs=6, fallback_epoch_s=None, now=written + 4) == 6.0
+    empty = tmp_path / "trial_0001"
+    empty.mkdir()
+    assert trial_eta(empty, last_epoch=0, max_epochs=6, fallback_epoch_s=1.5, now=0.0) == 9.0  # the sweep's mean
+    assert trial_eta(empty, last_epoch=0, max_epochs=6, fallback_epoch_s=None) is None  # unknown, never guessed
