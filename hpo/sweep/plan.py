@@ -25,7 +25,7 @@ from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
 from hpo.sweep.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
-                                probe_timing)
+                                probe_timing, trial_epochs)
 from hpo.sweep.workspace import atomic_write_json
 
 __all__ = ["PROBE_DIR", "SweepPlan", "TimingEstimate", "expected_epochs", "first_batch", "format_duration", "make_plan",
@@ -133,6 +133,12 @@ def _has_baseline(ctx: SweepContext) -> bool:
             and not (ctx.workspace.baseline_dir / BASELINE_FILE).is_file())
 
 
+def _mean_epochs(ctx: SweepContext) -> float:
+    """Epochs per trial as the estimate counts them (`estimate.trial_epochs`), so the plan says one number."""
+    epochs = trial_epochs(ctx.config.algorithm, ctx.max_epochs, ctx.config.algorithm.max_trials)
+    return sum(epochs) / len(epochs) if epochs else float(ctx.max_epochs)
+
+
 def make_plan(ctx: SweepContext, *, probe: bool = False) -> SweepPlan:
     """The plan; `probe` measures the times afresh (see `estimate.py`), else this sweep's history is reused."""
     batch, exact = first_batch(ctx)
@@ -142,7 +148,7 @@ def make_plan(ctx: SweepContext, *, probe: bool = False) -> SweepPlan:
         timing = history_timing(ctx.workspace.trials_dir, ctx.workspace.root / "best" / "best.json") or TimingEstimate(
             None, None, "unknown: `--probe` times one epoch (and the final evaluation) first")
     return SweepPlan(ctx=ctx, batch=batch, batch_is_exact=exact,
-                     expected_epochs_per_trial=expected_epochs(ctx.config.algorithm, ctx.max_epochs), timing=timing)
+                     expected_epochs_per_trial=_mean_epochs(ctx), timing=timing)
 
 
 def write_plan(plan: SweepPlan) -> Path:
