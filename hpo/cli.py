@@ -23,6 +23,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("schemas", "hpo.skill.commands", "generate or check the skill's schemas and spec templates"),
     Command("spec", "hpo.spec.commands", "validate specs; fill them from datasets and parent jobs"),
     Command("space", "hpo.space.commands", "compile, show, check and sample the search space"),
+    Command("ui", "hpo.tracking.commands", "serve the sweep's MLflow UI (and Optuna dashboard) on 127.0.0.1"),
     Command("compare", "hpo.tracking.commands", "compare sweeps (workspaces or MLflow experiments) in one table"),
     Command("sync-tracking", "hpo.tracking.commands",
             "log tracking operations kept in a sweep's journal while MLflow was unreachable"),

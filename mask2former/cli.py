@@ -29,6 +29,8 @@ COMMANDS: tuple[Command, ...] = (
             "quantize a checkpoint (torchao) or an ONNX file (onnxruntime, modelopt) and report size and metric change"),
     Command("gen_trt_engine", "mask2former.deploy.gen_trt_engine",
             "build a TensorRT FP32/FP16 engine from an exported ONNX file"),
+    Command("mlflow_model", "mask2former.serving.commands",
+            "package inference.checkpoint as an MLflow pyfunc model (load_model / models serve)"),
 )
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(command.module for command in COMMANDS))
 

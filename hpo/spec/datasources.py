@@ -16,6 +16,9 @@ from skillkit.skill_dir import SkillDir
 from skillkit.spec.dotted import get_dotted, set_dotted
 
 SOURCE_ARGUMENTS = ("train_datasets", "eval_dataset", "inference_dataset")
+# A source that was not given falls back to another: the skill card's inference table reads the images to
+# predict (`dataset.test.img_dir`) from `inference_dataset`; a job given only an eval dataset predicts that.
+SOURCE_FALLBACKS = {"inference_dataset": "eval_dataset"}
 ARCHIVE_SUFFIX = ".tar.gz"
 
 
@@ -138,10 +141,14 @@ def resolve_data_sources(
     entries apply (`x_dataset_types`) and the label map's name (`x_path_by_type`). A file an entry needs that
     the root lacks is an error naming the root, the file and what the root holds -- or, when the format was
     neither given nor detected, the one error saying which formats were looked for and how to name one.
-    Entries whose source was not given are left alone.
+    Entries whose source was not given (nor its fallback in `SOURCE_FALLBACKS`) are left alone.
     """
-    roots: Mapping[str, str | None] = {
+    given: dict[str, str | None] = {
         "train_datasets": train_datasets, "eval_dataset": eval_dataset, "inference_dataset": inference_dataset,
+    }
+    roots: Mapping[str, str | None] = {
+        source: root or given.get(SOURCE_FALLBACKS.get(source, ""))  # type: ignore[arg-type]
+        for source, root in given.items()
     }
     table = skill.data_sources(action)
     if not table:

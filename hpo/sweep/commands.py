@@ -49,7 +49,7 @@ def _plan_and_run(ctx: SweepContext, args: argparse.Namespace, console: Console)
     if not args.yes and interactive() and not confirm(console, "Start the sweep?"):
         console.print("not started; the plan is in " + str(ctx.workspace.plan_dir))
         return 0
-    planned = plan.batch if plan.batch_is_exact else []
+    planned = plan.points if plan.batch_is_exact else []
     return _execute(ctx, args, console, planned=planned, estimated_s=plan.estimated_wall_s, check=True)
 
 

@@ -165,6 +165,8 @@ def execute(
         note = _promote(ctx, summary)
         if note:
             ctx.notes.append(note)
+        if ctx.workspace.test_scores_file.is_file():  # promotion scored the top-k on the test dataset
+            summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
     finally:
         _restore_signal_handlers(previous)
         lock.release()
