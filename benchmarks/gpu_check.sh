@@ -4,15 +4,15 @@
 #   2. training throughput, ours vs transformers' Mask2Former, Swin-T at 512 px, fp32 and bf16 (images/s,
 #      peak memory, ratios from the same run);
 #   3. a tiny sweep on the GPU whose promoted checkpoint is exported to ONNX, built into a TensorRT engine
-#      (best/deploy_gen_trt_engine_spec.yaml) and evaluated with the deploy evaluate action; its metric must
-#      match the PyTorch evaluation promotion ran.
+#      (best/deploy_gen_trt_engine_spec.yaml) and evaluated by the deploy evaluate action
+#      (best/deploy_evaluate_tensorrt_spec.yaml); its metric must match the PyTorch evaluation promotion ran.
 # Then benchmarks/gpu_check_report.py checks every output, prints one table and writes gpu_check.json.
 #
 #   bash benchmarks/gpu_check.sh [--dry-run] [--out DIR]
 #
 # --dry-run runs every part that a CPU can on the CPU, in its smallest form (GPU tests only collected,
 # throughput --quick, the deploy evaluation with ONNX Runtime instead of TensorRT), so the script itself is
-# checked where no GPU exists (tests/cluster/test_gpu_check_script.py). Exit status: 0 when every check
+# checked where no GPU exists (tests/cluster/test_gpu_check_script.py checks the parse and the report). Exit status: 0 when every check
 # passed, 1 otherwise; the report says which failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,9 +91,9 @@ step sweep hpo run "$OUT/sweep.yaml" --yes --no-live
 step export mask2former export -e "$BEST/export_spec.yaml"
 if [ "$DRY_RUN" = 0 ]; then
   step trt_engine mask2former gen_trt_engine -e "$BEST/deploy_gen_trt_engine_spec.yaml"
-  step deploy_evaluate mask2former evaluate -e "$BEST/deploy_evaluate_spec.yaml"
+  step deploy_evaluate mask2former evaluate -e "$BEST/deploy_evaluate_tensorrt_spec.yaml"
 else
-  step deploy_evaluate mask2former evaluate -e "$BEST/deploy_evaluate_spec.yaml" "evaluate.trt_engine=$BEST/mask2former.onnx"
+  step deploy_evaluate mask2former evaluate -e "$BEST/deploy_evaluate_onnxruntime_spec.yaml"
 fi
 
 TOTAL=$((SECONDS - START))

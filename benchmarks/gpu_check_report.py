@@ -74,7 +74,8 @@ def _throughput(out: Path, dry_run: bool) -> tuple[bool, str, dict[str, Any]]:
 def _deploy(out: Path, dry_run: bool) -> tuple[bool, str, dict[str, Any]]:
     best_dir = out / "ws" / "gpu_check" / "best"
     best_file = best_dir / "best.json"
-    evaluation = best_dir / "deploy" / "evaluate" / "evaluation.json"
+    # promotion's deploy specs: TensorRT results in deploy/evaluate, ONNX Runtime ones in deploy/evaluate_onnxruntime
+    evaluation = best_dir / "deploy" / ("evaluate_onnxruntime" if dry_run else "evaluate") / "evaluation.json"
     if not best_file.is_file() or not evaluation.is_file():
         return False, f"missing {best_file.name if not best_file.is_file() else evaluation}", {}
     best = json.loads(best_file.read_text())

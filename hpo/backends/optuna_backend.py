@@ -39,7 +39,8 @@ from optuna.trial import TrialState
 
 from hpo.backends.optuna_factory import grid_size, grid_values, make_pruner, make_sampler, make_storage, storage_url
 from hpo.backends.optuna_workers import (
-    HeartbeatKeeper, StudyMutex, budget_used, is_retry, is_shared_storage, retry_callback,
+    HeartbeatKeeper, StudyMutex, budget_used, fail_stale_trials, is_retry, is_shared_storage,
+    quiet_heartbeat_warnings, retry_callback,
 )
 from hpo.sweep.context import SweepContext, plain
 from hpo.sweep.guard import SweepGuard
@@ -93,20 +94,25 @@ class OptunaBackend:
         if not self.shared:
             return make_storage(self.storage_url)
         workers = self.ctx.config.workers
-        callback = retry_callback(workers.max_retries)
-        return make_storage(self.storage_url, heartbeat_interval_s=workers.heartbeat_interval_s,
-                            grace_period_s=workers.grace_period_s, stale_trial_callback=callback)
+        with quiet_heartbeat_warnings():
+            return make_storage(self.storage_url, heartbeat_interval_s=workers.heartbeat_interval_s,
+                                grace_period_s=workers.grace_period_s,
+                                stale_trial_callback=retry_callback(workers.max_retries))
 
     def _open_study(self) -> optuna.Study:
         storage = self.storage
         direction = "maximize" if self.ctx.direction == "maximize" else "minimize"
-        study = optuna.create_study(
+        with quiet_heartbeat_warnings():
+            study = self._create_study(storage, direction)
+        study.set_user_attr("metric", self.ctx.metric)
+        return study
+
+    def _create_study(self, storage: optuna.storages.RDBStorage, direction: str) -> optuna.Study:
+        return optuna.create_study(
             study_name=self.ctx.config.name, storage=storage, direction=direction, load_if_exists=True,
             sampler=make_sampler(self.algorithm, self.ctx.space, self.ctx.config.seed, epoch_budget=self.ctx.max_epochs),
             pruner=make_pruner(self.algorithm, self.ctx.max_epochs),
         )
-        study.set_user_attr("metric", self.ctx.metric)
-        return study
 
     def _counted_trials(self) -> int:
         """Logical trials that use the budget, from every worker sharing the study (optuna_workers)."""
@@ -179,7 +185,7 @@ class OptunaBackend:
         while True:
             with self.mutex.hold(), self._study_lock:
                 if self.heartbeats is not None:
-                    optuna.storages.fail_stale_trials(self.study)
+                    fail_stale_trials(self.study)
                 trials = self.study.get_trials(deepcopy=False)
                 retry_waiting = any(t.state == TrialState.WAITING and is_retry(t) for t in trials)
                 if budget_used(trials) >= self.max_trials and not retry_waiting:

@@ -35,10 +35,17 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
-# We drive the heartbeat ourselves with ask/tell (HeartbeatKeeper), which Optuna's warnings assume we don't.
-warnings.filterwarnings("ignore", message=r"Heartbeat of storage is supposed to be used with Study.optimize")
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning,
-                        message=r".*(fail_stale_trials|RetryHeartbeatStaleTrialCallback|heartbeat_interval).*")
+
+
+@contextlib.contextmanager
+def quiet_heartbeat_warnings() -> Iterator[None]:
+    """Optuna warns that its heartbeat API is experimental and "supposed to be used with Study.optimize"; we
+    drive the heartbeat ourselves with ask/tell (HeartbeatKeeper) on purpose. Used around those calls only,
+    from the driver's main thread."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Heartbeat of storage is supposed to be used with Study.optimize")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        yield
 
 RETRY_ATTR = "failed_trial"  # system attribute Optuna's retry callback sets: the number of the original trial
 SHARED_SCHEMES = ("postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://")
@@ -64,7 +71,15 @@ def budget_used(trials: Iterable[FrozenTrial]) -> int:
 
 
 def retry_callback(max_retries: int) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries, inherit_intermediate_values=True)
+    with quiet_heartbeat_warnings():
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries,
+                                                                inherit_intermediate_values=True)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's `fail_stale_trials` (the retry callback re-queues each failed trial)."""
+    with quiet_heartbeat_warnings():
+        optuna.storages.fail_stale_trials(study)
 
 
 class StudyMutex:
