@@ -95,8 +95,7 @@ def _join_and_run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"joining sweep '{config.name}' (study in the shared storage, workspace {config.sweep_dir})")
     ctx = join_sweep_context(config, worker_id=args.worker_id, wait_s=args.wait_s)
     console.print(f"worker {ctx.worker_id} joined; it runs trials until the budget is spent")
-    execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)])
-    return 0
+    return _execute(ctx, args, console)  # Ctrl-C said once, exit 130, as for the first worker
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
