@@ -206,11 +206,16 @@ def suite_names() -> tuple[str, ...]:
 
 
 def get_suite(name: str) -> Suite:
-    """A suite by name (see `suite_names()`), or a curve table by file path."""
+    """A suite by name (see `suite_names()`), or a curve table by file path. A Hartmann suite may name another
+    full budget R as `mfh3_good@9` (the cross-check's small case)."""
     if name.startswith("mfh") and "_" in name:
-        dims, preset = name[3:].split("_", 1)
-        if dims.isdigit():
-            return hartmann_suite(int(dims), preset)
+        base, _, budget = name.partition("@")
+        dims, preset = base[3:].split("_", 1)
+        if dims.isdigit() and (not budget or budget.isdigit()):
+            suite = hartmann_suite(int(dims), preset, max_epochs=int(budget) if budget else 27)
+            return suite if not budget else HartmannSuite(
+                name=name, max_epochs=suite.max_epochs, direction=suite.direction, parameters=suite.parameters,
+                metric=suite.metric, dims=suite.dims, preset=suite.preset)
     if name in BUNDLED_TABLES:
         return table_suite(load_table(BUNDLED_TABLES[name]))
     path = Path(name)
