@@ -49,6 +49,23 @@ def default_algorithm() -> str | None:
     return f"ours:{default}" if default else None
 
 
+def _write(args: Any, command: str, results_by_suite: dict, traces_by_suite: dict, started: float) -> tuple[dict, dict]:
+    from benchmarks.search_efficiency.metrics import regret_cap
+    from benchmarks.search_efficiency.report import plot_suite, results_json, write_outputs
+
+    out = Path(args.out)
+    results = results_json(command=command, default_algorithm=default_algorithm(), suites=results_by_suite,
+                           wall_time_s=time.monotonic() - started)
+    stem = "search_efficiency_quick" if args.quick else "search_efficiency"
+    paths = write_outputs(out, results, workers=args.workers, stem=stem)
+    for suite_name, traces in traces_by_suite.items():
+        data = results_by_suite[suite_name]
+        cap = regret_cap([t for runs in traces.values() for t in runs])
+        plot_suite(out / (f"{suite_name}_quick.png" if args.quick else f"{suite_name}.png"), suite_name, traces,
+                   target=data["target"], budget=data["budget_epochs"], cap=cap)
+    return results, paths
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency", description=__doc__,
@@ -73,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.search_efficiency import algorithms as algos
     from benchmarks.search_efficiency.metrics import protocol_budget, regret_cap, summarise, target
-    from benchmarks.search_efficiency.report import plot_suite, results_json, write_outputs, markdown
+    from benchmarks.search_efficiency.report import markdown
     from benchmarks.search_efficiency.suites import get_suite, suite_names
 
     known = algos.registry()
@@ -135,18 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         traces_by_suite[suite.name] = traces
         print(f"{suite.name}: q* = {q:.4g}, B = {budget}; {len(jobs)} sweeps done "
               f"({(time.monotonic() - started) / 60:.1f} min)", flush=True)
-    out = Path(args.out)
-    results = results_json(command=command, default_algorithm=default_algorithm(), suites=results_by_suite,
-                           wall_time_s=time.monotonic() - started)
-    stem = "search_efficiency_quick" if args.quick else "search_efficiency"
-    paths = write_outputs(out, results, workers=args.workers, stem=stem)
-    for suite_name, traces in traces_by_suite.items():
-        data = results_by_suite[suite_name]
-        cap = regret_cap([t for runs in traces.values() for t in runs])
-        plot_suite(out / f"{suite_name}.png" if not args.quick else out / f"{suite_name}_quick.png", suite_name,
-                   traces, target=data["target"], budget=data["budget_epochs"], cap=cap)
+        # Written after every suite, so a long run that is stopped keeps the suites it finished.
+        results, paths = _write(args, command, results_by_suite, traces_by_suite, started)
     print(markdown(results, workers=args.workers))
-    print(f"\nwrote {paths['json']} and {paths['markdown']} ({os.path.relpath(out)})")
+    print(f"\nwrote {paths['json']} and {paths['markdown']}")
     return 0
 
 
