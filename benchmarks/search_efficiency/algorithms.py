@@ -13,6 +13,7 @@ Names:
   Optuna's pruners (sh = SuccessiveHalvingPruner, hb = HyperbandPruner, median = MedianPruner) at theirs,
   run through the same trial loop.
 - `tao_<name>`: TAO AutoML's own brains (`tao.py`), hyperband/bohb/bayesian and the rest of TAO's list.
+- `dehb`: the `dehb` package's ask/tell DEHB (`peers.py`).
 """
 
 from __future__ import annotations
@@ -87,7 +88,14 @@ def registry() -> dict[str, Callable[[Suite, int], Any]]:
             algorithms[f"optuna:{sampler}+{pruner}"] = _optuna(sampler, pruner)
     for name in TAO_ALGORITHMS:
         algorithms[f"tao_{name}"] = _tao(name)
+    algorithms["dehb"] = _dehb
     return algorithms
+
+
+def _dehb(suite: Suite, seed: int) -> Any:
+    from benchmarks.search_efficiency.peers import DehbPolicy
+
+    return DehbPolicy(suite, seed=seed)
 
 
 def skipped() -> dict[str, str]:

@@ -82,6 +82,15 @@ def curve(config: dict, seed: int, epochs: int, data: tuple) -> tuple[list[float
     return values, (time.perf_counter() - started) / epochs
 
 
+def all_seeds(config: dict, *, seeds: int, epochs: int, data: tuple) -> tuple[list[list[float]], float]:
+    per_seed, spent = [], []
+    for seed in range(seeds):
+        values, epoch_s = curve(config, seed, epochs, data)
+        per_seed.append(values)
+        spent.append(epoch_s)
+    return per_seed, float(np.mean(spent))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/search_efficiency/data/sklearn_mlp.json.gz"))
@@ -89,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=27)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="processes (configurations are independent)")
     args = parser.parse_args(argv)
 
     from sklearn.datasets import load_digits
@@ -116,17 +126,18 @@ def main(argv: list[str] | None = None) -> int:
                     "wall_minutes": round((time.monotonic() - started) / 60, 1)},
         ).save(args.out)
 
-    for index, config in enumerate(configs):
-        per_seed, spent = [], []
-        for seed in range(args.seeds):
-            values, epoch_s = curve(config, seed, args.epochs, data)
-            per_seed.append(values)
-            spent.append(epoch_s)
-        curves.append(per_seed)
-        seconds.append([float(np.mean(spent))] * args.epochs)
-        if (index + 1) % 32 == 0 or index + 1 == len(configs):
-            save(index + 1)  # a stopped run keeps what it finished (the Sobol order covers the space evenly)
-            print(f"{index + 1} configurations ({(time.monotonic() - started) / 60:.1f} min)", flush=True)
+    from functools import partial
+    from multiprocessing import Pool
+
+    work = partial(all_seeds, seeds=args.seeds, epochs=args.epochs, data=data)
+    with Pool(args.jobs) as pool:
+        # imap keeps the configurations' order, so a stopped run keeps a prefix of the Sobol sequence
+        for index, (per_seed, epoch_s) in enumerate(pool.imap(work, configs)):
+            curves.append(per_seed)
+            seconds.append([epoch_s] * args.epochs)
+            if (index + 1) % 32 == 0 or index + 1 == len(configs):
+                save(index + 1)  # a stopped run keeps what it finished (the Sobol order covers the space evenly)
+                print(f"{index + 1} configurations ({(time.monotonic() - started) / 60:.1f} min)", flush=True)
     print(f"wrote {args.out}: {len(configs)} configurations x {args.seeds} seeds x {args.epochs} epochs", flush=True)
     return 0
 
