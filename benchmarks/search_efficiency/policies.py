@@ -98,3 +98,4 @@ class OptunaPolicy:
             self.study.tell(trial, best)
         else:
             self.study.tell(trial, state=TrialState.PRUNED)
+
