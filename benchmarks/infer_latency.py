@@ -37,7 +37,7 @@ RUNTIMES = ("pytorch", "onnxruntime", "tensorrt-fp32", "tensorrt-fp16")
 def _build_model(args: argparse.Namespace):
     import torch
 
-    from hpo.spec import apply_overrides, load_spec
+    from skillkit.spec import apply_overrides, load_spec
     from mask2former.config import config_from_dict
     from mask2former.model import build_model
 

@@ -37,7 +37,7 @@ SEGMENTS_PER_IMAGE = 5
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
-    from hpo.spec import load_spec
+    from skillkit.spec import load_spec
 
     overrides: list[str] = []
     if args.quick:

@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "hpo.skill.commands",

@@ -11,12 +11,13 @@ import importlib
 import sys
 from typing import Sequence
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mask2former.actions.commands",
     "mask2former.data.commands",
     "mask2former.deploy.commands",
+    "mask2former.serving.commands",
 )
 
 

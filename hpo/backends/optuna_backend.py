@@ -64,10 +64,12 @@ class OptunaBackend:
         self.study = self._open_study()
         self.max_trials = self.algorithm.max_trials
         if self.algorithm.sampler == "grid":
-            self.max_trials = min(self.max_trials, grid_size(grid_values(ctx.space, self.algorithm.grid_points)))
+            self.max_trials = min(self.max_trials, grid_size(grid_values(
+                ctx.space, self.algorithm.grid_points, self.algorithm.grid_values, epoch_budget=ctx.max_epochs)))
         self.gpus = GpuPool(detect_gpus(ctx.config.resources.gpus), ctx.config.resources.gpus_per_trial)
         if planned and not self.study.get_trials(deepcopy=False):
-            # The plan's first batch runs exactly as shown by `hpo plan`.
+            # The plan's first batch runs exactly as shown by `hpo plan` (static points: one value per
+            # primitive draw, which `space.suggest` asks for).
             for params in planned:
                 self.study.enqueue_trial(dict(params), skip_if_exists=True)
 
@@ -77,7 +79,7 @@ class OptunaBackend:
         direction = "maximize" if self.ctx.direction == "maximize" else "minimize"
         study = optuna.create_study(
             study_name=self.ctx.config.name, storage=storage, direction=direction, load_if_exists=True,
-            sampler=make_sampler(self.algorithm, self.ctx.space, self.ctx.config.seed),
+            sampler=make_sampler(self.algorithm, self.ctx.space, self.ctx.config.seed, epoch_budget=self.ctx.max_epochs),
             pruner=make_pruner(self.algorithm, self.ctx.max_epochs),
         )
         study.set_user_attr("metric", self.ctx.metric)

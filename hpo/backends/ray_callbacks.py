@@ -25,7 +25,7 @@ from hpo.sweep.context import plain
 from hpo.sweep.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
 from hpo.trials.record import COMPLETED, FAILED, FINISHED_STATES, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
-from hpo.trials.status import Validation
+from skillkit.status.follower import Validation
 
 if TYPE_CHECKING:
     from hpo.sweep.context import SweepContext

@@ -36,7 +36,7 @@ from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, checkpoint_for, final_state
 from hpo.trials.record import FAILED, FINISHED_STATES, TrialRecord
 from hpo.trials.runner import TrainerProcess
-from hpo.trials.status import STATUS_FILE, Validation, read_validations
+from skillkit.status.follower import STATUS_FILE, Validation, read_validations
 
 OUTCOME_FILE = "outcome.json"
 # Under PBT the whole configuration travels as one JSON string: Ray's variant generator and PBT treat nested

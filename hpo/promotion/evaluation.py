@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from hpo.errors import SchemaError
+from skillkit.errors import SchemaError
 from hpo.promotion.selection import metric_value
 
 
@@ -51,31 +51,36 @@ class SkillEvaluator:
 
     def __init__(self, skill_dir: str | os.PathLike[str] | None = None, *, timeout_s: float | None = None,
                  env: Mapping[str, str] | None = None) -> None:
-        from hpo.skill import SkillDir
+        from skillkit.skill_dir import SkillDir
 
         self.skill = SkillDir(skill_dir)
         self.timeout_s = timeout_s
         self.env = dict(env or {})
 
-    def command(self, spec_path: Path) -> list[str]:
-        command = self.skill.command("evaluate", spec_path)
+    def command(self, spec_path: Path, action: str = "evaluate") -> list[str]:
+        command = self.skill.command(action, spec_path)
         if shutil.which(command[0]) is None:
             beside = Path(sys.executable).parent / command[0]  # console scripts of the running environment
             if beside.is_file():
                 command[0] = str(beside)
         return command
 
-    def __call__(self, spec_path: Path, results_dir: Path, metric: str) -> EvaluationResult:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        status = results_dir / "status.json"
-        if status.exists():
-            status.unlink()  # a result from an earlier promotion must not be read as this one's
-        started = time.monotonic()
+    def run_action(self, action: str, spec_path: Path, log: Path) -> tuple[int, str | None, tuple[str, ...]]:
+        """Run the skill's `action` on `spec_path`, output into `log`: (return code, error or None, argv)."""
         try:
-            command = self.command(spec_path)
+            command = self.command(spec_path, action)
         except SchemaError as error:
-            return EvaluationResult(metric, None, {}, 2, (), None, 0.0, f"the skill cannot evaluate: {error}")
-        log = results_dir / "evaluate.log"
+            return 2, f"the skill cannot {action}: {error}", ()
+        return self.run_argv(command, log, action)
+
+    def run_argv(self, command: list[str], log: Path, what: str) -> tuple[int, str | None, tuple[str, ...]]:
+        """Run a skill command (console scripts of this environment found as in `command`), output into `log`."""
+        if command and shutil.which(command[0]) is None:
+            beside = Path(sys.executable).parent / command[0]
+            if beside.is_file():
+                command = [str(beside), *command[1:]]
+        action = what
+        log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         with open(log, "wb") as handle:
             try:
@@ -83,13 +88,25 @@ class SkillEvaluator:
                                          timeout=self.timeout_s, check=False)
                 returncode, error = process.returncode, None
             except subprocess.TimeoutExpired:
-                returncode, error = 124, f"evaluation did not finish within {self.timeout_s} s"
+                returncode, error = 124, f"{action} did not finish within {self.timeout_s} s"
             except OSError as failure:
                 returncode, error = 127, f"cannot run {command[0]!r}: {failure}"
-        kpi = read_result_kpi(status, metric)
-        value = metric_value({"kpi": kpi}, metric)
         if error is None and returncode != 0:
             error = f"'{' '.join(command)}' exited with code {returncode}; see {log}"
+        return returncode, error, tuple(command)
+
+    def __call__(self, spec_path: Path, results_dir: Path, metric: str) -> EvaluationResult:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        status = results_dir / "status.json"
+        if status.exists():
+            status.unlink()  # a result from an earlier promotion must not be read as this one's
+        started = time.monotonic()
+        log = results_dir / "evaluate.log"
+        returncode, error, command = self.run_action("evaluate", spec_path, log)
+        if not command:
+            return EvaluationResult(metric, None, {}, returncode, (), None, 0.0, error)
+        kpi = read_result_kpi(status, metric)
+        value = metric_value({"kpi": kpi}, metric)
         if error is None and value is None:
             error = f"the evaluation wrote no '{metric}' into {status}"
         return EvaluationResult(metric, value, kpi, returncode, tuple(command), log, time.monotonic() - started, error)

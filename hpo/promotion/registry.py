@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.tracking.redaction import REDACTED, Redactor, is_secret_key
+from skillkit.redaction import REDACTED, Redactor, is_secret_key
 
 
 def holds_secrets(data: Any) -> bool:

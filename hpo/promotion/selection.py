@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 from hpo.trials.record import PROMOTABLE_STATES
 
 CHECKPOINT_PATTERN = re.compile(r"^model_epoch_(?P<epoch>\d+)_step_(?P<step>\d+)\.pth$")

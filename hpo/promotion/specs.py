@@ -8,7 +8,9 @@ the skill's template for that action, with the action's inputs and outputs point
     best/model_epoch_XXX_step_XXXXX.pth   <- export.checkpoint, evaluate.checkpoint
     best/mask2former.onnx                  <- export.onnx_file (written by export), gen_trt_engine.onnx_file
     best/deploy/mask2former.engine         <- gen_trt_engine.trt_engine, TensorRT evaluate/inference
-    best/export, best/evaluate, best/deploy/...  results_dir of each action
+    best/export, best/evaluate, best/inference, best/deploy/...  results_dir of each action
+    best/inference_spec.yaml               PyTorch inference of the promoted checkpoint (also what the MLflow
+                                           model is packaged from)
 
 Deploy specs follow the shape of TAO's `spec_template_deploy_*.yaml`; when the skill ships its own deploy
 templates they are the base, so the result validates against the skill's schemas as well. Everything is
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any, Collection, Mapping
 
 from hpo.promotion.selection import PromotionError
-from hpo.spec import deep_merge, get_dotted, set_dotted
+from skillkit.spec import deep_merge, get_dotted, set_dotted
 
 ONNX_NAME = "mask2former.onnx"
 ENGINE_NAME = "mask2former.engine"
@@ -42,6 +44,7 @@ class HandoffSpecs:
     deploy_gen_trt_engine: dict[str, Any] | None
     deploy_evaluate: dict[str, Any] | None
     deploy_inference: dict[str, Any] | None
+    inference: dict[str, Any] | None = None
 
     def files(self) -> dict[str, dict[str, Any]]:
         named = {
@@ -51,6 +54,7 @@ class HandoffSpecs:
             "deploy_gen_trt_engine_spec.yaml": self.deploy_gen_trt_engine,
             "deploy_evaluate_spec.yaml": self.deploy_evaluate,
             "deploy_inference_spec.yaml": self.deploy_inference,
+            "inference_spec.yaml": self.inference,
         }
         return {name: spec for name, spec in named.items() if spec is not None}
 
@@ -85,12 +89,15 @@ class HandoffPaths:
 
 def build_handoff_specs(train_spec: Mapping[str, Any], paths: HandoffPaths, *,
                         templates: Mapping[str, Mapping[str, Any]],
-                        actions: Collection[str] = ("export", "evaluate")) -> HandoffSpecs:
+                        actions: Collection[str] = ("export", "evaluate"),
+                        export_size: tuple[int, int] | None = None) -> HandoffSpecs:
     """The handoff specs for the winning `train_spec`.
 
     `templates` maps an action (`export`, `evaluate`, `deploy_<action>`) to the skill's template; `actions`
     are the skill's actions: no export action, no export or deploy specs (a skill that cannot export cannot
-    deploy either); no evaluate action, no evaluate spec.
+    deploy either); no evaluate action, no evaluate spec. `export_size` (width, height) is the export input
+    size (`export_size.py` chooses it: the tuned test size or `deploy.input_size`); without it, the spec's or
+    template's export section.
     """
     common = {key: copy.deepcopy(value) for key, value in train_spec.items() if key not in _ACTION_SECTIONS}
     export = evaluate = gen_engine = deploy_evaluate = deploy_inference = None
@@ -98,7 +105,7 @@ def build_handoff_specs(train_spec: Mapping[str, Any], paths: HandoffPaths, *,
         _check_carried(train_spec, templates.get("export"))
         export = deep_merge(templates.get("export") or {}, common)
         export["results_dir"] = str(paths.export_dir)
-        width, height = _export_shape(train_spec, templates.get("export") or {})
+        width, height = export_size or template_export_shape(train_spec, templates.get("export") or {})
         for dotted, value in (
             ("export.results_dir", str(paths.export_dir)),
             ("export.checkpoint", str(paths.checkpoint)),
@@ -118,9 +125,17 @@ def build_handoff_specs(train_spec: Mapping[str, Any], paths: HandoffPaths, *,
         set_dotted(evaluate, "evaluate.results_dir", str(paths.evaluate_dir))
         if "trt_engine" in (evaluate.get("evaluate") or {}) or "export" in actions:
             set_dotted(evaluate, "evaluate.trt_engine", "")  # PyTorch evaluation of the checkpoint, not TensorRT
+    inference = None
+    if "inference" in actions:
+        inference = deep_merge(templates.get("inference") or {}, common)
+        inference["results_dir"] = str(paths.best_dir / "inference")
+        set_dotted(inference, "inference.checkpoint", str(paths.checkpoint))
+        set_dotted(inference, "inference.results_dir", str(paths.best_dir / "inference"))
+        if "trt_engine" in (inference.get("inference") or {}):
+            set_dotted(inference, "inference.trt_engine", "")  # PyTorch inference of the checkpoint
     return HandoffSpecs(train=copy.deepcopy(dict(train_spec)), export=export, evaluate=evaluate,
                         deploy_gen_trt_engine=gen_engine, deploy_evaluate=deploy_evaluate,
-                        deploy_inference=deploy_inference)
+                        deploy_inference=deploy_inference, inference=inference)
 
 
 def _check_carried(train_spec: Mapping[str, Any], template: Mapping[str, Any] | None) -> None:
@@ -135,7 +150,7 @@ def _check_carried(train_spec: Mapping[str, Any], template: Mapping[str, Any] | 
             )
 
 
-def _export_shape(train_spec: Mapping[str, Any], template: Mapping[str, Any]) -> tuple[int, int]:
+def template_export_shape(train_spec: Mapping[str, Any], template: Mapping[str, Any]) -> tuple[int, int]:
     """The export input size: the spec's own export section if it has one, else 960x544."""
     width = get_dotted(train_spec, "export.input_width", None) or get_dotted(template, "export.input_width", None)
     height = get_dotted(train_spec, "export.input_height", None) or get_dotted(template, "export.input_height", None)

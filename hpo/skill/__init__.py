@@ -1,5 +1,4 @@
-"""The skill dir contract: reading it (`SkillDir`) and generating its schemas and templates."""
+"""Generating the skill dir's schemas and templates (`hpo schemas generate|check`).
 
-from hpo.skill.skill_dir import ACTIONS, SkillDir, default_skill_dir, read_json_file
-
-__all__ = ["ACTIONS", "SkillDir", "default_skill_dir", "read_json_file"]
+Reading a skill dir (`SkillDir`) is shared with the trainer and lives in `skillkit.skill_dir`.
+"""

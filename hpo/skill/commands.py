@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from hpo.errors import SchemaError
+from skillkit.errors import SchemaError
 from hpo.skill.generate import stale_files, write_generated
-from hpo.skill.skill_dir import SkillDir
+from skillkit.skill_dir import SkillDir
 
 
 def _generate(args: argparse.Namespace) -> int:

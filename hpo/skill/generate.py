@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import yaml
 
-from hpo.errors import SchemaError
-from hpo.skill.skill_dir import ACTIONS, SkillDir
+from skillkit.errors import SchemaError
+from skillkit.skill_dir import ACTIONS, SkillDir
 
 SCHEMA_VERSION = 1
 DEPLOY_ACTIONS = ("gen_trt_engine", "evaluate", "inference")

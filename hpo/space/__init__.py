@@ -10,23 +10,18 @@
 The rules (bounds, scales, conditions, weights, list kinds) are documented in `hpo/space/README.md`.
 """
 
-from hpo.errors import SearchSpaceError
 from hpo.space.compile import compile_space
-from hpo.space.conditions import MathCond, parse_math_cond
 from hpo.space.ir import KINDS, Parameter
 from hpo.space.reader import SchemaInfo, load_schema_file, read_schema
 from hpo.space.space import SearchSpace, format_override_value
 
 __all__ = [
     "KINDS",
-    "MathCond",
     "Parameter",
     "SchemaInfo",
     "SearchSpace",
-    "SearchSpaceError",
     "compile_space",
     "format_override_value",
     "load_schema_file",
-    "parse_math_cond",
     "read_schema",
 ]

@@ -30,8 +30,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hpo.errors import SearchSpaceError
-from hpo.space.conditions import Bound, MathCond
+from skillkit.errors import SearchSpaceError
+from skillkit.math_cond import Bound, MathCond
 
 ZERO_BOUND_FRACTION = 1e-3      # rule 3: default / 1000
 ZERO_BOUND_NO_DEFAULT = 1e-6    # rule 3: high / 10**6

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hpo.errors import SchemaError, SearchSpaceError
+from skillkit.errors import SchemaError, SearchSpaceError
 from hpo.space.compile import compile_space
 from hpo.space.reader import load_schema_file
 from hpo.space.space import SearchSpace
@@ -26,7 +26,7 @@ from hpo.space.space import SearchSpace
 
 def _schema_and_skill(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     """The schema to compile and the skill dir (None when only --schema is given)."""
-    from hpo.skill import SkillDir
+    from skillkit.skill_dir import SkillDir
 
     if getattr(args, "schema", None):
         skill = SkillDir(args.skill_dir) if args.skill_dir else None
@@ -127,7 +127,7 @@ def _sample(args: argparse.Namespace) -> int:
         space.check(values, epoch_budget=args.epoch_budget)
         overrides = space.to_overrides(values)
         if skill is not None:
-            from hpo.spec import load_spec
+            from skillkit.spec import load_spec
 
             load_spec(None, args.action, overrides, skill, check_mandatory=False, check_classes=False)
         sets.append((values, overrides))
@@ -145,7 +145,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from hpo.skill import ACTIONS
+    from skillkit.skill_dir import ACTIONS
 
     parser.add_argument("--skill-dir", default=None, help="skill directory (default: found from the working dir)")
     parser.add_argument("--action", default="train", choices=ACTIONS)

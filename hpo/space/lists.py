@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.bounds import custom_number, resolve_numeric, to_number
 from hpo.space.choices import resolve_choices, scalar_option

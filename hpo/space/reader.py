@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 
 TAO_TYPES = frozenset({
     "int", "integer", "float", "bool", "string", "categorical", "ordered", "ordered_int", "list",
@@ -249,11 +249,11 @@ def read_schema(schema: Mapping[str, Any]) -> SchemaInfo:
 
 def load_schema_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a schema file (TAO's `Infinity` tokens included); missing/broken files are `SchemaError`s."""
-    from hpo.skill.skill_dir import read_json_file
+    from skillkit.skill_dir import read_json_file
 
     data = read_json_file(Path(path))
     if not isinstance(data, dict):
-        from hpo.errors import SchemaError
+        from skillkit.errors import SchemaError
 
         raise SchemaError(f"schema file '{path}' must hold a JSON object.")
     return data

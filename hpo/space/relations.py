@@ -13,7 +13,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.ir import Parameter, join_notes
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Iterable, Mapping, Sequence
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space.reader import SchemaInfo
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import SpecError
-from hpo.skill import SkillDir
-from hpo.spec.dotted import get_dotted, set_dotted
+from skillkit.errors import SpecError
+from skillkit.skill_dir import SkillDir
+from skillkit.spec.dotted import get_dotted, set_dotted
 
 CHECKPOINT_PATTERN = re.compile(r"^model_epoch_(\d{3,})_step_(\d{5,})\.pth$")
 LATEST_LINK = "mask2former_model_latest.pth"

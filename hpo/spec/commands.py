@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hpo.skill import ACTIONS, SkillDir
+from skillkit.skill_dir import ACTIONS, SkillDir
 from hpo.spec.chain import resolve_job_chain
 from hpo.spec.datasources import resolve_data_sources
-from hpo.spec.loader import merge_spec, validate_spec
-from hpo.spec.yaml_io import dump_spec, dump_yaml
+from skillkit.spec.loader import merge_spec, validate_spec
+from skillkit.spec.yaml_io import dump_spec, dump_yaml
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -11,11 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import DataError, SpecError
-from hpo.skill import SkillDir
-from hpo.spec.dotted import get_dotted, set_dotted
+from skillkit.errors import DataError, SpecError
+from skillkit.skill_dir import SkillDir
+from skillkit.spec.dotted import get_dotted, set_dotted
 
 SOURCE_ARGUMENTS = ("train_datasets", "eval_dataset", "inference_dataset")
+# A source that was not given falls back to another: the skill card's inference table reads the images to
+# predict (`dataset.test.img_dir`) from `inference_dataset`; a job given only an eval dataset predicts that.
+SOURCE_FALLBACKS = {"inference_dataset": "eval_dataset"}
 ARCHIVE_SUFFIX = ".tar.gz"
 
 
@@ -74,10 +77,15 @@ def resolve_data_sources(
 
     The dataset type of each split is `dataset_type` if given, else detected from a local root's files,
     else the spec's own; it selects which entries apply (`x_dataset_types`) and the label map's name
-    (`x_path_by_type`). Entries whose source was not given are left alone.
+    (`x_path_by_type`). Entries whose source was not given (nor its fallback in `SOURCE_FALLBACKS`) are left
+    alone.
     """
-    roots: Mapping[str, str | None] = {
+    given: dict[str, str | None] = {
         "train_datasets": train_datasets, "eval_dataset": eval_dataset, "inference_dataset": inference_dataset,
+    }
+    roots: Mapping[str, str | None] = {
+        source: root or given.get(SOURCE_FALLBACKS.get(source, ""))  # type: ignore[arg-type]
+        for source, root in given.items()
     }
     table = skill.data_sources(action)
     if not table:

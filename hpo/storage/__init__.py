@@ -9,7 +9,6 @@
 - `run_preflight` checks credentials and every input before `hpo plan` / `hpo run`.
 """
 
-from hpo.storage.archive import ExtractionResult, is_archive_name, safe_extract
 from hpo.storage.base import ObjectInfo, StorageBackend
 from hpo.storage.cache import StagingCache, default_cache_dir
 from hpo.storage.external import mlflow_s3_environment, pyarrow_s3_filesystem, ray_storage_path
@@ -32,10 +31,10 @@ from hpo.storage.sync import SyncReport, WorkspaceMirror, default_mirror_dir
 from hpo.storage.uri import S3Location, is_s3_uri, join, parse_s3_uri
 
 __all__ = [
-    "ExtractionResult", "LocalBackend", "ObjectInfo", "PreflightReport", "PreflightRow", "RetryPolicy",
+    "LocalBackend", "ObjectInfo", "PreflightReport", "PreflightRow", "RetryPolicy",
     "S3Backend", "S3Location", "SourceInfo", "StagedSource", "StagingCache", "StagingReport", "Storage",
     "StorageBackend", "SyncReport", "TransferProgress", "TransferSettings", "WorkspaceMirror",
-    "collect_s3_sources", "data_paths_for", "default_cache_dir", "default_mirror_dir", "describe_source", "is_archive_name",
+    "collect_s3_sources", "data_paths_for", "default_cache_dir", "default_mirror_dir", "describe_source",
     "is_s3_uri", "join", "mlflow_s3_environment", "parse_s3_uri", "pyarrow_s3_filesystem", "ray_storage_path", "redact",
-    "render_preflight", "resolve_endpoint", "run_preflight", "safe_extract", "stage_spec_sources",
+    "render_preflight", "resolve_endpoint", "run_preflight", "stage_spec_sources",
 ]

@@ -5,7 +5,7 @@ stateless apart from its client and may be shared by threads; it is not shared a
 process builds its own, as boto3 clients must not cross a fork).
 
 Contract, for every method:
-- Failures raise `hpo.errors.StorageError` whose message names the location, the operation and the cause
+- Failures raise `skillkit.errors.StorageError` whose message names the location, the operation and the cause
   in words, with no credentials in it. Transient failures (throttling, 5xx, dropped connections) are
   retried with backoff before they become a `StorageError`; permanent ones (missing, denied) are not.
 - `stat` describes one object (a file); `list` describes every object below a directory/prefix,

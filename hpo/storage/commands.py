@@ -12,10 +12,10 @@ import json
 import sys
 from typing import Any
 
-from hpo.skill import ACTIONS, SkillDir
+from skillkit.skill_dir import ACTIONS, SkillDir
 from hpo.spec.datasources import resolve_data_sources
-from hpo.spec.loader import merge_spec
-from hpo.spec.yaml_io import dump_spec
+from skillkit.spec.loader import merge_spec
+from skillkit.spec.yaml_io import dump_spec
 from hpo.storage.preflight import render_preflight, run_preflight
 from hpo.storage.router import Storage
 from hpo.storage.staging import data_paths_for, stage_spec_sources

@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage.s3 import DEFAULT_REGION, resolve_endpoint
 from hpo.storage.uri import display_endpoint, parse_s3_uri
 

@@ -13,7 +13,7 @@ from boto3.exceptions import S3UploadFailedError
 from botocore import exceptions as boto_exc
 from s3transfer.exceptions import RetriesExceededError
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage.redact import redact
 
 # Error codes S3 and S3-compatible stores use for throttling and server-side hiccups.

@@ -12,7 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage.base import ObjectInfo, StorageBackend
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 
 
 class FileLock:

@@ -22,8 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from hpo.errors import StorageError
-from hpo.spec.dotted import get_dotted
+from skillkit.errors import StorageError
+from skillkit.spec.dotted import get_dotted
 from hpo.storage.redact import redact
 from hpo.storage.router import Storage
 from hpo.storage.sources import describe_source

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage.failures import describe_failure, is_transient, storage_error, unwrap
 from hpo.storage.redact import redact
 

@@ -23,7 +23,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_exc
 from botocore.config import Config
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage.base import ObjectInfo, StorageBackend
 from hpo.storage.failures import is_not_found
 from hpo.storage.progress import TransferProgress

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from hpo.errors import StorageError
-from hpo.storage.archive import is_archive_name
+from skillkit.errors import StorageError
+from skillkit.archive import is_archive_name
 from hpo.storage.failures import is_not_found
 from hpo.storage.local import local_path
 from hpo.storage.router import Storage

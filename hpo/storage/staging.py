@@ -9,7 +9,7 @@ The engine calls `stage_spec_sources` with the resolved spec and the dotted keys
    what is to be fetched.
 2. Each distinct source is fetched into the shared cache (`hpo.storage.cache`) unless an entry for the
    same URI and ETag exists already: a single object is downloaded, an archive (`images.tar.gz`,
-   `images_panoptic.tar.gz`) is downloaded and safely extracted (`hpo.storage.archive`), a prefix is
+   `images_panoptic.tar.gz`) is downloaded and safely extracted (`skillkit.archive`), a prefix is
    mirrored. A per-entry file lock makes concurrent sweeps fetch each version once.
 3. The returned spec has the local paths in place of the URIs (the extracted folder for an archive), and
    `<workspace>/data_staging.json` records, per source: URI, version, staged path, bytes, file count,
@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from hpo.errors import DataError, StorageError, UserError
-from hpo.spec.dotted import get_dotted, set_dotted
-from hpo.storage.archive import content_root, safe_extract
+from skillkit.errors import DataError, StorageError, UserError
+from skillkit.spec.dotted import get_dotted, set_dotted
+from skillkit.archive import content_root, safe_extract
 from hpo.storage.cache import CONTENT, StagingCache, default_cache_dir
 from hpo.storage.redact import redact
 from hpo.storage.router import Storage

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage.router import Storage
 from hpo.storage.staging import StagingReport, collect_s3_sources, data_paths_for, stage_spec_sources
 from hpo.storage.sync import WorkspaceMirror, default_mirror_dir

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage.router import Storage
 from hpo.storage.uri import is_s3_uri, join, parse_s3_uri
 

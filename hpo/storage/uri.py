@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 
 S3_SCHEME = "s3://"
 

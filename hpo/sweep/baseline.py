@@ -14,13 +14,13 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import UserError
-from hpo.spec import dump_spec, get_dotted, set_dotted, validate_spec
+from skillkit.errors import UserError
+from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
 from hpo.sweep.context import SweepContext
 from hpo.sweep.workspace import atomic_write_json
 from hpo.trials.failures import log_tail
 from hpo.trials.runner import TrainerProcess, TrialLaunch
-from hpo.trials.status import STATUS_FILE, StatusFollower
+from skillkit.status.follower import STATUS_FILE, StatusFollower
 
 BASELINE_FILE = "baseline.json"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 from hpo.sweep.config import load_sweep_config, sweep_config_from_dict
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.live import LiveTable, render_outcome, trials_table
@@ -46,7 +46,7 @@ def _plan_and_run(ctx: SweepContext, args: argparse.Namespace, console: Console)
     if not args.yes and interactive() and not confirm(console, "Start the sweep?"):
         console.print("not started; the plan is in " + str(ctx.workspace.plan_dir))
         return 0
-    planned = plan.batch if plan.batch_is_exact else []
+    planned = plan.points if plan.batch_is_exact else []
     execute(ctx, observers=[LiveTable(console, live=None if not args.no_live else False)], planned=planned)
     return 0
 
@@ -110,7 +110,7 @@ def _counts(records: list) -> dict[str, int]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from hpo.policy import PLAIN, route_train
-    from hpo.skill import SkillDir
+    from skillkit.skill_dir import SkillDir
 
     console = Console()
     skill = SkillDir(args.skill_dir)
@@ -143,7 +143,7 @@ def run_plain_training(skill: Any, args: argparse.Namespace, console: Console) -
     "enabled but not runnable" case) still trains, from its template when it has one."""
     import copy
 
-    from hpo.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
+    from skillkit.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
     from hpo.sweep.context import spec_keys
 
     results_dir = Path(args.results_dir or f"results/train-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}").resolve()

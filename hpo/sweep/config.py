@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from hpo.errors import SweepConfigError
-from hpo.skill import default_skill_dir
-from hpo.spec.yaml_io import SpecLoader
+from skillkit.errors import SweepConfigError
+from skillkit.skill_dir import default_skill_dir
+from skillkit.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
     KNOB_SCOPE, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
     schema_problems, semantic_problems, sweep_schema,
@@ -57,6 +57,7 @@ class AlgorithmConfig:
     n_startup_trials: int = 4
     grid_points: int = 3
     time_budget_s: float | None = None
+    grid_values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,13 @@ class TrialConfig:
 
 @dataclass(frozen=True)
 class DatasetsConfig:
+    """Dataset roots: `train` and `eval` (validation: ranks the trials), and an optional held-out `test`, never
+    seen by a trial: the top-k candidates are evaluated on it once after the sweep (`hpo.promotion.holdout`)."""
+
     train: str | None = None
     eval: str | None = None
     type: str | None = None
+    test: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         n_startup_trials=int(algorithm.get("n_startup_trials", 4)),
         grid_points=int(algorithm.get("grid_points", 3)),
         time_budget_s=algorithm.get("time_budget_s"),
+        grid_values={str(k): tuple(v) for k, v in (algorithm.get("grid_values") or {}).items()},
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(
@@ -224,7 +230,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             return None
         return value if "://" in value else str(_absolute(value, base_dir))
 
-    datasets = DatasetsConfig(train=dataset_root(ds.get("train")), eval=dataset_root(ds.get("eval")), type=ds.get("type"))
+    datasets = DatasetsConfig(train=dataset_root(ds.get("train")), eval=dataset_root(ds.get("eval")), type=ds.get("type"),
+                              test=dataset_root(ds.get("test")))
     tracking_data = data.get("tracking", {})
     tracking = TrackingConfig(
         enabled=bool(tracking_data.get("enabled", True)), tracking_uri=tracking_data.get("tracking_uri"),
@@ -248,7 +255,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         "name": data["name"], "skill_dir": str(skill_dir) if skill_dir else None, "action": data.get("action", "train"),
         "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(_overrides(data.get("spec_overrides"))),
         "datasets": {k: v for k, v in vars(datasets).items() if v is not None},
-        "algorithm": {k: v for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
+        "algorithm": {k: (dict((n, list(p)) for n, p in v.items()) if k == "grid_values" else v)
+                      for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
         | ({"sampler": algorithm["sampler"]} if "sampler" in algorithm else {})
         | ({"pruner": algorithm["pruner"]} if "pruner" in algorithm else {}),
         "metric": data.get("metric", "kpi"), "backend": backend, "storage": data.get("storage"),
@@ -264,6 +272,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         "tracking": {"enabled": tracking.enabled, **dict(data.get("tracking", {}))},
         "promotion": {"enabled": bool(data.get("promotion", {}).get("enabled", True)), **dict(data.get("promotion", {}))},
     }
+    if data.get("deploy"):
+        raw["deploy"] = dict(data["deploy"])
     # Keep only the keys the schema knows (pbt's population is stored as max_trials).
     raw["algorithm"].pop("population_size", None)
     for knob in KNOB_SCOPE:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import jsonschema
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 
@@ -37,6 +37,7 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "perturbation_factor": (("scheduler", ("pbt",)),),
     "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb")), ("scheduler", ("median",))),
     "grid_points": (("sampler", ("grid",)),),
+    "grid_values": (("sampler", ("grid",)),),
 }
 # Knobs one backend's implementation of a scheduler does not have (Ray's HyperBand derives its rungs from
 # max_epochs and reduction_factor; Optuna's successive halving has a single bracket).
@@ -231,6 +232,11 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     total_gpus = resources.get("gpus")
     if total_gpus is not None and gpus_per_trial > total_gpus:
         problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial} exceeds 'resources.gpus' = {total_gpus}: no trial could ever start.")
+    promotion = data.get("promotion", {})
+    for knob in ("test_top_k", "champion"):
+        if knob in promotion and not data.get("datasets", {}).get("test"):
+            problems.append(f"'promotion.{knob}' = {promotion[knob]!r} needs a held-out test dataset: set datasets.test "
+                            "(a folder or s3:// root in the same format as datasets.eval), or remove it.")
     storage = data.get("storage")
     if storage is not None:
         if backend != "optuna":
@@ -248,7 +254,7 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
             ok = path.is_dir() if must_be == "folder" else path.is_file()
             if not ok:
                 problems.append(f"'{key}' = {value!r} ({path}) is not an existing {must_be}.")
-    for split in ("train", "eval"):
+    for split in ("train", "eval", "test"):
         value = data.get("datasets", {}).get(split)
         if value and "://" not in value and not _absolute(value, base_dir).is_dir():
             problems.append(f"'datasets.{split}' = {value!r} ({_absolute(value, base_dir)}) is not an existing folder.")

@@ -20,11 +20,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hpo.errors import SweepConfigError
-from hpo.skill import SkillDir
+from skillkit.errors import SweepConfigError
+from skillkit.skill_dir import SkillDir
 from hpo.space import SearchSpace, compile_space
-from hpo.spec import dump_spec, get_dotted, resolve_data_sources, set_dotted, validate_spec
-from hpo.spec.loader import merge_spec
+from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
+from hpo.spec import resolve_data_sources
+from skillkit.spec.loader import merge_spec
 from hpo.sweep.config import SweepConfig, resolve_metric
 from hpo.sweep.workspace import SweepWorkspace, atomic_write_text
 
@@ -101,6 +102,7 @@ class SweepContext:
     keys: SpecKeys
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
+    held: list[Any] = field(default_factory=list)  # compatibility.HeldParameter: defaults the algorithm cannot search
 
     @property
     def worker_id(self) -> str:
@@ -166,6 +168,19 @@ def build_base_spec(config: SweepConfig, skill: SkillDir, keys: SpecKeys, max_ep
     return spec, epochs
 
 
+def _check_test_dataset(config: SweepConfig, skill: SkillDir, base_spec: Mapping[str, Any]) -> None:
+    """A local `datasets.test` must hold what the evaluate action's data sources need, checked before launch
+    rather than when the sweep is over (an s3:// root is checked when it is staged)."""
+    root = config.datasets.test
+    if not root or "://" in root:
+        return
+    if not skill.data_sources("evaluate"):
+        raise SweepConfigError(f"datasets.test = '{root}': skill '{skill.path}' has no data_sources for its evaluate "
+                               "action, so a held-out test dataset cannot be handed to it.")
+    resolve_data_sources(copy.deepcopy(dict(base_spec)), skill, "evaluate", eval_dataset=root,
+                         dataset_type=config.datasets.type)
+
+
 def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSpace | None = None) -> SweepContext:
     """Resolve skill, base spec, space, metric and budget; raises a UserError subclass on any mistake."""
     skill = SkillDir(config.skill_dir)
@@ -175,17 +190,34 @@ def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSp
     probe = copy.deepcopy(base_spec)
     set_dotted(probe, keys.results_dir, str(workspace.trials_dir / "probe"))
     validate_spec(probe, config.action, skill, source=str(config.base_spec or f"<{config.action} template>"))
+    _check_test_dataset(config, skill, base_spec)
+    held: list[Any] = []
     if space is None:
-        space = compile_space(
-            skill.schema(config.action), selection=config.search_space.parameters,
-            custom_param_ranges=config.search_space.custom_param_ranges or None,
-            pinned=config.search_space.pinned or None,
-            override_automl_disabled_params=config.search_space.override_automl_disabled_params,
-        )
+        from hpo.sweep.compatibility import fit_space
+
+        schema = skill.schema(config.action)
+        options = config.search_space
+
+        def compile_with(selection: Any) -> SearchSpace:
+            ranges = options.custom_param_ranges or {}
+            if selection is not None:
+                ranges = {name: value for name, value in ranges.items() if name in selection}
+            return compile_space(
+                schema, selection=selection, custom_param_ranges=ranges or None, pinned=options.pinned or None,
+                override_automl_disabled_params=options.override_automl_disabled_params,
+            )
+
+        space = compile_with(options.parameters)
+        if space.parameters:
+            # A resumed sweep reads its space back from space.yaml, already fitted to its algorithm.
+            space, held = fit_space(config, space, base_spec=base_spec, recompile=compile_with)
     if not space.parameters:
         raise SweepConfigError("the search space is empty: no AutoML parameter was selected (search_space.parameters).")
     metric, direction = resolve_metric(config.metric, config.direction, skill.monitoring_metric)
+    from hpo.sweep.compatibility import held_note
+
     return SweepContext(
         config=config, workspace=workspace, skill=skill, metric=metric, direction=direction, base_spec=base_spec,
-        space=space, max_epochs=max_epochs, keys=keys, resumed=resumed,
+        space=space, max_epochs=max_epochs, keys=keys, resumed=resumed, held=held,
+        notes=[held_note(h) for h in held],
     )

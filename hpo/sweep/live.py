@@ -17,7 +17,7 @@ from rich.table import Table
 
 from hpo.sweep.observer import SweepObserver
 from hpo.trials.record import FAILED, RUNNING, TrialRecord, is_better
-from hpo.trials.status import STATUS_FILE
+from skillkit.status.follower import STATUS_FILE
 
 STATE_STYLE = {"RUNNING": "cyan", "COMPLETED": "green", "PRUNED": "yellow", "PAUSED": "magenta", "FAILED": "red"}
 
@@ -148,6 +148,13 @@ def render_outcome(summary: Mapping[str, Any], console: Console) -> None:
         console.print(f"[bold green]best[/]: {best['trial_id']} epoch {best['epoch']} {summary['metric']}="
                       f"{best['metric']:.4f} checkpoint {best.get('checkpoint')}")
         console.print(f"      params {json.dumps(best.get('params', {}))}")
+    test = summary.get("test") or {}
+    if test.get("top_k"):
+        rows = "; ".join(f"#{s['rank']} {s['trial_id']}@{s['epoch']} selection {_score(s.get('selection'))} "
+                         f"test {_score(s.get('test'))}" for s in test["top_k"])
+        console.print(f"[bold]held-out test[/] ({test.get('dataset')}, champion by {test.get('champion_rule')} score): {rows}")
+    elif test.get("note"):
+        console.print(f"final score: {test['note']}")
     baseline = summary.get("baseline")
     if baseline:
         if baseline.get("status") == "ok":
@@ -155,3 +162,7 @@ def render_outcome(summary: Mapping[str, Any], console: Console) -> None:
             console.print(f"baseline {summary['metric']}={baseline['metric']:.4f} from {baseline['checkpoint']}{gain}")
         else:
             console.print(f"[yellow]baseline evaluation failed[/]: {(baseline.get('failure_reason') or '').splitlines()[0]}")
+
+
+def _score(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"

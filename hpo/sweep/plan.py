@@ -2,8 +2,9 @@
 
 The plan lists the searchable parameters and their ranges, the first batch of trials (their full specs are
 written to `<sweep>/plan/`), the budget, the metric and its direction, and an estimated wall time. The
-first batch is drawn from the sweep's seed and handed to the backend, which runs exactly those
-configurations first (Optuna enqueues them; Ray's searchers evaluate them as `points_to_evaluate`).
+first batch is drawn from the sweep's seed and handed to the backend as static points (one value per
+primitive draw, `hpo.space.static`), which it runs exactly first (Optuna enqueues them; Ray's searchers
+evaluate them as `points_to_evaluate`).
 
 The wall-time estimate multiplies the expected number of trained epochs (the scheduler's expected
 survival, e.g. successive halving keeps 1/reduction_factor per rung) by seconds per epoch, adds a per-trial
@@ -22,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from hpo.backends.optuna_factory import combinations, grid_values
+from hpo.backends.optuna_factory import first_grid_points, grid_values
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
 from hpo.sweep.workspace import atomic_write_json
 from hpo.trials.runner import TrainerProcess, TrialLaunch
-from hpo.trials.status import STATUS_FILE, StatusFollower
+from skillkit.status.follower import STATUS_FILE, StatusFollower
 
 PROBE_DIR = "probe"
 
@@ -45,6 +46,7 @@ class SweepPlan:
     ctx: SweepContext
     batch: list[dict[str, Any]]
     batch_is_exact: bool
+    points: list[dict[str, Any]]  # the batch's static points (what the backend is handed)
     expected_epochs_per_trial: float
     timing: TimingEstimate
     spec_files: list[Path] = field(default_factory=list)
@@ -73,6 +75,8 @@ class SweepPlan:
             "scheduler": algorithm.scheduler, "max_trials": algorithm.max_trials, "max_epochs": self.ctx.max_epochs,
             "max_concurrent": self.ctx.config.resources.max_concurrent,
             "parameters": parameter_rows(self.ctx.space),
+            "hot_parameters": [p.name for p in self.ctx.space.parameters if p.hot],
+            "held_parameters": [h.to_dict() for h in self.ctx.held],
             "first_batch": self.batch, "first_batch_runs_as_shown": self.batch_is_exact,
             "spec_files": [str(p) for p in self.spec_files],
             "expected_epochs_per_trial": round(self.expected_epochs_per_trial, 3),
@@ -83,7 +87,8 @@ class SweepPlan:
 
 
 def parameter_rows(space: SearchSpace) -> list[dict[str, Any]]:
-    """One row per parameter: name, kind, range or choices (with its condition), scale, default."""
+    """One row per parameter: name, kind, range or choices (with its condition), scale, default, and whether
+    PBT may change it mid-training (`pbt`: hot or cold, from the schema's `x_pbt` mark)."""
     rows = []
     for param in space.parameters:
         if param.choices is not None:
@@ -95,7 +100,8 @@ def parameter_rows(space: SearchSpace) -> list[dict[str, Any]]:
         if param.condition:
             domain += f" ({param.condition})"
         rows.append({"name": param.name, "kind": param.kind, "domain": domain,
-                     "scale": param.scale if param.kind in ("float", "int") else None, "default": plain(param.default)})
+                     "scale": param.scale if param.kind in ("float", "int") else None, "default": plain(param.default),
+                     "pbt": "hot" if param.hot else "cold"})
     return rows
 
 
@@ -120,14 +126,17 @@ def expected_epochs(algorithm: AlgorithmConfig, max_epochs: int) -> float:
     return float(max_epochs)
 
 
-def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], bool]:
-    """(params of the first trials, whether the backend will run exactly these)."""
+def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """(params of the first trials, their static points, whether the backend will run exactly these)."""
     algorithm = ctx.config.algorithm
     size = max(1, min(algorithm.max_trials, ctx.config.resources.max_concurrent))
     if algorithm.sampler == "grid":
-        return [plain(c) for c in combinations(grid_values(ctx.space, algorithm.grid_points))[:size]], False
+        grid = grid_values(ctx.space, algorithm.grid_points, algorithm.grid_values, epoch_budget=ctx.max_epochs)
+        points = [plain(c) for c in first_grid_points(grid, ctx.config.seed, size)]
+        return [plain(ctx.space.decode(p, epoch_budget=ctx.max_epochs)) for p in points], points, True
     rng = np.random.default_rng(ctx.config.seed)
-    return [plain(ctx.space.sample(rng, epoch_budget=ctx.max_epochs)) for _ in range(size)], True
+    drawn = [ctx.space.sample_static(rng, epoch_budget=ctx.max_epochs) for _ in range(size)]
+    return [plain(values) for values, _ in drawn], [plain(point) for _, point in drawn], True
 
 
 def history_timing(ctx: SweepContext) -> TimingEstimate | None:
@@ -175,9 +184,9 @@ def probe_timing(ctx: SweepContext, *, timeout_s: float = 1800.0) -> TimingEstim
 
 
 def make_plan(ctx: SweepContext, *, probe: bool = False) -> SweepPlan:
-    batch, exact = first_batch(ctx)
+    batch, points, exact = first_batch(ctx)
     timing = history_timing(ctx) or (probe_timing(ctx) if probe else TimingEstimate(None, None, "unknown: run `hpo plan --probe` to time one epoch"))
-    return SweepPlan(ctx=ctx, batch=batch, batch_is_exact=exact,
+    return SweepPlan(ctx=ctx, batch=batch, batch_is_exact=exact, points=points,
                      expected_epochs_per_trial=expected_epochs(ctx.config.algorithm, ctx.max_epochs), timing=timing)
 
 
@@ -210,11 +219,20 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
 
     ctx, algorithm = plan.ctx, plan.ctx.config.algorithm
     params = Table(title=f"Search space ({len(ctx.space.parameters)} parameters)", title_justify="left")
-    for column in ("parameter", "kind", "range / choices", "scale", "default"):
+    for column in ("parameter", "kind", "range / choices", "scale", "default", "PBT"):
         params.add_column(column)
     for row in parameter_rows(ctx.space):
-        params.add_row(row["name"], str(row["kind"]), row["domain"], str(row["scale"] or ""), str(row["default"]))
+        params.add_row(row["name"], str(row["kind"]), row["domain"], str(row["scale"] or ""), str(row["default"]),
+                       row["pbt"])
     console.print(params)
+    if ctx.held:
+        held = Table(title=f"Held at their base-spec value ({len(ctx.held)}: the algorithm cannot search them)",
+                     title_justify="left")
+        for column in ("parameter", "value", "why"):
+            held.add_column(column, overflow="fold")
+        for item in ctx.held:
+            held.add_row(item.name, _short(item.value), item.reason)
+        console.print(held)
     batch = Table(title=f"First batch ({len(plan.batch)} trials{'' if plan.batch_is_exact else ', preview'})",
                   title_justify="left")
     batch.add_column("#")
@@ -235,8 +253,12 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
     console.print(f"[bold]Estimated wall time[/]: {format_duration(plan.estimated_wall_s)} ({plan.timing.source})")
     if plan.spec_files:
         console.print(f"First-batch specs: {plan.spec_files[0].parent}/")
+    from hpo.sweep.compatibility import held_note
+
+    shown = {held_note(item) for item in ctx.held}  # already in the table above
     for note in ctx.notes:
-        console.print(f"[yellow]note[/]: {note}")
+        if note not in shown:
+            console.print(f"[yellow]note[/]: {note}")
 
 
 def _short(value: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from hpo.errors import SweepConfigError, UserError
+from skillkit.errors import SweepConfigError, UserError
 from hpo.space import SearchSpace
 from hpo.sweep.baseline import run_baseline
 from hpo.sweep.config import SweepConfig, load_sweep_config
@@ -154,6 +154,8 @@ def execute(
         note = _promote(ctx, summary)
         if note:
             ctx.notes.append(note)
+        if ctx.workspace.test_scores_file.is_file():  # promotion scored the top-k on the test dataset
+            summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
     finally:
         _restore_signal_handlers(previous)
         lock.release()

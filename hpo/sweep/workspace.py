@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 
 SWEEP_FILE = "sweep.yaml"
 SPACE_FILE = "space.yaml"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = "driver.lock"
 TRIAL_FILE = "trial.json"
+TEST_SCORES_FILE = "test_scores.json"  # top-k candidates' selection and test scores (hpo.promotion.holdout)
 
 
 class WorkspaceLockedError(SweepConfigError):
@@ -70,6 +71,10 @@ class SweepWorkspace:
     @property
     def summary_file(self) -> Path:
         return self.root / SUMMARY_FILE
+
+    @property
+    def test_scores_file(self) -> Path:
+        return self.root / TEST_SCORES_FILE
 
     @property
     def baseline_dir(self) -> Path:

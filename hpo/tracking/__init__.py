@@ -7,12 +7,11 @@ logs parent/child runs from the engine's events, plots, and cross-sweep comparis
 
 from hpo.tracking.journal import Journal
 from hpo.tracking.observer import MlflowObserver, log_sweep_from_files, make_sweep_observer, trial_key
-from hpo.tracking.redaction import REDACTED, Redactor, is_secret_key
 from hpo.tracking.replay import FlushResult
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
 
 __all__ = [
-    "REDACTED", "FlushResult", "Journal", "MlflowObserver", "Redactor", "Tracker", "TrackingSettings",
-    "is_secret_key", "log_sweep_from_files", "make_sweep_observer", "trial_key",
+    "FlushResult", "Journal", "MlflowObserver", "Tracker", "TrackingSettings", "log_sweep_from_files",
+    "make_sweep_observer", "trial_key",
 ]

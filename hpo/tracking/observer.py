@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from hpo.sweep.observer import SweepObserver
+from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking import sweep_files
 from hpo.tracking.params import algorithm_name, sweep_params
-from hpo.tracking.redaction import Redactor
+from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
-from hpo.trials.status import STATUS_FILE, StatusFollower
+from skillkit.status.follower import STATUS_FILE, StatusFollower
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class MlflowObserver(SweepObserver):
             "metric": self.metric,
             "direction": self.direction,
         }
-        tracker.ensure_experiment(tags={"hpo.sweep": tags["hpo.sweep"]})
+        tracker.ensure_experiment(tags={"hpo.sweep": tags["hpo.sweep"], EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
         if tracker.start_run(SWEEP_RUN, run_name=str(tags["hpo.sweep"]), tags=tags):
             space = sweep_files.load_space(self.sweep_dir)
             tracker.log_params(SWEEP_RUN, sweep_params(config, space, metric=self.metric, direction=self.direction))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from hpo.spec.dotted import flatten
+from skillkit.spec.dotted import flatten
 
 
 def sweep_params(config: Mapping[str, Any], space: Mapping[str, Any] | None, *, metric: str,

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 
 SECTION = "tracking"
 DEFAULT_MODEL_NAME = "mask2former"

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from hpo.errors import StorageError, SweepConfigError
+from skillkit.errors import StorageError, SweepConfigError
 
 SWEEP_FILE = "sweep.yaml"
 SPACE_FILE = "space.yaml"

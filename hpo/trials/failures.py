@@ -2,7 +2,7 @@
 FAILURE line, whether the engine itself stopped it (timeout) and the tail of its log.
 
 The trainer contract (DESIGN.md §3): OOM exits 10 with error_class "oom", data errors exit 6, spec
-errors exit 3 (hpo.errors exit codes), other failures exit 1 with "internal". A process killed by a
+errors exit 3 (skillkit.errors exit codes), other failures exit 1 with "internal". A process killed by a
 signal the engine did not send (the OOM killer's SIGKILL, a user's kill) is "killed".
 """
 

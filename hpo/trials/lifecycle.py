@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from hpo.errors import UserError
+from skillkit.errors import UserError
 from hpo.trials.failures import Failure
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, TrialRecord
 from hpo.trials.runner import TrainerProcess, TrialExit, TrialLaunch
-from hpo.trials.status import STATUS_FILE, Validation, read_validations
+from skillkit.status.follower import STATUS_FILE, Validation, read_validations
 
 if TYPE_CHECKING:
     from hpo.sweep.context import SweepContext

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hpo.sweep.workspace import TRIAL_FILE, atomic_write_json
-from hpo.trials.status import Validation
+from skillkit.status.follower import Validation
 
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"

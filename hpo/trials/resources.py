@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 
 
 def detect_gpus(configured: int | None = None) -> list[str]:

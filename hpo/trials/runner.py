@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hpo.trials.failures import Failure, classify_failure
-from hpo.trials.status import STATUS_FILE, StatusFollower, Validation, validation_of
+from skillkit.status.follower import STATUS_FILE, StatusFollower, Validation, validation_of
 
 PID_FILE = "trainer.pid"
 LOG_FILE = "train.log"

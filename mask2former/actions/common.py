@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from hpo.errors import SpecError, UserError
-from mask2former.training.status import ERROR, FAILURE, StatusWriter
+from skillkit.errors import SpecError, UserError
+from skillkit.status.writer import ERROR, FAILURE, StatusWriter
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 def load_action_config(args: argparse.Namespace, action: str) -> tuple[Any, dict[str, Any]]:
     """(ExperimentConfig, spec dict) for `action`; a spec error is also recorded in status.json when the
     (unvalidated) spec names a results_dir, so the engine sees a FAILURE line with class `spec`."""
-    from hpo.spec import load_spec
+    from skillkit.spec import load_spec
     from mask2former.config import config_from_dict
 
     try:
@@ -42,11 +42,11 @@ def load_action_config(args: argparse.Namespace, action: str) -> tuple[Any, dict
 
 
 def _record_early_failure(args: argparse.Namespace, action: str, error: UserError) -> None:
-    from hpo.errors import DataError
+    from skillkit.errors import DataError
 
     try:
-        from hpo.skill import SkillDir
-        from hpo.spec import merge_spec
+        from skillkit.skill_dir import SkillDir
+        from skillkit.spec import merge_spec
 
         raw = merge_spec(args.spec, action, list(args.overrides), SkillDir(None))
         section = raw.get(action) if isinstance(raw.get(action), Mapping) else {}

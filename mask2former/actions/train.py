@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.actions.common import add_spec_arguments, load_action_config
 from mask2former.training.failures import TrainingOutOfMemory
 

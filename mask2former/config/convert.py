@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from typing import Any, Mapping
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.config.experiment import ExperimentConfig
 
 

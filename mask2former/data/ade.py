@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 from mask2former.data.base import RawSample, SegmentationDataset, SegmentInfo
 from mask2former.data.io import check_same_size, read_image, read_jsonl, read_label_png
 from mask2former.data.label_map import IGNORE_INDEX, Categories

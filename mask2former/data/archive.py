@@ -5,7 +5,7 @@ returns a folder either way. An archive is extracted at most once per content: t
 archive's sha256, and a small index remembers (path, size, mtime) → sha256 so an unchanged archive is not
 re-hashed on every trial.
 
-Safety: extraction uses the engine's `hpo.storage.archive.safe_extract` (one set of member rules for S3
+Safety: extraction uses the engine's `skillkit.archive.safe_extract` (one set of member rules for S3
 staging and local caches): absolute paths, `..` components, symlinks, hard links, devices and FIFOs are
 refused with a DataError naming the archive and the member, and a refused archive leaves nothing in the cache.
 
@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from hpo.errors import DataError
-from hpo.storage.archive import safe_extract
+from skillkit.errors import DataError
+from skillkit.archive import safe_extract
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 CACHE_ENV = "MASK2FORMER_CACHE"

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch.utils.data import DataLoader
 
-from hpo.errors import DataError, SpecError
+from skillkit.errors import DataError, SpecError
 from mask2former.data.ade import AdeDataset
 from mask2former.data.archive import resolve_folder
 from mask2former.data.base import MODES, SegmentationDataset

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 from mask2former.data.base import RawSample, SegmentationDataset, SegmentInfo
 from mask2former.data.io import read_image
 from mask2former.data.label_map import Categories, load_json_file

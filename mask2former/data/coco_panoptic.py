@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 from mask2former.data.base import RawSample, SegmentationDataset, SegmentInfo
 from mask2former.data.io import check_same_size, read_image, read_panoptic_png
 from mask2former.data.label_map import Categories, load_json_file

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 
 
 def read_image(path: Path, *, record: str) -> np.ndarray:

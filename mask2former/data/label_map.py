@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from hpo.errors import DataError, SpecError
+from skillkit.errors import DataError, SpecError
 
 IGNORE_INDEX = 255
 """Value of `sem_seg` pixels that carry no label (void, crowd, padding, unlisted ids)."""

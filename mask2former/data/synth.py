@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 from mask2former.data.io import id_to_rgb
 from mask2former.data.synth_scene import CATEGORIES, THING_IDS, Scene, make_scene
 

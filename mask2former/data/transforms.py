@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 
 SIZE_DIVISIBILITY = 32
 

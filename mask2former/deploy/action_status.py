@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from hpo.errors import HpoError, UserError
+from skillkit.errors import HpoError, UserError
 from mask2former.training.failures import classify
-from mask2former.training.status import ERROR, FAILURE, STARTED, StatusWriter
+from skillkit.status.writer import ERROR, FAILURE, STARTED, StatusWriter
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hpo.errors import DataError, UserError
+from skillkit.errors import DataError, UserError
 from mask2former.export.graph_checks import read_metadata, sidecar_path
 from mask2former.export.heads import OUTPUT_NAMES, ExportableMask2Former
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.deploy.backends import InferenceBackend
 
 EVALUATION_FILENAME = "evaluation.json"
@@ -138,7 +138,7 @@ def run_deploy_evaluation(cfg: Any, spec: Mapping[str, Any] | None = None) -> di
     from mask2former.actions.common import action_results_dir, batch_size_for
     from mask2former.deploy.action_status import recorded
     from mask2former.deploy.backends import open_backend
-    from mask2former.training.status import RUNNING, SUCCESS, WARNING
+    from skillkit.status.writer import RUNNING, SUCCESS, WARNING
 
     results_dir = action_results_dir(cfg, "evaluate")
     engine = str(cfg.evaluate.trt_engine)

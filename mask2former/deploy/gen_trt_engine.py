@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import DataError, SpecError, UserError
+from skillkit.errors import DataError, SpecError, UserError
 from mask2former.deploy.action_status import cli_handler, recorded
 
 PRECISIONS = ("FP32", "FP16")
@@ -194,7 +194,7 @@ def _apply_layer_precisions(trt: Any, network: Any, config: Any,
 
 def run_gen_trt_engine(cfg: Any) -> dict[str, Any]:
     from mask2former.actions.common import action_results_dir
-    from mask2former.training.status import SUCCESS
+    from skillkit.status.writer import SUCCESS
 
     results_dir = action_results_dir(cfg, "gen_trt_engine")
     section = cfg.gen_trt_engine

@@ -35,13 +35,13 @@ def export_device(cfg: Any):
 def run_export(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Export `cfg.export.checkpoint`; returns the export.json content (also written to disk)."""
     from mask2former.actions.common import action_results_dir
-    from mask2former.training.status import RUNNING, SUCCESS, WARNING
+    from skillkit.status.writer import RUNNING, SUCCESS, WARNING
 
     results_dir = action_results_dir(cfg, "export")
     with recorded(results_dir, f"Exporting {cfg.export.checkpoint} to {cfg.export.onnx_file}") as writer:
         from mask2former.export.onnx_export import ExportSettings, export_onnx
         from mask2former.training.checkpoint_io import load_model_from_checkpoint
-        from hpo.errors import SpecError
+        from skillkit.errors import SpecError
 
         if not cfg.export.onnx_file or cfg.export.onnx_file == "???":
             raise SpecError("export.onnx_file is empty: set it to the .onnx path to write.")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hpo.errors import HpoError, SpecError
+from skillkit.errors import HpoError, SpecError
 from mask2former.export.graph_checks import GraphReport, inspect_graph, write_metadata
 from mask2former.export.heads import INPUT_NAME, MODES, ExportableMask2Former, output_names, output_shapes
 

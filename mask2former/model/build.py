@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.model.backbone.swin import FEATURE_NAMES, SWIN_PRESETS, SwinTransformer
 from mask2former.model.backbone.swin_checkpoint import load_swin_checkpoint
 from mask2former.model.criterion import SetCriterion

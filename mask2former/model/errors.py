@@ -1,8 +1,8 @@
-"""Errors the model package raises for user mistakes (all under `hpo.errors.UserError`)."""
+"""Errors the model package raises for user mistakes (all under `skillkit.errors.UserError`)."""
 
 from __future__ import annotations
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 
 
 class PretrainedWeightsError(DataError):

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import torch
 
-from hpo.errors import DataError, SpecError
+from skillkit.errors import DataError, SpecError
 
 
 def calibration_size(cfg: Any, graph_size: tuple[int, int]) -> tuple[int, int]:

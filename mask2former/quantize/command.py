@@ -59,10 +59,10 @@ def _torch_device(settings: Any):
 
 def run_quantize(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Quantize per `cfg.quantize`; returns the report (also written to results_dir/quantize_report.json)."""
-    from hpo.errors import SpecError
+    from skillkit.errors import SpecError
     from mask2former.actions.common import action_results_dir
     from mask2former.quantize.settings import quantize_settings
-    from mask2former.training.status import RUNNING, SUCCESS, WARNING
+    from skillkit.status.writer import RUNNING, SUCCESS, WARNING
 
     results_dir = action_results_dir(cfg, "quantize")
     with recorded(results_dir, f"Quantizing {cfg.quantize.model_path} with {cfg.quantize.backend}") as writer:
@@ -129,7 +129,7 @@ def _quantize_checkpoint(cfg: Any, settings: Any, results_dir: Path, evaluate: b
 
 
 def _quantize_onnx(cfg: Any, settings: Any, results_dir: Path, evaluate: bool) -> dict[str, Any]:
-    from hpo.errors import DataError
+    from skillkit.errors import DataError
     from mask2former.deploy.backends import OnnxRuntimeBackend
     from mask2former.quantize.calibration import calibration_batches, calibration_size
 

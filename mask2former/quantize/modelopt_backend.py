@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from hpo.errors import SpecError, UserError
+from skillkit.errors import SpecError, UserError
 from mask2former.quantize.settings import QuantizeSettings
 
 ONNX_QUANTIZED_NAME = "mask2former_modelopt.onnx"

@@ -29,7 +29,7 @@ import onnx
 import torch
 from onnxruntime.quantization import CalibrationDataReader
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.quantize.settings import QuantizeSettings, select
 
 QUANTIZED_NAME = "mask2former_int8_onnxruntime.onnx"

@@ -18,7 +18,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 
 BACKENDS = ("torchao", "onnxruntime", "modelopt.onnx", "modelopt.pytorch")
 SUPPORTED_DTYPES = ("int8",)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpo.errors import DataError, SpecError, UserError
+from skillkit.errors import DataError, SpecError, UserError
 from mask2former.quantize.settings import QuantizeSettings, select
 
 FORMAT = "mask2former-torchao/1"

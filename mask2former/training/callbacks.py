@@ -39,7 +39,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from mask2former.training.status import RUNNING, StatusWriter
+from skillkit.status.writer import RUNNING, StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,11 @@ def early_stop_epoch_from_env(env: dict[str, str] | None = None) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        from hpo.errors import SpecError
+        from skillkit.errors import SpecError
 
         raise SpecError(f"environment variable {EARLY_STOP_ENV} must be a positive integer epoch, got {raw!r}.") from None
     if value < 1:
-        from hpo.errors import SpecError
+        from skillkit.errors import SpecError
 
         raise SpecError(f"environment variable {EARLY_STOP_ENV} must be a positive integer epoch, got {raw!r}.")
     return value

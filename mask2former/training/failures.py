@@ -2,8 +2,8 @@
 
 Classes (the engine reads them from the FAILURE line's `error_class`):
   * `oom`      – CUDA (or host) out of memory; exit code 10, with advice on what to shrink.
-  * `data`     – `hpo.errors.DataError` (missing/bad dataset files); its own exit code (6).
-  * `spec`     – any other `hpo.errors.UserError` (bad spec values); its exit code (3 for SpecError).
+  * `data`     – `skillkit.errors.DataError` (missing/bad dataset files); its own exit code (6).
+  * `spec`     – any other `skillkit.errors.UserError` (bad spec values); its exit code (3 for SpecError).
   * `internal` – everything else; exit code 1 and a traceback.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from hpo.errors import DataError, HpoError, UserError
+from skillkit.errors import DataError, HpoError, UserError
 
 OOM_EXIT_CODE = 10
 INTERNAL_EXIT_CODE = 1

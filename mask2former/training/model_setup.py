@@ -20,7 +20,7 @@ from typing import Iterable
 
 from torch import nn
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.training.checkpoint_io import model_state_dict, read_checkpoint
 
 CLASS_HEAD_MARKER = "class_embed."

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 
 NO_DECAY_NAMES: tuple[str, ...] = (
     "relative_position_bias_table",

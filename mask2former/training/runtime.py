@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 import torch
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 
 PRECISION_MAP = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 ENV_NUM_NODES = "MASK2FORMER_NUM_NODES"

@@ -34,18 +34,18 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.training.callbacks import (
     EarlySigterm, StepReseed, build_contract_callbacks, early_stop_epoch_from_env,
 )
-from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint
+from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint, resume_mismatch
 from mask2former.training.datamodule import Mask2FormerDataModule
 from mask2former.training.failures import OOM_ADVICE, TrainingOutOfMemory, classify
 from mask2former.training.model_setup import apply_freeze, load_pretrained
 from mask2former.training.runtime import (
     apply_cudnn_flags, export_topology_for_children, resolve_topology, seed_everything,
 )
-from mask2former.training.status import ERROR, FAILURE, STARTED, SUCCESS, WARNING, StatusWriter
+from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, WARNING, StatusWriter
 from mask2former.training.system import ClipSettings, Mask2FormerSystem, OptimSettings
 from mask2former.training.validation import MetricsSuite
 
@@ -150,10 +150,11 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     early_stop = early_stop_epoch_from_env()
     resume_path = str(train.resume_training_checkpoint_path or "")
     start_epoch, start_step = 0, 0
+    resume_checkpoint: dict[str, Any] | None = None
     if resume_path:
-        checkpoint = read_checkpoint(resume_path, what="train.resume_training_checkpoint_path")
-        start_epoch, start_step = checkpoint_completed_epochs(checkpoint), int(checkpoint.get("global_step", 0))
-        del checkpoint
+        resume_checkpoint = read_checkpoint(resume_path, what="train.resume_training_checkpoint_path")
+        start_epoch = checkpoint_completed_epochs(resume_checkpoint)
+        start_step = int(resume_checkpoint.get("global_step", 0))
         if start_epoch >= max_epochs:
             raise SpecError(
                 f"train.resume_training_checkpoint_path '{resume_path}' has already completed {start_epoch} epochs; "
@@ -179,6 +180,12 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     data.check(training=True)
 
     model, criterion = build_model_and_criterion(cfg, load_backbone_weights=not resume_path)
+    if resume_checkpoint is not None:
+        # Refused here, as a spec error, rather than by Lightning's strict load (a raw size-mismatch traceback).
+        mismatch = resume_mismatch(resume_checkpoint, model, spec, path=resume_path)
+        del resume_checkpoint
+        if mismatch:
+            raise SpecError(mismatch)
     _write_model_args(cfg, results_dir, writer.enabled)
     if train.pretrained_model_path and not resume_path:
         report = load_pretrained(model, train.pretrained_model_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 from mask2former.data import archive
 from mask2former.data.archive import cache_root, extract_archive, resolve_folder
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from hpo.errors import DataError, SpecError
+from skillkit.errors import DataError, SpecError
 from mask2former.data import (
     IGNORE_INDEX,
     build_dataloader,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hpo.errors import DataError
+from skillkit.errors import DataError
 from mask2former.config import DatasetSplitConfig
 from mask2former.data import build_dataset, categories_from_records, load_label_map
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from hpo.errors import DataError, UserError
+from skillkit.errors import DataError, UserError
 from mask2former import cli
 from mask2former.data import commands
 from mask2former.data import resolve_folder

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.config import AugmentationConfig
 from mask2former.data.collate import Collator
 from mask2former.data.transforms import (

@@ -12,9 +12,9 @@ import torch
 from onnx import TensorProto, helper
 
 from deploy_fixtures import SMALL_SIZE, exported, write_spec
-from hpo.errors import DataError, SpecError, UserError
+from skillkit.errors import DataError, SpecError, UserError
 from mask2former.deploy.backends import InferenceBackend, OnnxRuntimeBackend, metadata_from_io, open_backend
-from mask2former.training.status import read_status
+from skillkit.status.writer import read_status
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -103,7 +103,7 @@ def test_gen_trt_engine_refuses_bad_settings_before_needing_tensorrt(tmp_path: P
 def test_gen_trt_engine_checks_a_fixed_batch_graph_against_the_profile(tmp_path: Path) -> None:
     from mask2former.config import config_from_dict
     from mask2former.deploy.gen_trt_engine import check_onnx_batch, engine_settings
-    from hpo.spec import load_spec
+    from skillkit.spec import load_spec
 
     graph = onnx.load(str(exported("semantic").onnx_file), load_external_data=False)
     graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2  # as if exported with batch_size 2

@@ -59,7 +59,7 @@ def test_layer_precisions_are_applied(tmp_path: Path) -> None:
 
 
 def test_deploy_evaluate_on_an_fp16_engine_matches_pytorch(tmp_path: Path) -> None:
-    from hpo.spec import load_spec
+    from skillkit.spec import load_spec
     from mask2former.actions.evaluate import run_evaluation
     from mask2former.config import config_from_dict
     from mask2former.deploy.backends import TensorRTBackend

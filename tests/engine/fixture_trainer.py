@@ -11,11 +11,14 @@ epoch and the checkpoint's accumulated progress, so an exploited PBT trial inher
 The learning curve is a formula of the params: per-epoch progress q(lr, weight_decay, width, activation),
 mIoU = 1 - exp(-progress / 3). Best lr is near 10^-2.5.
 
-Every epoch trained is appended to `epochs_run.txt` so tests can prove no epoch was trained twice.
+Every epoch trained is appended to `epochs_run.txt` so tests can prove no epoch was trained twice, and every
+launch appends `{"spec", "resume", "resumed_spec"}` to `launches.jsonl` (the spec it ran with, and the spec
+stored in the checkpoint it continued from), so tests can check what each run and each PBT exploit was given.
 
 Fault injection (spec section `fixture`): fail = crash | oom | data | bad_spec | hang | kill, at
 `fail_at_epoch` (default 1), only when `train.optim.lr` > `fail_if_lr_above` if that is set.
-`evaluate -e SPEC` reports the mIoU stored in `evaluate.checkpoint` (the baseline path).
+`evaluate -e SPEC` reports the mIoU stored in `evaluate.checkpoint` (the baseline path); on a dataset root
+holding `fixture_eval.json` it scores lower by the trained weight decay (a stand-in held-out test split).
 """
 
 from __future__ import annotations
@@ -138,9 +141,12 @@ def train(spec: dict) -> int:
     early_stop_epoch = int(early_stop) if early_stop else None
     start_epoch, progress = 0, 0.0
     resume = get(spec, "train.resume_training_checkpoint_path", "")
+    state: dict = {}
     if resume:
         state = json.loads(Path(resume).read_text())
         start_epoch, progress = int(state["epoch"]), float(state["progress"])
+    with open(results_dir / "launches.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"spec": spec, "resume": resume, "resumed_spec": state.get("spec")}) + "\n")
     step = start_epoch * steps_per_epoch
     status.write("STARTED", f"Starting training at epoch {start_epoch}", epoch=start_epoch, step=step)
     with open(results_dir / "trial_env.jsonl", "a", encoding="utf-8") as handle:  # what the engine gave this run
@@ -177,6 +183,14 @@ def evaluate(spec: dict) -> int:
     checkpoint = get(spec, "evaluate.checkpoint", "")
     state = json.loads(Path(checkpoint).read_text())
     miou = 1.0 - math.exp(-float(state["progress"]) / 3.0)
+    # A held-out dataset root may carry `fixture_eval.json` {"weight_decay_penalty": x}: the score there is
+    # miou * (1 - x * weight_decay), so tests can tell a test-split score from a validation one.
+    for value in (get(spec, "dataset.val") or {}).values():
+        marker = Path(str(value)).parent / "fixture_eval.json" if value else None
+        if marker is not None and marker.is_file():
+            penalty = float(json.loads(marker.read_text())["weight_decay_penalty"])
+            miou *= 1.0 - penalty * float(get(state.get("spec") or {}, "train.optim.weight_decay", 0.0))
+            break
     status.write("SUCCESS", "Evaluation finished", kpi={"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou})
     return 0
 

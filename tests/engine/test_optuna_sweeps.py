@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from hpo.sweep.observer import SweepObserver
 from hpo.sweep.runner import SweepFailedError, resume_sweep, run_sweep
 from hpo.trials.resources import GpuPool
-from hpo.trials.status import read_validations
+from skillkit.status.follower import read_validations
 
 
 def study_of(summary_root: Path, name: str = "fx") -> optuna.Study:

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from fixture_skill import make_fixture_skill
 from hpo.backends.ray_searcher import SpaceSearcher
-from hpo.skill import SkillDir
+from skillkit.skill_dir import SkillDir
 from hpo.space import compile_space
 from hpo.sweep.config import AlgorithmConfig
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fixture_skill import make_fixture_skill
-from hpo.skill import SkillDir
+from skillkit.skill_dir import SkillDir
 from hpo.space import compile_space
 
 pytest.importorskip("ray")

@@ -15,7 +15,7 @@ from typing import Callable
 import pytest
 
 from hpo.sweep.workspace import read_lock_holder
-from hpo.trials.status import read_validations
+from skillkit.status.follower import read_validations
 
 HPO = [sys.executable, "-m", "hpo.cli"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.skill import SkillDir
+from skillkit.skill_dir import SkillDir
 from hpo.space import compile_space
-from hpo.spec import load_spec
+from skillkit.spec import load_spec
 from hpo.sweep.config import schema_problems, semantic_problems
 
 REPO = Path(__file__).resolve().parents[2]

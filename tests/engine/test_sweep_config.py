@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.sweep.config import load_sweep_config, resolve_metric, sweep_config_from_dict
 
 

@@ -17,7 +17,7 @@ import yaml
 from fixture_skill import FIXTURE_TRAINER, TRAIN_TEMPLATE
 from hpo.trials.lifecycle import checkpoint_for, checkpoints, resume_point
 from hpo.trials.runner import PID_FILE, TrainerProcess, TrialLaunch, stop_orphaned_trainer
-from hpo.trials.status import StatusFollower, read_validations
+from skillkit.status.follower import StatusFollower, read_validations
 
 
 def launch(tmp_path: Path, *, epochs: int = 3, sleep_s: float = 0.02, fixture: dict[str, Any] | None = None,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.sweep.workspace import DriverLock, WorkspaceLockedError, find_sweep_dir, read_lock_holder
 
 HOLD = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.model.build import build_model, model_constructor_args
 from mask2former.model.tiny import tiny_config
 

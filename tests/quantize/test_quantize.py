@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_checkpoint, tiny_spec, with_data, write_spec
-from hpo.errors import SpecError, UserError
-from mask2former.training.status import read_status
+from skillkit.errors import SpecError, UserError
+from skillkit.status.writer import read_status
 
 METRICS = {"mIoU", "pixel_acc"}
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from hpo.cli import main
-from hpo.skill import SkillDir
+from skillkit.skill_dir import SkillDir
 from hpo.skill.generate import generated_files, stale_files, write_generated
-from hpo.spec import validate_spec
+from skillkit.spec import validate_spec
 from mask2former.config import default_spec
 
 TAO_AUTOML_TEN = {

@@ -10,7 +10,7 @@ import yaml
 
 from hpo.cli import main
 from hpo.space import SearchSpace
-from hpo.spec import load_spec
+from skillkit.spec import load_spec
 
 
 @pytest.fixture()

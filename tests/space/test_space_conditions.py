@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from hpo.errors import SearchSpaceError
-from hpo.space.conditions import Bound, combine, is_power, parse_math_cond
+from skillkit.errors import SearchSpaceError
+from skillkit.math_cond import Bound, combine, is_power, parse_math_cond
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from space_schemas import spec_from, tao_schema
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import compile_space
-from hpo.spec.validate import schema_problems
+from skillkit.spec.validate import schema_problems
 
 SAMPLES_PER_SCHEMA = 40
 BUDGETS = (None, 1, 2, 5, 13)

@@ -8,7 +8,7 @@ import math
 import pytest
 from space_schemas import tao_schema
 
-from hpo.errors import SchemaError, SearchSpaceError
+from skillkit.errors import SchemaError, SearchSpaceError
 from hpo.space import compile_space, load_schema_file, read_schema
 from hpo.space.selection import topological_order
 

@@ -9,8 +9,8 @@ import pytest
 from space_schemas import spec_from
 
 from hpo.space import SearchSpace, compile_space, load_schema_file
-from hpo.spec import load_spec
-from hpo.spec.validate import schema_problems
+from skillkit.spec import load_spec
+from skillkit.spec.validate import schema_problems
 
 
 def _check_mask2former_space(space: SearchSpace) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from space_schemas import tao_schema
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 from hpo.space import compile_space
 
 N = 2000

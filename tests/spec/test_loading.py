@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.spec import apply_overrides, load_spec, parse_override, validate_spec
-from hpo.spec.validate import schema_problems
-from hpo.skill import read_json_file
+from skillkit.spec import apply_overrides, load_spec, parse_override, validate_spec
+from skillkit.spec.validate import schema_problems
+from skillkit.skill_dir import read_json_file
 from mask2former.config import config_from_dict
 
 

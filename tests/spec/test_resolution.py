@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
-from hpo.errors import DataError, SpecError
-from hpo.skill import SkillDir
-from hpo.spec import merge_spec, resolve_data_sources, resolve_job_chain
-from hpo.spec.yaml_io import parse_yaml
+from skillkit.errors import DataError, SpecError
+from skillkit.skill_dir import SkillDir
+from skillkit.spec import merge_spec
+from hpo.spec import resolve_data_sources, resolve_job_chain
+from skillkit.spec.yaml_io import parse_yaml
 
 PANOPTIC_FILES = ("images.tar.gz", "annotations.json", "annotations_panoptic.json", "images_panoptic.tar.gz",
                   "label_map_panoptic.json")
@@ -197,3 +198,60 @@ def test_ade_root_resolution_archive_and_extracted(tmp_path: Path, repo_root: Pa
     (root / "images").mkdir()  # extracted in place: ADE's members sit at the root's level
     spec = resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train", train_datasets=str(root))
     assert spec["dataset"]["train"]["root_dir"] == str(root)
+
+
+# -- the skill card's data_sources table, action by action ---------------------------------------------------
+def _card(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def test_our_table_sources_every_key_of_taos_table_the_same_way(repo_root: Path, tao_reference: Path) -> None:
+    ours = _card(repo_root / "references" / "skill_info.yaml")["data_sources"]
+    theirs = _card(tao_reference / "references" / "skill_info.yaml")["data_sources"]
+    for action, table in theirs.items():
+        for dotted, entry in table.items():
+            mine = ours[action][dotted]
+            assert (mine["source"], mine["path"]) == (entry["source"], entry["path"]), (action, dotted)
+            assert mine.get("runtime") == entry.get("runtime"), (action, dotted)
+
+
+def _roots(tmp_path: Path) -> dict[str, Path]:
+    return {source: _panoptic_root(tmp_path / source) for source in ("train_datasets", "eval_dataset",
+                                                                      "inference_dataset")}
+
+
+@pytest.mark.parametrize("action", ["train", "evaluate", "inference", "quantize"])
+def test_every_entry_of_the_table_is_filled_from_its_own_source(tmp_path: Path, repo_root: Path, action: str) -> None:
+    skill = SkillDir(repo_root)
+    roots = _roots(tmp_path)
+    spec = resolve_data_sources(merge_spec(None, action, [], skill), skill, action,
+                                **{source: str(root) for source, root in roots.items()})
+    checked = 0
+    for dotted, entry in skill.data_sources(action).items():
+        if "coco_panoptic" not in entry.get("x_dataset_types", ["coco_panoptic"]):
+            continue  # an ADE-only entry (root_dir, annot_file)
+        value = spec
+        for part in dotted.split("."):
+            value = value[part]
+        assert value == str(roots[entry["source"]] / entry["path"]), (action, dotted)
+        checked += 1
+    assert checked >= 5
+
+
+def test_inference_predicts_the_eval_dataset_when_no_inference_dataset_is_given(tmp_path: Path, repo_root: Path,
+                                                                                 capsys) -> None:
+    val = _panoptic_root(tmp_path / "val")
+    assert main(["spec", "resolve", "--action", "inference", "--eval-dataset", str(val), "--allow-missing",
+                 "--skill-dir", str(repo_root)]) == 0
+    spec = parse_yaml(capsys.readouterr().out, source="stdout")
+    assert spec["dataset"]["test"]["img_dir"] == str(val / "images.tar.gz")
+    assert spec["dataset"]["val"]["panoptic_json"] == str(val / "annotations_panoptic.json")
+    # Given both, the inference dataset is what inference predicts.
+    other = _panoptic_root(tmp_path / "other")
+    assert main(["spec", "resolve", "--action", "inference", "--eval-dataset", str(val), "--inference-dataset",
+                 str(other), "--allow-missing", "--skill-dir", str(repo_root)]) == 0
+    spec = parse_yaml(capsys.readouterr().out, source="stdout")
+    assert spec["dataset"]["test"]["img_dir"] == str(other / "images.tar.gz")
+    assert spec["dataset"]["val"]["img_dir"] == str(val / "images.tar.gz")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import DataError
-from hpo.storage import safe_extract
-from hpo.storage.archive import content_root
+from skillkit.errors import DataError
+from skillkit.archive import safe_extract
+from skillkit.archive import content_root
 
 
 def _archive(path: Path, members: list[tarfile.TarInfo], payloads: dict[str, bytes] | None = None) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage import RetryPolicy, Storage, TransferProgress, TransferSettings, parse_s3_uri
 
 MiB = 1024 * 1024

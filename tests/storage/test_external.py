@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage import Storage, mlflow_s3_environment, pyarrow_s3_filesystem, ray_storage_path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage import Storage, WorkspaceMirror, render_preflight, run_preflight
 
 KEYS = ["dataset.train.img_dir", "dataset.train.panoptic_json", "dataset.val.img_dir", "dataset.label_map"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage import RetryPolicy, Storage, stage_spec_sources
 
 FAST = dict(initial_delay=0.01, max_delay=0.05)

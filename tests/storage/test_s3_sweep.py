@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage import Storage
 from hpo.sweep.observer import SweepObserver
 

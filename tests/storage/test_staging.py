@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import DataError, StorageError
-from hpo.skill import SkillDir
-from hpo.spec import get_dotted, load_spec, resolve_data_sources
+from skillkit.errors import DataError, StorageError
+from skillkit.skill_dir import SkillDir
+from skillkit.spec import get_dotted, load_spec
+from hpo.spec import resolve_data_sources
 from hpo.storage import Storage, data_paths_for, stage_spec_sources
 
 PANOPTIC_KEYS = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import StorageError
+from skillkit.errors import StorageError
 from hpo.storage import Storage, WorkspaceMirror
 
 

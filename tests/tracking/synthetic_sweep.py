@@ -43,7 +43,7 @@ SEARCHED = ("train.optim.lr", "model.mask_former.dec_layers", "model.mask_former
 
 def compiled_space_yaml() -> str:
     """The search space the engine would write for SEARCHED, compiled from this repository's train schema."""
-    from hpo.skill import SkillDir
+    from skillkit.skill_dir import SkillDir
     from hpo.space import compile_space
 
     return compile_space(SkillDir(REPO_ROOT).schema("train"), selection=list(SEARCHED)).to_yaml()

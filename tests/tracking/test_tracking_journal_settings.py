@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpo.errors import SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.tracking import Journal, TrackingSettings
 
 

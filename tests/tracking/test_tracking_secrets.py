@@ -11,7 +11,8 @@ import pytest
 
 from synthetic_sweep import default_trials, replay_into, write_sweep
 
-from hpo.tracking import REDACTED, MlflowObserver, Redactor, is_secret_key
+from skillkit.redaction import REDACTED, Redactor, is_secret_key
+from hpo.tracking import MlflowObserver
 
 ENCRYPTION_KEY = "tlt-enc-Key-9f8e7d6c"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -24,7 +24,8 @@ import torch
 
 from mask2former.actions.evaluate import run_evaluation
 from mask2former.data.synth import write_synthetic_splits
-from mask2former.training import read_status, run_training
+from skillkit.status.writer import read_status
+from mask2former.training import run_training
 from mask2former.training.runtime import seed_everything
 from training_support import make_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hpo.errors import DataError, SpecError
+from skillkit.errors import DataError, SpecError
 from mask2former.model.tiny import build_tiny_model
 from mask2former.training.checkpoint_io import model_state_dict, read_checkpoint
 from mask2former.training.model_setup import load_pretrained

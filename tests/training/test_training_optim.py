@@ -7,7 +7,7 @@ import math
 import pytest
 from torch import nn
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 from mask2former.model.tiny import build_tiny_model
 from mask2former.training.model_setup import apply_freeze
 from mask2former.training.optim import (

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from training_support import NUM_CLASSES, SHARED_RUN, make_config
-from hpo.errors import SpecError
-from mask2former.training import load_model_from_checkpoint, read_checkpoint, read_status, run_training
+from skillkit.errors import SpecError
+from mask2former.training import load_model_from_checkpoint, read_checkpoint, run_training
+from skillkit.status.writer import read_status
 from mask2former.training.failures import OOM_EXIT_CODE, TrainingOutOfMemory
 
 CONTRACT_KPI = {"mIoU", "pixel_acc", "val_loss", "train_loss", "lr", "PQ"}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from hpo.errors import DataError, SpecError
+from skillkit.errors import DataError, SpecError
 from mask2former.training.failures import classify, exit_code_for, is_out_of_memory
 from mask2former.training.runtime import ENV_DEVICES, ENV_NUM_NODES, resolve_precision, resolve_topology
 from mask2former.training.system import ClipSettings, Mask2FormerSystem, OptimSettings

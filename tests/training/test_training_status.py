@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from mask2former.training.status import FAILURE, RUNNING, STARTED, SUCCESS, StatusWriter, read_status
+from skillkit.status.writer import FAILURE, RUNNING, STARTED, SUCCESS, StatusWriter, read_status
 
 CONTRACT_KEYS = {"date", "time", "status", "verbosity", "message", "epoch", "max_epoch", "step", "time_per_epoch",
                  "eta", "kpi"}

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from hpo.spec import load_spec, set_dotted
+from skillkit.spec import load_spec, set_dotted
 from mask2former.config import config_from_dict
 from mask2former.model.tiny import tiny_spec_overrides
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from hpo.errors import SpecError
+from skillkit.errors import SpecError
 
 _FLOAT_PATTERN = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?

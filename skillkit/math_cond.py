@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from hpo.errors import SearchSpaceError
+from skillkit.errors import SearchSpaceError
 
 RELATIONS = (">", ">=", "<", "<=")
 

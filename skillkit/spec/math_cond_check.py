@@ -1,6 +1,6 @@
 """Why a value breaks a TAO `math_cond`, for spec validation messages.
 
-Parsing is the search-space compiler's (`hpo.space.conditions`), so validation and sampling read every
+Parsing is the search-space compiler's (`skillkit.math_cond`), so validation and sampling read every
 condition the same way; this module only turns a parsed condition into human-readable reasons.
 Meanings (DESIGN.md §4): `>`/`<` exclusive, `>=`/`<=` inclusive, combinable; `!= a`; `/ N` a multiple
 of N (with `depends_on`: the parent's value // N); `^ N` a power of N; `<op> depends_on` relative to
@@ -13,9 +13,9 @@ import operator
 from functools import lru_cache
 from typing import Any, Callable
 
-from hpo.errors import SchemaError, SearchSpaceError
-from hpo.space.conditions import MathCond, is_multiple, is_power
-from hpo.space.conditions import parse_math_cond as _parse
+from skillkit.errors import SchemaError, SearchSpaceError
+from skillkit.math_cond import MathCond, is_multiple, is_power
+from skillkit.math_cond import parse_math_cond as _parse
 
 RELATIONS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,

@@ -18,9 +18,9 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from hpo.errors import SchemaError, SpecError
-from hpo.spec.dotted import get_dotted
-from hpo.spec.math_cond import parse_math_cond, relative_violations, static_violations
+from skillkit.errors import SchemaError, SpecError
+from skillkit.spec.dotted import get_dotted
+from skillkit.spec.math_cond_check import parse_math_cond, relative_violations, static_violations
 
 MANDATORY = "???"
 

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from hpo.errors import SpecError
-from hpo.skill import ACTIONS, SkillDir
-from hpo.spec.class_count import class_count_problem
-from hpo.spec.dotted import apply_overrides, deep_merge
-from hpo.spec.validate import missing_mandatory, raise_if_problems, schema_problems
-from hpo.spec.yaml_io import read_yaml_file
+from skillkit.errors import SpecError
+from skillkit.skill_dir import ACTIONS, SkillDir
+from skillkit.spec.class_count import class_count_problem
+from skillkit.spec.dotted import apply_overrides, deep_merge
+from skillkit.spec.validate import missing_mandatory, raise_if_problems, schema_problems
+from skillkit.spec.yaml_io import read_yaml_file
 
 ACTIONS_NEEDING_CLASS_CHECK = ("train", "evaluate", "inference", "quantize")
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.errors import DataError, SpecError
-from hpo.spec.dotted import get_dotted
+from skillkit.errors import DataError, SpecError
+from skillkit.spec.dotted import get_dotted
 
 
 def read_label_map_ids(path: Path) -> list[int]:

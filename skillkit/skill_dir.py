@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from hpo.errors import SchemaError
+from skillkit.errors import SchemaError
 
 ACTIONS = ("train", "evaluate", "inference", "export", "quantize", "gen_trt_engine")
 DEFAULT_MONITORING_METRIC = "mIoU"
@@ -30,7 +30,7 @@ def default_skill_dir() -> Path:
     for folder in (Path.cwd(), *Path.cwd().parents):
         if (folder / "references" / "skill_info.yaml").is_file():
             return folder
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def read_json_file(path: Path) -> Any:
@@ -106,7 +106,10 @@ class SkillDir:
                 f"skill dir '{self.path}' has no spec template for action '{action}' (expected {path}); "
                 "run 'hpo schemas generate' to create it."
             )
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise SchemaError(f"spec template '{path}' is not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise SchemaError(f"spec template '{path}' must be a mapping.")
         return data
@@ -126,6 +129,18 @@ class SkillDir:
         if not template or "{config_path}" not in template:
             raise SchemaError(f"action '{action}' in skill_info.yaml needs a 'command' containing '{{config_path}}'.")
         return shlex.split(template.replace("{config_path}", shlex.quote(str(config_path))))
+
+    def mlflow_model_command(self, config_path: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> list[str] | None:
+        """The argv that packages a checkpoint as an MLflow model folder (`x_mlflow_model.command`, ours), or
+        None when the skill does not offer it; the spec at `config_path` is for `x_mlflow_model.config_action`."""
+        entry = self.info.get("x_mlflow_model")
+        if not isinstance(entry, dict) or not entry.get("command"):
+            return None
+        template = str(entry["command"])
+        if "{config_path}" not in template or "{output_dir}" not in template:
+            raise SchemaError("x_mlflow_model.command in skill_info.yaml needs '{config_path}' and '{output_dir}'.")
+        return [part.replace("{config_path}", str(config_path)).replace("{output_dir}", str(output_dir))
+                for part in shlex.split(template)]
 
     def train_command(self, config_path: str | os.PathLike[str]) -> list[str]:
         return self.command("train", config_path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from hpo.errors import SpecError
-from hpo.spec.yaml_io import parse_yaml
+from skillkit.errors import SpecError
+from skillkit.spec.yaml_io import parse_yaml
 
 _MISSING = object()
 
