@@ -64,10 +64,16 @@ class OptunaPolicy:
         self.direction = config.direction or ("minimize" if suite.direction == "minimize" else "maximize")
         self.study = optuna.create_study(
             study_name=config.name, storage=optuna.storages.InMemoryStorage(), direction=self.direction,
-            sampler=sampler if sampler is not None else make_sampler(algorithm, self.space, config.seed),
+            sampler=sampler if sampler is not None else make_sampler(algorithm, self.space, config.seed,
+                                                                     epoch_budget=self.max_epochs),
             pruner=pruner if pruner is not None else make_pruner(algorithm, self.max_epochs),
         )
         self.max_trials = algorithm.max_trials
+        if algorithm.sampler == "grid":  # as OptunaBackend: a grid sweep ends when its grid is done
+            from hpo.backends.optuna_factory import grid_size, grid_values
+
+            self.max_trials = min(self.max_trials, grid_size(grid_values(
+                self.space, algorithm.grid_points, algorithm.grid_values, epoch_budget=self.max_epochs)))
         self.trials: dict[int, optuna.trial.Trial] = {}
         self.values: dict[int, dict[int, float]] = {}
         self.pruned: set[int] = set()
