@@ -8,7 +8,8 @@ Names:
 - `ours:<name>`: each algorithm of the sweep config schema (`algorithm.name`'s enum, read from the engine at
   run time, so algorithms another branch adds appear automatically), as `hpo run` configures it from
   `{name: <name>}` with every other knob at its default, on backend optuna (the single-machine backend). A
-  name whose resolved sampler/scheduler has no simulated policy (PBT needs Ray) is listed by `skipped()`.
+  name the engine cannot build from Optuna parts on that backend (PBT needs Ray) is listed by `skipped()`
+  with the engine's own reason; every other one, including names added later, is benchmarked.
 - `optuna:<sampler>+<pruner>`: Optuna's samplers (random, tpe, gp, cmaes) at their library defaults with
   Optuna's pruners (sh = SuccessiveHalvingPruner, hb = HyperbandPruner, median = MedianPruner) at theirs,
   run through the same trial loop.
@@ -19,6 +20,7 @@ Names:
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any, Callable
 
 from benchmarks.search_efficiency.simulator import Trace, simulate
@@ -98,16 +100,26 @@ def _dehb(suite: Suite, seed: int) -> Any:
     return DehbPolicy(suite, seed=seed)
 
 
+@lru_cache(maxsize=1)
 def skipped() -> dict[str, str]:
-    """Engine algorithms the simulator cannot run on backend optuna, with the reason."""
-    from hpo.sweep.config_rules import SAMPLERS, SCHEDULER_ALGORITHMS
+    """Engine algorithms the simulator cannot run on backend optuna, with the reason: each name is probed by
+    building its sweep config, sampler and pruner exactly as `ours:<name>` would, so a new algorithm that
+    the engine builds from Optuna parts is benchmarked without any change here."""
+    from hpo.backends.optuna_factory import make_pruner, make_sampler
 
+    from benchmarks.search_efficiency.policies import compiled_space, sweep_config_for
+    from benchmarks.search_efficiency.suites import hartmann_suite
+
+    probe = hartmann_suite(3, "good")
+    space = compiled_space(probe)
     out = {}
     for name in engine_algorithm_names():
-        if name == "pbt":
-            out[name] = "population-based training runs on backend ray only"
-        elif name not in SAMPLERS + SCHEDULER_ALGORITHMS + ("bohb",):
-            out[name] = "resolves to a sampler/scheduler this simulator has no policy for yet"
+        try:
+            config = sweep_config_for({"name": name}, suite=probe, seed=0, backend="optuna")
+            make_sampler(config.algorithm, space, 0, epoch_budget=probe.max_epochs)
+            make_pruner(config.algorithm, probe.max_epochs)
+        except Exception as error:  # noqa: BLE001 - the engine's own refusal is the reason to show
+            out[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
     return out
 
 
