@@ -5,9 +5,9 @@ the promoted metric says nothing about what will be deployed. Promotion then run
 commands (the engine never imports the trainer):
 
 1. `export` on `best/export_spec.yaml` -> `best/mask2former.onnx` (log in `best/export/export.log`);
-2. `evaluate` on `best/deploy/onnx_evaluate_spec.yaml`: the deploy evaluate spec with
-   `evaluate.trt_engine` = the ONNX file (the skill runs it with ONNX Runtime, resizing every image to the
-   graph's input size), results in `best/deploy/onnx_evaluate/`.
+2. `evaluate` on `best/deploy_evaluate_onnxruntime_spec.yaml`, the ONNX Runtime deploy spec promotion
+   writes for users anyway (`evaluate.trt_engine` = the ONNX file; the skill resizes every image to the
+   graph's input size), results in `best/deploy/evaluate_onnxruntime/`.
 
 Both scores land in best.json: `evaluation.promoted` (at the tuned size) and `evaluation.deploy` (at the
 export size). A failing step is reported there, never raised: the hand-off itself is still complete.
@@ -23,9 +23,9 @@ from typing import Any, Mapping
 from hpo.promotion.evaluation import EvaluationResult, SkillEvaluator
 from hpo.promotion.export_size import ExportSize
 from hpo.promotion.specs import HandoffPaths, HandoffSpecs
-from skillkit.spec import dump_spec, set_dotted
+from skillkit.spec import dump_spec
 
-ONNX_EVALUATE_SPEC = "onnx_evaluate_spec.yaml"
+ONNX_EVALUATE_SPEC = "deploy_evaluate_onnxruntime_spec.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +47,9 @@ class DeployCheck:
                 "run": self.evaluation.to_dict() if self.evaluation else None}
 
 
-def onnx_evaluate_spec(specs: HandoffSpecs, paths: HandoffPaths) -> dict[str, Any]:
-    """The deploy evaluate spec pointed at the exported ONNX file instead of the TensorRT engine."""
-    spec = copy.deepcopy(specs.deploy_evaluate or {})
-    results_dir = paths.deploy_dir / "onnx_evaluate"
-    spec["results_dir"] = str(results_dir)
-    set_dotted(spec, "evaluate.trt_engine", str(paths.onnx_file))
-    set_dotted(spec, "evaluate.results_dir", str(results_dir))
-    if "checkpoint" in (spec.get("evaluate") or {}):
-        set_dotted(spec, "evaluate.checkpoint", "")
-    return spec
+def onnx_evaluate_spec(specs: HandoffSpecs) -> dict[str, Any]:
+    """The ONNX Runtime deploy evaluate spec (`deploy_evaluate_onnxruntime_spec.yaml`), one owner: `specs.py`."""
+    return copy.deepcopy(specs.deploy_evaluate_onnxruntime or {})
 
 
 def export_and_evaluate(runner: SkillEvaluator, specs: HandoffSpecs, paths: HandoffPaths, size: ExportSize,
@@ -68,10 +61,11 @@ def export_and_evaluate(runner: SkillEvaluator, specs: HandoffSpecs, paths: Hand
         error = f"the export finished but wrote no '{paths.onnx_file}'"
     if error is not None:
         return DeployCheck(None, error, None, size)
-    spec_path = paths.deploy_dir / ONNX_EVALUATE_SPEC
-    spec_path.parent.mkdir(parents=True, exist_ok=True)
-    dump_spec(onnx_evaluate_spec(specs, paths), spec_path)
-    evaluation = runner(spec_path, paths.deploy_dir / "onnx_evaluate", metric)
+    spec = onnx_evaluate_spec(specs)
+    spec_path = paths.best_dir / ONNX_EVALUATE_SPEC
+    if not spec_path.is_file():  # written with the other hand-off files; rewritten only if it went missing
+        dump_spec(spec, spec_path)
+    evaluation = runner(spec_path, Path(spec["results_dir"]), metric)
     return DeployCheck(paths.onnx_file, None, evaluation, size)
 
 

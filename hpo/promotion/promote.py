@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from skillkit.errors import SpecError, SchemaError
+from hpo.promotion.best_dir import record_promoted_files, swap_in
 from hpo.promotion import holdout
 from hpo.promotion.deploy_check import describe, export_and_evaluate, wants_deploy_check
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner, SkillEvaluator, baseline_value
@@ -105,7 +106,7 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
     specs = build_handoff_specs(train_spec, paths, templates=templates, actions=_actions(config),
                                 export_size=(size.width, size.height))
     validation = _validate(specs, config)
-    _write_best_dir(best_dir, candidate.checkpoint, specs)
+    kept_previous = _write_best_dir(best_dir, candidate.checkpoint, specs)
 
     evaluation = None
     if evaluate and specs.evaluate is not None:
@@ -141,7 +142,10 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
     if use_mlflow:
         tracker = tracker or _tracker(sweep_dir, settings)
         record["mlflow"] = _log_to_mlflow(sweep_dir, settings, tracker, candidate, train_spec, record, specs)
+    if kept_previous is not None:
+        record["previous_best_kept_at"] = str(kept_previous)
     _write_json(best_dir / BEST_FILE, record)
+    record_promoted_files(best_dir)
     if use_mlflow and tracker is not None:
         tracker.log_artifact(SWEEP_RUN, best_dir / BEST_FILE, artifact_path="best")
         tracker.flush(force=True)
@@ -217,23 +221,24 @@ def _validate(specs: HandoffSpecs, config: Mapping[str, Any]) -> dict[str, str]:
     return outcome
 
 
-def _write_best_dir(best_dir: Path, checkpoint: Path, specs: HandoffSpecs) -> None:
-    """Build the new best/ beside the old one and swap it in, so best/ is never half-written."""
-    staging = best_dir.with_name(f".{best_dir.name}.new-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    target = staging / checkpoint.name
-    try:
-        os.link(checkpoint, target)
-    except OSError:
-        shutil.copy2(checkpoint, target)
-    for name, spec in specs.files().items():
-        dump_spec(spec, staging / name)
-    old = best_dir.with_name(f".{best_dir.name}.old-{os.getpid()}")
-    if best_dir.exists():
-        os.replace(best_dir, old)
-    os.replace(staging, best_dir)
-    shutil.rmtree(old, ignore_errors=True)
+def _write_best_dir(best_dir: Path, checkpoint: Path, specs: HandoffSpecs) -> Path | None:
+    """Build the new best/ beside the old one and swap it in, so best/ is never half-written; the old one is
+    kept (moved aside; its new path returned) when it holds files the user put there (`best_dir.py`)."""
+
+    def fill(staging: Path) -> None:
+        target = staging / checkpoint.name
+        try:
+            os.link(checkpoint, target)
+        except OSError:
+            shutil.copy2(checkpoint, target)
+        headers = specs.headers(best_dir)
+        for name, spec in specs.files().items():
+            path = dump_spec(spec, staging / name)
+            if name in headers:
+                comment = "".join(f"# {line}".rstrip() + "\n" for line in headers[name].splitlines())
+                path.write_text(comment + path.read_text())
+
+    return swap_in(best_dir, fill)
 
 
 def _default_evaluator(config: Mapping[str, Any]) -> EvaluationRunner:

@@ -146,18 +146,23 @@ class SweepConfig:
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep YAML file; relative paths are taken relative to its folder."""
+def read_sweep_config_data(path: str | Path) -> Any:
+    """The parsed YAML of a sweep config file, not yet validated (safe loading)."""
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"sweep config '{path}' does not exist or is not a file.")
     try:
-        data = yaml.load(path.read_text(), Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
+        return yaml.load(path.read_text(), Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SweepConfigError(f"sweep config '{path}' is not valid YAML{where}: {getattr(error, 'problem', error)}.") from None
-    return sweep_config_from_dict(data, base_dir=path.resolve().parent, source=str(path))
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file; relative paths are taken relative to its folder."""
+    data = read_sweep_config_data(path)
+    return sweep_config_from_dict(data, base_dir=Path(path).resolve().parent, source=str(path))
 
 
 def sweep_config_from_dict(data: Any, *, base_dir: Path, source: str = "<sweep config>") -> SweepConfig:
@@ -176,7 +181,8 @@ def sweep_config_from_dict(data: Any, *, base_dir: Path, source: str = "<sweep c
 # ---------------------------------------------------------------------------------------------- build
 
 
-def _overrides(value: Any) -> tuple[str, ...]:
+def override_list(value: Any) -> tuple[str, ...]:
+    """Spec overrides as `a.b=value` strings, from the list or the mapping form of `spec_overrides`."""
     if value is None:
         return ()
     if isinstance(value, Mapping):
@@ -253,7 +259,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         workspace = _absolute(workspace_setting, base_dir)
     raw = {
         "name": data["name"], "skill_dir": str(skill_dir) if skill_dir else None, "action": data.get("action", "train"),
-        "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(_overrides(data.get("spec_overrides"))),
+        "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(override_list(data.get("spec_overrides"))),
         "datasets": {k: v for k, v in vars(datasets).items() if v is not None},
         "algorithm": {k: (dict((n, list(p)) for n, p in v.items()) if k == "grid_values" else v)
                       for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
@@ -286,7 +292,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             del raw[key]
     return SweepConfig(
         name=data["name"], skill_dir=skill_dir, action=data.get("action", "train"), base_spec=base_spec,
-        spec_overrides=_overrides(data.get("spec_overrides")), datasets=datasets, algorithm=algo,
+        spec_overrides=override_list(data.get("spec_overrides")), datasets=datasets, algorithm=algo,
         metric=data.get("metric", "kpi"), direction=data.get("direction"), backend=backend, storage=data.get("storage"),
         workspace=workspace, seed=int(data.get("seed", 0)), resources=resources, search_space=search_space,
         trial=trial_config, baseline_enabled=bool(baseline.get("enabled", True)),

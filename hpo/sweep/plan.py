@@ -6,17 +6,15 @@ first batch is drawn from the sweep's seed and handed to the backend as static p
 primitive draw, `hpo.space.static`), which it runs exactly first (Optuna enqueues them; Ray's searchers
 evaluate them as `points_to_evaluate`).
 
-The wall-time estimate multiplies the expected number of trained epochs (the scheduler's expected
-survival, e.g. successive halving keeps 1/reduction_factor per rung) by seconds per epoch, adds a per-trial
-start-up cost and divides by the concurrency. Seconds per epoch come from this sweep's own trial history
-when it has one, else from a timing probe (`--probe`: one epoch of the base spec), else are unknown.
+The wall-time estimate (set-up + trials scheduled on the slots the machine has + promotion, from measured
+times) is `estimate.py`'s: `--probe` always measures afresh; without it, an existing sweep's own history is
+reused (and the plan says so); otherwise it is unknown.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +25,12 @@ from hpo.backends.optuna_factory import first_grid_points, grid_values
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
+from hpo.sweep.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
+                                probe_timing, trial_epochs)
 from hpo.sweep.workspace import atomic_write_json
-from hpo.trials.runner import TrainerProcess, TrialLaunch
-from skillkit.status.follower import STATUS_FILE, StatusFollower
 
-PROBE_DIR = "probe"
-
-
-@dataclass(frozen=True)
-class TimingEstimate:
-    seconds_per_epoch: float | None
-    startup_s: float | None
-    source: str
+__all__ = ["PROBE_DIR", "SweepPlan", "TimingEstimate", "expected_epochs", "first_batch", "format_duration", "make_plan",
+           "write_plan"]
 
 
 @dataclass
@@ -60,12 +52,14 @@ class SweepPlan:
         return self.expected_epochs_per_trial * self.ctx.config.algorithm.max_trials
 
     @property
+    def wall(self) -> WallEstimate | None:
+        return estimate_wall(self.ctx.config, self.ctx.max_epochs, self.timing, has_baseline=_has_baseline(self.ctx),
+                             promotes=self.ctx.config.promotion_enabled)
+
+    @property
     def estimated_wall_s(self) -> float | None:
-        if self.timing.seconds_per_epoch is None:
-            return None
-        startup = self.timing.startup_s or 0.0
-        trials = self.ctx.config.algorithm.max_trials
-        return (self.total_epochs * self.timing.seconds_per_epoch + trials * startup) / self.concurrency
+        wall = self.wall
+        return wall.total_s if wall else None
 
     def to_dict(self) -> dict[str, Any]:
         algorithm = self.ctx.config.algorithm
@@ -81,7 +75,8 @@ class SweepPlan:
             "spec_files": [str(p) for p in self.spec_files],
             "expected_epochs_per_trial": round(self.expected_epochs_per_trial, 3),
             "seconds_per_epoch": self.timing.seconds_per_epoch, "startup_s": self.timing.startup_s,
-            "timing_source": self.timing.source, "estimated_wall_s": self.estimated_wall_s,
+            "evaluate_s": self.timing.evaluate_s, "timing_source": self.timing.source,
+            "estimated_wall_s": self.estimated_wall_s, "estimate": self.wall.to_dict() if self.wall else None,
             "notes": list(self.ctx.notes),
         }
 
@@ -139,55 +134,30 @@ def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], list[dict[str,
     return [plain(values) for values, _ in drawn], [plain(point) for _, point in drawn], True
 
 
-def history_timing(ctx: SweepContext) -> TimingEstimate | None:
-    per_epoch: list[float] = []
-    for trial_dir in ctx.workspace.trials_dir.glob("*") if ctx.workspace.trials_dir.is_dir() else []:
-        for event in StatusFollower(trial_dir / STATUS_FILE).poll():
-            value = event.get("time_per_epoch")
-            if isinstance(value, (int, float)) and value > 0 and event.get("status") == "RUNNING":
-                per_epoch.append(float(value))
-    if not per_epoch:
-        return None
-    return TimingEstimate(float(np.median(per_epoch)), None, f"median of {len(per_epoch)} epochs in this sweep's trials")
+def _has_baseline(ctx: SweepContext) -> bool:
+    """Whether the driver will evaluate a baseline first (a pretrained start, not evaluated yet)."""
+    from hpo.sweep.baseline import BASELINE_FILE, baseline_checkpoint
+
+    return (ctx.config.baseline_enabled and baseline_checkpoint(ctx) is not None
+            and not (ctx.workspace.baseline_dir / BASELINE_FILE).is_file())
 
 
-def probe_timing(ctx: SweepContext, *, timeout_s: float = 1800.0) -> TimingEstimate:
-    """Train the base spec (schema defaults for the searched values) for one epoch and time it."""
-    folder = ctx.workspace.plan_dir / PROBE_DIR
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    defaults = {p.name: p.default for p in ctx.space.parameters if getattr(p, "default", None) is not None}
-    try:
-        spec = ctx.trial_spec(defaults, folder)
-    except Exception:  # noqa: BLE001 - defaults may not satisfy conditions; the base spec alone is the fallback
-        spec = ctx.trial_spec({}, folder)
-    spec_path = ctx.write_trial_spec(spec, folder)
-    env = {**ctx.trial_env(cuda_visible_devices=None), "EARLY_STOP_EPOCH": "1"}
-    launch = TrialLaunch(trial_id="probe", trial_dir=folder, argv=ctx.train_argv(spec_path), metric=ctx.metric, env=env,
-                         timeout_s=timeout_s, stop_grace_s=ctx.config.trial.stop_grace_s)
-    started = time.monotonic()
-    process = TrainerProcess(launch)
-    process.start()
-    outcome = process.wait()
-    wall = time.monotonic() - started
-    per_epoch = None
-    for event in StatusFollower(folder / STATUS_FILE).poll():
-        if isinstance(event.get("time_per_epoch"), (int, float)) and event["time_per_epoch"] > 0:
-            per_epoch = float(event["time_per_epoch"])
-    if per_epoch is None:
-        reason = outcome.failure.reason.splitlines()[0] if outcome.failure else "no time_per_epoch in status.json"
-        return TimingEstimate(None, None, f"probe failed ({reason})")
-    return TimingEstimate(per_epoch, max(0.0, wall - per_epoch), f"probe: one epoch of the base spec took {wall:.1f}s wall")
+def _mean_epochs(ctx: SweepContext) -> float:
+    """Epochs per trial as the estimate counts them (`estimate.trial_epochs`), so the plan says one number."""
+    epochs = trial_epochs(ctx.config.algorithm, ctx.max_epochs, ctx.config.algorithm.max_trials)
+    return sum(epochs) / len(epochs) if epochs else float(ctx.max_epochs)
 
 
 def make_plan(ctx: SweepContext, *, probe: bool = False) -> SweepPlan:
+    """The plan; `probe` measures the times afresh (see `estimate.py`), else this sweep's history is reused."""
     batch, points, exact = first_batch(ctx)
-    timing = history_timing(ctx) or (probe_timing(ctx) if probe else TimingEstimate(None, None, "unknown: run `hpo plan --probe` to time one epoch"))
+    if probe:
+        timing = probe_timing(ctx)
+    else:
+        timing = history_timing(ctx.workspace.trials_dir, ctx.workspace.root / "best" / "best.json") or TimingEstimate(
+            None, None, "unknown: `--probe` times one epoch (and the final evaluation) first")
     return SweepPlan(ctx=ctx, batch=batch, batch_is_exact=exact, points=points,
-                     expected_epochs_per_trial=expected_epochs(ctx.config.algorithm, ctx.max_epochs), timing=timing)
+                     expected_epochs_per_trial=_mean_epochs(ctx), timing=timing)
 
 
 def write_plan(plan: SweepPlan) -> Path:
@@ -203,15 +173,6 @@ def write_plan(plan: SweepPlan) -> Path:
         target.rmdir()
     atomic_write_json(folder / "plan.json", plan.to_dict())
     return folder / "plan.json"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
 
 
 def render_plan(plan: SweepPlan, console: Any) -> None:
@@ -250,7 +211,18 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
         f"{plan.expected_epochs_per_trial:.1f} epochs per trial ({plan.total_epochs:.0f} in all)."
     )
     console.print(f"[bold]Metric[/]: {ctx.metric} ({ctx.direction}); workspace {ctx.workspace.root}")
-    console.print(f"[bold]Estimated wall time[/]: {format_duration(plan.estimated_wall_s)} ({plan.timing.source})")
+    wall = plan.wall
+    if wall is None:
+        console.print(f"[bold]Estimated wall time[/]: unknown ({plan.timing.source})")
+    else:
+        parts = [f"trials {format_duration(wall.trials_s)} ({sum(wall.epochs)} epochs in {len(wall.epochs)} trials, "
+                 f"{wall.parallel} at a time)"]
+        if wall.setup_s:
+            parts.insert(0, f"set-up {format_duration(wall.setup_s)}")
+        if wall.promotion_s:
+            parts.append(f"promotion {format_duration(wall.promotion_s)}")
+        console.print(f"[bold]Estimated wall time[/]: {format_duration(wall.total_s)} = {' + '.join(parts)}")
+        console.print(f"  from {plan.timing.source}")
     if plan.spec_files:
         console.print(f"First-batch specs: {plan.spec_files[0].parent}/")
     from hpo.sweep.compatibility import held_note

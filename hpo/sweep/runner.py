@@ -9,6 +9,7 @@ same space even if the skill's schema changed meanwhile). Both return the summar
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -88,7 +89,10 @@ def _workspace_sync(ctx: SweepContext) -> list[SweepObserver]:
 
 
 def _stage_remote_data(ctx: SweepContext) -> None:
-    """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data."""
+    """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data (which never
+    imports boto3: a second of start-up on every local sweep)."""
+    if "s3://" not in json.dumps(ctx.base_spec, default=str):
+        return
     try:
         from hpo.storage.sweeps import stage_sweep_data
     except ImportError:
@@ -107,6 +111,13 @@ def _promote(ctx: SweepContext, summary: Mapping[str, Any]) -> str | None:
     return None
 
 
+def resume_command(ctx: SweepContext) -> str:
+    """The command that continues this sweep (`--name` only when its workspace may hold others)."""
+    if ctx.config.workspace_uri:
+        return f"hpo resume {ctx.config.workspace_uri} --name {ctx.workspace.root.name}"
+    return f"hpo resume {ctx.workspace.root}"
+
+
 def execute(
     ctx: SweepContext,
     *,
@@ -117,7 +128,7 @@ def execute(
     """Run (or continue) the sweep described by `ctx`; the caller has written sweep.yaml/space.yaml."""
     workspace = ctx.workspace.create()
     guard = SweepGuard(max_consecutive_failures=ctx.config.trial.max_consecutive_failures,
-                       time_budget_s=ctx.config.algorithm.time_budget_s)
+                       time_budget_s=ctx.config.algorithm.time_budget_s, resume_command=resume_command(ctx))
     backend: Any = None
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -129,7 +129,7 @@ def _row_from_runs(client: Any, experiment_id: str, parent: Any, uri: str) -> Sw
     metric = tags.get("metric") or sweep_files.DEFAULT_METRIC
     direction = tags.get("direction") or "maximize"
     children = _search(client, experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    states = [child.data.tags.get("hpo.state") or _state_of(child.info.status) for child in children]
+    states = [_state_of(child.info.status, child.data.tags) for child in children]
     best_value = parent.data.metrics.get(f"best_{metric}")
     best_trial = tags.get("hpo.best_trial_id")
     best_params = {key[len("best.param."):]: _parse(value) for key, value in tags.items() if key.startswith("best.param.")}
@@ -153,13 +153,19 @@ def _row_from_runs(client: Any, experiment_id: str, parent: Any, uri: str) -> Sw
     )
 
 
-def _state_of(status: str) -> str:
+def _state_of(status: str, tags: Mapping[str, str] | None = None) -> str:
+    """A trial's state from its run: the `hpo.state` tag, else the status (a FINISHED run tagged `pruned` was
+    pruned; KILLED was written for pruned trials by older versions)."""
+    if (tags or {}).get("hpo.state"):
+        return str(tags["hpo.state"])
+    if status == "FINISHED" and (tags or {}).get("pruned") == "true":
+        return "PRUNED"
     return {"FINISHED": "COMPLETED", "KILLED": "PRUNED", "FAILED": "FAILED"}.get(status, "RUNNING")
 
 
 def _best_child(children: Iterable[Any], metric: str, direction: str) -> Any:
     scored = [(child.data.metrics.get(f"best_{metric}", child.data.metrics.get(metric)), child) for child in children
-              if (child.data.tags.get("hpo.state") or _state_of(child.info.status)) == "COMPLETED"]
+              if _state_of(child.info.status, child.data.tags) == "COMPLETED"]
     scored = [(value, child) for value, child in scored if value is not None]
     if not scored:
         return None

@@ -9,8 +9,10 @@ sweep name holds one parent run per sweep and one child run per trial (`mlflow.p
   and the plots (see `plots.py`).
 - child: the sampled params (dotted names), every numeric KPI of every validation with step = epoch
   (mIoU, PQ/AP, pixel_acc, train/val loss, lr) plus `epoch_time`, the trial spec, and at the end the
-  status log, the trial record, `best_<metric>`, `gpu_hours` and the final state: FINISHED (completed),
-  KILLED (pruned or paused), FAILED (tag `hpo.failure_class`).
+  status log, the trial record, `best_<metric>`, `gpu_hours` and the final state: FINISHED (completed, and
+  pruned -- a pruned trial ended as the scheduler meant it to, so it is no crash: the tag `pruned` = "true"
+  and `hpo.pruned_at_epoch` tell it apart; completed trials carry `pruned` = "false"), KILLED (paused, to be
+  resumed), FAILED (tag `hpo.failure_class`).
 
 Nothing raised here reaches the engine: a failing observer logs a warning and the sweep goes on; MLflow
 outages are absorbed by the tracker's journal.
@@ -37,7 +39,8 @@ from skillkit.status.follower import STATUS_FILE, StatusFollower
 logger = logging.getLogger(__name__)
 
 SWEEP_RUN = "sweep"
-MLFLOW_STATUS = {"COMPLETED": "FINISHED", "PRUNED": "KILLED", "PAUSED": "KILLED", "FAILED": "FAILED"}
+MLFLOW_STATUS = {"COMPLETED": "FINISHED", "PRUNED": "FINISHED", "PAUSED": "KILLED", "FAILED": "FAILED"}
+PRUNED_TAG = "pruned"
 MAX_LOG_BYTES = 5 * 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,6 +152,10 @@ class MlflowObserver(SweepObserver):
             self._log_report(key, entry, self._trial_dir(trial))  # anything the engine reported while we were not attached
         state = str(trial.get("state") or "")
         tags: dict[str, Any] = {"hpo.state": state}
+        if state in ("COMPLETED", "PRUNED"):
+            tags[PRUNED_TAG] = "true" if state == "PRUNED" else "false"
+        if state == "PRUNED":
+            tags["hpo.pruned_at_epoch"] = max([int(entry.get("epoch", 0)) for entry in trial.get("history") or []] or [0])
         if trial.get("failure_class"):
             tags["hpo.failure_class"] = trial["failure_class"]
         if trial.get("failure_reason"):

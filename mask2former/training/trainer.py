@@ -86,11 +86,22 @@ def clip_settings(cfg: Any) -> ClipSettings:
                         norm_type=float(getattr(train, "clip_grad_norm_type", 2.0) or 2.0))
 
 
+class _TidyProgressBar(TQDMProgressBar):
+    """tqdm lines that are closed when training ends on an exception too: Lightning leaves them open then,
+    and an open bar prints itself once more when the process exits (a stray "Epoch 0: 0%" after the fact)."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        for name in ("_train_progress_bar", "_val_progress_bar", "_test_progress_bar", "_predict_progress_bar"):
+            bar = getattr(self, name, None)
+            if bar is not None:
+                bar.close()
+
+
 def _progress_bar() -> L.Callback:
     # A live rich bar per epoch in a terminal; in log files (trials) tqdm lines, refreshed sparingly.
     if sys.stderr.isatty():
         return RichProgressBar(leave=True)
-    return TQDMProgressBar(refresh_rate=20)
+    return _TidyProgressBar(refresh_rate=20)
 
 
 def build_model_and_criterion(cfg: Any, *, load_backbone_weights: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:

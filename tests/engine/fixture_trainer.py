@@ -63,12 +63,13 @@ class Status:
         self.path = results_dir / "status.json"
         self.max_epoch = max_epoch
 
-    def write(self, status: str, message: str, *, epoch=None, step=None, kpi=None, error_class=None, verbosity="INFO"):  # noqa: ANN001
+    def write(self, status: str, message: str, *, epoch=None, step=None, kpi=None, error_class=None, verbosity="INFO",  # noqa: ANN001
+              time_per_epoch=None, eta=None):  # noqa: ANN001
         now = dt.datetime.now()
         record = {
             "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H:%M:%S"), "status": status,
             "verbosity": verbosity, "message": message, "epoch": epoch, "max_epoch": self.max_epoch, "step": step,
-            "time_per_epoch": 0.01, "eta": 0.0, "kpi": kpi or {},
+            "time_per_epoch": time_per_epoch, "eta": eta, "kpi": kpi or {},
         }
         if error_class:
             record["error_class"] = error_class
@@ -153,7 +154,9 @@ def train(spec: dict) -> int:
         handle.write(json.dumps({name: os.environ.get(name) for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")}) + "\n")
     q = quality(spec)
     lr = float(get(spec, "train.optim.lr", 1e-3))
+    epoch_times: list[float] = []
     for epoch in range(start_epoch + 1, max_epoch + 1):
+        epoch_started = time.monotonic()
         if mode != "none" and epoch == int(fixture.get("fail_at_epoch", 1)):
             fail(status, mode, epoch - 1, step)
         for _ in range(steps_per_epoch):
@@ -169,7 +172,10 @@ def train(spec: dict) -> int:
         miou = 1.0 - math.exp(-progress / 3.0)
         save_checkpoint(results_dir, epoch, step, progress, spec)
         kpi = {"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou, "train_loss": 2.2 - miou, "lr": lr}
-        status.write("RUNNING", f"Epoch {epoch}/{max_epoch} finished and validated", epoch=epoch, step=step, kpi=kpi)
+        epoch_times.append(time.monotonic() - epoch_started)
+        mean = sum(epoch_times) / len(epoch_times)
+        status.write("RUNNING", f"Epoch {epoch}/{max_epoch} finished and validated", epoch=epoch, step=step, kpi=kpi,
+                     time_per_epoch=epoch_times[-1], eta=mean * (max_epoch - epoch))
         if STOP["requested"] or (early_stop_epoch is not None and epoch >= early_stop_epoch and epoch < max_epoch):
             return 0
     status.write("SUCCESS", "Training finished", epoch=max_epoch, step=step)

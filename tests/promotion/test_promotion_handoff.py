@@ -65,7 +65,8 @@ def test_evaluate_and_deploy_specs_chain_from_the_export_outputs(promoted):
     assert engine["gen_trt_engine"]["onnx_file"] == export["onnx_file"]
     trt_engine = engine["gen_trt_engine"]["trt_engine"]
     assert trt_engine == str(promoted / "deploy" / "mask2former.engine")
-    for name, action in (("deploy_evaluate_spec.yaml", "evaluate"), ("deploy_inference_spec.yaml", "inference")):
+    for name, action in (("deploy_evaluate_tensorrt_spec.yaml", "evaluate"),
+                         ("deploy_inference_tensorrt_spec.yaml", "inference")):
         spec = yaml.safe_load((promoted / name).read_text())
         assert spec["evaluate"]["trt_engine"] == spec["inference"]["trt_engine"] == trt_engine
         assert spec["results_dir"] == str(promoted / "deploy" / action)

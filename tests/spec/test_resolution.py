@@ -43,15 +43,6 @@ def test_coco_panoptic_sources_follow_the_seed_table(tmp_path: Path, repo_root: 
     assert data["label_map"] == str(train / "label_map_panoptic.json")
 
 
-def test_s3_roots_are_joined_without_checking(repo_root: Path) -> None:
-    skill = SkillDir(repo_root)
-    spec = merge_spec(None, "train", ["dataset.train.type=coco_panoptic", "dataset.val.type=coco_panoptic"], skill)
-    resolve_data_sources(spec, skill, "train", train_datasets="s3://bucket/data/train", eval_dataset="s3://bucket/data/val/")
-    assert spec["dataset"]["train"]["img_dir"] == "s3://bucket/data/train/images.tar.gz"
-    assert spec["dataset"]["val"]["panoptic_json"] == "s3://bucket/data/val/annotations_panoptic.json"
-    assert spec["dataset"]["label_map"] == "s3://bucket/data/train/label_map_panoptic.json"
-
-
 def test_other_formats_use_label_map_json(tmp_path: Path, repo_root: Path) -> None:
     root = tmp_path / "coco"
     root.mkdir()
