@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from skillkit.errors import UserError
+from skillkit.errors import ExitCode, UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "hpo.skill.commands",
@@ -46,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     return int(result or 0)
 
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from skillkit.errors import UserError
+from skillkit.errors import ExitCode, UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mask2former.actions.commands",
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

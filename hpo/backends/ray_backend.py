@@ -8,8 +8,9 @@ bohb → Ray's `TuneBOHB` with `HyperBandForBOHB` (BOHB models each budget separ
 fed as exactly that); pbt → Ray's variant generator (PBT refuses searchers) drawing whole configurations
 from the space, with `space.perturb` as the explore step.
 
-The scheduler's time attribute is `epoch` (completed epochs), so grace periods, rungs and perturbation
-intervals are in epochs even when a trainer validates less often or a trial was restored.
+The scheduler's time attribute is `epochs_trained` (a count; a result's `epoch` is TAO's 0-based index),
+so grace periods, rungs and perturbation intervals are in epochs even when a trainer validates less often
+or a trial was restored.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class RayBackend:
 
         algorithm, max_epochs = self.ctx.config.algorithm, self.ctx.max_epochs
         name = algorithm.scheduler
-        common = {"time_attr": "epoch"}  # metric and mode come from TuneConfig
+        common = {"time_attr": "epochs_trained"}  # metric and mode come from TuneConfig
         if name == "none":
             return FIFOScheduler()
         if name == "median":

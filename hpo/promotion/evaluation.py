@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from skillkit.errors import SchemaError
-from hpo.promotion.selection import metric_value
+from hpo.selection import metric_value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ class SkillEvaluator:
             except OSError as failure:
                 returncode, error = 127, f"cannot run {command[0]!r}: {failure}"
         kpi = read_result_kpi(status, metric)
-        value = metric_value({"kpi": kpi}, metric)
+        value = metric_value(kpi, metric)
         if error is None and returncode != 0:
             error = f"'{' '.join(command)}' exited with code {returncode}; see {log}"
         if error is None and value is None:
@@ -118,7 +118,7 @@ def baseline_value(baseline: Any, metric: str) -> float | None:
     if not isinstance(baseline, Mapping):
         return None
     for candidate in (baseline.get("kpi"), baseline):
-        value = metric_value({"kpi": candidate}, metric) if isinstance(candidate, Mapping) else None
+        value = metric_value(candidate, metric) if isinstance(candidate, Mapping) else None
         if value is not None:
             return value
     for key in ("metric", "value"):

@@ -15,15 +15,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hpo import selection
 from hpo.sweep.observer import SweepObserver
-from hpo.trials.record import FAILED, RUNNING, TrialRecord, is_better
-from skillkit.status.follower import STATUS_FILE
+from hpo.trials.record import FAILED, RUNNING, TrialRecord
+from skillkit.status import STATUS_FILE, StatusLine
 
 STATE_STYLE = {"RUNNING": "cyan", "COMPLETED": "green", "PRUNED": "yellow", "PAUSED": "magenta", "FAILED": "red"}
 
 
-def last_status_event(trial_dir: Path) -> dict[str, Any] | None:
-    """The trainer's newest status.json line (read from the file's tail)."""
+def last_status_line(trial_dir: Path) -> StatusLine | None:
+    """The trainer's newest status.json line (read from the file's tail): the ETA of a running trial moves
+    with every epoch, while its record only changes at validations."""
     path = trial_dir / STATUS_FILE
     try:
         with open(path, "rb") as handle:
@@ -38,8 +40,9 @@ def last_status_event(trial_dir: Path) -> dict[str, Any] | None:
             event = json.loads(raw)
         except json.JSONDecodeError:
             continue
-        if isinstance(event, dict):
-            return event
+        line = StatusLine.from_record(event) if isinstance(event, dict) else None
+        if line is not None:
+            return line
     return None
 
 
@@ -66,14 +69,16 @@ def trials_table(records: Iterable[TrialRecord], *, metric: str, direction: str,
     for record in records:
         values = record.metric_values()
         last = values[-1][1] if values else None
-        if record.state != FAILED and record.best_value() is not None and is_better(record.best_value(), running_best, direction):
+        # "best so far" follows every trial that has not failed, running ones included (what a person watching
+        # wants to see); the sweep's best, in summary.json and promotion, counts completed trials only.
+        if record.state != FAILED and selection.better(record.best_value(), running_best, direction):
             running_best = record.best_value()
         eta = None
         if record.state == RUNNING and trials_dir is not None:
-            event = last_status_event(trials_dir / record.trial_id)
-            eta = event.get("eta") if event else None
+            line = last_status_line(trials_dir / record.trial_id)
+            eta = line.eta if line else None
         state = record.state + (f" ({record.failure_class})" if record.failure_class else "")
-        epoch = f"{record.last_epoch() or 0}/{max_epochs}" if max_epochs else str(record.last_epoch() or 0)
+        epoch = f"{record.epochs_trained()}/{max_epochs}" if max_epochs else str(record.epochs_trained())
         table.add_row(record.trial_id, f"[{STATE_STYLE.get(record.state, '')}]{state}[/]", epoch, _fmt(last),
                       _fmt(record.best_value()), _fmt(running_best), _eta(eta))
     return table
@@ -126,7 +131,7 @@ class LiveTable(SweepObserver):
         self.records[trial_record.trial_id] = trial_record
         if self._live is None:
             why = f" [{trial_record.failure_class}] {(trial_record.failure_reason or '').splitlines()[0] if trial_record.failure_reason else ''}" if trial_record.state == FAILED else ""
-            self.console.print(f"{trial_record.trial_id} {trial_record.state} at epoch {trial_record.last_epoch() or 0}"
+            self.console.print(f"{trial_record.trial_id} {trial_record.state} after {trial_record.epochs_trained()} epochs"
                                f" (best {self.metric}={_fmt(trial_record.best_value())}){why}")
         self._refresh()
 

@@ -26,9 +26,10 @@ from hpo.backends.optuna_factory import combinations, grid_values
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
-from hpo.sweep.workspace import atomic_write_json
+from skillkit.files import atomic_write_json
 from hpo.trials.runner import TrainerProcess, TrialLaunch
-from skillkit.status.follower import STATUS_FILE, StatusFollower
+from skillkit.states import RunStatus
+from skillkit.status import STATUS_FILE, read_lines
 
 PROBE_DIR = "probe"
 
@@ -133,10 +134,9 @@ def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], bool]:
 def history_timing(ctx: SweepContext) -> TimingEstimate | None:
     per_epoch: list[float] = []
     for trial_dir in ctx.workspace.trials_dir.glob("*") if ctx.workspace.trials_dir.is_dir() else []:
-        for event in StatusFollower(trial_dir / STATUS_FILE).poll():
-            value = event.get("time_per_epoch")
-            if isinstance(value, (int, float)) and value > 0 and event.get("status") == "RUNNING":
-                per_epoch.append(float(value))
+        for line in read_lines(trial_dir / STATUS_FILE):
+            if line.time_per_epoch and line.time_per_epoch > 0 and line.status == RunStatus.RUNNING:
+                per_epoch.append(line.time_per_epoch)
     if not per_epoch:
         return None
     return TimingEstimate(float(np.median(per_epoch)), None, f"median of {len(per_epoch)} epochs in this sweep's trials")
@@ -165,9 +165,9 @@ def probe_timing(ctx: SweepContext, *, timeout_s: float = 1800.0) -> TimingEstim
     outcome = process.wait()
     wall = time.monotonic() - started
     per_epoch = None
-    for event in StatusFollower(folder / STATUS_FILE).poll():
-        if isinstance(event.get("time_per_epoch"), (int, float)) and event["time_per_epoch"] > 0:
-            per_epoch = float(event["time_per_epoch"])
+    for line in read_lines(folder / STATUS_FILE):
+        if line.time_per_epoch and line.time_per_epoch > 0:
+            per_epoch = line.time_per_epoch
     if per_epoch is None:
         reason = outcome.failure.reason.splitlines()[0] if outcome.failure else "no time_per_epoch in status.json"
         return TimingEstimate(None, None, f"probe failed ({reason})")

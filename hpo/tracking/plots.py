@@ -19,7 +19,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpo.promotion.selection import metric_value
+from hpo import selection
+from hpo.selection import entry_value
+from skillkit.checkpoints import epochs_trained
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +48,13 @@ def study_from_summary(summary: Mapping[str, Any], *, space: Mapping[str, Any] |
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction, study_name=str(summary.get("sweep") or "sweep"))
     for trial in trials:
-        curve = {int(entry["epoch"]): value for entry in trial.get("history") or []
-                 if (value := metric_value(entry, metric)) is not None}
+        # Steps are epochs trained, as the engine reports them to Optuna (history epochs are TAO's 0-based index).
+        curve = {epochs_trained(int(entry["epoch"])): value for entry in trial.get("history") or []
+                 if (value := entry_value(entry, metric)) is not None}
         best = (trial.get("best") or {}).get("metric")
         if best is None and curve:
-            best = (max if direction == "maximize" else min)(curve.values())
+            entry = selection.best_epoch(trial.get("history") or [], metric, direction)
+            best = selection.entry_value(entry, metric) if entry else None
         state = _STATE[str(trial["state"])]
         if state == "COMPLETE" and (best is None or not math.isfinite(float(best))):
             state = "FAIL"
@@ -162,7 +166,7 @@ def make_plots(summary: Mapping[str, Any], out_dir: Path, *, space: Mapping[str,
                 warnings.simplefilter("ignore")  # optuna's matplotlib backend is flagged experimental
                 figure = html_figure()
                 if name == "learning_curves":
-                    figure.update_layout(title=f"Learning curves ({metric} per epoch)", xaxis_title="epoch",
+                    figure.update_layout(title=f"Learning curves ({metric} per epoch)", xaxis_title="epochs trained",
                                          yaxis_title=metric)
                 html = out_dir / f"{name}.html"
                 figure.write_html(str(html), include_plotlyjs=True, full_html=True)
@@ -170,7 +174,7 @@ def make_plots(summary: Mapping[str, Any], out_dir: Path, *, space: Mapping[str,
                 canvas = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
                 if name == "learning_curves":
                     axes.set_title(f"Learning curves ({metric} per epoch)")
-                    axes.set_xlabel("epoch")
+                    axes.set_xlabel("epochs trained")
                     axes.set_ylabel(metric)
                 canvas.set_size_inches(9, 6)
                 png = out_dir / f"{name}.png"

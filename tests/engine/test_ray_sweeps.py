@@ -104,7 +104,7 @@ def test_pbt_exploits_a_donor_checkpoint_and_explores_within_the_space(write_swe
             lr = step["params"]["train.optim.lr"]
             assert 1e-5 <= lr <= 0.1 and 8 <= step["params"]["model.width"] <= 64  # explore stays in bounds
         assert trial["params"] == trial["lineage"][-1]["params"]
-        assert [h["epoch"] for h in trial["history"]] == [1, 2, 3, 4]
+        assert [h["epoch"] for h in trial["history"]] == [0, 1, 2, 3]  # TAO epoch indices
     assert_every_report_in_summary(sweep_dir, summary)
 
 
