@@ -3,7 +3,7 @@
     python benchmarks/space_bench.py [--quick] [--out benchmarks/results/space_bench.json]
 
 Schemas: our generated `schemas/train.schema.json` (if present), TAO's packaged Mask2Former train
-schema (if `../shared/reference` is present), and a synthetic 200-parameter TAO-format schema with
+schema (when the variable `HPO_TAO_REFERENCE` names TAO's original tao-mask2former folder), and a synthetic 200-parameter TAO-format schema with
 every kind (so the numbers do not depend on any one model). Paths: numpy random sampling, Optuna
 define-by-run (`SearchSpace.suggest` with the weighted random sampler), Optuna plain distributions
 (`study.ask(fixed_distributions=...)`, unconditional spaces only), Ray Tune param_space variant
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -67,7 +68,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
     ours = REPO_ROOT / "schemas" / "train.schema.json"
     if ours.is_file():
         out["ours/train"] = load_schema_file(ours)
-    tao = REPO_ROOT.parent / "shared" / "reference" / "tao-mask2former" / "schemas" / "train.schema.json"
+    tao = Path(os.environ.get("HPO_TAO_REFERENCE") or "/nonexistent") / "schemas" / "train.schema.json"
     if tao.is_file():
         out["tao-reference/train"] = load_schema_file(tao)
     out["synthetic-200"] = synthetic_schema()

@@ -1,8 +1,8 @@
 """Training throughput: images/s and peak memory of one Mask2Former config, ours and `transformers`' side by side.
 
     python benchmarks/train_throughput.py [--quick] [--spec SPEC.yaml] [--resolution 512] [--batch-size 2]
-        [--steps 10] [--warmup 3] [--device auto|cpu|cuda] [--precision fp32|bf16|fp16]
-        [--threads N] [--repeats N] [--impl ours --impl transformers]
+        [--steps 10] [--warmup 3] [--device auto|cpu|cuda] [--require-cuda]
+        [--precision fp32 --precision bf16 ...] [--threads N] [--repeats N] [--impl ours --impl transformers]
         [--out benchmarks/results/train_throughput.json]
 
 The config is the model section of `--spec` (a TAO-style spec; default: the train template, i.e.
@@ -16,8 +16,10 @@ torch during the timed steps; on CPU the growth of the process's peak resident s
 post-import baseline (ru_maxrss). A training step is forward, loss, backward, full-model gradient
 clipping and an AdamW step on a synthetic batch (random images, 5 random rectangle segments per image);
 the time of each phase is reported too (for `transformers`, whose loss runs inside its forward, the
-forward share is a label-free forward timed separately and excluded from the step time). Prints a rich
-table and writes JSON.
+forward share is a label-free forward timed separately and excluded from the step time). Each
+`--precision` given (default fp32) is measured for each implementation, and the table gives, per
+precision, ours / transformers as ratios of images/s and of peak memory from the same run. Prints a rich
+table and writes JSON. `--require-cuda` fails instead of quietly measuring the CPU (benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -197,9 +199,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.require_cuda and (device != "cuda" or not torch.cuda.is_available()):
+        raise SystemExit("--require-cuda: no CUDA device is available to this process (torch.cuda.is_available() "
+                         "is False); nothing was measured.")
+    precisions = list(dict.fromkeys(args.precision or ["fp32"]))
     options = {
         "device": device,
-        "precision": args.precision,
+        "precisions": precisions,
         "resolution": args.resolution or (64 if args.quick else 512),
         "batch_size": args.batch_size,
         "steps": args.steps or (2 if args.quick else 10),
@@ -209,19 +215,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     context = mp.get_context("spawn")
     impls = args.impl or ["ours", "transformers"]
-    runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
+    cases = [(impl, precision) for precision in precisions for impl in impls]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {case: [] for case in cases}
     for _ in range(max(1, args.repeats)):
-        for impl in impls:  # interleaved, so a load change on a shared machine hits both alike
+        for impl, precision in cases:  # interleaved, so a load change on a shared machine hits all alike
             queue = context.Queue()
-            process = context.Process(target=_measure, args=(impl, spec, options, queue))
+            process = context.Process(target=_measure, args=(impl, spec, {**options, "precision": precision}, queue))
             process.start()
-            runs[impl].append(queue.get())
+            runs[(impl, precision)].append({**queue.get(), "precision": precision})
             process.join()
     rows = []
-    for impl in impls:
-        good = [r for r in runs[impl] if "error" not in r]
+    for case in cases:
+        good = [r for r in runs[case] if "error" not in r]
         if not good:
-            rows.append(runs[impl][0])
+            rows.append(runs[case][0])
             continue
         best = dict(min(good, key=lambda r: r["step_ms"]))  # best of the repeats: least disturbed
         best["step_ms_all_repeats"] = [r["step_ms"] for r in good]
@@ -233,8 +240,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
                     "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor()},
         "results": rows,
+        "ratios": _ratios(rows),
     }
     return report
+
+
+def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per precision: ours / transformers for images/s and peak memory (both measured in this run)."""
+    ratios = []
+    for precision in dict.fromkeys(row["precision"] for row in rows):
+        by_impl = {row["impl"]: row for row in rows if row["precision"] == precision and "error" not in row}
+        if {"ours", "transformers"} <= set(by_impl):
+            ours, theirs = by_impl["ours"], by_impl["transformers"]
+            ratios.append({
+                "precision": precision,
+                "images_per_second_ours_over_transformers": ours["images_per_second"] / theirs["images_per_second"],
+                "peak_memory_ours_over_transformers": (ours["peak_memory_mib"] / theirs["peak_memory_mib"]
+                                                       if theirs["peak_memory_mib"] > 0 else None),
+            })
+    return ratios
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -242,23 +266,28 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     options = report["options"]
-    table = Table(title=f"Mask2Former training throughput ({options['device']}, {options['precision']}, "
+    table = Table(title=f"Mask2Former training throughput ({options['device']}, "
                         f"{options['resolution']} px, batch {options['batch_size']}, {options['steps']} timed steps)")
-    for column in ("impl", "params M", "images/s", "step ms", "fwd / loss / bwd / opt ms", "peak MiB",
+    for column in ("impl", "precision", "params M", "images/s", "step ms", "fwd / loss / bwd / opt ms", "peak MiB",
                    "memory measured as"):
-        table.add_column(column, justify="left" if column in ("impl", "memory measured as") else "right",
+        table.add_column(column, justify="left" if column in ("impl", "precision", "memory measured as") else "right",
                          no_wrap=True)
     for row in report["results"]:
         if "error" in row:
-            table.add_row(row["impl"], "-", "-", "-", "-", "-", f"failed: {row['error'][:60]}")
+            table.add_row(row["impl"], row["precision"], "-", "-", "-", "-", "-", f"failed: {row['error'][:60]}")
             continue
         phases = " / ".join(f"{row['phase_ms'][k]:.0f}" for k in ("forward", "loss", "backward", "optimizer"))
-        table.add_row(row["impl"], f"{row['params_millions']:.2f}", f"{row['images_per_second']:.2f}",
+        table.add_row(row["impl"], row["precision"], f"{row['params_millions']:.2f}", f"{row['images_per_second']:.2f}",
                       f"{row['step_ms']:.0f}", phases, f"{row['peak_memory_mib']:.0f}", row["memory_kind"])
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough for every column
         console = Console(width=150)
     console.print(table)
+    for ratio in report.get("ratios", []):
+        memory = ratio["peak_memory_ours_over_transformers"]
+        console.print(f"{ratio['precision']}: ours / transformers = "
+                      f"{ratio['images_per_second_ours_over_transformers']:.2f}x images/s, "
+                      + (f"{memory:.2f}x peak memory" if memory is not None else "peak memory not comparable"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="timed steps (default 10; 2 with --quick)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 3; 1 with --quick)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--precision", action="append", choices=("fp32", "bf16", "fp16"),
+                        help="precision(s) to measure, repeatable (default: fp32)")
+    parser.add_argument("--require-cuda", action="store_true", help="fail when no CUDA device is available")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per implementation, interleaved; the fastest is reported")

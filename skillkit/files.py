@@ -5,8 +5,8 @@ A run's folder (`results_dir`; a trial's folder is one): `spec.yaml` (the spec i
 engine-launched trainer runs, `trainer.pid`.
 
 A sweep folder (`<workspace>/<sweep>/`): `sweep.yaml`, `space.yaml`, `summary.json`, `driver.lock`,
-`data_staging.json`, `trials/<id>/` (a run folder plus `trial.json`), `baseline/baseline.json`, and `best/`
-with `best.json`.
+`data_staging.json`, `test_scores.json`, `trials/<id>/` (a run folder plus `trial.json`),
+`baseline/baseline.json`, and `best/` with `best.json`.
 
 `atomic_write_text`/`atomic_write_json` write through a temporary file in the same folder and rename it
 over the target, so `hpo status` in another terminal, a resumed driver or a crash never sees half a file.
@@ -30,6 +30,7 @@ PID_FILE = "trainer.pid"
 SWEEP_FILE = "sweep.yaml"
 SPACE_FILE = "space.yaml"
 SUMMARY_FILE = "summary.json"
+TEST_SCORES_FILE = "test_scores.json"  # top-k candidates' selection and test scores (hpo.promotion.holdout)
 LOCK_FILE = "driver.lock"
 STAGING_FILE = "data_staging.json"
 TRIALS_DIR = "trials"
@@ -41,7 +42,8 @@ BEST_FILE = "best.json"
 
 __all__ = [
     "BASELINE_DIR", "BASELINE_FILE", "BEST_DIR", "BEST_FILE", "LOCK_FILE", "LOG_FILE", "PID_FILE", "SPACE_FILE",
-    "SPEC_FILE", "STAGING_FILE", "STATUS_FILE", "SUMMARY_FILE", "SWEEP_FILE", "TRIALS_DIR", "TRIAL_FILE",
+    "SPEC_FILE", "STAGING_FILE", "STATUS_FILE", "SUMMARY_FILE", "SWEEP_FILE", "TEST_SCORES_FILE", "TRIALS_DIR",
+    "TRIAL_FILE",
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
 ]
 

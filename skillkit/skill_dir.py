@@ -111,7 +111,10 @@ class SkillDir:
                 f"skill dir '{self.path}' has no spec template for action '{action}' (expected {path}); "
                 "run 'hpo schemas generate' to create it."
             )
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise SchemaError(f"spec template '{path}' is not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise SchemaError(f"spec template '{path}' must be a mapping.")
         return data
@@ -132,6 +135,18 @@ class SkillDir:
             raise SchemaError(f"action '{action}' in skill_info.yaml needs a 'command' containing '{{config_path}}'.")
         return shlex.split(template.replace("{config_path}", shlex.quote(str(config_path))))
 
+    def mlflow_model_command(self, config_path: str | os.PathLike[str], output_dir: str | os.PathLike[str]) -> list[str] | None:
+        """The argv that packages a checkpoint as an MLflow model folder (`x_mlflow_model.command`, ours), or
+        None when the skill does not offer it; the spec at `config_path` is for `x_mlflow_model.config_action`."""
+        entry = self.info.get("x_mlflow_model")
+        if not isinstance(entry, dict) or not entry.get("command"):
+            return None
+        template = str(entry["command"])
+        if "{config_path}" not in template or "{output_dir}" not in template:
+            raise SchemaError("x_mlflow_model.command in skill_info.yaml needs '{config_path}' and '{output_dir}'.")
+        return [part.replace("{config_path}", str(config_path)).replace("{output_dir}", str(output_dir))
+                for part in shlex.split(template)]
+
     def train_command(self, config_path: str | os.PathLike[str]) -> list[str]:
         return self.command("train", config_path)
 
@@ -140,6 +155,17 @@ class SkillDir:
 
     def spec_params(self, action: str) -> dict[str, str]:
         return dict(self.info.get("spec_params", {}).get(action, {}))
+
+    @property
+    def gpu_spec_keys(self) -> tuple[str | None, str | None]:
+        """(key holding the GPU count, key holding the GPU index list) of the train spec.
+
+        `gpu_spec_key` is TAO's own skill_info key (e.g. `train.num_gpus`); `x_gpu_ids_spec_key` is ours, for
+        trainers that also take an explicit index list (e.g. `train.gpu_ids`). The engine fills both for a
+        trial given several GPUs, so the trainer runs data-parallel over all of them."""
+        count = self.info.get("gpu_spec_key")
+        ids = self.info.get("x_gpu_ids_spec_key")
+        return (str(count) if count else None), (str(ids) if ids else None)
 
     def config_root(self) -> str:
         """`module:Class` of the dataclass the schemas are generated from (our `x_config_root` key)."""

@@ -16,6 +16,13 @@ Threads: the main thread asks, launches and collects; each trial thread reports/
 them too). Resume: trials left RUNNING by this worker are adopted — any trainer still alive is stopped,
 validations its status.json holds beyond the stored intermediate values are reported first, then it
 continues from the checkpoint of its last validated epoch (or is told COMPLETE if it had finished).
+
+Several workers on one PostgreSQL study (`hpo run --join`, hpo/backends/optuna_workers.py): trials carry a
+heartbeat; before each ask a worker fails the trials of workers that fell silent and Optuna re-queues them;
+a re-queued trial is taken up like an adopted one (same trial id and folder, reports replayed, continued
+from its checkpoint). The budget counts logical trials under a study-wide lock. The first worker (`hpo run`
+without --join) waits at the end until no trial of the study is running anywhere, taking up re-queued ones,
+so the sweep it summarises and promotes is complete.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.backends.optuna_factory import grid_size, grid_values, make_pruner, make_sampler, make_storage, storage_url
+from hpo.backends.optuna_workers import (
+    HeartbeatKeeper, StudyMutex, budget_used, fail_stale_trials, is_retry, is_shared_storage,
+    quiet_heartbeat_warnings, retry_callback,
+)
 from hpo.sweep.context import SweepContext, plain
 from hpo.sweep.guard import SweepGuard
 from hpo.sweep.observer import ObserverHub
@@ -62,32 +73,60 @@ class OptunaBackend:
         self._study_lock = threading.RLock()
         self._stop_all = threading.Event()
         self.storage_url = storage_url(ctx.config.storage, ctx.workspace.state_dir)
+        self.shared = is_shared_storage(ctx.config.storage)
+        self.storage = self._make_storage()
         self.study = self._open_study()
+        self.mutex = StudyMutex(self.storage, ctx.config.name, shared=self.shared)
+        workers = ctx.config.workers
+        self.heartbeats = HeartbeatKeeper(self.storage, workers.heartbeat_interval_s) if self.shared else None
         self.max_trials = self.algorithm.max_trials
         if self.algorithm.sampler == "grid":
-            self.max_trials = min(self.max_trials, grid_size(grid_values(ctx.space, self.algorithm.grid_points)))
+            self.max_trials = min(self.max_trials, grid_size(grid_values(
+                ctx.space, self.algorithm.grid_points, self.algorithm.grid_values, epoch_budget=ctx.max_epochs)))
         self.gpus = GpuPool(detect_gpus(ctx.config.resources.gpus), ctx.config.resources.gpus_per_trial)
         if planned and not self.study.get_trials(deepcopy=False):
-            # The plan's first batch runs exactly as shown by `hpo plan`.
+            # The plan's first batch runs exactly as shown by `hpo plan` (static points: one value per
+            # primitive draw, which `space.suggest` asks for).
             for params in planned:
                 self.study.enqueue_trial(dict(params), skip_if_exists=True)
 
     # -- study ---------------------------------------------------------------------------------------------
+    def _make_storage(self) -> optuna.storages.RDBStorage:
+        if not self.shared:
+            return make_storage(self.storage_url)
+        workers = self.ctx.config.workers
+        with quiet_heartbeat_warnings():
+            return make_storage(self.storage_url, heartbeat_interval_s=workers.heartbeat_interval_s,
+                                grace_period_s=workers.grace_period_s,
+                                stale_trial_callback=retry_callback(workers.max_retries))
+
     def _open_study(self) -> optuna.Study:
-        storage = make_storage(self.storage_url)
+        storage = self.storage
         direction = "maximize" if self.ctx.direction == "maximize" else "minimize"
-        study = optuna.create_study(
-            study_name=self.ctx.config.name, storage=storage, direction=direction, load_if_exists=True,
-            sampler=make_sampler(self.algorithm, self.ctx.space, self.ctx.config.seed),
-            pruner=make_pruner(self.algorithm, self.ctx.max_epochs),
-        )
+        with quiet_heartbeat_warnings():
+            study = self._create_study(storage, direction)
         study.set_user_attr("metric", self.ctx.metric)
         return study
 
+    def _create_study(self, storage: optuna.storages.RDBStorage, direction: str) -> optuna.Study:
+        return optuna.create_study(
+            study_name=self.ctx.config.name, storage=storage, direction=direction, load_if_exists=True,
+            sampler=make_sampler(self.algorithm, self.ctx.space, self.ctx.config.seed, epoch_budget=self.ctx.max_epochs),
+            pruner=make_pruner(self.algorithm, self.ctx.max_epochs),
+        )
+
     def _counted_trials(self) -> int:
-        """Trials that use the budget: all but WAITING ones (from any worker sharing the study)."""
+        """Logical trials that use the budget, from every worker sharing the study (optuna_workers)."""
         with self._study_lock:
-            return len([t for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+            return budget_used(self.study.get_trials(deepcopy=False))
+
+    def _hold(self, trial: optuna.trial.Trial) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.hold(trial._trial_id)
+
+    def _release(self, trial: optuna.trial.Trial) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.release(trial._trial_id)
 
     def stop(self) -> None:
         """Pause every running trial (Ctrl-C, SIGTERM); safe from a signal handler."""
@@ -100,40 +139,83 @@ class OptunaBackend:
         running: dict[Future[Any], str] = {}
         self.guard.start_clock()
         queue = self._orphans()
-        with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="trial") as pool:
-            while True:
-                if self.guard.stopped:
-                    self._stop_all.set()
-                while len(running) < slots and not self._stop_all.is_set():
-                    job = queue.pop(0) if queue else self._ask()
-                    if job is None:
-                        break
-                    trial, record, resume_from = job
-                    cuda = self.gpus.acquire(record.trial_id)
-                    if cuda is None:  # no GPU share free right now; retry after a trial ends
-                        queue.insert(0, job)
-                        break
-                    running[pool.submit(self._drive, trial, record, resume_from, cuda)] = record.trial_id
-                if not running:
-                    break
-                done, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
-                for future in done:
-                    trial_id = running.pop(future)
-                    self.gpus.release(trial_id)
-                    future.result()  # re-raise engine bugs (never trainer failures, which are states)
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, slots), thread_name_prefix="trial") as pool:
+                while True:
+                    if self.guard.stopped:
+                        self._stop_all.set()
+                    while len(running) < slots and not self._stop_all.is_set():
+                        job = queue.pop(0) if queue else self._ask()
+                        if job is None:
+                            break
+                        trial, record, resume_from = job
+                        cuda = self.gpus.acquire(record.trial_id)
+                        if cuda is None:  # no GPU share free right now; retry after a trial ends
+                            queue.insert(0, job)
+                            break
+                        running[pool.submit(self._drive, trial, record, resume_from, cuda)] = record.trial_id
+                    if not running:
+                        if self._stop_all.is_set() or not self._others_still_running():
+                            break
+                        time.sleep(self._wait_interval_s())
+                        continue
+                    done, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        trial_id = running.pop(future)
+                        self.gpus.release(trial_id)
+                        future.result()  # re-raise engine bugs (never trainer failures, which are states)
+        finally:
+            if self.heartbeats is not None:
+                self.heartbeats.close()
+
+    def _others_still_running(self) -> bool:
+        """The first worker of a shared study waits until no trial runs anywhere (a worker that dies now
+        has its trial re-queued, and this worker takes it up); joined workers and single drivers do not."""
+        if not self.shared or self.ctx.joined:
+            return False
+        with self._study_lock:
+            trials = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        return bool(trials)
+
+    def _wait_interval_s(self) -> float:
+        return max(0.5, min(5.0, self.ctx.config.workers.heartbeat_interval_s / 2))
 
     def _ask(self) -> tuple[optuna.trial.Trial, TrialRecord, Path | None] | None:
-        if self._counted_trials() >= self.max_trials:
-            return None
-        with self._study_lock:
-            trial = self.study.ask()
-            params = plain(self.ctx.space.suggest(trial, epoch_budget=self.ctx.max_epochs))
-            trial_id = trial_id_for(trial.number)
-            trial.set_user_attr(TRIAL_ID_ATTR, trial_id)
-            trial.set_user_attr(WORKER_ATTR, self.ctx.worker_id)
-        record = TrialRecord(trial_id=trial_id, number=trial.number, params=params, metric=self.ctx.metric,
-                             direction=self.ctx.direction)
-        return trial, record, None
+        """The next trial to run (a new one, or one re-queued after its worker died), or None when the budget
+        is spent. Counting and asking hold the study-wide lock, so the budget is exact across workers."""
+        while True:
+            with self.mutex.hold(), self._study_lock:
+                if self.heartbeats is not None:
+                    fail_stale_trials(self.study)
+                trials = self.study.get_trials(deepcopy=False)
+                retry_waiting = any(t.state == TrialState.WAITING and is_retry(t) for t in trials)
+                if budget_used(trials) >= self.max_trials and not retry_waiting:
+                    return None
+                trial = self.study.ask()
+                self._hold(trial)
+                frozen = self.storage.get_trial(trial._trial_id)
+                if not is_retry(frozen):
+                    params = plain(self.ctx.space.suggest(trial, epoch_budget=self.ctx.max_epochs))
+                    trial_id = trial_id_for(trial.number)
+                    trial.set_user_attr(TRIAL_ID_ATTR, trial_id)
+                    trial.set_user_attr(WORKER_ATTR, self.ctx.worker_id)
+                    record = TrialRecord(trial_id=trial_id, number=trial.number, params=params,
+                                         metric=self.ctx.metric, direction=self.ctx.direction)
+                    return trial, record, None
+            job = self._take_up_retry(trial, frozen)
+            if job is not None:
+                return job
+
+    def _take_up_retry(self, trial: optuna.trial.Trial, frozen: optuna.trial.FrozenTrial
+                       ) -> tuple[optuna.trial.Trial, TrialRecord, Path | None] | None:
+        """A trial Optuna re-queued because its worker died: same trial id and folder, continued from its last
+        validated checkpoint when this worker can see the folder (a shared workspace)."""
+        trial_id = frozen.user_attrs.get(TRIAL_ID_ATTR, trial_id_for(frozen.system_attrs["failed_trial"]))
+        trial.set_user_attr(WORKER_ATTR, self.ctx.worker_id)
+        trial_dir = self.ctx.workspace.trial_dir(trial_id)
+        log.warning("%s: its worker stopped sending heartbeats; taking it up (Optuna trial %d retries trial %d)",
+                    trial_id, trial.number, frozen.system_attrs["failed_trial"])
+        return self._continue_trial(trial, trial_id, trial_dir, set(frozen.intermediate_values))
 
     # -- resume --------------------------------------------------------------------------------------------
     def _orphans(self) -> list[tuple[optuna.trial.Trial, TrialRecord, Path | None]]:
@@ -150,22 +232,32 @@ class OptunaBackend:
                       or (own_storage and WORKER_ATTR not in t.user_attrs)]
         for ft in sorted(frozen, key=lambda t: t.number):
             trial_id = ft.user_attrs.get(TRIAL_ID_ATTR, trial_id_for(ft.number))
-            trial_dir = self.ctx.workspace.trial_dir(trial_id)
-            if stop_orphaned_trainer(trial_dir, grace_s=self.ctx.config.trial.stop_grace_s):
-                log.warning("stopped trainer of %s left running by the previous driver", trial_id)
             trial = optuna.trial.Trial(self.study, ft._trial_id)
-            record = self._load_or_create_record(trial_dir, trial_id, trial)
-            ingest_status(record, trial_dir)
-            with self._study_lock:
-                self._report_new(trial, record, set(ft.intermediate_values))
-            record.reopen()
-            record.save(trial_dir)
-            if record.epochs_trained() >= self.ctx.max_epochs:
-                self._finish(trial, record, COMPLETED, None)
-                continue
-            point = resume_point(trial_dir, [(e["epoch"], e.get("step")) for e in record.history])
-            jobs.append((trial, record, point.path if point else None))
+            self._hold(trial)
+            job = self._continue_trial(trial, trial_id, self.ctx.workspace.trial_dir(trial_id),
+                                       set(ft.intermediate_values))
+            if job is not None:
+                jobs.append(job)
         return jobs
+
+    def _continue_trial(self, trial: optuna.trial.Trial, trial_id: str, trial_dir: Path, stored: set[int]
+                        ) -> tuple[optuna.trial.Trial, TrialRecord, Path | None] | None:
+        """Adopt a trial that ran before (this worker's previous driver, or a worker that died): stop a trainer
+        of it still alive on this host, report what its status.json holds beyond `stored`, and continue it
+        from its last validated checkpoint (None when it had already finished its budget: told COMPLETE)."""
+        if stop_orphaned_trainer(trial_dir, grace_s=self.ctx.config.trial.stop_grace_s):
+            log.warning("stopped trainer of %s left running by the previous driver", trial_id)
+        record = self._load_or_create_record(trial_dir, trial_id, trial)
+        ingest_status(record, trial_dir)
+        with self._study_lock:
+            self._report_new(trial, record, stored)
+        record.reopen()
+        record.save(trial_dir)
+        if record.epochs_trained() >= self.ctx.max_epochs:
+            self._finish(trial, record, COMPLETED, None)
+            return None
+        point = resume_point(trial_dir, [(e["epoch"], e.get("step")) for e in record.history])
+        return trial, record, point.path if point else None
 
     def _load_or_create_record(self, trial_dir: Path, trial_id: str, trial: optuna.trial.Trial) -> TrialRecord:
         try:
@@ -195,7 +287,9 @@ class OptunaBackend:
         record.resources = {"cpus": self.ctx.config.resources.cpus_per_trial,
                             "gpus": self.ctx.config.resources.gpus_per_trial, "cuda_visible_devices": cuda}
         record.reopen()
-        process = build_process(self.ctx, record, trial_dir, resume_from=resume_from, cuda_visible_devices=cuda)
+        # A worker of a shared study takes its trainers with it when it dies (optuna_workers docstring).
+        process = build_process(self.ctx, record, trial_dir, resume_from=resume_from, cuda_visible_devices=cuda,
+                                kill_with_parent=self.shared)
         record.save(trial_dir)
         self.observers.trial_started(record)
         if isinstance(process, Failure):
@@ -245,7 +339,9 @@ class OptunaBackend:
             elif state == FAILED:
                 trial.set_user_attr("failure_class", record.failure_class)
                 self.study.tell(trial, state=TrialState.FAIL)
-            # PAUSED stays RUNNING in storage: `hpo resume` adopts it.
+            # PAUSED stays RUNNING in storage: `hpo resume` adopts it (or, in a shared study, another worker
+            # takes it up once its heartbeat is stale).
+        self._release(trial)
         self.guard.trial_finished(record)
         self.observers.trial_finished(record)
         if state == PAUSED:

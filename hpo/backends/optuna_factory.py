@@ -1,10 +1,14 @@
 """Optuna samplers, pruners and storage for a sweep config (one tested place for the mapping).
 
-sampler:   random → RandomSampler; tpe → TPESampler (multivariate; grouped for conditional spaces;
-           constant liar so parallel trials spread out); bayesian → GPSampler; cmaes → CmaEsSampler;
-           grid → GridSampler over `grid_points` values per numeric parameter (every option of a choice).
-           All but grid are wrapped by the space's `optuna_sampler`, so schema option weights shape the
-           startup trials.
+sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant liar so parallel trials spread
+           out); bayesian → GPSampler; cmaes → CmaEsSampler; grid → `LazyGridSampler` over the static space
+           (`grid_points` levels per numeric dimension, every option of a choice, or explicit `grid_values`).
+           Every sampler sees the space's static form (`hpo.space.static`: one fixed distribution per
+           primitive draw, relational children as fractions of their feasible range), so GP, CMA-ES and
+           multivariate TPE model all parameters jointly; GP's and CMA-ES's independent-sampling warning stays
+           ON, so a parameter that ever escapes the joint model is reported, not hidden (TPE's was deprecated
+           by Optuna 4.9; tests/engine/test_search_contract.py checks all three directly). All but grid are wrapped by
+           the space's `optuna_sampler`, so schema option weights shape the startup trials.
 scheduler: none → NopPruner; median → MedianPruner (no pruning before grace_period epochs);
            asha → SuccessiveHalvingPruner (asynchronous successive halving, min_resource = grace_period);
            hyperband → HyperbandPruner (min grace_period, max the epoch budget).
@@ -13,18 +17,16 @@ Pruners see one intermediate value per validation, at step = epochs trained (the
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from skillkit.errors import SearchSpaceError, SweepConfigError
+from hpo.backends.grid_sampler import GridOrder, LazyGridSampler
+from skillkit.errors import SweepConfigError
 from hpo.sweep.config import AlgorithmConfig
-from hpo.space import SearchSpace
+from hpo.space import SearchSpace, static
 
 
 def storage_url(storage: str | None, state_dir: Path) -> str:
@@ -41,14 +43,21 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage; SQLite gets a generous lock timeout because several trial threads write to it."""
+def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_period_s: int | None = None,
+                 stale_trial_callback: Any = None) -> optuna.storages.RDBStorage:
+    """An RDB storage; SQLite gets a generous lock timeout because several trial threads write to it. With
+    `heartbeat_interval_s`, trials carry Optuna's heartbeat and `stale_trial_callback` runs for each trial
+    whose worker fell silent for `grace_period_s` (hpo.backends.optuna_workers)."""
     engine_kwargs: dict[str, Any] = {}
     url_for_driver = _with_driver(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval_s is not None:
+        heartbeat = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
+                     "heartbeat_stale_trial_callback": stale_trial_callback}
     try:
-        return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:  # noqa: BLE001 - any connection/driver error is the user's URL
         raise SweepConfigError(f"cannot open the Optuna storage '{_redact(url)}': {type(error).__name__}: {error}") from None
 
@@ -62,28 +71,30 @@ def _redact(url: str) -> str:
     return url
 
 
-def grid_values(space: SearchSpace, points: int) -> dict[str, list[Any]]:
-    """Grid points: every option of a categorical, `points` values spread over a numeric range (log-spaced
-    on a log scale, snapped to the step)."""
-    try:
-        distributions = space.optuna_distributions()
-    except SearchSpaceError as error:
-        raise SweepConfigError(f"algorithm 'grid' needs an unconditional search space: {error}") from None
+def grid_values(space: SearchSpace, points: int, explicit: Mapping[str, Sequence[Any]] | None = None,
+                *, epoch_budget: int | None = None) -> dict[str, list[Any]]:
+    """The grid over the static space: primitive draw name → its levels (`static.grid_levels`), with the
+    levels of a plain scalar parameter replaced by its `explicit` points (checked against its range)."""
+    explicit = dict(explicit or {})
     grid: dict[str, list[Any]] = {}
-    for name, dist in distributions.items():
-        if isinstance(dist, CategoricalDistribution):
-            grid[name] = list(dist.choices)
-        elif isinstance(dist, IntDistribution):
-            raw = np.geomspace(dist.low, dist.high, points) if dist.log else np.linspace(dist.low, dist.high, points)
-            step = dist.step or 1
-            grid[name] = sorted({int(dist.low + round((v - dist.low) / step) * step) for v in raw})
-        elif isinstance(dist, FloatDistribution):
-            raw = np.geomspace(dist.low, dist.high, points) if dist.log else np.linspace(dist.low, dist.high, points)
-            if dist.step:
-                raw = [dist.low + round((v - dist.low) / dist.step) * dist.step for v in raw]
-            grid[name] = sorted({float(v) for v in raw})
-        else:
-            raise SweepConfigError(f"algorithm 'grid' cannot enumerate parameter {name!r} ({dist}).")
+    for dimension in space.static_dimensions(epoch_budget=epoch_budget):
+        grid[dimension.name] = static.grid_levels(dimension, points)
+    for name, values in explicit.items():
+        if name not in space:
+            raise SweepConfigError(f"'algorithm.grid_values.{name}': no such searched parameter; searched: "
+                                   f"{', '.join(space.names)}.")
+        param = space[name]
+        if param.is_conditional or name not in grid:
+            raise SweepConfigError(
+                f"'algorithm.grid_values.{name}': explicit points are for plain scalar parameters; {name} "
+                + ("depends on " + str(param.parent) + " and takes grid_points levels of its feasible range."
+                   if param.parent else "is a list, assembled from several draws; it takes grid_points levels.")
+            )
+        bad = [v for v in values if space.value_problem(name, v) is not None]
+        if bad:
+            raise SweepConfigError(f"'algorithm.grid_values.{name}' = {list(values)}: {bad} outside what the "
+                                   f"parameter allows ({param.range_text()}).")
+        grid[name] = list(values)
     return grid
 
 
@@ -91,21 +102,23 @@ def grid_size(grid: dict[str, list[Any]]) -> int:
     return math.prod(len(values) for values in grid.values())
 
 
-def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, *,
+                 epoch_budget: int | None = None) -> optuna.samplers.BaseSampler:
     name = algorithm.sampler
     startup = algorithm.n_startup_trials
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_values(space, algorithm.grid_points), seed=seed)
+        return LazyGridSampler(grid_values(space, algorithm.grid_points, algorithm.grid_values,
+                                           epoch_budget=epoch_budget), seed=seed)
     if name == "random":
         base: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
     elif name == "tpe":
         base = optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=startup, multivariate=True, group=space.is_conditional, constant_liar=True,
+            seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True,
         )
     elif name == "bayesian":
-        base = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
+        base = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=True)
     elif name == "cmaes":
-        base = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        base = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=True)
     else:
         raise SweepConfigError(f"sampler {name!r} is not available on backend optuna.")
     return space.optuna_sampler(base, seed=seed, n_startup_trials=startup if name in ("tpe", "bayesian") else None)
@@ -126,6 +139,6 @@ def make_pruner(algorithm: AlgorithmConfig, max_epochs: int) -> optuna.pruners.B
     raise SweepConfigError(f"early stopping {name!r} is not available on backend optuna (use backend ray).")
 
 
-def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    names = sorted(grid)
-    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+def first_grid_points(grid: dict[str, list[Any]], seed: int, n: int) -> list[dict[str, Any]]:
+    """The static points trials 0..n-1 of a grid sweep visit (what `LazyGridSampler` gives them)."""
+    return GridOrder(grid, seed).first_points(n)

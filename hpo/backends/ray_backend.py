@@ -4,9 +4,11 @@ searchers over the compiled space, trials as `HpoTrainable` actors with per-tria
 
 Searchers: random/tpe/bayesian/cmaes/grid → `SpaceSearcher` (the compiled space's define-by-run sampling
 through an Optuna study that receives PRUNED, not COMPLETE, for scheduler-stopped trials — the flaw fix);
-bohb → Ray's `TuneBOHB` with `HyperBandForBOHB` (BOHB models each budget separately, so a partial result is
-fed as exactly that); pbt → Ray's variant generator (PBT refuses searchers) drawing whole configurations
-from the space, with `space.perturb` as the explore step.
+bohb → `SpaceBOHB` (Ray's `TuneBOHB` on the space's static form, `ray_bohb.py`) with `HyperBandForBOHB`
+(BOHB models each budget separately, so a partial result is fed as exactly that); pbt → Ray's variant
+generator (PBT refuses searchers) drawing whole configurations from the space, with `space.perturb` as the
+explore step. PBT's space holds hot parameters only (`hpo.sweep.compatibility`): nothing it perturbs can
+change a checkpoint's shapes. `planned` are static points (`hpo.space.static`), the plan's first batch.
 
 The scheduler's time attribute is `epochs_trained` (a count; a result's `epoch` is TAO's 0-based index),
 so grace periods, rungs and perturbation intervals are in epochs even when a trainer validates less often
@@ -24,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hpo.backends.optuna_factory import storage_url
-from skillkit.errors import SearchSpaceError, SweepConfigError
+from skillkit.errors import SweepConfigError
 from hpo.space import SearchSpace
 from hpo.sweep.context import SweepContext
 from hpo.sweep.guard import SweepGuard
@@ -135,19 +137,16 @@ class RayBackend:
 
             from hpo.backends.ray_trainable import PBT_PARAMS_KEY, pack_params
 
-            points = [{PBT_PARAMS_KEY: pack_params(p)} for p in self.planned] or None
+            points = [{PBT_PARAMS_KEY: pack_params(self.ctx.space.decode(p, epoch_budget=self.ctx.max_epochs))}
+                      for p in self.planned] or None
             sampler = SpaceSampler(self.ctx.space, self.ctx.config.seed, self.ctx.max_epochs, skip=len(self.planned))
             return (BasicVariantGenerator(points_to_evaluate=points, random_state=self.ctx.config.seed),
                     {PBT_PARAMS_KEY: tune.sample_from(sampler)})
         if algorithm.sampler == "bohb":
-            from ray.tune.search.bohb import TuneBOHB
+            from hpo.backends.ray_bohb import SpaceBOHB
 
-            try:
-                param_space = self.ctx.space.ray_param_space()
-            except SearchSpaceError as error:
-                raise SweepConfigError(f"algorithm 'bohb' needs an unconditional search space: {error}") from None
-            return TuneBOHB(metric=self.ctx.metric, mode=self.mode, seed=self.ctx.config.seed,
-                            points_to_evaluate=self.planned or None), param_space
+            return SpaceBOHB(space=self.ctx.space, epoch_budget=self.ctx.max_epochs, metric=self.ctx.metric,
+                             mode=self.mode, seed=self.ctx.config.seed, points_to_evaluate=self.planned or None), {}
         from hpo.backends.ray_searcher import SpaceSearcher
 
         return SpaceSearcher(
@@ -155,6 +154,16 @@ class RayBackend:
             storage_url=storage_url(None, self.ctx.workspace.state_dir), study_name=self.ctx.config.name,
             metric=self.ctx.metric, mode=self.mode, max_epochs=self.ctx.max_epochs, planned=self.planned,
         ), {}
+
+    def num_samples(self) -> int:
+        """The trial budget; a grid sweep never asks for more trials than its grid has points."""
+        algorithm = self.ctx.config.algorithm
+        if algorithm.sampler != "grid":
+            return algorithm.max_trials
+        from hpo.backends.optuna_factory import grid_size, grid_values
+
+        grid = grid_values(self.ctx.space, algorithm.grid_points, algorithm.grid_values, epoch_budget=self.ctx.max_epochs)
+        return min(algorithm.max_trials, grid_size(grid))
 
     @property
     def synchronous(self) -> bool:
@@ -241,7 +250,7 @@ class RayBackend:
                     param_space=param_space,
                     tune_config=tune.TuneConfig(
                         metric=self.ctx.metric, mode=self.mode, search_alg=search_alg, scheduler=scheduler,
-                        num_samples=algorithm.max_trials,
+                        num_samples=self.num_samples(),
                         max_concurrent_trials=None if self.synchronous else resources.max_concurrent,
                         reuse_actors=True,
                     ),

@@ -67,7 +67,7 @@ class SpaceSearcher(Searcher):
             self._study = optuna.create_study(
                 study_name=self.study_name, storage=make_storage(self.storage_url),
                 direction=self.direction, load_if_exists=True,
-                sampler=make_sampler(self.algorithm, self.space, self.seed),
+                sampler=make_sampler(self.algorithm, self.space, self.seed, epoch_budget=self.max_epochs),
             )
             if self.planned and not self._study.get_trials(deepcopy=False):
                 for params in self.planned:

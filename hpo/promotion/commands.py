@@ -22,6 +22,9 @@ def _promote(args: argparse.Namespace) -> int:
     console.print(f"promoted trial [bold]{record['trial_id']}[/] epoch [bold]{record['epoch']}[/] "
                   f"({metric['name']} = {metric['value']}) -> {result.best_dir}")
     console.print(f"  checkpoint: {record['paths']['checkpoint']}")
+    if record.get("previous_best_kept_at"):
+        console.print(f"  [yellow]the previous best/ held files promotion did not write: kept, now "
+                      f"{record['previous_best_kept_at']}[/]")
     for name in ("export_spec", "evaluate_spec", "deploy_gen_trt_engine_spec"):
         if name in record["paths"]:
             console.print(f"  {name}: {record['paths'][name]}")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 from skillkit.errors import SchemaError
 from hpo.selection import metric_value
+from skillkit.status import read_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,25 +58,30 @@ class SkillEvaluator:
         self.timeout_s = timeout_s
         self.env = dict(env or {})
 
-    def command(self, spec_path: Path) -> list[str]:
-        command = self.skill.command("evaluate", spec_path)
+    def command(self, spec_path: Path, action: str = "evaluate") -> list[str]:
+        command = self.skill.command(action, spec_path)
         if shutil.which(command[0]) is None:
             beside = Path(sys.executable).parent / command[0]  # console scripts of the running environment
             if beside.is_file():
                 command[0] = str(beside)
         return command
 
-    def __call__(self, spec_path: Path, results_dir: Path, metric: str) -> EvaluationResult:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        status = results_dir / "status.json"
-        if status.exists():
-            status.unlink()  # a result from an earlier promotion must not be read as this one's
-        started = time.monotonic()
+    def run_action(self, action: str, spec_path: Path, log: Path) -> tuple[int, str | None, tuple[str, ...]]:
+        """Run the skill's `action` on `spec_path`, output into `log`: (return code, error or None, argv)."""
         try:
-            command = self.command(spec_path)
+            command = self.command(spec_path, action)
         except SchemaError as error:
-            return EvaluationResult(metric, None, {}, 2, (), None, 0.0, f"the skill cannot evaluate: {error}")
-        log = results_dir / "evaluate.log"
+            return 2, f"the skill cannot {action}: {error}", ()
+        return self.run_argv(command, log, action)
+
+    def run_argv(self, command: list[str], log: Path, what: str) -> tuple[int, str | None, tuple[str, ...]]:
+        """Run a skill command (console scripts of this environment found as in `command`), output into `log`."""
+        if command and shutil.which(command[0]) is None:
+            beside = Path(sys.executable).parent / command[0]
+            if beside.is_file():
+                command = [str(beside), *command[1:]]
+        action = what
+        log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
         with open(log, "wb") as handle:
             try:
@@ -83,13 +89,25 @@ class SkillEvaluator:
                                          timeout=self.timeout_s, check=False)
                 returncode, error = process.returncode, None
             except subprocess.TimeoutExpired:
-                returncode, error = 124, f"evaluation did not finish within {self.timeout_s} s"
+                returncode, error = 124, f"{action} did not finish within {self.timeout_s} s"
             except OSError as failure:
                 returncode, error = 127, f"cannot run {command[0]!r}: {failure}"
-        kpi = read_result_kpi(status, metric)
-        value = metric_value(kpi, metric)
         if error is None and returncode != 0:
             error = f"'{' '.join(command)}' exited with code {returncode}; see {log}"
+        return returncode, error, tuple(command)
+
+    def __call__(self, spec_path: Path, results_dir: Path, metric: str) -> EvaluationResult:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        status = results_dir / "status.json"
+        if status.exists():
+            status.unlink()  # a result from an earlier promotion must not be read as this one's
+        started = time.monotonic()
+        log = results_dir / "evaluate.log"
+        returncode, error, command = self.run_action("evaluate", spec_path, log)
+        if not command:
+            return EvaluationResult(metric, None, {}, returncode, (), None, 0.0, error)
+        kpi = read_result_kpi(status, metric)
+        value = metric_value(kpi, metric)
         if error is None and value is None:
             error = f"the evaluation wrote no '{metric}' into {status}"
         return EvaluationResult(metric, value, kpi, returncode, tuple(command), log, time.monotonic() - started, error)
@@ -98,16 +116,9 @@ class SkillEvaluator:
 def read_result_kpi(status: Path, metric: str) -> dict[str, Any]:
     """The `kpi` of the last status line that reports `metric` (empty when none does)."""
     found: dict[str, Any] = {}
-    if not status.is_file():
-        return found
-    for line in status.read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        kpi = event.get("kpi") if isinstance(event, dict) else None
-        if isinstance(kpi, dict) and metric in kpi:
-            found = kpi
+    for line in read_lines(status):
+        if metric in line.kpi:
+            found = dict(line.kpi)
     return found
 
 

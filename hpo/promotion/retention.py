@@ -14,13 +14,13 @@ record's (`hpo.promotion.selection.best_epoch`); file names are the kit's (`skil
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hpo.promotion.selection import as_record, best_epoch
 from hpo.trials.record import TrialRecord
-from skillkit.checkpoints import find_latest_link, list_checkpoints
+from hpo.trials.retention import repoint_latest_link
+from skillkit.checkpoints import list_checkpoints
 from skillkit.files import TRIALS_DIR
 from skillkit.states import TrialState
 
@@ -57,7 +57,7 @@ def apply_retention(sweep_dir: Path, trials: Iterable[TrialRecord | Mapping[str,
             path.unlink()
             deleted.append(path)
             freed += size
-        _repoint_latest(trial_dir)
+        repoint_latest_link(trial_dir)
     return RetentionReport(tuple(deleted), tuple(kept), freed)
 
 
@@ -78,15 +78,3 @@ def _identity(path: Path) -> tuple[int, int]:
     """(device, inode): a hard link in best/ and its source in the trial folder are the same file."""
     stat = Path(path).stat()
     return stat.st_dev, stat.st_ino
-
-
-def _repoint_latest(trial_dir: Path) -> None:
-    link = find_latest_link(trial_dir)
-    if link is None:
-        return
-    remaining = list_checkpoints(trial_dir)
-    if link.is_symlink() and link.exists() and Path(os.readlink(link)).name in {c.name for c in remaining}:
-        return
-    link.unlink()
-    if remaining:
-        link.symlink_to(remaining[-1].name)

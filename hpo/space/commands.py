@@ -76,18 +76,47 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(space.to_dict(), indent=2))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"search space ({len(space)} parameters{', conditional' if space.is_conditional else ''})")
-    for column in ("name", "kind", "range", "scale", "condition", "default", "why"):
-        table.add_column(column, overflow="fold")
-    for param in space.parameters:
-        table.add_row(
-            param.name, param.kind, param.range_text(), param.scale if param.kind in ("float", "int") else "",
-            param.condition, _fmt(param.default), param.why,
-        )
-    Console(width=args.width).print(table)
+    render_space(space, Console(width=args.width))
     return 0
+
+
+#: Below this many columns the space is shown as one block per parameter, not one wide table.
+WIDE_TABLE_COLUMNS = 160
+
+
+def render_space(space: SearchSpace, console: Any) -> None:
+    """The space for a person: a table on a wide terminal; on a narrow one (80 columns) one block per
+    parameter -- name, kind, range, scale and default on one line, then its condition and the reasoning,
+    indented and wrapped -- so names are never cut into pieces."""
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    title = f"search space ({len(space)} parameters{', conditional' if space.is_conditional else ''})"
+    rows = [(p.name, p.kind, p.range_text(), p.scale if p.kind in ("float", "int") else "", _fmt(p.default),
+             p.condition, p.why) for p in space.parameters]
+    if console.width >= WIDE_TABLE_COLUMNS:
+        table = Table(title=title)
+        for column in ("name", "kind", "range", "scale", "condition", "default", "why"):
+            table.add_column(column, overflow="fold")
+        for name, kind, domain, scale, default, condition, why in rows:
+            table.add_row(name, kind, domain, scale, condition, default, why)
+        console.print(table)
+        return
+    console.print(Text(title, style="bold"))
+    name_width = max((len(row[0]) for row in rows), default=0)
+    widths = [max((len(row[i]) for row in rows), default=0) for i in (1, 2, 3)]
+    for name, kind, domain, scale, default, condition, why in rows:
+        facts = "  ".join([kind.ljust(widths[0]), domain.ljust(widths[1]), scale.ljust(widths[2]),
+                           f"default {default}" if default else ""]).rstrip()
+        if name_width + 2 + len(facts) <= console.width:
+            console.print(Text.assemble((name.ljust(name_width), "bold"), "  ", facts), overflow="fold")
+        else:  # a long name gets its own line
+            console.print(Text(name, style="bold"), overflow="fold")
+            console.print(Padding(Text(facts), (0, 0, 0, 4), expand=False))
+        for note in ([f"when: {condition}"] if condition else []) + ([why] if why else []):
+            console.print(Padding(Text(note, style="dim"), (0, 0, 0, 4), expand=False))
 
 
 def _compile_command(args: argparse.Namespace) -> int:

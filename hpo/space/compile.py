@@ -65,11 +65,22 @@ def compile_space(
     names = select_names(info, selection=selection, pinned=pinned, override_disabled=override_automl_disabled_params)
     custom = _normalise_custom(custom_param_ranges, names)
     compiler = _Compiler(info, frozenset(names), pinned)
-    params = {name: compiler.leaf(info.leaves[name], custom.get(name, {})) for name in names}
+    params = {name: _with_pbt_mark(compiler.leaf(info.leaves[name], custom.get(name, {})), info.leaves[name])
+              for name in names}
     order = topological_order(params, {name: p.parent if p.parent in params else None for name, p in params.items()})
     params = make_satisfiable(params, order)
     source = {key: info.source[key] for key in sorted(info.source)}
     return SearchSpace([params[name] for name in order], fixed=compiler.fixed, source=source)
+
+
+def _with_pbt_mark(param: Parameter, leaf: SchemaLeaf) -> Parameter:
+    """`hot` from the leaf's `x_pbt` mark (our schema extension; anything but "hot" is cold): whether PBT may
+    change the value in the middle of a training run. A leaf without the mark is cold, so a parameter made
+    searchable later is never perturbed by accident."""
+    mark = leaf.get("x_pbt")
+    if mark not in (None, "hot", "cold"):
+        raise SearchSpaceError(f"parameter '{leaf.path}': x_pbt must be 'hot' or 'cold', got {mark!r}.")
+    return replace(param, hot=True) if mark == "hot" else param
 
 
 def _normalise_custom(raw: Mapping[str, Mapping[str, Any]] | None, names: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,12 @@ subsets…) live only here. `RandomDrawer` uses a `numpy.random.Generator` (plai
 `TrialDrawer` calls an Optuna trial's `suggest_*` (define-by-run), so Optuna's samplers see every
 primitive draw under a stable name. Composite values draw sub-parameters named `<name>#<i>`
 (`#count`, `#set` for the list size and an optional list's presence).
+
+Every primitive draw has a FIXED distribution, whatever was drawn before it, so each sampler sees one static
+space (Optuna's GP, CMA-ES and multivariate TPE model all parameters jointly; Ray's BOHB gets a plain
+ConfigSpace). The only values whose range depends on another value, relational children (`value >= parent`),
+are drawn as a fraction of their feasible range (`<name>#fraction`, uniform on [0, 1]) and mapped back by
+`from_fraction`; see that function for why samples keep their meaning and their distribution's support.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ class Drawer(Protocol):
     def int(self, name: str, low: int, high: int, *, log: bool, step: int | None) -> int: ...
 
     def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[float] | None) -> Any: ...
+
+
+FRACTION = "#fraction"  # suffix of a relational child's primitive draw
 
 
 class RandomDrawer:
@@ -161,6 +170,8 @@ def draw_parameter(
                     f"parameter '{name}': no value satisfies '{param.relation} {param.parent}' "
                     f"with {param.parent}={parent_value(param, values, fixed)!r} inside [{param.low}, {param.high}]."
                 )
+            fraction = drawer.float(name + FRACTION, 0.0, 1.0, log=False, step=None)
+            return from_fraction(param, fraction, low, high)
         if kind == ir.FLOAT:
             return _nudge(drawer.float(name, low, high, log=log, step=param.step), param)
         return drawer.int(name, int(low), int(high), log=log, step=param.step)
@@ -200,6 +211,42 @@ def draw_parameter(
         present = drawer.categorical(f"{name}#set", (False, True), None)
         return list(param.choices) if present else None
     raise SearchSpaceError(f"parameter '{name}': cannot draw kind {kind!r}.")
+
+
+def from_fraction(param: Parameter, fraction: float, low: float, high: float) -> Any:
+    """A relational child's value from its fraction u in [0, 1] of the feasible range [low, high] (already
+    narrowed by the parent's value, `relational_bounds`).
+
+    Why samples keep their meaning and support: for a fixed parent value the feasible set F is
+    [low, high] intersected with the child's grid (integers, multiples of `step`), non-empty by compile-time
+    clipping (`make_satisfiable`). The map below sends [0, 1] into F (it clamps) and onto F (continuous: a
+    monotone bijection onto [low, high]; discrete: value k of the n = |F| values takes the sub-interval
+    [k/n, (k+1)/n) of u, and u = 1 the last), so every sample satisfies the relation and every feasible value
+    can be drawn. With u uniform the value has exactly the distribution the define-by-run draw gives F:
+    uniform (linear), log-uniform (log, also for integers over [low - 0.5, high + 0.5] as Optuna does), or
+    uniform over the n grid points. A sampler that learns a density over u therefore learns one over the
+    child's position inside whatever range its parent leaves it.
+    """
+    u = min(max(float(fraction), 0.0), 1.0)
+    log = param.scale == "log"
+    if param.kind == ir.INT and log:
+        lo, hi = math.log(low - 0.5), math.log(high + 0.5)
+        return int(min(max(round(math.exp(lo + u * (hi - lo))), low), high))
+    if param.kind == ir.INT or param.step is not None:
+        step = param.step or 1
+        count = int(math.floor((high - low) / step + 1e-9)) + 1
+        index = min(int(math.floor(u * count)), count - 1)
+        value = low + index * step
+        if param.kind == ir.INT:
+            return int(value)
+        return _nudge(float(min(round(value, 12), high)), param)
+    if u >= 1.0:  # the ends exactly (exp/log round-off must not lose the upper bound)
+        value = high
+    elif log:
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    else:
+        value = low + u * (high - low)
+    return _nudge(float(min(max(value, low), high)), param)
 
 
 def sub_draw_weights(param: Parameter) -> dict[str, tuple[tuple[Any, ...], tuple[float, ...]]]:

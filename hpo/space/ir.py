@@ -52,7 +52,9 @@ class Parameter:
     probabilities (None = uniform; for subset lists, each option's inclusion probability);
     parent/relation/divisor: a dependency on another parameter (see `RELATIONS`); excluded: single
     float values nudged away from (`!= v` inside a continuous range); min_items/max_items/length:
-    list sizes; condition: the human-readable constraint; why: one line explaining the choices.
+    list sizes; condition: the human-readable constraint; why: one line explaining the choices;
+    hot: PBT may change it mid-training (schema mark `x_pbt: hot`); cold ones (the default) change a
+    checkpoint's shapes or the data pipeline's meaning and are never perturbed.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Parameter:
     condition: str = ""
     why: str = ""
     tao_type: str = ""
+    hot: bool = False
 
     def __post_init__(self) -> None:
         where = f"parameter '{self.name}'"
@@ -169,7 +172,7 @@ class Parameter:
         out: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            if value is None or value == () or value == "":
+            if value is None or value == () or value == "" or (item.name == "hot" and not value):
                 continue
             if item.name == "scale" and self.kind not in (FLOAT, INT):
                 continue

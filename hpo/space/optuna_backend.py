@@ -33,6 +33,22 @@ if TYPE_CHECKING:
 DEFAULT_STARTUP_TRIALS = 10  # TPESampler's default
 
 
+def static_distributions(space: "SearchSpace", *, epoch_budget: int | None = None) -> dict[str, BaseDistribution]:
+    """Primitive draw name → Optuna distribution, for every space (see `hpo.space.static`): what
+    `SearchSpace.suggest` asks a trial for, the same in every trial."""
+    from hpo.space import static
+
+    out: dict[str, BaseDistribution] = {}
+    for dim in space.static_dimensions(epoch_budget=epoch_budget):
+        if dim.kind == static.FLOAT:
+            out[dim.name] = FloatDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+        elif dim.kind == static.INT:
+            out[dim.name] = IntDistribution(int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
+        else:
+            out[dim.name] = CategoricalDistribution(list(dim.choices))
+    return out
+
+
 def distributions(space: "SearchSpace") -> dict[str, BaseDistribution]:
     """Dotted name → Optuna distribution; `SearchSpaceError` for conditional spaces."""
     if space.is_conditional:

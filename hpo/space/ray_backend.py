@@ -64,30 +64,43 @@ def param_space(space: "SearchSpace") -> dict[str, Any]:
             "the search space is conditional (" + ", ".join(space.conditional_names) + "); Tune's param_space "
             "cannot express it — use hpo.space.ray_backend.optuna_search(space, ...) (define-by-run)."
         )
-    from ray import tune
-
     out: dict[str, Any] = {}
     for param in space.parameters:
-        if param.kind == ir.FLOAT:
-            if param.step is not None:
-                out[param.name] = tune.quniform(param.low, param.high, param.step)
-            elif param.scale == "log":
-                out[param.name] = tune.loguniform(param.low, param.high)
-            else:
-                out[param.name] = tune.uniform(param.low, param.high)
-        elif param.kind == ir.INT:
-            low, high = int(param.low), int(param.high)
-            if param.scale == "log":
-                out[param.name] = tune.lograndint(low, high + 1)   # upper bound exclusive in Tune
-            elif param.step not in (None, 1):
-                out[param.name] = tune.qrandint(low, high, int(param.step))  # inclusive for q > 1
-            else:
-                out[param.name] = tune.randint(low, high + 1)   # upper bound exclusive in Tune
-        elif param.weights is not None:
-            out[param.name] = weighted_choice(param.choices, param.weights)
-        else:
-            out[param.name] = tune.choice(list(param.choices))
+        out[param.name] = _domain(param.kind, param.low, param.high, log=param.scale == "log", step=param.step,
+                                  choices=param.choices, weights=param.weights)
     return out
+
+
+def static_param_space(space: "SearchSpace", *, epoch_budget: int | None = None) -> dict[str, Any]:
+    """Primitive draw name → Tune domain, for every space (see `hpo.space.static`); a Tune config drawn from
+    it is turned into the configuration with `space.decode(config)`. What Ray's BOHB searches."""
+    from hpo.space import static
+
+    return {dim.name: _domain({static.FLOAT: ir.FLOAT, static.INT: ir.INT}.get(dim.kind, ir.CATEGORICAL), dim.low,
+                              dim.high, log=dim.log, step=dim.step, choices=dim.choices, weights=dim.weights)
+            for dim in space.static_dimensions(epoch_budget=epoch_budget)}
+
+
+def _domain(kind: str, low: Any, high: Any, *, log: bool, step: Any, choices: Any, weights: Any) -> Any:
+    """One Tune domain from our inclusive bounds (the one place the conversion happens)."""
+    from ray import tune
+
+    if kind == ir.FLOAT:
+        if step is not None:
+            return tune.quniform(low, high, step)
+        if log:
+            return tune.loguniform(low, high)
+        return tune.uniform(low, high)
+    if kind == ir.INT:
+        low, high = int(low), int(high)
+        if log:
+            return tune.lograndint(low, high + 1)   # upper bound exclusive in Tune
+        if step not in (None, 1):
+            return tune.qrandint(low, high, int(step))  # inclusive for q > 1
+        return tune.randint(low, high + 1)   # upper bound exclusive in Tune
+    if weights is not None:
+        return weighted_choice(choices, weights)
+    return tune.choice(list(choices))
 
 
 def define_by_run(space: "SearchSpace", *, epoch_budget: int | None = None) -> Callable[[Any], dict[str, Any]]:

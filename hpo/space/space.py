@@ -135,6 +135,26 @@ class SearchSpace:
             values[param.name] = draw_parameter(param, drawer, values, self.fixed, epoch_budget=epoch_budget)
         return values
 
+    # -- the static form (hpo.space.static) -------------------------------------------------------
+    def static_dimensions(self, *, epoch_budget: int | None = None) -> tuple[Any, ...]:
+        """The primitive draws as fixed `static.Dimension`s: the space every sampler models jointly."""
+        from hpo.space import static
+
+        return static.dimensions(self, epoch_budget=epoch_budget)
+
+    def sample_static(self, rng: np.random.Generator, *, epoch_budget: int | None = None
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(configuration, its static point); same values as `sample` for the same generator state."""
+        from hpo.space import static
+
+        return static.sample(self, rng, epoch_budget=epoch_budget)
+
+    def decode(self, point: Mapping[str, Any], *, epoch_budget: int | None = None) -> dict[str, Any]:
+        """The configuration a static point (one value per primitive draw) stands for."""
+        from hpo.space import static
+
+        return static.decode(self, point, epoch_budget=epoch_budget)
+
     def select_values(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters' values out of a flat config that may also hold sub-draws (Ray's config)."""
         missing = [name for name in self.names if name not in config]
@@ -243,6 +263,13 @@ class SearchSpace:
             if problem:
                 problems.append(f"'{param.name}' = {values[param.name]!r}: {problem}")
         return problems
+
+    def value_problem(self, name: str, value: Any) -> str | None:
+        """What is wrong with `value` for the unconditional parameter `name` alone (None when it is allowed)."""
+        param = self[name]
+        if param.is_conditional:
+            raise SearchSpaceError(f"parameter '{name}' depends on other values; check whole configurations.")
+        return _violation(param, value, {}, self.fixed, None)
 
     def check(self, values: Mapping[str, Any], *, epoch_budget: int | None = None) -> None:
         problems = self.violations(values, epoch_budget=epoch_budget)

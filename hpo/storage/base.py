@@ -9,7 +9,8 @@ Contract, for every method:
   in words, with no credentials in it. Transient failures (throttling, 5xx, dropped connections) are
   retried with backoff before they become a `StorageError`; permanent ones (missing, denied) are not.
 - `stat` describes one object (a file); `list` describes every object below a directory/prefix,
-  recursively, sorted by location. Directories themselves are not objects.
+  recursively, sorted by location. Directories themselves are not objects. `entries` names what sits
+  directly in a directory/prefix, as `ls` shows a folder (sub-folders end with "/").
 - `download` and `upload` are atomic at the destination: the final name appears only once the content is
   complete, so a crash never leaves a half-written file behind under the real name.
 """
@@ -50,6 +51,17 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def list(self, location: str) -> list[ObjectInfo]:
         """Every object below the directory/prefix `location`, recursively, sorted by URI."""
+
+    def entries(self, location: str) -> list[str]:
+        """Names directly below the directory/prefix `location`, sorted: files as they are, sub-folders with a
+        trailing "/" (empty when nothing is there). Derived from `list`; backends may answer faster."""
+        prefix = location.rstrip("/") + "/"
+        names = set()
+        for info in self.list(location):
+            rest = info.uri[len(prefix):] if info.uri.startswith(prefix) else info.uri.rsplit("/", 1)[-1]
+            head, slash, _ = rest.partition("/")
+            names.add(head + slash)
+        return sorted(names)
 
     @abc.abstractmethod
     def download(self, location: str, destination: Path) -> ObjectInfo:

@@ -145,5 +145,7 @@ def describe_failure(error: BaseException) -> str:
 def storage_error(uri: str, action: str, error: BaseException, *, attempts: int = 1) -> StorageError:
     """A `StorageError` saying what we tried (`action`, e.g. 'download') on which URI and why it failed."""
     tried = f" after {attempts} attempts" if attempts > 1 else ""
-    message = f"cannot {action} {uri}{tried}: {describe_failure(error)}."
-    return StorageError(redact(message))
+    reason = describe_failure(error)
+    failure = StorageError(redact(f"cannot {action} {uri}{tried}: {reason}."))
+    failure.reason = redact(reason)  # type: ignore[attr-defined]  # lets callers say a shared cause once
+    return failure

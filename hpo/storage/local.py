@@ -73,6 +73,14 @@ class LocalBackend(StorageBackend):
                     found.append(_info(path, path.stat()))
         return sorted(found, key=lambda info: info.uri)
 
+    def entries(self, location: str) -> list[str]:
+        root = local_path(location)
+        if not root.is_dir():
+            if root.exists():
+                raise StorageError(f"cannot list {root}: it is a file, not a directory.")
+            return []
+        return sorted(path.name + ("/" if path.is_dir() else "") for path in root.iterdir())
+
     def download(self, location: str, destination: Path) -> ObjectInfo:
         info = self.stat(location)
         try:

@@ -84,6 +84,9 @@ class Storage:
     def list(self, location: str) -> list[ObjectInfo]:
         return self.backend(location).list(str(location))
 
+    def entries(self, location: str) -> list[str]:
+        return self.backend(location).entries(str(location))
+
     def download(self, location: str, destination: str | os.PathLike) -> ObjectInfo:
         return self.backend(location).download(str(location), Path(destination))
 

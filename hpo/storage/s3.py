@@ -261,6 +261,31 @@ class S3Backend(StorageBackend):
                 ) from None
             raise
 
+    def entries(self, location: str) -> list[str]:
+        """One level of the prefix (S3's delimiter listing), as `ls` shows a folder."""
+        target = parse_s3_uri(location)
+        prefix = target.dir_prefix
+
+        def list_level() -> list[str]:
+            names: set[str] = set()
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=target.bucket, Prefix=prefix, Delimiter="/"):
+                names.update(item["Prefix"][len(prefix):] for item in page.get("CommonPrefixes", []))
+                names.update(item["Key"][len(prefix):] for item in page.get("Contents", []))
+            names.discard("")  # the prefix's own "directory marker"
+            return sorted(names)
+
+        try:
+            return self._call(location, "list", list_level)
+        except StorageError as error:
+            cause = error.__cause__
+            if cause is not None and "NoSuchBucket" in str(cause):
+                raise StorageError(
+                    f"cannot list {location}: the bucket {target.bucket!r} does not exist at "
+                    f"{display_endpoint(self.endpoint_url)}."
+                ) from None
+            raise
+
     def download(self, location: str, destination: Path) -> ObjectInfo:
         target = parse_s3_uri(location)
         info = self.stat(location)

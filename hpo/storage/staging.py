@@ -128,18 +128,32 @@ def collect_s3_sources(spec: Mapping[str, Any], data_paths: Iterable[str]) -> di
 def _check_all(sources: Mapping[str, list[str]], storage: Storage) -> dict[str, SourceInfo]:
     """Look every source up; one error listing every unreadable source (and why) if any fails."""
     infos: dict[str, SourceInfo] = {}
-    problems: list[str] = []
+    failed: list[tuple[str, str, StorageError]] = []
     for uri, keys in sources.items():
         try:
             infos[uri] = describe_source(uri, storage)
         except StorageError as error:
-            problems.append(f"{', '.join(keys)}: {error}")
-    if problems:
-        count = "a data source" if len(problems) == 1 else f"{len(problems)} data sources"
-        raise StorageError(
-            redact(f"cannot stage {count}, so no trial was started: " + " ".join(problems))
-        )
+            failed.append((uri, ", ".join(keys), error))
+    if failed:
+        count = "a data source" if len(failed) == 1 else f"{len(failed)} data sources"
+        raise StorageError(redact(f"cannot stage {count}, so no trial was started: " + _problems(failed)))
     return infos
+
+
+def _problems(failed: list[tuple[str, str, StorageError]]) -> str:
+    """Each failure once; a cause several sources share (no credentials, access denied) is said once, with
+    the sources it stopped."""
+    by_reason: dict[str, list[tuple[str, str, StorageError]]] = {}
+    for item in failed:
+        by_reason.setdefault(getattr(item[2], "reason", None) or str(item[2]), []).append(item)
+    parts = []
+    for reason, items in by_reason.items():
+        if len(items) == 1:
+            parts.append(f"{items[0][1]}: {items[0][2]}")
+        else:
+            which = "; ".join(f"{keys} ({uri})" for uri, keys, _ in items)
+            parts.append(f"{reason[0].upper()}{reason[1:].rstrip('.')}, for {which}.")
+    return " ".join(parts)
 
 
 def _check_free_space(infos: Mapping[str, SourceInfo], cache: StagingCache) -> None:

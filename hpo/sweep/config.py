@@ -20,13 +20,13 @@ from skillkit.errors import SweepConfigError
 from skillkit.skill_dir import default_skill_dir
 from skillkit.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
-    KNOB_SCOPE, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
+    KNOB_SCOPE, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
     schema_problems, semantic_problems, sweep_schema,
 )
 
 __all__ = [
-    "AlgorithmConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
-    "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "did_you_mean", "load_sweep_config",
+    "AlgorithmConfig", "CheckpointsConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
+    "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "WorkersConfig", "did_you_mean", "load_sweep_config",
     "resolve_algorithm", "resolve_metric", "schema_problems", "semantic_problems", "sweep_config_from_dict",
     "sweep_schema",
 ]
@@ -57,6 +57,7 @@ class AlgorithmConfig:
     n_startup_trials: int = 4
     grid_points: int = 3
     time_budget_s: float | None = None
+    grid_values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,32 @@ class TrialConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointsConfig:
+    """Checkpoint disk during the sweep (the rule is in `hpo.trials.retention`)."""
+
+    retention: str = "bounded"
+    keep_last: int = 1
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """Liveness of the workers sharing one Optuna study: heartbeat, when a silent worker's trial is re-queued,
+    and how often one trial may be re-queued."""
+
+    heartbeat_interval_s: int = 20
+    grace_period_s: int = 120
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
 class DatasetsConfig:
+    """Dataset roots: `train` and `eval` (validation: ranks the trials), and an optional held-out `test`, never
+    seen by a trial: the top-k candidates are evaluated on it once after the sweep (`hpo.promotion.holdout`)."""
+
     train: str | None = None
     eval: str | None = None
     type: str | None = None
+    test: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +151,8 @@ class SweepConfig:
     source: str = "<sweep config>"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     workspace_uri: str | None = None  # an s3:// workspace, mirrored from the local `workspace` folder
+    checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
 
     @property
     def sweep_dir(self) -> Path:
@@ -141,18 +166,23 @@ class SweepConfig:
 # ----------------------------------------------------------------------------------------------- loading
 
 
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep YAML file; relative paths are taken relative to its folder."""
+def read_sweep_config_data(path: str | Path) -> Any:
+    """The parsed YAML of a sweep config file, not yet validated (safe loading)."""
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"sweep config '{path}' does not exist or is not a file.")
     try:
-        data = yaml.load(path.read_text(), Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
+        return yaml.load(path.read_text(), Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SweepConfigError(f"sweep config '{path}' is not valid YAML{where}: {getattr(error, 'problem', error)}.") from None
-    return sweep_config_from_dict(data, base_dir=path.resolve().parent, source=str(path))
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file; relative paths are taken relative to its folder."""
+    data = read_sweep_config_data(path)
+    return sweep_config_from_dict(data, base_dir=Path(path).resolve().parent, source=str(path))
 
 
 def sweep_config_from_dict(data: Any, *, base_dir: Path, source: str = "<sweep config>") -> SweepConfig:
@@ -171,7 +201,8 @@ def sweep_config_from_dict(data: Any, *, base_dir: Path, source: str = "<sweep c
 # ---------------------------------------------------------------------------------------------- build
 
 
-def _overrides(value: Any) -> tuple[str, ...]:
+def override_list(value: Any) -> tuple[str, ...]:
+    """Spec overrides as `a.b=value` strings, from the list or the mapping form of `spec_overrides`."""
     if value is None:
         return ()
     if isinstance(value, Mapping):
@@ -198,6 +229,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         n_startup_trials=int(algorithm.get("n_startup_trials", 4)),
         grid_points=int(algorithm.get("grid_points", 3)),
         time_budget_s=algorithm.get("time_budget_s"),
+        grid_values={str(k): tuple(v) for k, v in (algorithm.get("grid_values") or {}).items()},
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(
@@ -217,6 +249,18 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         max_consecutive_failures=int(trial.get("max_consecutive_failures", 3)),
         env={str(k): str(v) for k, v in trial.get("env", {}).items()},
     )
+    checkpoints_data = data.get("checkpoints", {})
+    keep_all_default = bool(data.get("promotion", {}).get("keep_all_checkpoints", False))
+    checkpoints = CheckpointsConfig(
+        retention=checkpoints_data.get("retention", "keep_all" if keep_all_default else "bounded"),
+        keep_last=int(checkpoints_data.get("keep_last", PBT_KEEP_LAST if scheduler == "pbt" else 1)),
+    )
+    workers_data = data.get("workers", {})
+    workers = WorkersConfig(
+        heartbeat_interval_s=int(workers_data.get("heartbeat_interval_s", 20)),
+        grace_period_s=int(workers_data.get("grace_period_s", 120)),
+        max_retries=int(workers_data.get("max_retries", 2)),
+    )
     ds = data.get("datasets", {})
 
     def dataset_root(value: str | None) -> str | None:
@@ -224,7 +268,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             return None
         return value if "://" in value else str(_absolute(value, base_dir))
 
-    datasets = DatasetsConfig(train=dataset_root(ds.get("train")), eval=dataset_root(ds.get("eval")), type=ds.get("type"))
+    datasets = DatasetsConfig(train=dataset_root(ds.get("train")), eval=dataset_root(ds.get("eval")), type=ds.get("type"),
+                              test=dataset_root(ds.get("test")))
     tracking_data = data.get("tracking", {})
     tracking = TrackingConfig(
         enabled=bool(tracking_data.get("enabled", True)), tracking_uri=tracking_data.get("tracking_uri"),
@@ -246,9 +291,10 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         workspace = _absolute(workspace_setting, base_dir)
     raw = {
         "name": data["name"], "skill_dir": str(skill_dir) if skill_dir else None, "action": data.get("action", "train"),
-        "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(_overrides(data.get("spec_overrides"))),
+        "base_spec": str(base_spec) if base_spec else None,"spec_overrides": list(override_list(data.get("spec_overrides"))),
         "datasets": {k: v for k, v in vars(datasets).items() if v is not None},
-        "algorithm": {k: v for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
+        "algorithm": {k: (dict((n, list(p)) for n, p in v.items()) if k == "grid_values" else v)
+                      for k, v in vars(algo).items() if v is not None and k not in ("sampler", "scheduler")}
         | ({"sampler": algorithm["sampler"]} if "sampler" in algorithm else {})
         | ({"pruner": algorithm["pruner"]} if "pruner" in algorithm else {}),
         "metric": data.get("metric", "kpi"), "backend": backend, "storage": data.get("storage"),
@@ -260,10 +306,13 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             "override_automl_disabled_params": search_space.override_automl_disabled_params,
         },
         "trial": {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in vars(trial_config).items()},
+        "checkpoints": dict(vars(checkpoints)),
         "baseline": {"enabled": bool(baseline.get("enabled", True)), "timeout_s": baseline.get("timeout_s")},
         "tracking": {"enabled": tracking.enabled, **dict(data.get("tracking", {}))},
         "promotion": {"enabled": bool(data.get("promotion", {}).get("enabled", True)), **dict(data.get("promotion", {}))},
     }
+    if data.get("deploy"):
+        raw["deploy"] = dict(data["deploy"])
     # Keep only the keys the schema knows (pbt's population is stored as max_trials).
     raw["algorithm"].pop("population_size", None)
     for knob in KNOB_SCOPE:
@@ -271,18 +320,20 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
             raw["algorithm"].pop(knob, None)
     if data.get("direction"):
         raw["direction"] = data["direction"]
+    if "workers" in data:
+        raw["workers"] = dict(vars(workers))
     for key in ("storage", "base_spec"):
         if raw[key] is None:
             del raw[key]
     return SweepConfig(
         name=data["name"], skill_dir=skill_dir, action=data.get("action", "train"), base_spec=base_spec,
-        spec_overrides=_overrides(data.get("spec_overrides")), datasets=datasets, algorithm=algo,
+        spec_overrides=override_list(data.get("spec_overrides")), datasets=datasets, algorithm=algo,
         metric=data.get("metric", "kpi"), direction=data.get("direction"), backend=backend, storage=data.get("storage"),
         workspace=workspace, seed=int(data.get("seed", 0)), resources=resources, search_space=search_space,
         trial=trial_config, baseline_enabled=bool(baseline.get("enabled", True)),
         baseline_timeout_s=baseline.get("timeout_s"), tracking=tracking,
         promotion_enabled=bool(data.get("promotion", {}).get("enabled", True)), source=source, raw=raw,
-        workspace_uri=workspace_uri,
+        workspace_uri=workspace_uri, checkpoints=checkpoints, workers=workers,
     )
 
 

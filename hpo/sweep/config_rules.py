@@ -37,6 +37,7 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "perturbation_factor": (("scheduler", ("pbt",)),),
     "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb")), ("scheduler", ("median",))),
     "grid_points": (("sampler", ("grid",)),),
+    "grid_values": (("sampler", ("grid",)),),
 }
 # Knobs one backend's implementation of a scheduler does not have (Ray's HyperBand derives its rungs from
 # max_epochs and reduction_factor; Optuna's successive halving has a single bracket).
@@ -44,6 +45,9 @@ BACKEND_UNSUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
     "ray": {"grace_period": ("hyperband", "bohb")},
     "optuna": {"brackets": ("asha",)},
 }
+# A PBT donor's checkpoint may be any of the newest ones Ray still holds a pointer to (its CheckpointConfig
+# keeps this many), so PBT trials keep at least as many during the sweep.
+PBT_KEEP_LAST = 4
 STORAGE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://")
 
 
@@ -231,12 +235,18 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     total_gpus = resources.get("gpus")
     if total_gpus is not None and gpus_per_trial > total_gpus:
         problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial} exceeds 'resources.gpus' = {total_gpus}: no trial could ever start.")
+    promotion = data.get("promotion", {})
+    for knob in ("test_top_k", "champion"):
+        if knob in promotion and not data.get("datasets", {}).get("test"):
+            problems.append(f"'promotion.{knob}' = {promotion[knob]!r} needs a held-out test dataset: set datasets.test "
+                            "(a folder or s3:// root in the same format as datasets.eval), or remove it.")
     storage = data.get("storage")
     if storage is not None:
         if backend != "optuna":
             problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the workspace (state/ray). Remove storage or set backend: optuna.")
         elif not storage.startswith(STORAGE_SCHEMES):
             problems.append(f"'storage' = {storage!r} is not a database URL; allowed: {', '.join(s + '...' for s in STORAGE_SCHEMES)}.")
+    problems += _scale_out_problems(data, backend, scheduler)
     direction = data.get("direction")
     metric = data.get("metric", "kpi")
     if direction == "maximize" and "loss" in metric.lower():
@@ -248,10 +258,35 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
             ok = path.is_dir() if must_be == "folder" else path.is_file()
             if not ok:
                 problems.append(f"'{key}' = {value!r} ({path}) is not an existing {must_be}.")
-    for split in ("train", "eval"):
+    for split in ("train", "eval", "test"):
         value = data.get("datasets", {}).get(split)
         if value and "://" not in value and not _absolute(value, base_dir).is_dir():
             problems.append(f"'datasets.{split}' = {value!r} ({_absolute(value, base_dir)}) is not an existing folder.")
+    return problems
+
+
+def _scale_out_problems(data: Mapping[str, Any], backend: str, scheduler: str) -> list[str]:
+    """`workers` (many Optuna workers on one study) and `checkpoints` (disk during the sweep)."""
+    problems: list[str] = []
+    workers = data.get("workers")
+    if workers is not None:
+        if backend != "optuna":
+            problems.append("'workers' applies to backend optuna (several workers sharing one PostgreSQL study); "
+                            "backend ray retries lost trials itself. Remove workers or set backend: optuna.")
+        heartbeat = workers.get("heartbeat_interval_s", 20)
+        grace = workers.get("grace_period_s", 120)
+        if grace <= heartbeat:
+            problems.append(f"'workers.grace_period_s' = {grace} must exceed 'workers.heartbeat_interval_s' = {heartbeat}: "
+                            "a live worker's trial would be taken for dead between two heartbeats.")
+    checkpoints = data.get("checkpoints", {})
+    keep_all_promotion = data.get("promotion", {}).get("keep_all_checkpoints")
+    if checkpoints.get("retention") == "bounded" and keep_all_promotion:
+        problems.append("'checkpoints.retention' = 'bounded' deletes checkpoints during the sweep, but "
+                        "'promotion.keep_all_checkpoints' = true asks to keep them all; set checkpoints.retention: keep_all "
+                        "(or leave it out), or drop promotion.keep_all_checkpoints.")
+    if scheduler == "pbt" and checkpoints.get("keep_last") is not None and checkpoints["keep_last"] < PBT_KEEP_LAST:
+        problems.append(f"'checkpoints.keep_last' = {checkpoints['keep_last']} is below {PBT_KEEP_LAST} with algorithm pbt: an "
+                        f"exploiting trial may copy any of its donor's {PBT_KEEP_LAST} newest checkpoints (the ones Ray keeps).")
     return problems
 
 

@@ -5,7 +5,13 @@ turn sampled values into a trial's spec.
 The engine knows nothing Mask2Former-specific: which spec keys hold the results folder, the resume
 checkpoint, the pretrained model and the epoch count comes from the skill's `skill_info.yaml`
 (`spec_params` roles `output_dir`, `resume_model`, `ptm_if_no_resume_model`, `parent_model`, and the
-`num_epochs` shorthand).
+`num_epochs` shorthand), and which keys say how many GPUs a trial has from `gpu_spec_key` (TAO's) and
+`x_gpu_ids_spec_key` (ours).
+
+GPUs of a trial (`resources.gpus_per_trial`): N >= 1 whole GPUs set the count key to N and the index key to
+[0, ..., N-1] — indices into the trial's own CUDA_VISIBLE_DEVICES, which the backend (our GPU pool, or Ray)
+sets to the N devices it assigned — so the trainer runs data-parallel over exactly those. A fraction (GPU
+sharing) or 0 (CPU) sets them to 1 / [0]: a trial never asks for more devices than it was given.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class SpecKeys:
     pretrained: str | None
     eval_results_dir: str | None
     eval_checkpoint: str | None
+    gpu_count: str | None = None
+    gpu_ids: str | None = None
 
 
 def _role_key(params: Mapping[str, str], role: str) -> str | None:
@@ -69,11 +77,38 @@ def spec_keys(skill: SkillDir) -> SpecKeys:
             f"skill '{skill.path}' cannot run sweeps: its references/skill_info.yaml lacks {', '.join(missing)}; the "
             "engine needs them to give each trial its own results folder, its epoch budget and a resume checkpoint."
         )
+    gpu_count, gpu_ids = skill.gpu_spec_keys
     return SpecKeys(
         results_dir=str(results_dir), resume=str(resume), num_epochs=str(num_epochs),
         pretrained=_role_key(train, "ptm_if_no_resume_model"),
         eval_results_dir=_role_key(evaluate, "output_dir"), eval_checkpoint=_role_key(evaluate, "parent_model"),
+        gpu_count=gpu_count, gpu_ids=gpu_ids,
     )
+
+
+def devices_per_trial(gpus_per_trial: float) -> int:
+    """How many devices one trial's trainer is told to use: N for N whole GPUs, else 1 (a GPU share or CPU)."""
+    return int(gpus_per_trial) if gpus_per_trial >= 1 else 1
+
+
+def apply_gpu_keys(spec: dict[str, Any], keys: SpecKeys, gpus_per_trial: float) -> None:
+    """Set the skill's GPU keys of a trial spec for `gpus_per_trial` (see the module docstring)."""
+    devices = devices_per_trial(gpus_per_trial)
+    if keys.gpu_count:
+        set_dotted(spec, keys.gpu_count, devices)
+    if keys.gpu_ids:
+        set_dotted(spec, keys.gpu_ids, list(range(devices)))
+
+
+def check_gpu_keys(config: SweepConfig, keys: SpecKeys, skill: SkillDir) -> None:
+    """Refuse, before any trial, a multi-GPU trial the skill could not be told about."""
+    gpus = config.resources.gpus_per_trial
+    if gpus >= 2 and not keys.gpu_count:
+        raise SweepConfigError(
+            f"'resources.gpus_per_trial' = {gpus:g} but skill '{skill.path}' names no 'gpu_spec_key' in "
+            "references/skill_info.yaml, so its trainer could not be told to use more than one GPU. Add "
+            "`gpu_spec_key: <dotted key of the GPU count>` there, or use gpus_per_trial: 1."
+        )
 
 
 def plain(value: Any) -> Any:
@@ -102,11 +137,17 @@ class SweepContext:
     keys: SpecKeys
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
+    held: list[Any] = field(default_factory=list)  # compatibility.HeldParameter: defaults the algorithm cannot search
+    joined: bool = False  # a worker that joined the sweep of a first worker (`hpo run --join`)
+    joined_worker_id: str | None = None
 
     @property
     def worker_id(self) -> str:
-        """Identifies this workspace's trials in a study several workers share (PostgreSQL). Kept in the
-        workspace (state/worker_id), so a workspace moved or restored elsewhere still adopts its own trials."""
+        """Identifies this worker's trials in a study several workers share (PostgreSQL). The first worker's
+        is kept in the workspace (state/worker_id), so a workspace moved or restored elsewhere still adopts
+        its own trials; a joined worker has its own for its lifetime (its trials are re-queued if it dies)."""
+        if self.joined_worker_id:
+            return self.joined_worker_id
         path = self.workspace.state_dir / WORKER_ID_FILE
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +168,7 @@ class SweepContext:
         set_dotted(spec, self.keys.num_epochs, self.max_epochs)
         set_dotted(spec, self.keys.results_dir, str(trial_dir))
         set_dotted(spec, self.keys.resume, str(resume_from) if resume_from else "")
+        apply_gpu_keys(spec, self.keys, self.config.resources.gpus_per_trial)
         validate_spec(spec, "train", self.skill, source=str(trial_dir / SPEC_FILE))
         return spec
 
@@ -167,26 +209,57 @@ def build_base_spec(config: SweepConfig, skill: SkillDir, keys: SpecKeys, max_ep
     return spec, epochs
 
 
+def _check_test_dataset(config: SweepConfig, skill: SkillDir, base_spec: Mapping[str, Any]) -> None:
+    """A local `datasets.test` must hold what the evaluate action's data sources need, checked before launch
+    rather than when the sweep is over (an s3:// root is checked when it is staged)."""
+    root = config.datasets.test
+    if not root or "://" in root:
+        return
+    if not skill.data_sources("evaluate"):
+        raise SweepConfigError(f"datasets.test = '{root}': skill '{skill.path}' has no data_sources for its evaluate "
+                               "action, so a held-out test dataset cannot be handed to it.")
+    resolve_data_sources(copy.deepcopy(dict(base_spec)), skill, "evaluate", eval_dataset=root,
+                         dataset_type=config.datasets.type)
+
+
 def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSpace | None = None) -> SweepContext:
     """Resolve skill, base spec, space, metric and budget; raises a UserError subclass on any mistake."""
     skill = SkillDir(config.skill_dir)
     keys = spec_keys(skill)
+    check_gpu_keys(config, keys, skill)
     base_spec, max_epochs = build_base_spec(config, skill, keys)
     workspace = SweepWorkspace(config.sweep_dir)
     probe = copy.deepcopy(base_spec)
     set_dotted(probe, keys.results_dir, str(workspace.trials_dir / "probe"))
     validate_spec(probe, config.action, skill, source=str(config.base_spec or f"<{config.action} template>"))
+    _check_test_dataset(config, skill, base_spec)
+    held: list[Any] = []
     if space is None:
-        space = compile_space(
-            skill.schema(config.action), selection=config.search_space.parameters,
-            custom_param_ranges=config.search_space.custom_param_ranges or None,
-            pinned=config.search_space.pinned or None,
-            override_automl_disabled_params=config.search_space.override_automl_disabled_params,
-        )
+        from hpo.sweep.compatibility import fit_space
+
+        schema = skill.schema(config.action)
+        options = config.search_space
+
+        def compile_with(selection: Any) -> SearchSpace:
+            ranges = options.custom_param_ranges or {}
+            if selection is not None:
+                ranges = {name: value for name, value in ranges.items() if name in selection}
+            return compile_space(
+                schema, selection=selection, custom_param_ranges=ranges or None, pinned=options.pinned or None,
+                override_automl_disabled_params=options.override_automl_disabled_params,
+            )
+
+        space = compile_with(options.parameters)
+        if space.parameters:
+            # A resumed sweep reads its space back from space.yaml, already fitted to its algorithm.
+            space, held = fit_space(config, space, base_spec=base_spec, recompile=compile_with)
     if not space.parameters:
         raise SweepConfigError("the search space is empty: no AutoML parameter was selected (search_space.parameters).")
     metric, direction = resolve_metric(config.metric, config.direction, skill.monitoring_metric)
+    from hpo.sweep.compatibility import held_note
+
     return SweepContext(
         config=config, workspace=workspace, skill=skill, metric=metric, direction=direction, base_spec=base_spec,
-        space=space, max_epochs=max_epochs, keys=keys, resumed=resumed,
+        space=space, max_epochs=max_epochs, keys=keys, resumed=resumed, held=held,
+        notes=[held_note(h) for h in held],
     )

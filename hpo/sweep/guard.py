@@ -23,8 +23,10 @@ INTERRUPTED = "interrupted"
 
 
 class SweepGuard:
-    def __init__(self, *, max_consecutive_failures: int, time_budget_s: float | None) -> None:
+    def __init__(self, *, max_consecutive_failures: int, time_budget_s: float | None,
+                 resume_command: str = "hpo resume") -> None:
         self.max_consecutive_failures = max_consecutive_failures
+        self.resume_command = resume_command
         self.time_budget_s = time_budget_s
         self.deadline: float | None = None
         self.successes = 0
@@ -88,14 +90,14 @@ class SweepGuard:
     def interrupt(self) -> None:
         with self._lock:
             if self.reason is None:
-                self._stop(INTERRUPTED, "the sweep was interrupted; running trials were paused. Continue with `hpo resume`.")
+                self._stop(INTERRUPTED, f"the sweep was interrupted; running trials were paused. Continue with `{self.resume_command}`.")
 
     def check_time(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline and self.reason is None:
             with self._lock:
                 if self.reason is None:
                     self._stop(TIME_BUDGET, "the time budget (algorithm.time_budget_s) of this driver run is spent; "
-                                            "running trials were paused.")
+                                            f"running trials were paused. Continue with `{self.resume_command}`.")
 
     def remaining_s(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())

@@ -2,43 +2,35 @@
 
 The plan lists the searchable parameters and their ranges, the first batch of trials (their full specs are
 written to `<sweep>/plan/`), the budget, the metric and its direction, and an estimated wall time. The
-first batch is drawn from the sweep's seed and handed to the backend, which runs exactly those
-configurations first (Optuna enqueues them; Ray's searchers evaluate them as `points_to_evaluate`).
+first batch is drawn from the sweep's seed and handed to the backend as static points (one value per
+primitive draw, `hpo.space.static`), which it runs exactly first (Optuna enqueues them; Ray's searchers
+evaluate them as `points_to_evaluate`).
 
-The wall-time estimate multiplies the expected number of trained epochs (the scheduler's expected
-survival, e.g. successive halving keeps 1/reduction_factor per rung) by seconds per epoch, adds a per-trial
-start-up cost and divides by the concurrency. Seconds per epoch come from this sweep's own trial history
-when it has one, else from a timing probe (`--probe`: one epoch of the base spec), else are unknown.
+The wall-time estimate (set-up + trials scheduled on the slots the machine has + promotion, from measured
+times) is `estimate.py`'s: `--probe` always measures afresh; without it, an existing sweep's own history is
+reused (and the plan says so); otherwise it is unknown.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpo.backends.optuna_factory import combinations, grid_values
+from hpo.backends.optuna_factory import first_grid_points, grid_values
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
+from hpo.sweep.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
+                                probe_timing, trial_epochs)
 from skillkit.files import atomic_write_json
-from hpo.trials.runner import TrainerProcess, TrialLaunch
-from skillkit.states import RunStatus
-from skillkit.status import STATUS_FILE, read_lines
 
-PROBE_DIR = "probe"
-
-
-@dataclass(frozen=True)
-class TimingEstimate:
-    seconds_per_epoch: float | None
-    startup_s: float | None
-    source: str
+__all__ = ["PROBE_DIR", "SweepPlan", "TimingEstimate", "expected_epochs", "first_batch", "format_duration", "make_plan",
+           "write_plan"]
 
 
 @dataclass
@@ -46,6 +38,7 @@ class SweepPlan:
     ctx: SweepContext
     batch: list[dict[str, Any]]
     batch_is_exact: bool
+    points: list[dict[str, Any]]  # the batch's static points (what the backend is handed)
     expected_epochs_per_trial: float
     timing: TimingEstimate
     spec_files: list[Path] = field(default_factory=list)
@@ -59,12 +52,14 @@ class SweepPlan:
         return self.expected_epochs_per_trial * self.ctx.config.algorithm.max_trials
 
     @property
+    def wall(self) -> WallEstimate | None:
+        return estimate_wall(self.ctx.config, self.ctx.max_epochs, self.timing, has_baseline=_has_baseline(self.ctx),
+                             promotes=self.ctx.config.promotion_enabled)
+
+    @property
     def estimated_wall_s(self) -> float | None:
-        if self.timing.seconds_per_epoch is None:
-            return None
-        startup = self.timing.startup_s or 0.0
-        trials = self.ctx.config.algorithm.max_trials
-        return (self.total_epochs * self.timing.seconds_per_epoch + trials * startup) / self.concurrency
+        wall = self.wall
+        return wall.total_s if wall else None
 
     def to_dict(self) -> dict[str, Any]:
         algorithm = self.ctx.config.algorithm
@@ -74,17 +69,21 @@ class SweepPlan:
             "scheduler": algorithm.scheduler, "max_trials": algorithm.max_trials, "max_epochs": self.ctx.max_epochs,
             "max_concurrent": self.ctx.config.resources.max_concurrent,
             "parameters": parameter_rows(self.ctx.space),
+            "hot_parameters": [p.name for p in self.ctx.space.parameters if p.hot],
+            "held_parameters": [h.to_dict() for h in self.ctx.held],
             "first_batch": self.batch, "first_batch_runs_as_shown": self.batch_is_exact,
             "spec_files": [str(p) for p in self.spec_files],
             "expected_epochs_per_trial": round(self.expected_epochs_per_trial, 3),
             "seconds_per_epoch": self.timing.seconds_per_epoch, "startup_s": self.timing.startup_s,
-            "timing_source": self.timing.source, "estimated_wall_s": self.estimated_wall_s,
+            "evaluate_s": self.timing.evaluate_s, "timing_source": self.timing.source,
+            "estimated_wall_s": self.estimated_wall_s, "estimate": self.wall.to_dict() if self.wall else None,
             "notes": list(self.ctx.notes),
         }
 
 
 def parameter_rows(space: SearchSpace) -> list[dict[str, Any]]:
-    """One row per parameter: name, kind, range or choices (with its condition), scale, default."""
+    """One row per parameter: name, kind, range or choices (with its condition), scale, default, and whether
+    PBT may change it mid-training (`pbt`: hot or cold, from the schema's `x_pbt` mark)."""
     rows = []
     for param in space.parameters:
         if param.choices is not None:
@@ -96,7 +95,8 @@ def parameter_rows(space: SearchSpace) -> list[dict[str, Any]]:
         if param.condition:
             domain += f" ({param.condition})"
         rows.append({"name": param.name, "kind": param.kind, "domain": domain,
-                     "scale": param.scale if param.kind in ("float", "int") else None, "default": plain(param.default)})
+                     "scale": param.scale if param.kind in ("float", "int") else None, "default": plain(param.default),
+                     "pbt": "hot" if param.hot else "cold"})
     return rows
 
 
@@ -121,64 +121,43 @@ def expected_epochs(algorithm: AlgorithmConfig, max_epochs: int) -> float:
     return float(max_epochs)
 
 
-def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], bool]:
-    """(params of the first trials, whether the backend will run exactly these)."""
+def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """(params of the first trials, their static points, whether the backend will run exactly these)."""
     algorithm = ctx.config.algorithm
     size = max(1, min(algorithm.max_trials, ctx.config.resources.max_concurrent))
     if algorithm.sampler == "grid":
-        return [plain(c) for c in combinations(grid_values(ctx.space, algorithm.grid_points))[:size]], False
+        grid = grid_values(ctx.space, algorithm.grid_points, algorithm.grid_values, epoch_budget=ctx.max_epochs)
+        points = [plain(c) for c in first_grid_points(grid, ctx.config.seed, size)]
+        return [plain(ctx.space.decode(p, epoch_budget=ctx.max_epochs)) for p in points], points, True
     rng = np.random.default_rng(ctx.config.seed)
-    return [plain(ctx.space.sample(rng, epoch_budget=ctx.max_epochs)) for _ in range(size)], True
+    drawn = [ctx.space.sample_static(rng, epoch_budget=ctx.max_epochs) for _ in range(size)]
+    return [plain(values) for values, _ in drawn], [plain(point) for _, point in drawn], True
 
 
-def history_timing(ctx: SweepContext) -> TimingEstimate | None:
-    per_epoch: list[float] = []
-    for trial_dir in ctx.workspace.trials_dir.glob("*") if ctx.workspace.trials_dir.is_dir() else []:
-        for line in read_lines(trial_dir / STATUS_FILE):
-            if line.time_per_epoch and line.time_per_epoch > 0 and line.status == RunStatus.RUNNING:
-                per_epoch.append(line.time_per_epoch)
-    if not per_epoch:
-        return None
-    return TimingEstimate(float(np.median(per_epoch)), None, f"median of {len(per_epoch)} epochs in this sweep's trials")
+def _has_baseline(ctx: SweepContext) -> bool:
+    """Whether the driver will evaluate a baseline first (a pretrained start, not evaluated yet)."""
+    from hpo.sweep.baseline import BASELINE_FILE, baseline_checkpoint
+
+    return (ctx.config.baseline_enabled and baseline_checkpoint(ctx) is not None
+            and not (ctx.workspace.baseline_dir / BASELINE_FILE).is_file())
 
 
-def probe_timing(ctx: SweepContext, *, timeout_s: float = 1800.0) -> TimingEstimate:
-    """Train the base spec (schema defaults for the searched values) for one epoch and time it."""
-    folder = ctx.workspace.plan_dir / PROBE_DIR
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    defaults = {p.name: p.default for p in ctx.space.parameters if getattr(p, "default", None) is not None}
-    try:
-        spec = ctx.trial_spec(defaults, folder)
-    except Exception:  # noqa: BLE001 - defaults may not satisfy conditions; the base spec alone is the fallback
-        spec = ctx.trial_spec({}, folder)
-    spec_path = ctx.write_trial_spec(spec, folder)
-    env = {**ctx.trial_env(cuda_visible_devices=None), "EARLY_STOP_EPOCH": "1"}
-    launch = TrialLaunch(trial_id="probe", trial_dir=folder, argv=ctx.train_argv(spec_path), metric=ctx.metric, env=env,
-                         timeout_s=timeout_s, stop_grace_s=ctx.config.trial.stop_grace_s)
-    started = time.monotonic()
-    process = TrainerProcess(launch)
-    process.start()
-    outcome = process.wait()
-    wall = time.monotonic() - started
-    per_epoch = None
-    for line in read_lines(folder / STATUS_FILE):
-        if line.time_per_epoch and line.time_per_epoch > 0:
-            per_epoch = line.time_per_epoch
-    if per_epoch is None:
-        reason = outcome.failure.reason.splitlines()[0] if outcome.failure else "no time_per_epoch in status.json"
-        return TimingEstimate(None, None, f"probe failed ({reason})")
-    return TimingEstimate(per_epoch, max(0.0, wall - per_epoch), f"probe: one epoch of the base spec took {wall:.1f}s wall")
+def _mean_epochs(ctx: SweepContext) -> float:
+    """Epochs per trial as the estimate counts them (`estimate.trial_epochs`), so the plan says one number."""
+    epochs = trial_epochs(ctx.config.algorithm, ctx.max_epochs, ctx.config.algorithm.max_trials)
+    return sum(epochs) / len(epochs) if epochs else float(ctx.max_epochs)
 
 
 def make_plan(ctx: SweepContext, *, probe: bool = False) -> SweepPlan:
-    batch, exact = first_batch(ctx)
-    timing = history_timing(ctx) or (probe_timing(ctx) if probe else TimingEstimate(None, None, "unknown: run `hpo plan --probe` to time one epoch"))
-    return SweepPlan(ctx=ctx, batch=batch, batch_is_exact=exact,
-                     expected_epochs_per_trial=expected_epochs(ctx.config.algorithm, ctx.max_epochs), timing=timing)
+    """The plan; `probe` measures the times afresh (see `estimate.py`), else this sweep's history is reused."""
+    batch, points, exact = first_batch(ctx)
+    if probe:
+        timing = probe_timing(ctx)
+    else:
+        timing = history_timing(ctx.workspace.trials_dir, ctx.workspace.root / "best" / "best.json") or TimingEstimate(
+            None, None, "unknown: `--probe` times one epoch (and the final evaluation) first")
+    return SweepPlan(ctx=ctx, batch=batch, batch_is_exact=exact, points=points,
+                     expected_epochs_per_trial=_mean_epochs(ctx), timing=timing)
 
 
 def write_plan(plan: SweepPlan) -> Path:
@@ -196,25 +175,25 @@ def write_plan(plan: SweepPlan) -> Path:
     return folder / "plan.json"
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {secs:02d}s" if minutes else f"{secs}s")
-
-
 def render_plan(plan: SweepPlan, console: Any) -> None:
     from rich.table import Table
 
     ctx, algorithm = plan.ctx, plan.ctx.config.algorithm
     params = Table(title=f"Search space ({len(ctx.space.parameters)} parameters)", title_justify="left")
-    for column in ("parameter", "kind", "range / choices", "scale", "default"):
+    for column in ("parameter", "kind", "range / choices", "scale", "default", "PBT"):
         params.add_column(column)
     for row in parameter_rows(ctx.space):
-        params.add_row(row["name"], str(row["kind"]), row["domain"], str(row["scale"] or ""), str(row["default"]))
+        params.add_row(row["name"], str(row["kind"]), row["domain"], str(row["scale"] or ""), str(row["default"]),
+                       row["pbt"])
     console.print(params)
+    if ctx.held:
+        held = Table(title=f"Held at their base-spec value ({len(ctx.held)}: the algorithm cannot search them)",
+                     title_justify="left")
+        for column in ("parameter", "value", "why"):
+            held.add_column(column, overflow="fold")
+        for item in ctx.held:
+            held.add_row(item.name, _short(item.value), item.reason)
+        console.print(held)
     batch = Table(title=f"First batch ({len(plan.batch)} trials{'' if plan.batch_is_exact else ', preview'})",
                   title_justify="left")
     batch.add_column("#")
@@ -232,11 +211,26 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
         f"{plan.expected_epochs_per_trial:.1f} epochs per trial ({plan.total_epochs:.0f} in all)."
     )
     console.print(f"[bold]Metric[/]: {ctx.metric} ({ctx.direction}); workspace {ctx.workspace.root}")
-    console.print(f"[bold]Estimated wall time[/]: {format_duration(plan.estimated_wall_s)} ({plan.timing.source})")
+    wall = plan.wall
+    if wall is None:
+        console.print(f"[bold]Estimated wall time[/]: unknown ({plan.timing.source})")
+    else:
+        parts = [f"trials {format_duration(wall.trials_s)} ({sum(wall.epochs)} epochs in {len(wall.epochs)} trials, "
+                 f"{wall.parallel} at a time)"]
+        if wall.setup_s:
+            parts.insert(0, f"set-up {format_duration(wall.setup_s)}")
+        if wall.promotion_s:
+            parts.append(f"promotion {format_duration(wall.promotion_s)}")
+        console.print(f"[bold]Estimated wall time[/]: {format_duration(wall.total_s)} = {' + '.join(parts)}")
+        console.print(f"  from {plan.timing.source}")
     if plan.spec_files:
         console.print(f"First-batch specs: {plan.spec_files[0].parent}/")
+    from hpo.sweep.compatibility import held_note
+
+    shown = {held_note(item) for item in ctx.held}  # already in the table above
     for note in ctx.notes:
-        console.print(f"[yellow]note[/]: {note}")
+        if note not in shown:
+            console.print(f"[yellow]note[/]: {note}")
 
 
 def _short(value: Any) -> str:

@@ -9,6 +9,7 @@ same space even if the skill's schema changed meanwhile). Both return the summar
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -24,7 +25,8 @@ from hpo.sweep.config import SweepConfig, load_sweep_config
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.guard import ALL_FAILED, INTERRUPTED, SweepGuard
 from hpo.sweep.observer import ObserverHub, SweepObserver
-from hpo.sweep.summary import write_summary
+from hpo.sweep.join import joined_worker_lock
+from hpo.sweep.summary import build_summary, write_summary
 from hpo.sweep.workspace import DriverLock, SweepWorkspace, find_sweep_dir
 from skillkit.files import atomic_write_text
 from hpo.trials.record import load_records
@@ -88,8 +90,20 @@ def _workspace_sync(ctx: SweepContext) -> list[SweepObserver]:
     return [WorkspaceSyncObserver(WorkspaceMirror(ctx.workspace.root.parent, ctx.config.workspace_uri), ctx.workspace.root)]
 
 
+def _checkpoint_retention(ctx: SweepContext) -> list[SweepObserver]:
+    """`checkpoints.retention: bounded`: the observer that bounds each trial's checkpoints (hpo.trials.retention)."""
+    if ctx.config.checkpoints.retention != "bounded":
+        return []
+    from hpo.trials.retention import CheckpointRetention
+
+    return [CheckpointRetention(ctx.workspace.trials_dir, keep_last=ctx.config.checkpoints.keep_last)]
+
+
 def _stage_remote_data(ctx: SweepContext) -> None:
-    """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data."""
+    """Stage `s3://` data sources locally before any trial (hpo.storage); a no-op for local data (which never
+    imports boto3: a second of start-up on every local sweep)."""
+    if "s3://" not in json.dumps(ctx.base_spec, default=str):
+        return
     try:
         from hpo.storage.sweeps import stage_sweep_data
     except ImportError:
@@ -108,6 +122,13 @@ def _promote(ctx: SweepContext, summary: Mapping[str, Any]) -> str | None:
     return None
 
 
+def resume_command(ctx: SweepContext) -> str:
+    """The command that continues this sweep (`--name` only when its workspace may hold others)."""
+    if ctx.config.workspace_uri:
+        return f"hpo resume {ctx.config.workspace_uri} --name {ctx.workspace.root.name}"
+    return f"hpo resume {ctx.workspace.root}"
+
+
 def execute(
     ctx: SweepContext,
     *,
@@ -118,7 +139,7 @@ def execute(
     """Run (or continue) the sweep described by `ctx`; the caller has written sweep.yaml/space.yaml."""
     workspace = ctx.workspace.create()
     guard = SweepGuard(max_consecutive_failures=ctx.config.trial.max_consecutive_failures,
-                       time_budget_s=ctx.config.algorithm.time_budget_s)
+                       time_budget_s=ctx.config.algorithm.time_budget_s, resume_command=resume_command(ctx))
     backend: Any = None
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -129,20 +150,23 @@ def execute(
     # Installed first, so a Ctrl-C / SIGTERM during set-up also ends in a clean, resumable state.
     previous = _install_signal_handlers(on_signal)
     try:
-        lock = DriverLock(workspace.lock_file).acquire()
+        # A joined worker (`hpo run --join`) shares the first worker's sweep folder: it holds a lock of its own.
+        lock = DriverLock(joined_worker_lock(ctx) if ctx.joined else workspace.lock_file).acquire()
     except BaseException:
         _restore_signal_handlers(previous)
         raise
     try:
         if lock.stale_holder:
             log.warning("took over the lock of driver pid %s, which died without releasing it", lock.stale_holder.get("pid"))
-        hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *_workspace_sync(ctx),
-                           *observers])
+        hub = ObserverHub([*(default_observers(ctx) if use_default_observers else []), *_checkpoint_retention(ctx),
+                           *_workspace_sync(ctx), *observers])
         guard.seed_history(load_records(workspace.trials_dir))
         _stage_remote_data(ctx)
-        run_baseline(ctx)
+        if not ctx.joined:
+            run_baseline(ctx)
         backend = make_backend(ctx, hub, guard, planned)
-        write_summary(ctx, status="running")
+        if not ctx.joined:
+            write_summary(ctx, status="running")
         hub.sweep_started(ctx)
         try:
             if guard.reason is None:
@@ -150,11 +174,17 @@ def execute(
         finally:
             guard.check_time()
             status = "finished" if guard.reason is None else "stopped"
-            summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
-            hub.sweep_finished(summary)
-        note = _promote(ctx, summary)
+            if ctx.joined:
+                # The first worker owns summary.json, the parent run's end and promotion.
+                summary = build_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
+            else:
+                summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
+                hub.sweep_finished(summary)
+        note = None if ctx.joined else _promote(ctx, summary)
         if note:
             ctx.notes.append(note)
+        if ctx.workspace.test_scores_file.is_file():  # promotion scored the top-k on the test dataset
+            summary = write_summary(ctx, status=status, stop_reason=guard.reason, message=guard.message)
     finally:
         _restore_signal_handlers(previous)
         lock.release()

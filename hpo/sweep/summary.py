@@ -39,6 +39,11 @@ def build_summary(
     if baseline_file.is_file():
         baseline = json.loads(baseline_file.read_text())
     algorithm = ctx.config.algorithm
+    test = json.loads(ctx.workspace.test_scores_file.read_text()) if ctx.workspace.test_scores_file.is_file() else None
+    if test is None:
+        test = {"dataset": ctx.config.datasets.test, "top_k": [],
+                "note": ("evaluated on the held-out test dataset after the sweep (promotion)" if ctx.config.datasets.test
+                         else "no held-out test dataset (datasets.test): the final score is the selection score")}
     counts: dict[str, int] = {}
     for record in records:
         counts[record.state] = counts.get(record.state, 0) + 1
@@ -48,6 +53,7 @@ def build_summary(
         "max_trials": algorithm.max_trials, "max_epochs": ctx.max_epochs, "status": status,
         "stop_reason": stop_reason, "message": message, "counts": counts, "updated_at": now_iso(),
         "trials": [record.to_dict() for record in records], "best": best_entry, "baseline": baseline,
+        "test": test,  # selection and test scores of the top-k side by side (test_scores.json)
     }
 
 

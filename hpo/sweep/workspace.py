@@ -30,7 +30,7 @@ from typing import Any
 
 from skillkit.errors import SweepConfigError
 from skillkit.files import (
-    BASELINE_DIR, BEST_DIR, LOCK_FILE, SPACE_FILE, SUMMARY_FILE, SWEEP_FILE, TRIAL_FILE, TRIALS_DIR,
+    BASELINE_DIR, BEST_DIR, LOCK_FILE, SPACE_FILE, SUMMARY_FILE, SWEEP_FILE, TEST_SCORES_FILE, TRIAL_FILE, TRIALS_DIR,
 )
 
 
@@ -67,6 +67,10 @@ class SweepWorkspace:
     @property
     def summary_file(self) -> Path:
         return self.root / SUMMARY_FILE
+
+    @property
+    def test_scores_file(self) -> Path:
+        return self.root / TEST_SCORES_FILE
 
     @property
     def baseline_dir(self) -> Path:

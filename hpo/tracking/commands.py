@@ -47,6 +47,9 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from hpo.tracking.dashboards import register as register_ui
+
+    register_ui(subparsers)
     compare = subparsers.add_parser(
         "compare", help="compare sweeps (workspaces or MLflow experiments) in one table",
         description="One row per sweep: best metric, trials, pruned, failed, GPU-hours and best params. A TARGET "

@@ -3,7 +3,8 @@
 A target that is a folder is read from its files (every sweep folder in it); any other target is an MLflow
 experiment name on the given tracking URI (any store: SQLite file, server, ...), where each parent run
 (`hpo.run_kind = sweep`) is one sweep and its child runs are its trials. Both paths produce the same row,
-so a table can mix local workspaces and a team's tracking server.
+so a table can mix local workspaces and a team's tracking server. `best` is the selection (validation) score
+of the promoted trial; `test` its score on the held-out test dataset, when the sweep had one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hpo.tracking import sweep_files
 from hpo.tracking.summary import best_of, sweep_stats
 
 COLUMNS = ("sweep", "source", "algorithm", "backend", "metric", "direction", "best", "best_trial", "best_epoch",
-           "trials", "completed", "pruned", "failed", "gpu_hours", "best_params")
+           "trials", "completed", "pruned", "failed", "gpu_hours", "best_params", "test", "final_source")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,8 @@ class SweepRow:
     failed: int
     gpu_hours: float
     best_params: Mapping[str, Any]
+    test: float | None = None  # the promoted trial's score on the held-out test dataset (`best` is its selection score)
+    final_source: str = "selection"  # which of the two is the sweep's final score
 
     def as_csv(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)
@@ -89,8 +92,15 @@ def rows_from_sweep_dir(sweep_dir: Path) -> SweepRow:
         best=best["metric"] if best else None, best_trial=best["trial_id"] if best else None,
         best_epoch=best["epoch"] if best else None, trials=stats.trials, completed=stats.completed,
         pruned=stats.pruned + stats.paused, failed=stats.failed, gpu_hours=stats.gpu_hours,
-        best_params=best["params"] if best else {},
+        best_params=best["params"] if best else {}, **_test_score(sweep_dir),
     )
+
+
+def _test_score(sweep_dir: Path) -> dict[str, Any]:
+    """The promoted trial's test score and the final score's source, from best/best.json's `scores`."""
+    path = sweep_dir / "best" / "best.json"
+    scores = (json.loads(path.read_text()).get("scores") or {}) if path.is_file() else {}
+    return {"test": scores.get("test"), "final_source": scores.get("final_source") or "selection"}
 
 
 def rows_from_experiment(client: Any, name: str, uri: str) -> list[SweepRow]:
@@ -119,7 +129,7 @@ def _row_from_runs(client: Any, experiment_id: str, parent: Any, uri: str) -> Sw
     metric = tags.get("metric") or sweep_files.DEFAULT_METRIC
     direction = tags.get("direction") or "maximize"
     children = _search(client, experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    states = [child.data.tags.get("hpo.state") or _state_of(child.info.status) for child in children]
+    states = [_state_of(child.info.status, child.data.tags) for child in children]
     best_value = parent.data.metrics.get(f"best_{metric}")
     best_trial = tags.get("hpo.best_trial_id")
     best_params = {key[len("best.param."):]: _parse(value) for key, value in tags.items() if key.startswith("best.param.")}
@@ -139,16 +149,23 @@ def _row_from_runs(client: Any, experiment_id: str, parent: Any, uri: str) -> Sw
         best=best_value, best_trial=best_trial, best_epoch=int(best_epoch) if best_epoch else None,
         trials=len(children), completed=states.count("COMPLETED"), pruned=states.count("PRUNED") + states.count("PAUSED"),
         failed=states.count("FAILED"), gpu_hours=float(gpu_hours), best_params=best_params,
+        test=parent.data.metrics.get(f"test_{metric}"), final_source=tags.get("hpo.final_score_source") or "selection",
     )
 
 
-def _state_of(status: str) -> str:
+def _state_of(status: str, tags: Mapping[str, str] | None = None) -> str:
+    """A trial's state from its run: the `hpo.state` tag, else the status (a FINISHED run tagged `pruned` was
+    pruned; KILLED was written for pruned trials by older versions)."""
+    if (tags or {}).get("hpo.state"):
+        return str(tags["hpo.state"])
+    if status == "FINISHED" and (tags or {}).get("pruned") == "true":
+        return "PRUNED"
     return {"FINISHED": "COMPLETED", "KILLED": "PRUNED", "FAILED": "FAILED"}.get(status, "RUNNING")
 
 
 def _best_child(children: Iterable[Any], metric: str, direction: str) -> Any:
     scored = [(child.data.metrics.get(f"best_{metric}", child.data.metrics.get(metric)), child) for child in children
-              if (child.data.tags.get("hpo.state") or _state_of(child.info.status)) == "COMPLETED"]
+              if _state_of(child.info.status, child.data.tags) == "COMPLETED"]
     scored = [(value, child) for value, child in scored if value is not None]
     if not scored:
         return None
@@ -180,7 +197,7 @@ def render_table(rows: Sequence[SweepRow]) -> Any:
 
     table = Table(title="Sweep comparison", show_lines=False)
     for column, justify in (("sweep", "left"), ("algorithm", "left"), ("backend", "left"), ("metric", "left"),
-                            ("best", "right"), ("best trial/epoch", "left"), ("trials", "right"),
+                            ("best", "right"), ("test", "right"), ("best trial/epoch", "left"), ("trials", "right"),
                             ("pruned", "right"), ("failed", "right"), ("GPU-h", "right"), ("best params", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     winners = _winners(rows)
@@ -190,8 +207,9 @@ def render_table(rows: Sequence[SweepRow]) -> Any:
             best = f"[bold green]{best}[/]"
         where = "-" if row.best_trial is None else f"{row.best_trial}@{row.best_epoch}"
         params = ", ".join(f"{_short(k)}={_fmt(v)}" for k, v in sorted(row.best_params.items())) or "-"
+        test = "-" if row.test is None else f"{row.test:.4f}"
         table.add_row(row.sweep, row.algorithm or "-", row.backend or "-", f"{row.metric} ({row.direction[:3]})", best,
-                      where, str(row.trials), str(row.pruned), str(row.failed), f"{row.gpu_hours:.2f}", params)
+                      test, where, str(row.trials), str(row.pruned), str(row.failed), f"{row.gpu_hours:.2f}", params)
     return table
 
 

@@ -10,9 +10,11 @@ sweep name holds one parent run per sweep and one child run per trial (`mlflow.p
 - child: the sampled params (dotted names), every numeric KPI of every validation with step = epoch (TAO's
   0-based index, as in status.json and the checkpoint names) (mIoU, PQ/AP, pixel_acc, train/val loss, lr)
   plus `epoch_time` and `global_step`, all taken from the engine's report (the whole status line: no file
-  is read again), the trial spec, and at the end the
-  status log, the trial record, `best_<metric>`, `gpu_hours` and the final state: FINISHED (completed),
-  KILLED (pruned or paused), FAILED (tag `hpo.failure_class`).
+  is read again), the trial spec, and at the end the status log, the trial record, `best_<metric>`,
+  `gpu_hours` and the final state: FINISHED (completed, and pruned -- a pruned trial ended as the scheduler
+  meant it to, so it is no crash: the tag `pruned` = "true" and `hpo.pruned_at_epoch` tell it apart;
+  completed trials carry `pruned` = "false"), KILLED (paused, to be resumed), FAILED (tag
+  `hpo.failure_class`).
 
 Nothing raised here reaches the engine: a failing observer logs a warning and the sweep goes on; MLflow
 outages are absorbed by the tracker's journal.
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from hpo.sweep.observer import SweepObserver
+from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking import sweep_files
 from hpo.tracking.params import algorithm_name, sweep_params
 from skillkit.files import LOG_FILE, SPEC_FILE, TRIALS_DIR
@@ -39,7 +42,8 @@ from skillkit.status.format import line_timestamp
 logger = logging.getLogger(__name__)
 
 SWEEP_RUN = "sweep"
-MLFLOW_STATUS = {"COMPLETED": "FINISHED", "PRUNED": "KILLED", "PAUSED": "KILLED", "FAILED": "FAILED"}
+MLFLOW_STATUS = {"COMPLETED": "FINISHED", "PRUNED": "FINISHED", "PAUSED": "KILLED", "FAILED": "FAILED"}
+PRUNED_TAG = "pruned"
 MAX_LOG_BYTES = 5 * 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +107,7 @@ class MlflowObserver(SweepObserver):
             "metric": self.metric,
             "direction": self.direction,
         }
-        tracker.ensure_experiment(tags={"hpo.sweep": tags["hpo.sweep"]})
+        tracker.ensure_experiment(tags={"hpo.sweep": tags["hpo.sweep"], EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
         if tracker.start_run(SWEEP_RUN, run_name=str(tags["hpo.sweep"]), tags=tags):
             space = sweep_files.load_space(self.sweep_dir)
             tracker.log_params(SWEEP_RUN, sweep_params(config, space, metric=self.metric, direction=self.direction))
@@ -150,6 +154,10 @@ class MlflowObserver(SweepObserver):
             self._log_report(key, entry)  # anything the engine reported while we were not attached
         state = str(trial.get("state") or "")
         tags: dict[str, Any] = {"hpo.state": state}
+        if state in ("COMPLETED", "PRUNED"):
+            tags[PRUNED_TAG] = "true" if state == "PRUNED" else "false"
+        if state == "PRUNED":
+            tags["hpo.pruned_at_epoch"] = max([int(entry.get("epoch", 0)) for entry in trial.get("history") or []] or [0])
         if trial.get("failure_class"):
             tags["hpo.failure_class"] = trial["failure_class"]
         if trial.get("failure_reason"):

@@ -6,7 +6,8 @@ Each operation kind has one handler that can run any number of times with the sa
 - metrics carry the timestamp of the moment they were journaled, so re-sending them is a no-op for
   MLflow's stores (their primary key is key/timestamp/step/value);
 - params, tags, artifacts (same path), termination and aliases overwrite with the same value;
-- a model version is looked up by the `hpo.version_key` tag before one is created.
+- a model version, and a logged MLflow model, is looked up by the `hpo.version_key` tag before one is
+  created; a model already among a run's outputs is not added again.
 
 How failures are told apart: an error whose MLflow error code says "this request is wrong" skips the
 operation for good (recorded in state.json under `skipped`). Authentication errors are not among them: the
@@ -17,9 +18,10 @@ the operation is tried once more (the store may have just come back) and skipped
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from hpo.tracking.journal import Journal
 
@@ -200,9 +202,103 @@ def _terminate(entry: dict[str, Any], client: Any, state: dict[str, Any], journa
     client.set_terminated(_run_id(state, str(entry["key"])), status=entry["status"], end_time=entry.get("end_time"))
 
 
+def _already_output(client: Any, run_id: str, model_id: str) -> bool:
+    outputs = getattr(client.get_run(run_id), "outputs", None)
+    return any(getattr(o, "model_id", None) == model_id for o in getattr(outputs, "model_outputs", None) or [])
+
+
+def _log_model(entry: dict[str, Any], client: Any, state: dict[str, Any], journal: Journal) -> None:
+    """An MLflow model folder as a LoggedModel of the run (found again by its version key, never duplicated),
+    listed among the outputs of the run and of the runs in `link_runs` (the sweep's parent run)."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models import Model
+
+    logged = state.setdefault("logged_models", {})
+    version_key = str(entry["version_key"])
+    run_id = _run_id(state, str(entry["key"]))
+    experiment_id = state.get("experiment_id")
+    source = journal.resolve(entry["dir"])
+    if not (source / "MLmodel").is_file():
+        raise OperationRejected(f"MLflow model folder '{source}' has no MLmodel file")
+    found = client.search_logged_models([experiment_id], filter_string=f"tags.`{VERSION_KEY_TAG}` = '{version_key}'",
+                                        max_results=1)
+    if found:
+        model = found[0]
+    else:
+        tags = {**(entry.get("tags") or {}), VERSION_KEY_TAG: version_key}
+        model = client._create_logged_model(experiment_id, name=entry.get("name"), source_run_id=run_id, tags=tags,
+                                            params=entry.get("params") or None, model_type=entry.get("model_type"),
+                                            flavor="python_function")
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / "model"
+
+        def link_or_copy(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(source, local, copy_function=link_or_copy)
+        description = Model.load(str(local / "MLmodel"))
+        description.model_id, description.run_id = model.model_id, run_id
+        description.artifact_path = model.artifact_location
+        (local / "MLmodel").unlink()  # a hard link to the journaled folder: write a new file, not through it
+        description.save(str(local / "MLmodel"))
+        client.log_model_artifacts(model.model_id, str(local))
+    client.finalize_logged_model(model.model_id, "READY")
+    for key in [str(entry["key"]), *[str(k) for k in entry.get("link_runs") or []]]:
+        linked = _run_id(state, key)
+        if not _already_output(client, linked, model.model_id):
+            client.log_outputs(linked, [LoggedModelOutput(model.model_id, step=int(entry.get("step") or 0))])
+    logged[version_key] = model.model_id
+
+
+@contextlib.contextmanager
+def _process_tracking_uri(client: Any) -> Iterator[None]:
+    """MLflow 3's SQL registry resolves a `models:/<id>` source through the process-wide tracking URI (its
+    own TODO in sqlalchemy_store.create_model_version), which need not be this sweep's store: point it at the
+    client's for the call. The module global is set directly: `mlflow.set_tracking_uri(None)` on the way back
+    would also delete the user's MLFLOW_TRACKING_URI from the environment."""
+    from mlflow.tracking._tracking_service import utils
+
+    uri = getattr(client, "tracking_uri", None)
+    saved = utils._tracking_uri
+    if uri:
+        utils._tracking_uri = uri
+    try:
+        yield
+    finally:
+        utils._tracking_uri = saved
+
+
+def _link_version_to_logged_model(client: Any, model_id: str, name: str, version: str) -> None:
+    """The logged model's `mlflow.modelVersions` tag lists its registered versions (what `log_model(...,
+    registered_model_name=...)` writes, and what the UI reads to show a logged model as registered)."""
+    import json
+
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    current = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    listed = json.loads(current) if current else []
+    if {"name": name, "version": version} not in [{"name": v.get("name"), "version": str(v.get("version"))}
+                                                  for v in listed]:
+        listed.append({"name": name, "version": version})
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(listed)})
+
+
 def _register(entry: dict[str, Any], client: Any, state: dict[str, Any], journal: Journal) -> None:
     name = entry["name"]
     run_id = _run_id(state, str(entry["key"]))
+    model_id = None
+    if entry.get("logged_model"):
+        model_id = state.get("logged_models", {}).get(str(entry["logged_model"]))
+        if model_id is None:
+            raise OperationRejected(f"the MLflow model '{entry['logged_model']}' was never logged")
     try:
         client.create_registered_model(name, description=entry.get("description"))
     except Exception as error:
@@ -216,12 +312,18 @@ def _register(entry: dict[str, Any], client: Any, state: dict[str, Any], journal
     if existing:
         version = str(existing[0].version)
     else:
-        artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/")
-        created = client.create_model_version(
-            name, f"{artifact_uri}/{entry['artifact_path']}", run_id=run_id,
-            tags={VERSION_KEY_TAG: version_key}, description=entry.get("description"),
-        )
+        if model_id is not None:
+            source = f"models:/{model_id}"  # the version then names its logged model (ModelVersion.model_id)
+        else:
+            source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{entry['artifact_path']}"
+        with _process_tracking_uri(client):
+            created = client.create_model_version(
+                name, source, run_id=run_id, tags={VERSION_KEY_TAG: version_key},
+                description=entry.get("description"), model_id=model_id,
+            )
         version = str(created.version)
+    if model_id is not None:
+        _link_version_to_logged_model(client, model_id, name, version)
     for key, value in (entry.get("tags") or {}).items():
         client.set_model_version_tag(name, version, key, str(value))
     if entry.get("alias"):
@@ -237,4 +339,5 @@ _HANDLERS: dict[str, Callable[[dict[str, Any], Any, dict[str, Any], Journal], No
     "artifact": _artifact,
     "terminate": _terminate,
     "register": _register,
+    "log_model": _log_model,
 }

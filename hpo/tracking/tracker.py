@@ -143,18 +143,35 @@ class Tracker:
         self._record({"op": "terminate", "key": key, "status": status, "end_time": _millis(end_time)})
 
     def register_model(self, key: str, *, artifact_path: str, version_key: str, tags: Mapping[str, Any],
-                       description: str | None = None) -> None:
-        """Register the artifacts of run `key` under `artifact_path` as a new model version with the alias."""
+                       description: str | None = None, logged_model: str | None = None) -> None:
+        """Register the artifacts of run `key` under `artifact_path` (or the logged MLflow model whose version key
+        is `logged_model`) as a new model version with the alias."""
         self._record({"op": "register", "key": key, "name": self.settings.registered_model_name,
                       "artifact_path": artifact_path, "version_key": version_key, "alias": self.settings.alias,
-                      "tags": self._tags(tags), "description": description})
+                      "tags": self._tags(tags), "description": description, "logged_model": logged_model})
+
+    def log_model(self, key: str, model_dir: str | os.PathLike[str], *, version_key: str, name: str,
+                  tags: Mapping[str, Any], params: Mapping[str, Any], step: int,
+                  link_runs: tuple[str, ...] = ()) -> None:
+        """Log the MLflow model folder `model_dir` (kept in place until applied) as a logged model of run `key`,
+        also listed among the outputs of the runs in `link_runs`."""
+        clean_params = {k[:MAX_KEY]: _truncate(v if isinstance(v, str) else json.dumps(v, default=str), MAX_PARAM_VALUE)
+                        for k, v in self.redactor.mapping(params).items()}
+        self._record({"op": "log_model", "key": key, "dir": str(Path(model_dir).resolve()), "version_key": version_key,
+                      "name": name, "tags": self._tags(tags), "params": clean_params, "step": int(step),
+                      "model_type": "mask2former", "link_runs": list(link_runs)})
+
+    def logged_model_id(self, version_key: str) -> str | None:
+        return self.journal.load_state().get("logged_models", {}).get(version_key)
 
     # -- applying ----------------------------------------------------------------------------------------
     def flush(self, *, force: bool = False) -> FlushResult:
         """Apply pending operations now (or after the back-off unless `force`); never raises for outages."""
         if not force and time.monotonic() < self._next_attempt:
             return FlushResult(0, len(self.journal.pending()), 0, "waiting before retrying the tracking store")
-        with self._http_settings():
+        # The client is created under the journal's lock too: creating a local SQLite store migrates its
+        # schema, which several processes sharing one journal (joined workers) must not do at once.
+        with self._http_settings(), self.journal.locked():
             result = replay(self.journal, self.client, probe=self._probe)
         if result.complete:
             if self._offline_reported:

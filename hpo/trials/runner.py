@@ -10,6 +10,13 @@ until `ended` (the process exited and every line it wrote was handed out), decid
 
 `freeze()`/`thaw()` (SIGSTOP/SIGCONT) let the Ray backend hold a trainer exactly at a reported epoch while
 the scheduler decides, so a paused or exploited trial has trained no further than its last checkpoint.
+
+Every signal goes to the trainer's whole process group (it is started in a session of its own), the way a
+batch system such as SLURM signals a job step: SIGSTOP/SIGCONT freeze and thaw the data-loader workers and
+every DDP rank with the main process (stopping only the main process left its workers and ranks running,
+and a rank blocked in a collective times out), and SIGTERM reaches every rank at once. A trainer must
+therefore tolerate SIGTERM in its helper processes (ours: data-loader workers ignore it and ranks agree on
+the stop at the next step; see mask2former/training/distributed_stop.py).
 Output goes to the trial's own `train.log`; stdin is closed, so a trainer can never block on a prompt.
 """
 
@@ -179,11 +186,9 @@ class TrainerProcess:
 
     # -- control -------------------------------------------------------------------------------------------
     def _signal(self, signum: int) -> None:
+        """`signum` to the trainer's whole process group (see the module docstring)."""
         if self.process is not None and self.process.poll() is None:
-            try:
-                os.kill(self.process.pid, signum)
-            except ProcessLookupError:
-                pass
+            signal_group(self.process.pid, signum)
 
     @property
     def frozen(self) -> bool:
@@ -272,6 +277,19 @@ class TrainerProcess:
         return self._exit
 
 
+def signal_group(pid: int, signum: int) -> None:
+    """Send `signum` to the process group led by `pid` (the trainer's own session), else to `pid` alone."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def resolve_executable(name: str, path: str | None) -> str:
     """`name` on PATH, else the console script of that name beside the running interpreter (an engine run
     from a virtual environment that is not activated still finds the skill's `mask2former` command)."""
@@ -310,10 +328,7 @@ def stop_orphaned_trainer(trial_dir: Path, *, grace_s: float) -> bool:
         pid_file.unlink(missing_ok=True)
         return False
     for signum in (signal.SIGCONT, signal.SIGTERM):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            break
+        signal_group(pid, signum)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and process_start_time(pid) == start:
         if _is_zombie(pid):

@@ -8,6 +8,10 @@
 * Batch size: `evaluate.batch_size`, or the split's when -1.
 * `evaluate.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
   (`mask2former.deploy.evaluate.run_deploy_evaluation`), which scores the graph with the same code.
+* Scores: at each image's original resolution (predictions resized back, ground truth as on disk), so they do
+  not depend on the test-time size: PQ/SQ/RQ counted as COCO's panopticapi `pq_compute` counts them, mask AP
+  with pycocotools' COCOeval, mIoU. Deterministic for a checkpoint and data, val_loss included (its point
+  sampling is seeded per batch).
 * Output: a metrics table on stdout, `results_dir/evaluation.json`
   (`{"checkpoint", "split", "mode", "num_images", "metrics"}`) and a SUCCESS line in
   `results_dir/status.json` whose `kpi` holds the metrics (mIoU, pixel_acc, val_loss, and PQ or AP).

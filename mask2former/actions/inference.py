@@ -9,6 +9,8 @@
   colours and raw ids for the outputs).
 * Batch size: `inference.batch_size`, or `dataset.test.batch_size` when -1.
 * Output files: see `mask2former.actions.outputs`; plus `inference.json` (a summary) and status.json lines.
+  The COCO JSON files carry each image's integer id from the dataset's annotations when known
+  (`image_ids.py`), so pycocotools and panopticapi score them as written.
 * `inference.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
   (`mask2former.deploy.inference.run_deploy_inference`), which writes the same files.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -43,26 +45,41 @@ def list_images(folder: Path) -> list[Path]:
     return found
 
 
+def image_folder(cfg: Any, root: Path, files: list[Path], transforms: Any) -> "ImageFolder":
+    """The images of `dataset.test.img_dir`, each with its COCO image id (see `image_ids.py`)."""
+    from mask2former.actions.image_ids import annotation_files, assign_image_ids
+
+    relative = [path.relative_to(root).as_posix() for path in files]
+    return ImageFolder(root, files, transforms, image_ids=assign_image_ids(relative, annotation_files(cfg.dataset)))
+
+
 class ImageFolder(Dataset):
     """Unlabelled images through the evaluation transforms; items carry empty targets so the data
     package's collate function batches them exactly like validation data."""
 
-    def __init__(self, root: Path, files: list[Path], transforms: Any) -> None:
+    def __init__(self, root: Path, files: list[Path], transforms: Any, *,
+                 image_ids: Mapping[str, int] | None = None) -> None:
         self.root = root
         self.files = files
         self.transforms = transforms
+        self.image_ids = dict(image_ids or {})
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _read(self, index: int) -> tuple[np.ndarray, str]:
+        """(uint8 [H, W, 3] RGB image, its path relative to the folder)."""
         from mask2former.data.io import read_image
-        from mask2former.data.label_map import IGNORE_INDEX
-        from mask2former.data.transforms import Sample
 
         path = self.files[index]
         relative = path.relative_to(self.root).as_posix()
-        array = read_image(path, record=relative)
+        return read_image(path, record=relative), relative
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from mask2former.data.label_map import IGNORE_INDEX
+        from mask2former.data.transforms import Sample
+
+        array, relative = self._read(index)
         image = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1).float().div_(255.0)  # HWC→CHW
         height, width = array.shape[:2]
         sample = self.transforms(Sample(image=image, id_map=torch.zeros((height, width), dtype=torch.int64)),
@@ -73,12 +90,25 @@ class ImageFolder(Dataset):
             "labels": torch.zeros((0,), dtype=torch.long),
             "masks": torch.zeros((0, h, w), dtype=torch.bool),
             "sem_seg": torch.full((h, w), IGNORE_INDEX, dtype=torch.long),
-            "image_id": relative.rsplit(".", 1)[0],
+            "image_id": self.image_ids.get(relative, index + 1),
             "file_name": relative,
             "orig_size": (int(height), int(width)),
             "panoptic": None,
             "instances": None,
         }
+
+
+class ImageArrays(ImageFolder):
+    """Decoded images held in memory (what the MLflow model receives), through the same transforms."""
+
+    def __init__(self, images: list[np.ndarray], file_names: list[str], transforms: Any) -> None:
+        super().__init__(Path("."), [Path(name) for name in file_names], transforms,
+                         image_ids={name: index + 1 for index, name in enumerate(file_names)})
+        self.images = images
+        self.file_names = file_names
+
+    def _read(self, index: int) -> tuple[np.ndarray, str]:
+        return self.images[index], self.file_names[index]
 
 
 def _categories(cfg: Any, trained_cfg: Any, num_classes: int):
@@ -108,46 +138,60 @@ def run_inference(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     return summary
 
 
-@torch.no_grad()
+class Predictor:
+    """The checkpoint's model with this spec's post-processing: what `mask2former inference` and the MLflow
+    model (`mask2former.serving`) both predict with, so they return the same outputs for the same image."""
+
+    def __init__(self, cfg: Any) -> None:
+        from mask2former.data.transforms import AugmentationSettings, build_transforms
+        from mask2former.model.build import build_postprocessor
+
+        self.cfg = cfg
+        self.device = eval_device(cfg.inference, action="inference")
+        model, trained_cfg, _ = load_eval_model(cfg.inference.checkpoint)
+        self.model = model.to(self.device.torch_device)
+        self.categories = _categories(cfg, trained_cfg, int(trained_cfg.model.sem_seg_head.num_classes))
+        self.mode = cfg.model.mode
+        self.postprocessor = build_postprocessor(cfg, thing_ids=sorted(self.categories.thing_train_ids))
+        settings = AugmentationSettings.from_config(cfg.dataset.augmentation, cfg.dataset.test.target_size or (),
+                                                    target_key="dataset.test.target_size")
+        self.transforms = build_transforms(settings, is_train=False)
+
+    @torch.no_grad()
+    def run(self, dataset: Dataset, batch_size: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """(collate meta, post-processor result) for every image of `dataset`, in order."""
+        from mask2former.data.build import build_collate
+
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                            num_workers=int(self.cfg.dataset.test.num_workers),
+                            collate_fn=build_collate(self.cfg.dataset))
+        for batch in loader:
+            images = batch["images"].to(self.device.torch_device)
+            predictions = self.model(images)
+            metas = batch["metas"]
+            results = self.postprocessor(predictions, input_size=tuple(images.shape[-2:]),
+                                         image_sizes=[m["image_size"] for m in metas],
+                                         output_sizes=[m["orig_size"] for m in metas])
+            yield from zip(metas, results)
+
+
 def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
     from mask2former.data.archive import resolve_folder
-    from mask2former.data.build import build_collate
-    from mask2former.data.transforms import AugmentationSettings, build_transforms
-    from mask2former.model.build import build_postprocessor
 
     reject_trt_engine(cfg, "inference")
     if not cfg.dataset.test.img_dir:
         raise SpecError("dataset.test.img_dir is empty: set it to the folder (or .tar.gz) of images to predict.")
-    device = eval_device(cfg.inference, action="inference")
-    if device.notice:
-        print(f"note: {device.notice}")
-    model, trained_cfg, _ = load_eval_model(cfg.inference.checkpoint)
-    num_classes = int(trained_cfg.model.sem_seg_head.num_classes)
-    categories = _categories(cfg, trained_cfg, num_classes)
-    mode = cfg.model.mode
-    postprocessor = build_postprocessor(cfg, thing_ids=sorted(categories.thing_train_ids))
-
+    predictor = Predictor(cfg)
+    if predictor.device.notice:
+        print(f"note: {predictor.device.notice}")
     root = resolve_folder(cfg.dataset.test.img_dir)
     files = list_images(root)
-    settings = AugmentationSettings.from_config(cfg.dataset.augmentation, cfg.dataset.test.target_size or (),
-                                                target_key="dataset.test.target_size")
-    dataset = ImageFolder(root, files, build_transforms(settings, is_train=False))
-    loader = DataLoader(dataset, batch_size=batch_size_for(cfg, "inference", "test"), shuffle=False,
-                        num_workers=int(cfg.dataset.test.num_workers), collate_fn=build_collate(cfg.dataset))
-    model.to(device.torch_device)
-
-    writer = out.PredictionWriter(results_dir, mode=mode, categories=categories, image_root=root)
-    for batch in loader:
-        images = batch["images"].to(device.torch_device)
-        predictions = model(images)
-        metas = batch["metas"]
-        results = postprocessor(predictions, input_size=tuple(images.shape[-2:]),
-                                image_sizes=[m["image_size"] for m in metas],
-                                output_sizes=[m["orig_size"] for m in metas])
-        for meta, result in zip(metas, results):
-            writer.add(meta, result)
+    dataset = image_folder(cfg, root, files, predictor.transforms)
+    writer = out.PredictionWriter(results_dir, mode=predictor.mode, categories=predictor.categories, image_root=root)
+    for meta, result in predictor.run(dataset, batch_size_for(cfg, "inference", "test")):
+        writer.add(meta, result)
     written = writer.finish()
-    summary = {"checkpoint": str(cfg.inference.checkpoint), "mode": mode, "num_images": len(files),
+    summary = {"checkpoint": str(cfg.inference.checkpoint), "mode": predictor.mode, "num_images": len(files),
                "images": str(root), "outputs": written}
     out.write_json(results_dir / "inference.json", summary)
     return summary

@@ -7,18 +7,23 @@ without extension; sub-folders are kept):
                              only label-map categories are predicted (scores of other class indices are
                              ignored)                                                       -- every mode
     panoptic/<stem>.png      COCO panoptic PNG, segment id = R + 256·G + 256²·B (0 = void) -- panoptic mode
-    panoptic.json            COCO panoptic results {"annotations": [{"image_id", "file_name",
+    panoptic.json            COCO panoptic results {"images": [{"id", "file_name", "height", "width"}],
+                             "annotations": [{"image_id", "file_name" (the PNG under panoptic/),
                              "segments_info": [{"id", "category_id", "isthing", "score", "area", "bbox"}]}],
                              "categories": [...]}                                         -- panoptic mode
     instances.json           COCO results [{"image_id", "file_name", "category_id", "score", "bbox",
                              "segmentation": {"size": [h, w], "counts": RLE string}}] of thing
                              categories                                                   -- instance mode
+
+`image_id` is the integer COCO id of the image (from the dataset's annotations when known, see
+`image_ids.py`), so panopticapi's `pq_compute` and pycocotools' `loadRes`/`COCOeval` read the files as written.
     overlays/<stem>.jpg      the image blended with label-map colours (segments outlined)  -- every mode
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -58,7 +63,7 @@ def write_semantic_png(path: Path, raw_ids: np.ndarray) -> None:
         Image.fromarray(raw_ids.astype(np.uint16)).save(path)
 
 
-def panoptic_record(id_map: np.ndarray, segments: Sequence[dict], categories: Categories, *, image_id: str,
+def panoptic_record(id_map: np.ndarray, segments: Sequence[dict], categories: Categories, *, image_id: int,
                     file_name: str) -> tuple[np.ndarray, dict]:
     """Keep label-map segments only; returns (id map with dropped segments set to 0, COCO annotation)."""
     kept, out_map = [], np.zeros_like(id_map)
@@ -89,7 +94,7 @@ def write_panoptic_png(path: Path, id_map: np.ndarray) -> None:
 
 
 def instance_records(masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, categories: Categories, *,
-                     image_id: str, file_name: str) -> list[dict]:
+                     image_id: int, file_name: str) -> list[dict]:
     """COCO result records (RLE masks) for the label map's thing categories, highest score first."""
     records = []
     order = torch.argsort(scores, descending=True).tolist()
@@ -180,6 +185,49 @@ def categories_json(categories: Categories) -> list[dict]:
     return [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)} for c in categories]
 
 
+@dataclass(frozen=True)
+class ImagePrediction:
+    """One image's outputs in label-map terms, exactly what the files below hold for it."""
+
+    image_id: int
+    file_name: str
+    semantic: np.ndarray                  # int64 [H, W] raw category ids
+    panoptic_map: np.ndarray | None       # int64 [H, W] segment ids (0 = void)          -- panoptic mode
+    panoptic: dict | None                 # COCO panoptic annotation of panoptic_map     -- panoptic mode
+    instances: list[dict] | None          # COCO results with RLE masks                  -- instance mode
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (maps as nested lists): what the MLflow model returns per image."""
+        record: dict[str, Any] = {"image_id": self.image_id, "file_name": self.file_name,
+                                  "height": int(self.semantic.shape[0]), "width": int(self.semantic.shape[1]),
+                                  "semantic": self.semantic.tolist()}
+        if self.panoptic_map is not None and self.panoptic is not None:
+            record["panoptic"] = self.panoptic_map.tolist()
+            record["segments_info"] = self.panoptic["segments_info"]
+        if self.instances is not None:
+            record["instances"] = self.instances
+        return record
+
+
+def predict_image(meta: Mapping[str, Any], result: Mapping[str, Any], *, mode: str,
+                  categories: Categories) -> ImagePrediction:
+    """The post-processor's `result` for one image (`meta` from the collate) as label-map outputs."""
+    stem = str(meta["file_name"]).rsplit(".", 1)[0]
+    image_id = int(meta["image_id"])
+    train_ids = semantic_class_map(result["sem_seg"], categories)
+    panoptic_map = panoptic = instances = None
+    if mode == "panoptic":
+        segments = result["panoptic_seg"]
+        panoptic_map, panoptic = panoptic_record(segments.id_map.cpu().numpy(), segments.segments_info, categories,
+                                                 image_id=image_id, file_name=f"{stem}.png")
+    elif mode == "instance":
+        found = result["instances"]
+        instances = instance_records(found.masks, found.scores, found.labels, categories, image_id=image_id,
+                                     file_name=str(meta["file_name"]))
+    return ImagePrediction(image_id, str(meta["file_name"]), train_to_raw_map(train_ids, categories),
+                           panoptic_map, panoptic, instances)
+
+
 class PredictionWriter:
     """Writes post-processed predictions of a folder of images, one image at a time: semantic PNG maps
     (raw category ids), colour overlays, and per mode the COCO panoptic PNGs + JSON or instance RLE JSON.
@@ -193,28 +241,29 @@ class PredictionWriter:
         self.image_root = Path(image_root)
         self.panoptic_annotations: list[dict] = []
         self.instance_results: list[dict] = []
+        self.images: list[dict] = []
 
     def add(self, meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         """One image's `meta` (from the collate) and its post-processor `result`."""
         categories, results_dir = self.categories, self.results_dir
-        stem = meta["image_id"]
+        stem = str(meta["file_name"]).rsplit(".", 1)[0]
+        height, width = (int(v) for v in meta["orig_size"])
+        prediction = predict_image(meta, result, mode=self.mode, categories=categories)
+        self.images.append({"id": prediction.image_id, "file_name": meta["file_name"], "height": height,
+                            "width": width})
         image = read_image(self.image_root / meta["file_name"], record=meta["file_name"])
         train_ids = semantic_class_map(result["sem_seg"], categories)
-        write_semantic_png(results_dir / "semantic" / f"{stem}.png", train_to_raw_map(train_ids, categories))
+        write_semantic_png(results_dir / "semantic" / f"{stem}.png", prediction.semantic)
         picture = semantic_overlay(image, train_ids, categories)
-        if self.mode == "panoptic":
-            panoptic = result["panoptic_seg"]
-            id_map, record = panoptic_record(panoptic.id_map.cpu().numpy(), panoptic.segments_info,
-                                             categories, image_id=stem, file_name=f"{stem}.png")
-            write_panoptic_png(results_dir / "panoptic" / f"{stem}.png", id_map)
-            self.panoptic_annotations.append(record)
-            kept_ids = {r["id"] for r in record["segments_info"]}
-            kept = [s for s in panoptic.segments_info if int(s["id"]) in kept_ids]
-            picture = panoptic_overlay(image, id_map, kept, categories)
-        elif self.mode == "instance":
+        if prediction.panoptic is not None and prediction.panoptic_map is not None:
+            write_panoptic_png(results_dir / "panoptic" / f"{stem}.png", prediction.panoptic_map)
+            self.panoptic_annotations.append(prediction.panoptic)
+            kept_ids = {r["id"] for r in prediction.panoptic["segments_info"]}
+            kept = [s for s in result["panoptic_seg"].segments_info if int(s["id"]) in kept_ids]
+            picture = panoptic_overlay(image, prediction.panoptic_map, kept, categories)
+        elif prediction.instances is not None:
             instances = result["instances"]
-            self.instance_results += instance_records(instances.masks, instances.scores, instances.labels,
-                                                      categories, image_id=stem, file_name=meta["file_name"])
+            self.instance_results += prediction.instances
             picture = instance_overlay(image, instances.masks, instances.scores, instances.labels, categories)
         write_jpeg(results_dir / "overlays" / f"{stem}.jpg", picture)
 
@@ -222,7 +271,8 @@ class PredictionWriter:
         """Write the per-folder JSON files; returns what was written (name -> relative path)."""
         written = {"semantic": "semantic/", "overlays": "overlays/"}
         if self.mode == "panoptic":
-            write_json(self.results_dir / "panoptic.json", {"annotations": self.panoptic_annotations,
+            write_json(self.results_dir / "panoptic.json", {"images": self.images,
+                                                            "annotations": self.panoptic_annotations,
                                                             "categories": categories_json(self.categories)})
             written.update(panoptic="panoptic/", panoptic_json="panoptic.json")
         if self.mode == "instance":

@@ -8,7 +8,14 @@ Keys of the metadata dict mirror the TAO schema leaf keys (DESIGN.md §4): `type
 `description`, `minimum`, `maximum`, `enum`, `option_weights`, `math_cond`, `depends_on`,
 `parent_param`, `automl_enabled`, `popular`, `required`, `pattern`, plus our own `x_` hints
 (`x_search_range`: the practical range AutoML searches when the schema's validation bounds are far
-wider than anyone would train with; `x_secret`: never log this value).
+wider than anyone would train with; `x_secret`: never log this value; `x_pbt: hot`: the value may change
+in the middle of a training run, see below).
+
+Hot or cold (`pbt="hot"`): population-based training perturbs a trial's parameters and continues from a
+checkpoint. Only a HOT parameter may change then: one the resumed run reads afresh from the spec without
+touching the checkpoint's shapes or the data's meaning (optimiser and schedule settings, loss weights,
+regularisation). Everything else is COLD, and cold is the default: a field without the mark (architecture,
+data sizes, any parameter made searchable later) is never perturbed.
 """
 
 from __future__ import annotations
@@ -30,7 +37,12 @@ TAO_COLLECTION = "collection"
 TAO_DICT = "dict"
 
 
+PBT_MARKS = ("hot",)
+
+
 def _metadata(type_name: str, title: str, description: str, **extra: Any) -> dict[str, Any]:
+    if extra.get("x_pbt") not in (None, *PBT_MARKS):
+        raise ValueError(f"pbt={extra['x_pbt']!r} of {title!r}: only 'hot' marks a field (unmarked is cold)")
     meta: dict[str, Any] = {"type": type_name, "title": title, "description": " ".join(description.split())}
     for key, value in extra.items():
         if value is None or value is False and key in ("automl_enabled", "popular", "required", "x_secret"):
@@ -59,6 +71,7 @@ def int_field(
     automl_enabled: bool = False,
     popular: bool = False,
     x_search_range: Sequence[float] | None = None,
+    pbt: str | None = None,
 ) -> Any:
     """An integer leaf (TAO type `int`)."""
     return _field(
@@ -66,7 +79,7 @@ def int_field(
         _metadata(
             TAO_INT, title, description, minimum=minimum, maximum=maximum, math_cond=math_cond,
             depends_on=depends_on, automl_enabled=automl_enabled, popular=popular,
-            x_search_range=x_search_range,
+            x_search_range=x_search_range, x_pbt=pbt,
         ),
     )
 
@@ -83,6 +96,7 @@ def float_field(
     automl_enabled: bool = False,
     popular: bool = False,
     x_search_range: Sequence[float] | None = None,
+    pbt: str | None = None,
 ) -> Any:
     """A float leaf (TAO type `float`)."""
     return _field(
@@ -90,15 +104,16 @@ def float_field(
         _metadata(
             TAO_FLOAT, title, description, minimum=minimum, maximum=maximum, math_cond=math_cond,
             depends_on=depends_on, automl_enabled=automl_enabled, popular=popular,
-            x_search_range=x_search_range,
+            x_search_range=x_search_range, x_pbt=pbt,
         ),
     )
 
 
 def bool_field(default: bool, *, title: str, description: str, automl_enabled: bool = False,
-               popular: bool = False) -> Any:
+               popular: bool = False, pbt: str | None = None) -> Any:
     """A boolean leaf (TAO type `bool`)."""
-    return _field(default, _metadata(TAO_BOOL, title, description, automl_enabled=automl_enabled, popular=popular))
+    return _field(default, _metadata(TAO_BOOL, title, description, automl_enabled=automl_enabled, popular=popular,
+                                     x_pbt=pbt))
 
 
 def str_field(
@@ -128,6 +143,7 @@ def enum_field(
     option_weights: Sequence[float] | None = None,
     automl_enabled: bool = False,
     popular: bool = False,
+    pbt: str | None = None,
 ) -> Any:
     """A categorical leaf (TAO type `categorical`) with its allowed options."""
     if default not in options:
@@ -135,7 +151,7 @@ def enum_field(
     return _field(
         default,
         _metadata(TAO_CATEGORICAL, title, description, enum=list(options), option_weights=option_weights,
-                  automl_enabled=automl_enabled, popular=popular),
+                  automl_enabled=automl_enabled, popular=popular, x_pbt=pbt),
     )
 
 

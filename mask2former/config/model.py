@@ -32,7 +32,7 @@ class SwinConfig:
     attn_drop_rate: float = float_field(0.0, title="attention dropout rate", minimum=0.0, maximum=1.0, math_cond="< 1.0", description="Dropout on attention weights.")
     drop_path_rate: float = float_field(
         0.3, title="stochastic depth rate", minimum=0.0, maximum=1.0, math_cond="< 1.0", automl_enabled=True,
-        x_search_range=(0.0, 0.5),
+        x_search_range=(0.0, 0.5), pbt="hot",
         description="Peak stochastic-depth probability (grows linearly over blocks). Tuned because the right amount of "
         "regularisation depends on dataset size: small datasets want more, large ones less.",
     )
@@ -88,7 +88,7 @@ class SemSegHeadConfig:
 class MaskFormerConfig:
     dropout: float = float_field(
         0.0, title="decoder dropout", minimum=0.0, maximum=1.0, math_cond="< 1.0", automl_enabled=True,
-        x_search_range=(0.0, 0.2),
+        x_search_range=(0.0, 0.2), pbt="hot",
         description="Dropout in the transformer decoder (applied, unlike the original code). Tuned: helps small datasets.",
     )
     nheads: int = int_field(8, title="decoder heads", minimum=1, popular=True, description="Attention heads of the transformer decoder; hidden_dim must divide by it.")
@@ -108,15 +108,15 @@ class MaskFormerConfig:
     )
     pre_norm: bool = bool_field(False, title="pre-norm", description="LayerNorm before (not after) attention and FFN.")
     class_weight: float = float_field(
-        2.0, title="class loss weight", minimum=0.0, maximum=INF, automl_enabled=True, popular=True, x_search_range=(0.5, 8.0),
+        2.0, title="class loss weight", minimum=0.0, maximum=INF, automl_enabled=True, popular=True, x_search_range=(0.5, 8.0), pbt="hot",
         description="Weight of the classification loss (and matching cost). Tuned: its balance with the mask losses decides whether the model favours recall of classes or mask quality.",
     )
     dice_weight: float = float_field(
-        5.0, title="dice loss weight", minimum=0.0, maximum=INF, automl_enabled=True, popular=True, x_search_range=(1.0, 20.0),
+        5.0, title="dice loss weight", minimum=0.0, maximum=INF, automl_enabled=True, popular=True, x_search_range=(1.0, 20.0), pbt="hot",
         description="Weight of the dice mask loss (and matching cost). Tuned with mask_weight: it favours the overlap of large masks.",
     )
     mask_weight: float = float_field(
-        5.0, title="mask loss weight", minimum=0.0, maximum=INF, automl_enabled=True, popular=True, x_search_range=(1.0, 20.0),
+        5.0, title="mask loss weight", minimum=0.0, maximum=INF, automl_enabled=True, popular=True, x_search_range=(1.0, 20.0), pbt="hot",
         description="Weight of the per-point sigmoid cross-entropy mask loss (and matching cost). Tuned with dice_weight: it favours boundary accuracy.",
     )
     train_num_points: int = int_field(12544, title="sampled points", minimum=1, description="Points sampled per mask for the mask losses.")
@@ -126,7 +126,7 @@ class MaskFormerConfig:
     deep_supervision: bool = bool_field(True, title="deep supervision", description="Apply the loss to every decoder layer's prediction.")
     no_object_weight: float = float_field(
         0.1, title="no-object weight", minimum=0.0, maximum=1.0, math_cond="> 0.0", automl_enabled=True,
-        x_search_range=(0.02, 0.5),
+        x_search_range=(0.02, 0.5), pbt="hot",
         description="Class-loss weight of the no-object class. Tuned: it trades false positives against missed segments and depends on how crowded images are.",
     )
 

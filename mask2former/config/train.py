@@ -22,19 +22,19 @@ class OptimConfig:
                                    description="Loss reported as the run's monitored value in logs and checkpoints' metadata.")
     lr: float = float_field(
         0.0002, title="learning rate", minimum=0.0, maximum=1.0, math_cond="> 0.0", automl_enabled=True,
-        x_search_range=(1e-5, 1e-3), description="Base learning rate of AdamW.",
+        x_search_range=(1e-5, 1e-3), pbt="hot", description="Base learning rate of AdamW.",
     )
     backbone_multiplier: float = float_field(
         0.1, title="backbone lr multiplier", minimum=0.0, maximum=1.0, math_cond="> 0.0", automl_enabled=True, popular=True,
-        x_search_range=(0.01, 1.0), description="Backbone learning rate = lr * backbone_multiplier.",
+        x_search_range=(0.01, 1.0), pbt="hot", description="Backbone learning rate = lr * backbone_multiplier.",
     )
     momentum: float = float_field(
         0.9, title="momentum (AdamW beta1)", minimum=0.0, maximum=1.0, math_cond="> 0.0 < 1.0", automl_enabled=True, popular=True,
-        x_search_range=(0.8, 0.99), description="First-moment decay (beta1) of AdamW.",
+        x_search_range=(0.8, 0.99), pbt="hot", description="First-moment decay (beta1) of AdamW.",
     )
     weight_decay: float = float_field(
         0.05, title="weight decay", minimum=0.0, maximum=1.0, math_cond="> 0.0", automl_enabled=True, popular=True,
-        x_search_range=(1e-4, 0.3), description="Decoupled weight decay (not applied to norms, biases and embeddings).",
+        x_search_range=(1e-4, 0.3), pbt="hot", description="Decoupled weight decay (not applied to norms, biases and embeddings).",
     )
     lr_scheduler: str = enum_field("MultiStep", ("MultiStep", "WarmupPoly", "Warmuppoly"), title="learning rate schedule",
                                    description="MultiStep: multiply lr by gamma at each milestone epoch. WarmupPoly (TAO spells it Warmuppoly; both accepted): linear warm-up then polynomial decay to zero.")

@@ -10,14 +10,24 @@ What an item holds, and how `model.mode` shapes it:
   non-crowd segment; `instance`: one per non-crowd *thing* segment; `semantic`: one per class present
   (instances of a class merged, as Mask2Former trains semantic segmentation).
 - `sem_seg` LongTensor[H, W]: train id per pixel, 255 where void, crowd, or (in `instance` mode) stuff.
-- `panoptic` (eval items in panoptic mode, else None): `{"id_map": LongTensor[H, W], "segments": [{"id",
-  "category_id" (train id), "iscrowd", "isthing"}]}`, the ground truth PQ needs, crowd included.
-- `instances` (eval items in instance mode, else None): `{"labels", "masks", "iscrowd"}` for every thing
-  segment, crowd included, the ground truth mask AP needs.
 - `image` FloatTensor[3, H, W] RGB in [0, 1] (normalisation happens in the collate function),
   `image_id`, `file_name`, `orig_size` (h, w) as stored on disk.
 
-Ground truth is given at the transformed (evaluation) resolution; `orig_size` lets a caller map back.
+Evaluation items also carry the ground truth every metric is scored against, at the image's ORIGINAL
+resolution (`orig_size`), never resized (as Detectron2's evaluators do: predictions are resized back to the
+original height and width, see `mask2former.training.validation`). So a searched test-time size changes the
+model's input, never the ground truth a trial is judged by:
+
+- `truth_sem_seg` (eval items, else None): LongTensor[H0, W0], train id per pixel, 255 where void, crowd or
+  (instance mode) stuff — the mIoU ground truth.
+- `panoptic` (eval items in panoptic mode, else None): `{"id_map": LongTensor[H0, W0], "segments": [{"id",
+  "category_id" (train id), "iscrowd", "isthing"}]}`, the ground truth PQ needs: every listed segment, crowd
+  included (a listed segment with no pixel still counts as a false negative, as in panopticapi).
+- `instances` (eval items in instance mode, else None): `{"labels", "masks" [M, H0, W0], "iscrowd"}` for every
+  thing segment, crowd included, the ground truth mask AP needs.
+
+`labels`/`masks`/`sem_seg` (the training targets) are at the transformed size: the loss is computed where
+the model predicts.
 """
 
 from __future__ import annotations
@@ -89,14 +99,17 @@ class SegmentationDataset(Dataset):
             image_id=raw.image_id,
             file_name=raw.file_name,
             orig_size=(int(raw.image.shape[0]), int(raw.image.shape[1])),
+            truth_sem_seg=None,
             panoptic=None,
             instances=None,
         )
         if not self.is_train:
+            original = torch.from_numpy(raw.id_map.astype(np.int64))
+            item["truth_sem_seg"] = semantic_ground_truth(original, raw.segments, mode=self.mode)
             if self.mode == "panoptic" and self.provides_panoptic:
-                item["panoptic"] = panoptic_ground_truth(sample.id_map, raw.segments)
+                item["panoptic"] = panoptic_ground_truth(original, raw.segments)
             if self.mode == "instance" and self.provides_instances:
-                item["instances"] = instance_ground_truth(sample.id_map, raw.segments)
+                item["instances"] = instance_ground_truth(original, raw.segments)
         return item
 
     def _trains_on(self, segment: SegmentInfo) -> bool:
@@ -127,12 +140,21 @@ def build_targets(id_map: torch.Tensor, segments: tuple[SegmentInfo, ...], *, mo
     return {"labels": labels, "masks": masks, "sem_seg": sem_seg}
 
 
+def semantic_ground_truth(id_map: torch.Tensor, segments: tuple[SegmentInfo, ...], *, mode: str) -> torch.Tensor:
+    """Train id per pixel of an (untransformed) id map, 255 where void, crowd or (instance mode) stuff."""
+    present, inverse = torch.unique(id_map, return_inverse=True)
+    scored = {s.id: s.train_id for s in segments if not s.iscrowd and (s.isthing or mode != "instance")}
+    lookup = torch.tensor([scored.get(seg_id, IGNORE_INDEX) for seg_id in present.tolist()], dtype=torch.long)
+    return lookup[inverse]  # per-pixel train id via the unique-id table
+
+
 def panoptic_ground_truth(id_map: torch.Tensor, segments: tuple[SegmentInfo, ...]) -> dict[str, Any]:
-    present = set(torch.unique(id_map).tolist())
+    """PQ ground truth: the id map and EVERY listed segment (panopticapi counts a listed segment without
+    pixels as a false negative too)."""
     return {
         "id_map": id_map.clone(),
         "segments": [{"id": s.id, "category_id": s.train_id, "iscrowd": bool(s.iscrowd), "isthing": bool(s.isthing)}
-                     for s in segments if s.id in present],
+                     for s in segments],
     }
 
 

@@ -21,6 +21,7 @@ from mask2former.data.coco_panoptic import CocoPanopticDataset
 from mask2former.data.collate import Collator
 from mask2former.data.label_map import Categories, categories_from_coco, load_json_file, load_label_map
 from mask2former.data.transforms import AugmentationSettings, build_transforms
+from mask2former.data.worker_init import ignore_sigterm_in_worker
 
 DATASET_TYPES = ("coco", "coco_panoptic", "ade")
 REQUIRED_FIELDS = {
@@ -174,4 +175,5 @@ def build_dataloader(split_cfg: Any, *, dataset_cfg: Any, mode: str, is_train: b
         collate_fn=build_collate(dataset_cfg),
         generator=generator,
         persistent_workers=workers > 0,
+        worker_init_fn=ignore_sigterm_in_worker,
     )

@@ -15,7 +15,7 @@ import torch
 from mask2former.data.label_map import IGNORE_INDEX
 from mask2former.data.transforms import SIZE_DIVISIBILITY, pad_to_multiple, round_up
 
-_META_KEYS = ("image_id", "file_name", "orig_size", "panoptic", "instances")
+_META_KEYS = ("image_id", "file_name", "orig_size", "truth_sem_seg", "panoptic", "instances")
 
 
 class Collator:
@@ -24,7 +24,8 @@ class Collator:
     The batch: `images` float [B, 3, Hp, Wp] (RGB in [0, 1], padded with the pixel mean), `targets` a list of
     `{"labels": LongTensor[N], "masks": BoolTensor[N, Hp, Wp]}`, `sem_seg` LongTensor[B, Hp, Wp] padded
     with 255, and `metas` a list of `{"image_id", "file_name", "orig_size", "image_size" (h, w before
-    padding), "panoptic", "instances"}` (ground truth for PQ / AP stays unpadded, at `image_size`).
+    padding), "truth_sem_seg", "panoptic", "instances"}` (the evaluation ground truth, unpadded, at the
+    original size `orig_size`; see `mask2former.data.base`).
     """
 
     def __init__(self, *, pixel_mean: Sequence[float], size_divisibility: int = SIZE_DIVISIBILITY):

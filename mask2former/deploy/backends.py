@@ -164,7 +164,8 @@ class OnnxRuntimeBackend(InferenceBackend):
 
         path = Path(onnx_file)
         if not path.is_file():
-            raise DataError(f"ONNX file '{onnx_file}' does not exist.")
+            raise DataError(f"ONNX file '{onnx_file}' does not exist: write it with `mask2former export` first (after a "
+                            "sweep: `mask2former export -e <sweep>/best/export_spec.yaml`).")
         metadata = read_metadata(path) or {}
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -210,7 +211,9 @@ class TensorRTBackend(InferenceBackend):
                             "Runtime instead: set evaluate.trt_engine / inference.trt_engine to the .onnx file.")
         path = Path(engine_file)
         if not path.is_file():
-            raise DataError(f"TensorRT engine '{engine_file}' does not exist.")
+            raise DataError(f"TensorRT engine '{engine_file}' does not exist: build it with `mask2former gen_trt_engine` "
+                            "first (after a sweep: `-e <sweep>/best/deploy_gen_trt_engine_spec.yaml`), or run the "
+                            "exported .onnx with ONNX Runtime (the sweep's best/deploy_<action>_onnxruntime_spec.yaml).")
         self.device = torch.device(device)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)

@@ -26,7 +26,7 @@ def predict_folder(backend: Any, cfg: Any, results_dir: Path, *, num_classes: in
 
     from mask2former.actions import outputs as out
     from mask2former.actions.common import batch_size_for
-    from mask2former.actions.inference import ImageFolder, list_images
+    from mask2former.actions.inference import image_folder, list_images
     from mask2former.data.archive import resolve_folder
     from mask2former.data.build import build_collate, load_categories
     from mask2former.data.transforms import AugmentationSettings, Compose, FixedResize, build_transforms
@@ -50,7 +50,7 @@ def predict_folder(backend: Any, cfg: Any, results_dir: Path, *, num_classes: in
         settings = AugmentationSettings.from_config(cfg.dataset.augmentation, cfg.dataset.test.target_size or (),
                                                     target_key="dataset.test.target_size")
         transforms = build_transforms(settings, is_train=False)
-    loader = DataLoader(ImageFolder(root, files, transforms), batch_size=batch_size_for(cfg, "inference", "test"),
+    loader = DataLoader(image_folder(cfg, root, files, transforms), batch_size=batch_size_for(cfg, "inference", "test"),
                         shuffle=False, num_workers=int(cfg.dataset.test.num_workers),
                         collate_fn=build_collate(cfg.dataset))
     writer = out.PredictionWriter(results_dir, mode=mode, categories=categories, image_root=root)

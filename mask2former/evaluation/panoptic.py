@@ -1,17 +1,24 @@
 """Panoptic quality (PQ = SQ × RQ) with the things / stuff split, per the COCO panoptic definition
-(Kirillov et al., "Panoptic Segmentation", 2019, and the COCO panoptic API):
+(Kirillov et al., "Panoptic Segmentation", 2019) and exactly as COCO's panopticapi `pq_compute` counts it:
 
 - A predicted and a ground-truth segment of the same category match when IoU > 0.5 (matches are then
-  unique). Pixels that are void in the ground truth (id 0, or an id not listed) are removed from the
+  unique). Pixels that are void in the ground truth (id 0) are removed from the prediction's side of the
   union: IoU = |P ∩ G| / (|P| + |G| − |P ∩ G| − |P ∩ void|).
-- Crowd ground-truth segments are never matched and never counted as false negatives.
-- An unmatched prediction is a false positive unless more than half of it lies on void pixels plus
-  crowd regions of its own category; then it is ignored.
+- Crowd ground-truth segments are never matched and never counted as false negatives. Every other listed
+  ground-truth segment that is not matched is a false negative (even one without pixels).
+- An unmatched prediction is a false positive unless more than half of it lies on void pixels plus the
+  crowd region of its own category (panopticapi keeps one crowd segment per category: the last one listed);
+  then it is ignored.
 - Per category: PQ = ΣIoU(TP) / (TP + ½FP + ½FN), SQ = ΣIoU / TP (0 without TP),
   RQ = TP / (TP + ½FP + ½FN). Averages run over categories with TP + FP + FN > 0.
 
-Segment ids are local to each image; categories are train ids. Predicted segments whose category is not
-one of the evaluator's categories are treated as unassigned pixels (there is no class to count them against).
+Segment ids are local to each image; categories are train ids. Areas are pixel counts of the id maps
+(panopticapi reads the ground truth's area from the JSON, which equals the pixel count in a well-formed
+file). Ground-truth pixels whose id is not listed are neither a segment nor void, as in panopticapi (our
+loaders already turn them into void). Predicted segments whose category is not one of the evaluator's
+categories are treated as unassigned pixels (panopticapi would refuse the file; there is no class to count
+them against). Scores are only comparable across trials when computed at each image's original resolution,
+which `mask2former.training.validation` does.
 """
 
 from __future__ import annotations
@@ -69,8 +76,8 @@ class PanopticEvaluator:
         """Add one image.
 
         pred_id_map / gt_id_map: int [H, W] segment ids (0 = nothing / void); pred_segments: [{"id",
-        "category_id"}]; gt_segments: [{"id", "category_id", "iscrowd"}]. Pixels whose id is not listed
-        count as 0.
+        "category_id"}]; gt_segments: [{"id", "category_id", "iscrowd"}]. Predicted pixels whose id is not
+        listed count as 0; ground-truth pixels whose id is not listed belong to no segment (see module doc).
         """
         pred = _as_numpy(pred_id_map)
         gt = _as_numpy(gt_id_map)
@@ -88,7 +95,6 @@ class PanopticEvaluator:
         if VOID in pred_cat or VOID in gt_info:
             raise ValueError("segment id 0 is reserved for void / unassigned pixels")
         pred = np.where(np.isin(pred, list(pred_cat)), pred, VOID)
-        gt = np.where(np.isin(gt, list(gt_info)), gt, VOID)
 
         offset = int(pred.max()) + 1
         pairs, counts = np.unique(gt.astype(np.int64) * offset + pred, return_counts=True)
@@ -104,7 +110,7 @@ class PanopticEvaluator:
         tp, fp, fn, iou_sum = (np.zeros(len(self.category_ids)) for _ in range(4))
         matched_gt, matched_pred = set(), set()
         for (g, p), inter in overlap.items():
-            if g == VOID or p == VOID:
+            if g not in gt_info or p == VOID:
                 continue
             g_cat, g_crowd = gt_info[g]
             if g_crowd or g_cat != pred_cat[p]:
@@ -118,18 +124,20 @@ class PanopticEvaluator:
                 matched_gt.add(g)
                 matched_pred.add(p)
 
-        crowd_by_cat: dict[int, list[int]] = {}
+        crowd_of_category: dict[int, int] = {}  # one crowd segment per category: the last listed, as panopticapi
         for g, (cat, crowd) in gt_info.items():
-            if g not in gt_area:
+            if g in matched_gt:
                 continue
             if crowd:
-                crowd_by_cat.setdefault(cat, []).append(g)
-            elif g not in matched_gt:
+                crowd_of_category[cat] = g
+            else:
                 fn[self._column[cat]] += 1
         for p, cat in pred_cat.items():
             if p in matched_pred or p not in pred_area:
                 continue
-            ignored = overlap.get((VOID, p), 0) + sum(overlap.get((g, p), 0) for g in crowd_by_cat.get(cat, ()))
+            ignored = overlap.get((VOID, p), 0)
+            if cat in crowd_of_category:
+                ignored += overlap.get((crowd_of_category[cat], p), 0)
             if ignored / pred_area[p] > 0.5:
                 continue
             fp[self._column[cat]] += 1

@@ -70,7 +70,9 @@ class SetCriterion(nn.Module):
         self.generator = generator
         class_weights = torch.ones(num_classes + 1)
         class_weights[-1] = no_object_weight
-        self.register_buffer("empty_weight", class_weights)
+        # Not saved with the weights: it is the spec's no_object_weight, which a resumed run (PBT explore) may
+        # change; a persistent buffer would be restored from the checkpoint and silently keep the old value.
+        self.register_buffer("empty_weight", class_weights, persistent=False)
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, Tensor]:
         losses = self.unweighted_losses(outputs, targets)

@@ -12,8 +12,7 @@
   randomness of a step (dropout, drop-path, point sampling) does not depend on what ran before it: a
   resumed run continues the curve the uninterrupted run would have drawn. (Data augmentation is seeded
   per item by the data module, `EpochSeededDataset`.)
-* `EarlySigterm` – a SIGTERM that arrives before Lightning installs its own handler (while data and the
-  model are being built) is remembered and honoured as soon as training starts.
+* (SIGTERM is handled by `distributed_stop.StopOnSigterm`: one stop that every rank agrees on.)
 
 Callback order matters and `build_contract_callbacks` fixes it: the checkpoint is written before the
 status line that announces the epoch, and the early stop is requested last.
@@ -30,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -328,36 +326,3 @@ class StepReseed(Callback):
         random.seed(value)
         np.random.seed(value)
         torch.manual_seed(value)
-
-
-class EarlySigterm(Callback):
-    """Remembers a SIGTERM received before `fit` starts and stops (checkpoint + status) at training start.
-
-    `install()` sets a flag-only handler; Lightning later chains it into its own SIGTERM handler, where
-    it stays harmless (it only sets the flag again).
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.received = True
-
-    def install(self) -> None:
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handler)
-        except ValueError:  # not the main thread: nothing to do
-            self._previous = None
-
-    def uninstall(self) -> None:
-        if self._previous is not None:
-            try:
-                signal.signal(signal.SIGTERM, self._previous)
-            except ValueError:
-                pass
-            self._previous = None
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.received:
-            raise SIGTERMException()

@@ -111,3 +111,54 @@ def load_model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module,
         )
     model.eval()
     return model, spec
+
+
+def resume_mismatch(checkpoint: Mapping[str, Any], model: nn.Module, spec: Mapping[str, Any], *,
+                    path: str | os.PathLike[str]) -> str | None:
+    """Why the model built from `spec` cannot continue from `checkpoint` (None when every tensor fits).
+
+    A resume must be refused before Lightning tries it: a strict load of a differently shaped model dies with a
+    raw `size mismatch` traceback. The message names the spec settings that differ from the checkpoint's own
+    spec (the cause: e.g. a changed `model.mask_former.hidden_dim`) and a few of the tensors that do not fit.
+    """
+    try:
+        stored = model_state_dict(checkpoint)
+    except DataError:
+        return f"train.resume_training_checkpoint_path '{path}' holds no model weights to continue from."
+    wanted = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    have = {key: tuple(value.shape) for key, value in stored.items()}
+    wrong = [key for key in wanted if key in have and wanted[key] != have[key]]
+    missing = [key for key in wanted if key not in have]
+    unexpected = [key for key in have if key not in wanted]
+    if not (wrong or missing or unexpected):
+        return None
+    details = [f"{key}: checkpoint {list(have[key])} vs spec {list(wanted[key])}" for key in wrong[:3]]
+    if missing:
+        details.append(f"{len(missing)} tensors the spec's model has and the checkpoint lacks (e.g. {missing[0]})")
+    if unexpected:
+        details.append(f"{len(unexpected)} tensors the checkpoint has and the spec's model lacks (e.g. {unexpected[0]})")
+    changed = _changed_settings(checkpoint.get("spec"), spec, "model")
+    cause = (f" The spec changes {', '.join(changed)} (checkpoint value -> spec value): a resumed run must keep the "
+             "architecture it was trained with." if changed else "")
+    return (f"train.resume_training_checkpoint_path '{path}' does not fit the model this spec builds "
+            f"({len(wrong)} tensors of another shape; {'; '.join(details)}).{cause} Resume with the checkpoint's "
+            "architecture settings, or start a new run (train.pretrained_model_path loads the weights that still fit).")
+
+
+def _changed_settings(before: Any, after: Mapping[str, Any], section: str, limit: int = 6) -> list[str]:
+    """`dotted.key (old -> new)` for the leaves of `section` that differ between two spec dicts."""
+    if not isinstance(before, Mapping):
+        return []
+
+    def leaves(node: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(node, Mapping):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                out.update(leaves(value, f"{prefix}.{key}"))
+            return out
+        return {prefix: node}
+
+    old, new = leaves(before.get(section, {}), section), leaves(after.get(section, {}), section)
+    changed = [f"{key} ({old.get(key)!r} -> {new.get(key)!r})" for key in sorted(set(old) | set(new))
+               if old.get(key) != new.get(key)]
+    return changed[:limit] + ([f"and {len(changed) - limit} more"] if len(changed) > limit else [])

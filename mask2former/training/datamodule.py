@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mask2former.data.build import build_collate, build_dataloader, build_dataset, check_mode, load_categories
 from mask2former.data.label_map import Categories
+from mask2former.data.worker_init import ignore_sigterm_in_worker
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -151,6 +152,7 @@ class Mask2FormerDataModule(L.LightningDataModule):
                 pin_memory=bool(self.dataset_cfg.pin_memory) and torch.cuda.is_available(),
                 collate_fn=build_collate(self.dataset_cfg),
                 persistent_workers=workers > 0,
+                worker_init_fn=ignore_sigterm_in_worker,
             )
         return self._train
 

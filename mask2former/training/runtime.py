@@ -9,6 +9,9 @@ Precision (`train.precision`): fp32 -> "32-true", fp16 -> "16-mixed", bf16 -> "b
 
 Devices (`train.num_gpus`, `train.gpu_ids`, `train.num_nodes`):
   * no CUDA device visible -> one CPU process; GPU/node settings above 1 are reported in a notice.
+    With `MASK2FORMER_DDP_ON_CPU=1` in the environment, a CPU machine runs `num_gpus` processes per node
+    under DDP over gloo instead, one per requested GPU: the same multi-process code paths (rank-0-only
+    status lines and checkpoints, synchronised stops, resume) run and are tested without a GPU.
   * `gpu_ids` must list `num_gpus` ids; the default `[0]` with `num_gpus > 1` means "the first num_gpus".
   * multi-node (Lightning-managed, one process launched per node; Lightning starts one process per GPU):
     the launcher sets `WORLD_SIZE` = number of NODES, `NODE_RANK`, `MASTER_ADDR`, `MASTER_PORT` and
@@ -35,6 +38,7 @@ from skillkit.errors import SpecError
 PRECISION_MAP = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 ENV_NUM_NODES = "MASK2FORMER_NUM_NODES"
 ENV_DEVICES = "MASK2FORMER_DEVICES"
+ENV_DDP_ON_CPU = "MASK2FORMER_DDP_ON_CPU"
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ def resolve_topology(
     if strategy_name not in ("ddp", "fsdp"):
         raise SpecError(f"train.distributed_strategy must be ddp or fsdp, got {strategy_name!r}.")
 
+    if not cuda_available and env.get(ENV_DDP_ON_CPU, "").strip() not in ("", "0"):
+        return _cpu_ddp_topology(train_cfg, env, strategy_name)
     if not cuda_available:
         notices = []
         if train_cfg.num_gpus > 1 or train_cfg.num_nodes > 1 or _int_env(env, "WORLD_SIZE") not in (None, 1):
@@ -167,8 +173,33 @@ def resolve_topology(
     return Topology("gpu", devices, num_nodes, strategy, precision, tuple(notices))
 
 
+def _cpu_ddp_topology(train_cfg: Any, env: Mapping[str, str], strategy_name: str) -> Topology:
+    """`MASK2FORMER_DDP_ON_CPU`: one CPU process per requested GPU, DDP over gloo (see the module docstring)."""
+    if "LOCAL_RANK" in env and ENV_NUM_NODES in env:
+        num_nodes = int(env[ENV_NUM_NODES])
+        per_node = len(env[ENV_DEVICES].split(","))
+    else:
+        num_nodes = _int_env(env, "WORLD_SIZE") or train_cfg.num_nodes
+        per_node = _int_env(env, "NUM_GPU_PER_NODE") or train_cfg.num_gpus
+    precision, notices = resolve_precision(train_cfg.precision, on_gpu=False, strategy="ddp",
+                                           world_size=per_node * num_nodes)
+    if per_node * num_nodes == 1:
+        return Topology("cpu", 1, 1, "auto", precision, tuple(notices))
+    if strategy_name == "fsdp":
+        notices.append("train.distributed_strategy fsdp needs CUDA: the CPU processes run DDP over gloo instead.")
+    notices.append(f"no CUDA device is visible and {ENV_DDP_ON_CPU} is set: {per_node * num_nodes} CPU processes "
+                   "run under DDP (gloo), one per requested GPU.")
+    from lightning.pytorch.strategies import DDPStrategy
+
+    strategy = DDPStrategy(process_group_backend="gloo", find_unused_parameters=not train_cfg.activation_checkpoint)
+    return Topology("cpu", per_node, num_nodes, strategy, precision, tuple(notices))
+
+
 def export_topology_for_children(topology: Topology) -> None:
-    """Record the resolved layout so per-GPU child processes Lightning launches rebuild the same Trainer."""
-    if topology.accelerator == "gpu" and "LOCAL_RANK" not in os.environ:
-        os.environ[ENV_NUM_NODES] = str(topology.num_nodes)
-        os.environ[ENV_DEVICES] = ",".join(str(d) for d in topology.devices)
+    """Record the resolved layout so the per-device child processes Lightning launches rebuild the same
+    Trainer (Lightning rewrites WORLD_SIZE for them)."""
+    if "LOCAL_RANK" in os.environ or topology.world_size == 1:
+        return
+    os.environ[ENV_NUM_NODES] = str(topology.num_nodes)
+    devices = topology.devices if isinstance(topology.devices, (list, tuple)) else range(int(topology.devices))
+    os.environ[ENV_DEVICES] = ",".join(str(d) for d in devices)

@@ -29,6 +29,7 @@ from torchmetrics import MeanMetric
 from mask2former.training.optim import build_adamw, build_scheduler, plan_param_groups
 
 CHECKPOINT_FORMAT = "mask2former-lightning/1"
+EVALUATION_SEED = 20_240_611  # seeds the criterion's point sampling in validation (batch i: seed + i)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,13 @@ class Mask2FormerSystem(L.LightningModule):
         return total
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        outputs, _, total = self._shared_step(batch)
+        # Evaluation is a function of (checkpoint, data) only, val_loss included: the criterion samples its
+        # points from the global generator, so each batch draws from one seeded by its index. The fork leaves
+        # the training stream exactly where it was (a validation mid-run changes nothing that follows).
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(EVALUATION_SEED + batch_idx)
+            outputs, _, total = self._shared_step(batch)
         self.val_loss_meter.update(total.detach(), weight=int(batch["images"].shape[0]))
         if self.validation is not None:
             self.validation.update(outputs, batch)
@@ -250,6 +257,12 @@ class Mask2FormerSystem(L.LightningModule):
                 torch.nn.utils.clip_grad_norm_(params, clip.max_norm, norm_type=clip.norm_type)
 
     # -- checkpoints -----------------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the criterion's class weights stopped being saved still load; the
+        spec's `no_object_weight` wins over the stored one (it is a hot parameter)."""
+        for key in [k for k in checkpoint.get("state_dict", {}) if k.startswith("criterion.")]:
+            checkpoint["state_dict"].pop(key)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["spec"] = self.spec
         checkpoint["format"] = CHECKPOINT_FORMAT

@@ -35,11 +35,10 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from skillkit.errors import SpecError
-from mask2former.training.callbacks import (
-    EarlySigterm, StepReseed, build_contract_callbacks, early_stop_epoch_from_env,
-)
-from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint
+from mask2former.training.callbacks import StepReseed, build_contract_callbacks, early_stop_epoch_from_env
+from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint, resume_mismatch
 from mask2former.training.datamodule import Mask2FormerDataModule
+from mask2former.training.distributed_stop import StopOnSigterm
 from mask2former.training.failures import OOM_ADVICE, TrainingOutOfMemory, classify
 from mask2former.training.model_setup import apply_freeze, load_pretrained
 from mask2former.training.runtime import (
@@ -86,11 +85,22 @@ def clip_settings(cfg: Any) -> ClipSettings:
                         norm_type=float(getattr(train, "clip_grad_norm_type", 2.0) or 2.0))
 
 
+class _TidyProgressBar(TQDMProgressBar):
+    """tqdm lines that are closed when training ends on an exception too: Lightning leaves them open then,
+    and an open bar prints itself once more when the process exits (a stray "Epoch 0: 0%" after the fact)."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        for name in ("_train_progress_bar", "_val_progress_bar", "_test_progress_bar", "_predict_progress_bar"):
+            bar = getattr(self, name, None)
+            if bar is not None:
+                bar.close()
+
+
 def _progress_bar() -> L.Callback:
     # A live rich bar per epoch in a terminal; in log files (trials) tqdm lines, refreshed sparingly.
     if sys.stderr.isatty():
         return RichProgressBar(leave=True)
-    return TQDMProgressBar(refresh_rate=20)
+    return _TidyProgressBar(refresh_rate=20)
 
 
 def build_model_and_criterion(cfg: Any, *, load_backbone_weights: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -110,7 +120,7 @@ def run_training(cfg: Any, spec: Mapping[str, Any]) -> None:
     every checkpoint. Returns normally on success and on a clean stop; raises otherwise (see module doc)."""
     results_dir = results_dir_of(cfg)
     writer = StatusWriter(results_dir, num_epochs=int(cfg.train.num_epochs), enabled=_is_global_zero())
-    guard = EarlySigterm()
+    guard = StopOnSigterm()
     guard.install()
     progress = _Progress()
     try:
@@ -143,7 +153,7 @@ class _Progress:
     step: int | None = None
 
 
-def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWriter, guard: EarlySigterm,
+def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWriter, guard: StopOnSigterm,
          progress: _Progress) -> None:
     train = cfg.train
     topology = resolve_topology(train)
@@ -151,10 +161,11 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     early_stop = early_stop_epoch_from_env()
     resume_path = str(train.resume_training_checkpoint_path or "")
     start_epoch, start_step = 0, 0
+    resume_checkpoint: dict[str, Any] | None = None
     if resume_path:
-        checkpoint = read_checkpoint(resume_path, what="train.resume_training_checkpoint_path")
-        start_epoch, start_step = checkpoint_completed_epochs(checkpoint), int(checkpoint.get("global_step", 0))
-        del checkpoint
+        resume_checkpoint = read_checkpoint(resume_path, what="train.resume_training_checkpoint_path")
+        start_epoch = checkpoint_completed_epochs(resume_checkpoint)
+        start_step = int(resume_checkpoint.get("global_step", 0))
         if start_epoch >= max_epochs:
             raise SpecError(
                 f"train.resume_training_checkpoint_path '{resume_path}' has already completed {start_epoch} epochs; "
@@ -181,6 +192,12 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     data.check(training=True)
 
     model, criterion = build_model_and_criterion(cfg, load_backbone_weights=not resume_path)
+    if resume_checkpoint is not None:
+        # Refused here, as a spec error, rather than by Lightning's strict load (a raw size-mismatch traceback).
+        mismatch = resume_mismatch(resume_checkpoint, model, spec, path=resume_path)
+        del resume_checkpoint
+        if mismatch:
+            raise SpecError(mismatch)
     _write_model_args(cfg, results_dir, writer.enabled)
     if train.pretrained_model_path and not resume_path:
         report = load_pretrained(model, train.pretrained_model_path)
@@ -232,6 +249,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
         # After fit (or its interruption) current_epoch counts completed epochs, which is also TAO's index
         # of the epoch an interruption broke off.
         progress.epoch, progress.step = int(trainer.current_epoch), int(trainer.global_step)
+        _wait_for_other_ranks(trainer)
     completed = int(trainer.current_epoch)
     kpi = dict(system.last_validation or {})
     kpi.update({"train_loss": system.last_train_loss, "lr": system.current_lr()})
@@ -246,6 +264,21 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
         message += f" Last checkpoint: {checkpointer.last_path.name}."
     last_epoch = completed - 1 if completed > 0 else None  # TAO index of the last epoch trained
     writer.write(SUCCESS, message, epoch=last_epoch, step=int(trainer.global_step), kpi=kpi)
+
+
+def _wait_for_other_ranks(trainer: L.Trainer, timeout_s: float = 300.0) -> None:
+    """On the process that launched the other local ranks: wait for them to exit, so the run ends (and the
+    engine sees it end) only when every rank has stopped; a rank still alive after `timeout_s` is killed."""
+    import subprocess
+
+    procs = list(getattr(trainer.strategy.launcher, "procs", None) or [])
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("rank process %s did not exit %.0f s after training ended; killing it", proc.pid, timeout_s)
+            proc.kill()
+            proc.wait()
 
 
 def _write_model_args(cfg: Any, results_dir: Path, enabled: bool) -> None:

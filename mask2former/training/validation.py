@@ -2,8 +2,15 @@
 
 Every mode reports `mIoU` and `pixel_acc` (from the semantic scores the post-processor returns in every
 mode); panoptic adds `PQ` (plus SQ/RQ and the things/stuff split), instance adds mask `AP`. All metrics
-are fractions in 0..1, at the evaluation resolution the data pipeline produced (ground truth is given
-at the transformed size; predictions are cropped to the unpadded image and resized to it).
+are fractions in 0..1.
+
+One comparable objective: every metric is computed at each image's ORIGINAL resolution. Predictions are
+upsampled to the padded input, cropped to the unpadded image and resized back to the original height and
+width (as Detectron2's `sem_seg_postprocess` does); the ground truth (`truth_sem_seg`, `panoptic`,
+`instances` in each batch meta, see `mask2former.data.base`) is never resized. So the test-time size
+(`dataset.augmentation.test_min_size` / `test_max_size`, `target_size`) is only a model input: trials that
+search it are still ranked against the same pixels. PQ follows panopticapi's `pq_compute`
+(`mask2former.evaluation.panoptic`), AP pycocotools' COCOeval.
 
 In a multi-process run each process accumulates its own share; `compute()` sums the evaluators' state
 tensors over processes (all_reduce), or gathers the instance predictions for AP, before reading metrics.
@@ -69,11 +76,12 @@ class MetricsSuite:
         input_size = tuple(int(s) for s in batch["images"].shape[-2:])
         metas = batch["metas"]
         image_sizes = [tuple(int(s) for s in meta["image_size"]) for meta in metas]
-        results = self.postprocessor(dict(outputs), input_size=input_size, image_sizes=image_sizes)
-        for index, (result, meta, (height, width)) in enumerate(zip(results, metas, image_sizes)):
-            prediction = result["sem_seg"].argmax(0)  # [K, h, w] scores -> [h, w] class ids
-            target = batch["sem_seg"][index, :height, :width]  # drop the batch padding
-            self.semantic.update(prediction.cpu(), target.cpu())
+        original_sizes = [tuple(int(s) for s in meta["orig_size"]) for meta in metas]
+        results = self.postprocessor(dict(outputs), input_size=input_size, image_sizes=image_sizes,
+                                     output_sizes=original_sizes)
+        for result, meta in zip(results, metas):
+            prediction = result["sem_seg"].argmax(0)  # [K, H0, W0] scores -> [H0, W0] class ids
+            self.semantic.update(prediction.cpu(), original_truth(meta).cpu())
             if self.panoptic is not None and meta.get("panoptic") is not None:
                 panoptic = result["panoptic_seg"]
                 self.panoptic.update(panoptic.id_map.cpu(), panoptic.segments_info,
@@ -101,3 +109,16 @@ class MetricsSuite:
             metrics.update(self.instance.compute().as_kpi())
         return metrics
 
+
+
+def original_truth(meta: Mapping[str, Any]) -> torch.Tensor:
+    """The image's semantic ground truth at its original size (LongTensor [H0, W0]).
+
+    A batch without it (a data pipeline that predates original-size ground truth) is refused rather than
+    silently scored at the transformed size, which would make trials with different test sizes incomparable.
+    """
+    truth = meta.get("truth_sem_seg")
+    if truth is None:
+        raise ValueError(f"evaluation item {meta.get('file_name')!r} carries no original-size ground truth "
+                         "('truth_sem_seg'); metrics are only computed at the original resolution")
+    return truth

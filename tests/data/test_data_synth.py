@@ -50,8 +50,10 @@ def test_panoptic_and_instance_files_agree(synth):
     img_dir = resolve_folder(written.split_fields["img_dir"])
     assert {c["id"]: c["isthing"] for c in panoptic["categories"]} == {c["id"]: c["isthing"] for c in CATEGORIES}
     for image, ann in zip(panoptic["images"], panoptic["annotations"]):
-        assert Image.open(img_dir / image["file_name"]).size == (image["width"], image["height"])
-        rgb = np.asarray(Image.open(png_dir / ann["file_name"]), dtype=np.int64)
+        with Image.open(img_dir / image["file_name"]) as picture:
+            assert picture.size == (image["width"], image["height"])
+        with Image.open(png_dir / ann["file_name"]) as png:
+            rgb = np.asarray(png, dtype=np.int64)
         ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
         assert set(np.unique(ids).tolist()) - {0} == {s["id"] for s in ann["segments_info"]}
         for seg in ann["segments_info"]:

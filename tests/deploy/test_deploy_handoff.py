@@ -1,5 +1,7 @@
 """The hand-off chain from a promoted sweep: best/export_spec.yaml -> ONNX -> deploy evaluate (ONNX Runtime),
-whose metric equals the PyTorch evaluation of the same checkpoint that promotion ran."""
+whose metric equals the PyTorch evaluation of the same checkpoint that promotion ran. Nothing pins the export
+size: promotion exports at the size the sweep tuned (here the 64 px test resize of 64 px images), and when a
+`deploy.input_size` says otherwise it scores the exported graph at that size as well."""
 
 from __future__ import annotations
 
@@ -29,9 +31,6 @@ def _sweep_config(tmp_path: Path) -> Path:
         "dataset.augmentation.train_crop_size": [SIZE, SIZE], "dataset.augmentation.test_min_size": SIZE,
         "dataset.augmentation.test_max_size": SIZE, "dataset.pin_memory": False, "wandb.enable": False,
         "train.iters_per_epoch": 2, "train.seed": 7,
-        # The export size travels with the winning spec into best/export_spec.yaml: export at the size the
-        # PyTorch evaluation runs at, so both see the same pixels.
-        "export.input_width": SIZE, "export.input_height": SIZE,
     })
     for split in ("train", "val"):
         root = data / split
@@ -68,6 +67,11 @@ def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: 
     pytorch_metric = best["evaluation"]["final"]  # promotion's `mask2former evaluate -e best/evaluate_spec.yaml`
     assert best["evaluation"]["run"]["error"] is None, best["evaluation"]
 
+    assert best["export"] == {"input_width": SIZE, "input_height": SIZE, "source": "tuned test size",
+                              "tuned_width": SIZE, "tuned_height": SIZE, "differs_from_tuned": False,
+                              "tuned_rule": best["export"]["tuned_rule"]}
+    assert "deploy" not in best["evaluation"]  # same size: nothing else to measure
+
     assert main(["export", "-e", str(best_dir / "export_spec.yaml")]) == 0
     onnx_file = best_dir / "mask2former.onnx"
     export_report = json.loads((best_dir / "export" / "export.json").read_text())
@@ -81,3 +85,25 @@ def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: 
     assert report["metrics"][metric] == pytest.approx(pytorch_metric, abs=1e-3)
     assert pytorch_metric > 0
     print(f"hand-off: PyTorch {metric} {pytorch_metric:.4f}, ONNX Runtime {report['metrics'][metric]:.4f}")
+
+    # A deployment that needs another size: promotion exports at it and scores the graph there too.
+    from hpo.promotion import promote
+
+    sweep_dir = best_dir.parent
+    config = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    config["deploy"] = {"input_size": [96, 96]}
+    (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(config))
+    record = promote(sweep_dir).record
+    assert record["export"]["source"] == "deploy.input_size" and record["export"]["differs_from_tuned"] is True
+    assert (record["export"]["input_width"], record["export"]["input_height"]) == (96, 96)
+    evaluation = record["evaluation"]
+    assert evaluation["deploy_run"]["export_error"] is None, evaluation["deploy_run"]
+    assert evaluation["deploy_input_size"] == [96, 96] and evaluation["deploy"] is not None
+    assert evaluation["promoted"] == pytest.approx(best["evaluation"]["promoted"])
+    assert evaluation["deploy_minus_promoted"] == pytest.approx(evaluation["deploy"] - evaluation["promoted"])
+    print(f"at the tuned {SIZE}px: {evaluation['promoted']:.4f}; deployed at 96x96: {evaluation['deploy']:.4f}")
+    # The exported ONNX file now travels in the registered MLflow model: a new version, the alias moved to it.
+    assert record["mlflow"]["model_error"] is None
+    assert int(record["mlflow"]["model_version"]) == int(best["mlflow"]["model_version"]) + 1
+    (model_dir,) = (sweep_dir / "tracking" / "mlflow_models").glob("*_onnx")
+    assert (model_dir / "model" / "onnx" / "mask2former.onnx").is_file() and (model_dir / "model" / "MLmodel").is_file()

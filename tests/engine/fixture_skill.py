@@ -2,7 +2,10 @@
 
 Used by the engine tests and by `benchmarks/engine_overhead.py`: `make_fixture_skill(folder)` writes
 `references/skill_info.yaml`, `schemas/{train,evaluate}.schema.json` (TAO format, four AutoML parameters:
-`train.optim.lr`, `train.optim.weight_decay`, `model.width`, `model.activation`) and the spec templates.
+`train.optim.lr`, `train.optim.weight_decay` (both hot for PBT), `model.width`, `model.activation`) and the
+spec templates. `make_real_space_skill(folder)` is the project's own skill (its real schemas, templates,
+data sources and default search space) with the train/evaluate commands swapped for the fixture trainer:
+the search itself under test on the real parameter set, at fixture speed.
 """
 
 from __future__ import annotations
@@ -54,8 +57,9 @@ def _schema(action: str) -> dict[str, Any]:
             "optim": {
                 "type": "collection",
                 "properties": {
-                    "lr": _leaf("float", 0.001, minimum=1e-5, maximum=0.1, automl_enabled=True),
-                    "weight_decay": _leaf("float", 0.01, minimum=0.0, maximum=0.5, automl_enabled=True),
+                    "lr": _leaf("float", 0.001, minimum=1e-5, maximum=0.1, automl_enabled=True, x_pbt="hot"),
+                    "weight_decay": _leaf("float", 0.01, minimum=0.0, maximum=0.5, automl_enabled=True,
+                                          x_pbt="hot"),
                 },
             },
         },
@@ -121,4 +125,24 @@ def make_fixture_skill(folder: Path, *, python: str | None = None, automl_enable
     if with_schema:
         for action in ("train", "evaluate"):
             (folder / "schemas" / f"{action}.schema.json").write_text(json.dumps(_schema(action), indent=1))
+    return folder
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_real_space_skill(folder: Path, *, python: str | None = None) -> Path:
+    """The repository's skill dir with `fixture_trainer.py` as its train and evaluate commands."""
+    import shutil
+
+    python = python or sys.executable
+    shutil.copytree(REPO / "schemas", folder / "schemas", dirs_exist_ok=True)
+    (folder / "references").mkdir(parents=True, exist_ok=True)
+    for template in (REPO / "references").glob("spec_template_*.yaml"):
+        shutil.copy2(template, folder / "references" / template.name)
+    info = yaml.safe_load((REPO / "references" / "skill_info.yaml").read_text())
+    for action in ("train", "evaluate"):
+        info["actions"][action]["command"] = f"{python} {FIXTURE_TRAINER} {action} -e {{config_path}}"
+    info["actions"] = {name: entry for name, entry in info["actions"].items() if name in ("train", "evaluate")}
+    (folder / "references" / "skill_info.yaml").write_text(yaml.safe_dump(info, sort_keys=False))
     return folder

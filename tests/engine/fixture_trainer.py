@@ -14,11 +14,14 @@ The learning curve is a formula of the params: per-epoch progress q(lr, weight_d
 mIoU = 1 - exp(-progress / 3). Best lr is near 10^-2.5.
 
 Every epoch trained is appended to `epochs_run.txt` (counting from 1) so tests can prove no epoch was
-trained twice.
+trained twice, and every
+launch appends `{"spec", "resume", "resumed_spec"}` to `launches.jsonl` (the spec it ran with, and the spec
+stored in the checkpoint it continued from), so tests can check what each run and each PBT exploit was given.
 
 Fault injection (spec section `fixture`): fail = crash | oom | data | bad_spec | hang | kill, in the
 `fail_at_epoch`-th epoch (default 1, the first), only when `train.optim.lr` > `fail_if_lr_above` if that is set.
-`evaluate -e SPEC` reports the mIoU stored in `evaluate.checkpoint` (the baseline path).
+`evaluate -e SPEC` reports the mIoU stored in `evaluate.checkpoint` (the baseline path); on a dataset root
+holding `fixture_eval.json` it scores lower by the trained weight decay (a stand-in held-out test split).
 """
 
 from __future__ import annotations
@@ -121,17 +124,22 @@ def train(spec: dict) -> int:
     early_stop_epoch = int(early_stop) if early_stop else None
     start_epoch, progress = 0, 0.0
     resume = get(spec, "train.resume_training_checkpoint_path", "")
+    state: dict = {}
     if resume:
         state = json.loads(Path(resume).read_text())
         start_epoch, progress = int(state["completed_epochs"]), float(state["progress"])  # epochs completed
+    with open(results_dir / "launches.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"spec": spec, "resume": resume, "resumed_spec": state.get("spec")}) + "\n")
     step = start_epoch * steps_per_epoch
     status.write("STARTED", f"Starting training at epoch {start_epoch}", step=step)
     with open(results_dir / "trial_env.jsonl", "a", encoding="utf-8") as handle:  # what the engine gave this run
         handle.write(json.dumps({name: os.environ.get(name) for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")}) + "\n")
     q = quality(spec)
     lr = float(get(spec, "train.optim.lr", 1e-3))
+    epoch_times: list[float] = []
     for epoch in range(start_epoch, max_epoch):  # TAO's 0-based epoch index
         completed = epoch + 1
+        epoch_started = time.monotonic()
         if mode != "none" and completed == int(fixture.get("fail_at_epoch", 1)):
             fail(status, mode, epoch, step)
         for _ in range(steps_per_epoch):
@@ -141,15 +149,17 @@ def train(spec: dict) -> int:
             if STOP["requested"]:
                 name = save_checkpoint(results_dir, epoch, epoch, step, progress, spec)
                 status.write("RUNNING", f"Stopped by SIGTERM during epoch {epoch}; checkpoint {name}", epoch=epoch,
-                             step=step, time_per_epoch=0.01, eta=0.0)
+                             step=step)
                 return 0
         with open(results_dir / "epochs_run.txt", "a", encoding="utf-8") as handle:
             handle.write(f"{completed}\n")
         miou = 1.0 - math.exp(-progress / 3.0)
         save_checkpoint(results_dir, epoch, completed, step, progress, spec)
         kpi = {"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou, "train_loss": 2.2 - miou, "lr": lr}
+        epoch_times.append(time.monotonic() - epoch_started)
+        mean = sum(epoch_times) / len(epoch_times)
         status.write("RUNNING", f"Epoch {epoch} finished ({completed}/{max_epoch}) and validated", epoch=epoch,
-                     step=step, kpi=kpi, time_per_epoch=0.01, eta=0.0)
+                     step=step, kpi=kpi, time_per_epoch=epoch_times[-1], eta=mean * (max_epoch - completed))
         if STOP["requested"] or (early_stop_epoch is not None and completed >= early_stop_epoch and completed < max_epoch):
             return 0
     status.write("SUCCESS", "Training finished", epoch=max_epoch - 1, step=step)
@@ -163,6 +173,14 @@ def evaluate(spec: dict) -> int:
     checkpoint = get(spec, "evaluate.checkpoint", "")
     state = json.loads(Path(checkpoint).read_text())
     miou = 1.0 - math.exp(-float(state["progress"]) / 3.0)
+    # A held-out dataset root may carry `fixture_eval.json` {"weight_decay_penalty": x}: the score there is
+    # miou * (1 - x * weight_decay), so tests can tell a test-split score from a validation one.
+    for value in (get(spec, "dataset.val") or {}).values():
+        marker = Path(str(value)).parent / "fixture_eval.json" if value else None
+        if marker is not None and marker.is_file():
+            penalty = float(json.loads(marker.read_text())["weight_decay_penalty"])
+            miou *= 1.0 - penalty * float(get(state.get("spec") or {}, "train.optim.weight_decay", 0.0))
+            break
     status.write("SUCCESS", "Evaluation finished", kpi={"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou})
     return 0
 

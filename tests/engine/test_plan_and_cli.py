@@ -28,7 +28,7 @@ def test_plan_writes_first_batch_specs_and_the_batch_runs_first(write_sweep: Cal
     assert done.returncode == 0, done.stderr
     for text in ("Search space (4 parameters)", "train.optim.lr", "[1e-05, 0.1]", "{relu, gelu, silu}",
                  "First batch (2 trials)", "3 trials x up to 2 epochs, 2 at a time", "Metric: mIoU (maximize)",
-                 "Estimated wall time", "probe: one epoch of the base spec took"):
+                 "Estimated wall time", "probe: 2 runs at once of one epoch of the base spec"):
         assert text in done.stdout, (text, done.stdout)
     plan = json.loads((tmp_path / "ws" / "fx" / "plan" / "plan.json").read_text())
     assert plan["seconds_per_epoch"] > 0 and plan["estimated_wall_s"] > 0
@@ -90,7 +90,7 @@ def test_plan_uses_trial_history_when_there_is_one(write_sweep: Callable[..., Pa
     run_sweep(path)
     ctx = prepare_sweep(load_sweep_config(path))
     plan = make_plan(ctx)
-    assert plan.timing.source.startswith("median of 4 epochs") and plan.estimated_wall_s is not None
+    assert plan.timing.source.startswith("reusing this sweep's history: median of 4 epochs") and plan.estimated_wall_s is not None
     write_plan(plan)
     assert (tmp_path / "ws" / "fx" / "plan" / "plan.json").is_file()
 

@@ -132,3 +132,45 @@ def test_ray_pbt(tmp_path: Path, synthetic_data: Path, ray_session: None) -> Non
     for trial in summary["trials"]:
         for step in trial["lineage"]:
             assert (sweep_dir / "trials" / trial["trial_id"] / "exploits" / step["donor"] / step["checkpoint"]).is_file()
+
+
+# The real default space (every automl_default_parameter of the schema, the relation test_max_size >=
+# test_min_size included), with the ranges of the parameters that size the network or the images narrowed to
+# what a CPU trains in seconds; every other parameter keeps its default range.
+CPU_SIZED_DEFAULT_SPACE = {"custom_param_ranges": {
+    "model.mask_former.hidden_dim": {"min": 32, "max": 48},
+    "model.mask_former.dec_layers": {"min": 2, "max": 3},
+    "model.mask_former.num_object_queries": {"min": 8, "max": 12},
+    "dataset.augmentation.test_min_size": {"min": 48, "max": 80},
+    "dataset.augmentation.test_max_size": {"min": 64, "max": 128},
+    "dataset.augmentation.train_max_size": {"min": 96, "max": 160},
+}}
+
+
+def test_ray_pbt_on_the_default_space(tmp_path: Path, synthetic_data: Path, ray_session: None) -> None:
+    summary = sweep(tmp_path, synthetic_data, backend="ray", search_space=CPU_SIZED_DEFAULT_SPACE,
+                    algorithm={"name": "pbt", "max_trials": 3, "max_epochs": 3, "perturbation_interval": 1,
+                               "quantile_fraction": 0.5})
+    sweep_dir = tmp_path / "ws" / "real"
+    check(summary, sweep_dir)
+    assert summary["counts"] == {"COMPLETED": 3}
+    space = yaml.safe_load((sweep_dir / "space.yaml").read_text())
+    assert len(space["parameters"]) == 10 and all(p.get("hot") for p in space["parameters"])  # the hot ten
+    base = yaml.safe_load((REPO / "configs" / "quickstart_spec.yaml").read_text())
+    for trial in summary["trials"]:
+        spec = yaml.safe_load((sweep_dir / "trials" / trial["trial_id"] / "spec.yaml").read_text())
+        assert spec["model"]["mask_former"]["hidden_dim"] == base["model"]["mask_former"]["hidden_dim"]  # cold: held
+
+
+def test_ray_bohb_on_the_default_space(tmp_path: Path, synthetic_data: Path, ray_session: None) -> None:
+    pytest.importorskip("hpbandster")
+    summary = sweep(tmp_path, synthetic_data, backend="ray", search_space=CPU_SIZED_DEFAULT_SPACE,
+                    algorithm={"name": "bohb", "max_trials": 4, "max_epochs": 3, "reduction_factor": 3})
+    sweep_dir = tmp_path / "ws" / "real"
+    check(summary, sweep_dir)
+    assert {t["state"] for t in summary["trials"]} <= {"COMPLETED", "PRUNED"}
+    for trial in summary["trials"]:
+        params = trial["params"]
+        assert len(params) == 16
+        assert params["dataset.augmentation.test_max_size"] >= params["dataset.augmentation.test_min_size"]
+        assert params["model.mask_former.hidden_dim"] % 8 == 0

@@ -196,3 +196,28 @@ def test_random_scenes_match_the_textbook_definition():
     per_image.merge(halves[0])
     per_image.merge(halves[1])
     assert per_image.compute().PQ == pytest.approx(ours.PQ)
+
+
+def test_counts_as_panopticapi_does_listed_but_absent_segments_and_one_crowd_per_category():
+    """Three panopticapi conventions: a listed ground-truth segment without pixels is still a false negative;
+    only the LAST listed crowd segment of a category excuses that category's predictions; ground-truth pixels
+    with an unlisted id are neither a segment nor void."""
+    evaluator = PanopticEvaluator({0: True, 1: False})
+    gt = np.zeros((4, 8), dtype=np.int64)
+    gt[:, 0:2] = 11            # crowd of class 0, listed FIRST (panopticapi forgets it)
+    gt[:, 2:4] = 12            # crowd of class 0, listed last (the one that counts)
+    gt[:, 4:6] = 99            # unlisted id: not void
+    gt[:, 6:8] = 13            # stuff segment, matched exactly
+    pred = np.zeros((4, 8), dtype=np.int64)
+    pred[:, 0:2] = 1           # class 0 on the forgotten crowd: a false positive
+    pred[:, 2:4] = 2           # class 0 on the remembered crowd: ignored
+    pred[:, 4:6] = 3           # class 0 on unlisted pixels: a false positive (they are not void)
+    pred[:, 6:8] = 4
+    evaluator.update(pred, [{"id": 1, "category_id": 0}, {"id": 2, "category_id": 0}, {"id": 3, "category_id": 0},
+                            {"id": 4, "category_id": 1}],
+                     gt, [{"id": 11, "category_id": 0, "iscrowd": 1}, {"id": 12, "category_id": 0, "iscrowd": 1},
+                          {"id": 13, "category_id": 1, "iscrowd": 0},
+                          {"id": 14, "category_id": 1, "iscrowd": 0}])  # listed, no pixels: a false negative
+    tp, fp, fn, iou = (evaluator.stats[i].tolist() for i in range(4))
+    assert (tp, fp, fn) == ([0.0, 1.0], [2.0, 0.0], [0.0, 1.0]) and iou == [0.0, 1.0]
+    assert evaluator.compute().PQ == pytest.approx((0.0 + 1.0 / (1 + 0.5)) / 2)

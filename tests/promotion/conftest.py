@@ -8,4 +8,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tracking"))
 
-from tracking_fixtures import migrated_sqlite_db, unique_name  # noqa: E402,F401
+from tracking_fixtures import migrated_sqlite_db, mlflow_server, unique_name  # noqa: E402,F401

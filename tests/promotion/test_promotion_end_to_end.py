@@ -76,7 +76,10 @@ def test_cpu_sweep_promotes_a_checkpoint_whose_evaluation_reproduces_the_metric(
 
     export = load_spec(sweep_dir / "best" / "export_spec.yaml", action="export", skill_dir=REPO_ROOT)
     assert export["export"]["checkpoint"] == str(checkpoint)
-    assert (export["export"]["input_width"], export["export"]["input_height"]) == (960, 544)
+    # Exported at the size the sweep tuned, and best.json says so.
+    assert best["export"]["source"] == "tuned test size" and not best["export"]["differs_from_tuned"]
+    assert (export["export"]["input_width"], export["export"]["input_height"]) == (
+        best["export"]["tuned_width"], best["export"]["tuned_height"])
     assert export["model"]["sem_seg_head"]["num_classes"] == 8 and export["model"]["mode"] == "panoptic"
 
     import mlflow
@@ -88,6 +91,8 @@ def test_cpu_sweep_promotes_a_checkpoint_whose_evaluation_reproduces_the_metric(
     registered = next(served.rglob("*.pth"))
     assert registered.name == checkpoint.name
     assert b"e2e-secret-key-123" not in registered.read_bytes()  # the registry copy's embedded spec is redacted
+    assert (served / "MLmodel").is_file()  # a loadable MLflow model, not a bare checkpoint folder
+    assert not [p for p in served.rglob("*") if p.is_file() and b"e2e-secret-key-123" in p.read_bytes()]
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)

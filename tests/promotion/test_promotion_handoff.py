@@ -48,7 +48,8 @@ def test_export_spec_points_at_the_promoted_checkpoint_with_the_export_shape(pro
     checkpoint = promoted / "model_epoch_001_step_00020.pth"
     assert spec["export"]["checkpoint"] == str(checkpoint) and checkpoint.is_file()
     assert spec["export"]["onnx_file"] == str(promoted / "mask2former.onnx")
-    assert (spec["export"]["input_width"], spec["export"]["input_height"], spec["export"]["input_channel"]) == (960, 544, 3)
+    # The template's test resize (shortest edge 640) with no annotation file to tell the image sizes: square.
+    assert (spec["export"]["input_width"], spec["export"]["input_height"], spec["export"]["input_channel"]) == (640, 640, 3)
     assert spec["results_dir"] == spec["export"]["results_dir"] == str(promoted / "export")
     train = yaml.safe_load((promoted / "train_spec.yaml").read_text())
     assert spec["model"] == train["model"] and spec["dataset"] == train["dataset"]  # the winner's full structure
@@ -64,7 +65,8 @@ def test_evaluate_and_deploy_specs_chain_from_the_export_outputs(promoted):
     assert engine["gen_trt_engine"]["onnx_file"] == export["onnx_file"]
     trt_engine = engine["gen_trt_engine"]["trt_engine"]
     assert trt_engine == str(promoted / "deploy" / "mask2former.engine")
-    for name, action in (("deploy_evaluate_spec.yaml", "evaluate"), ("deploy_inference_spec.yaml", "inference")):
+    for name, action in (("deploy_evaluate_tensorrt_spec.yaml", "evaluate"),
+                         ("deploy_inference_tensorrt_spec.yaml", "inference")):
         spec = yaml.safe_load((promoted / name).read_text())
         assert spec["evaluate"]["trt_engine"] == spec["inference"]["trt_engine"] == trt_engine
         assert spec["results_dir"] == str(promoted / "deploy" / action)
@@ -96,3 +98,36 @@ def test_a_spec_missing_the_structural_keys_is_refused(tmp_path):
         build_handoff_specs(spec, paths, templates={})
     only_evaluate = build_handoff_specs(spec, paths, templates={}, actions=("evaluate",))
     assert only_evaluate.export is None and set(only_evaluate.files()) == {"train_spec.yaml", "evaluate_spec.yaml"}
+
+
+def _spec(**dataset) -> dict:
+    return {"dataset": {"augmentation": {"test_min_size": 512, "test_max_size": 1024}, **dataset}}
+
+
+def test_export_size_is_the_tuned_test_size_unless_the_sweep_names_a_deploy_size(tmp_path):
+    import json
+
+    from skillkit.errors import SweepConfigError
+    from hpo.promotion.export_size import choose_export_size
+
+    fallback = (960, 544)
+    size = choose_export_size(_spec(val={"target_size": [320, 480]}), {}, fallback)
+    assert (size.width, size.height, size.source, size.differs) == (480, 320, "tuned test size", False)
+    # Shortest edge 512 of the most common 640x480 (w x h) image: 683x512.
+    annotations = tmp_path / "val.json"
+    annotations.write_text(json.dumps({"images": [{"id": 1, "height": 480, "width": 640},
+                                                  {"id": 2, "height": 480, "width": 640},
+                                                  {"id": 3, "height": 100, "width": 100}]}))
+    size = choose_export_size(_spec(val={"panoptic_json": str(annotations)}), {}, fallback)
+    assert (size.width, size.height) == (683, 512) and "640x480" in size.tuned_rule
+    # The test split is scored when it names annotations.
+    size = choose_export_size(_spec(val={"target_size": [64, 64]}, test={"instance_json": str(annotations)}), {}, fallback)
+    assert (size.width, size.height) == (683, 512)
+    size = choose_export_size(_spec(), {"deploy": {"input_size": "960x544"}}, fallback)
+    assert (size.width, size.height, size.source, size.tuned, size.differs) == (960, 544, "deploy.input_size", (512, 512), True)
+    assert size.to_dict()["differs_from_tuned"] is True
+    assert choose_export_size(_spec(), {"deploy": {"input_size": [512, 512]}}, fallback).differs is False
+    for bad in ("960*544", [960], [16, 16], ["a", "b"]):
+        with pytest.raises(SweepConfigError, match=r"deploy\.input_size"):
+            choose_export_size(_spec(), {"deploy": {"input_size": bad}}, fallback)
+    assert choose_export_size({}, {}, fallback).source.startswith("template default")

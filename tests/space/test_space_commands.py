@@ -31,6 +31,17 @@ def test_show_formats(tao_schema_file, capsys):
     assert [p["name"] for p in data["parameters"]] == ["train.optim.lr"]
 
 
+def test_show_is_readable_at_80_columns(repo_root, capsys):
+    """One block per parameter: every name whole on one line, nothing past column 80, no table folding."""
+    assert main(["space", "show", "--skill-dir", str(repo_root), "--width", "80"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    space = SearchSpace.from_yaml((repo_root / "search_spaces" / "mask2former_train.yaml").read_text())
+    for param in space.parameters:
+        assert any(line.split() and line.split()[0] == param.name for line in lines), param.name
+    assert len(lines) < 6 * len(space.parameters)
+
+
 def test_show_with_custom_ranges_file(tao_schema_file, tmp_path, capsys):
     ranges = tmp_path / "ranges.yaml"
     ranges.write_text(yaml.safe_dump({"train.optim.lr": {"min": 1e-5, "max": 1e-3}}))

@@ -43,15 +43,6 @@ def test_coco_panoptic_sources_follow_the_seed_table(tmp_path: Path, repo_root: 
     assert data["label_map"] == str(train / "label_map_panoptic.json")
 
 
-def test_s3_roots_are_joined_without_checking(repo_root: Path) -> None:
-    skill = SkillDir(repo_root)
-    spec = merge_spec(None, "train", ["dataset.train.type=coco_panoptic", "dataset.val.type=coco_panoptic"], skill)
-    resolve_data_sources(spec, skill, "train", train_datasets="s3://bucket/data/train", eval_dataset="s3://bucket/data/val/")
-    assert spec["dataset"]["train"]["img_dir"] == "s3://bucket/data/train/images.tar.gz"
-    assert spec["dataset"]["val"]["panoptic_json"] == "s3://bucket/data/val/annotations_panoptic.json"
-    assert spec["dataset"]["label_map"] == "s3://bucket/data/train/label_map_panoptic.json"
-
-
 def test_other_formats_use_label_map_json(tmp_path: Path, repo_root: Path) -> None:
     root = tmp_path / "coco"
     root.mkdir()
@@ -227,3 +218,60 @@ def test_ade_root_resolution_archive_and_extracted(tmp_path: Path, repo_root: Pa
     (root / "images").mkdir()  # extracted in place: ADE's members sit at the root's level
     spec = resolve_data_sources(merge_spec(None, "train", [], skill), skill, "train", train_datasets=str(root))
     assert spec["dataset"]["train"]["root_dir"] == str(root)
+
+
+# -- the skill card's data_sources table, action by action ---------------------------------------------------
+def _card(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def test_our_table_sources_every_key_of_taos_table_the_same_way(repo_root: Path, tao_reference: Path) -> None:
+    ours = _card(repo_root / "references" / "skill_info.yaml")["data_sources"]
+    theirs = _card(tao_reference / "references" / "skill_info.yaml")["data_sources"]
+    for action, table in theirs.items():
+        for dotted, entry in table.items():
+            mine = ours[action][dotted]
+            assert (mine["source"], mine["path"]) == (entry["source"], entry["path"]), (action, dotted)
+            assert mine.get("runtime") == entry.get("runtime"), (action, dotted)
+
+
+def _roots(tmp_path: Path) -> dict[str, Path]:
+    return {source: _panoptic_root(tmp_path / source) for source in ("train_datasets", "eval_dataset",
+                                                                      "inference_dataset")}
+
+
+@pytest.mark.parametrize("action", ["train", "evaluate", "inference", "quantize"])
+def test_every_entry_of_the_table_is_filled_from_its_own_source(tmp_path: Path, repo_root: Path, action: str) -> None:
+    skill = SkillDir(repo_root)
+    roots = _roots(tmp_path)
+    spec = resolve_data_sources(merge_spec(None, action, [], skill), skill, action,
+                                **{source: str(root) for source, root in roots.items()})
+    checked = 0
+    for dotted, entry in skill.data_sources(action).items():
+        if "coco_panoptic" not in entry.get("x_dataset_types", ["coco_panoptic"]):
+            continue  # an ADE-only entry (root_dir, annot_file)
+        value = spec
+        for part in dotted.split("."):
+            value = value[part]
+        assert value == str(roots[entry["source"]] / entry["path"]), (action, dotted)
+        checked += 1
+    assert checked >= 5
+
+
+def test_inference_predicts_the_eval_dataset_when_no_inference_dataset_is_given(tmp_path: Path, repo_root: Path,
+                                                                                 capsys) -> None:
+    val = _panoptic_root(tmp_path / "val")
+    assert main(["spec", "resolve", "--action", "inference", "--eval-dataset", str(val), "--allow-missing",
+                 "--skill-dir", str(repo_root)]) == 0
+    spec = parse_yaml(capsys.readouterr().out, source="stdout")
+    assert spec["dataset"]["test"]["img_dir"] == str(val / "images.tar.gz")
+    assert spec["dataset"]["val"]["panoptic_json"] == str(val / "annotations_panoptic.json")
+    # Given both, the inference dataset is what inference predicts.
+    other = _panoptic_root(tmp_path / "other")
+    assert main(["spec", "resolve", "--action", "inference", "--eval-dataset", str(val), "--inference-dataset",
+                 str(other), "--allow-missing", "--skill-dir", str(repo_root)]) == 0
+    spec = parse_yaml(capsys.readouterr().out, source="stdout")
+    assert spec["dataset"]["test"]["img_dir"] == str(other / "images.tar.gz")
+    assert spec["dataset"]["val"]["img_dir"] == str(val / "images.tar.gz")

@@ -31,10 +31,9 @@ def test_check_fails_with_the_uri_and_cause(dataset: dict[str, str], capsys: pyt
     missing = dataset["val"].replace("/val", "/nope")
     code = main(["storage", "check", "--train-dataset", dataset["train"], "--eval-dataset", missing, *ROOTS])
     captured = capsys.readouterr()
-    assert code == 8
-    assert f"dataset.val.img_dir = {missing}/images.tar.gz: the object does not exist" in captured.err
-    assert captured.err.startswith("error: pre-flight found")
-    assert "pre-flight failed" in captured.out
+    assert code == 6  # as for a local folder: the root is listed while the spec is filled, before any check
+    assert captured.err.startswith(f"error: dataset root '{missing}' (given as eval_dataset) has no 'images.tar.gz'")
+    assert "the root holds: nothing (no object under that prefix)" in captured.err
 
 
 def test_stage_writes_a_local_spec(dataset: dict[str, str], tmp_path: Path) -> None:

@@ -150,6 +150,19 @@ def test_missing_object_stops_before_any_download(dataset: dict[str, str], tmp_p
     assert not (tmp_path / "ws" / "data_staging.json").exists()
 
 
+def test_a_cause_shared_by_every_source_is_said_once(dataset: dict[str, str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(StorageError) as caught:
+        stage_spec_sources(_spec(dataset), data_paths=PANOPTIC_KEYS, cache_dir=tmp_path / "cache",
+                           workspace=tmp_path / "ws")
+    message = str(caught.value)
+    assert message.startswith("cannot stage 6 data sources, so no trial was started: No AWS credentials were found")
+    assert message.count("no AWS credentials") + message.count("No AWS credentials") == 1
+    assert f"dataset.train.panoptic_json ({dataset['train']}/annotations_panoptic.json)" in message
+
+
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "corrupt"])
 def test_unsafe_or_corrupt_archive_on_s3_is_refused(
     kind: str, bucket: str, s3_client, tmp_path: Path, tar_factory

@@ -15,7 +15,7 @@ from synthetic_sweep import FakeTrial, default_trials, params, replay_into, writ
 from hpo.cli import main
 from hpo.tracking import MlflowObserver
 from hpo.tracking.compare import compare
-from hpo.tracking.plots import PLOTS, make_plots, study_from_summary
+from hpo.tracking.plots import PLOTS, best_so_far, make_plots, read_plot_set, study_from_summary
 
 
 def test_study_rebuilt_from_a_ray_summary_has_values_curves_and_states(tmp_path):
@@ -62,9 +62,35 @@ def test_plots_that_cannot_be_drawn_are_skipped_with_a_reason(tmp_path):
     sweep_dir = write_sweep(tmp_path, trials)
     plots = make_plots(json.loads((sweep_dir / "summary.json").read_text()), tmp_path / "plots")
     assert set(plots.skipped) == {"parallel_coordinate", "param_importances"}
-    assert "two completed trials" in plots.skipped["param_importances"]
+    assert plots.skipped["param_importances"] == (
+        "needs 3 trials with different parameters validated at one budget; this sweep has 1 completed and no epoch "
+        "3 trials reached")
     assert {p.name for p in plots.files} == {"optimization_history.png", "optimization_history.html",
                                              "learning_curves.png", "learning_curves.html"}
+    recorded = read_plot_set(tmp_path / "plots")
+    assert recorded["drawn"] == ["optimization_history", "learning_curves"]
+    assert recorded["skipped"] == plots.skipped
+
+
+def test_pruned_trials_are_in_the_history_and_parameters_are_compared_at_one_budget(tmp_path):
+    """The quickstart's shape: one completed trial, the others pruned at epochs 1-2. The history shows every
+    trial (pruned ones apart, at their best reported value); the compared plots use epoch 2, which three reached,
+    never a pruned trial's epoch-1 value beside a completed trial's epoch-3 one."""
+    trials = [FakeTrial("a", params(1e-4, 4, 128), [0.05, 0.08, 0.07]),
+              FakeTrial("b", params(2e-3, 5, 136), [0.04, 0.01], state="PRUNED"),
+              FakeTrial("c", params(1e-3, 6, 144), [0.09, 0.06], state="PRUNED"),
+              FakeTrial("d", params(5e-4, 7, 152), [0.03], state="PRUNED")]
+    sweep_dir = write_sweep(tmp_path, trials)
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    plots = make_plots(summary, tmp_path / "plots")
+    assert plots.skipped == {}
+    assert plots.basis == "mIoU at epoch 2, the last epoch 3 trials reached"
+    history = (tmp_path / "plots" / "optimization_history.html").read_text()
+    assert "pruned (best before it was stopped)" in history and "best so far (what promotion picks)" in history
+    assert "c (pruned at epoch 2)" in history
+    assert "pruned here" in (tmp_path / "plots" / "learning_curves.html").read_text()
+    # "best so far" is what promotion would pick: c's 0.09 (pruned) never leads, a's 0.08 (completed) does.
+    assert best_so_far(summary) == [(0, 0.08), (1, 0.08), (2, 0.08), (3, 0.08)]
 
 
 def _two_sweeps(tmp_path, migrated_sqlite_db):
@@ -106,7 +132,7 @@ def test_compare_reads_workspaces_and_experiments_alike(tmp_path, migrated_sqlit
     assert main(["compare", "asha_run", str(second), "--tracking-uri", uri, "--csv", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "asha_run" in printed and "tpe_run" in printed and "0.7100" in printed
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["sweep"] for r in rows] == ["asha_run", "tpe_run"]
     assert rows[1]["best"] == "0.71" and rows[1]["pruned"] == "1" and rows[1]["gpu_hours"] == "2.5"
     assert json.loads(rows[0]["best_params"])["model.mask_former.hidden_dim"] == 256

@@ -54,9 +54,10 @@ def test_promoted_checkpoint_is_registered_under_the_alias_and_the_alias_moves(t
     assert version.run_id == first["mlflow"]["run_id"] == client.search_runs(
         [client.get_experiment_by_name(name).experiment_id], "tags.`hpo.trial_id` = 't0'")[0].info.run_id
     downloaded = _download(monkeypatch, uri, f"models:/{model}@champion", tmp_path / "dl1")
-    files = [p for p in downloaded.rglob("*") if p.is_file()]
-    assert [p.name for p in files] == ["model_epoch_001_step_00020.pth"]
+    files = [p for p in downloaded.rglob("*.pth")]
+    assert [p.name for p in files] == ["model_epoch_001_step_00020.pth"]  # inside the MLflow model's artifacts
     assert files[0].read_bytes() == (sweep_dir / "best" / "model_epoch_001_step_00020.pth").read_bytes()
+    assert (downloaded / "MLmodel").is_file()
     parent = client.get_run(first["mlflow"]["parent_run_id"])
     assert parent.data.tags["hpo.promoted.trial_id"] == "t0" and parent.data.metrics["promoted_mIoU"] == 0.62
     assert {"best/best.json", "best/export_spec.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id, "best")}
@@ -73,3 +74,23 @@ def test_promoted_checkpoint_is_registered_under_the_alias_and_the_alias_moves(t
     assert [p.name for p in moved.rglob("*.pth")] == ["model_epoch_002_step_00030.pth"]
     best = json.loads((sweep_dir / "best" / "best.json").read_text())
     assert best["mlflow"]["model_uri"] == f"models:/{model}@champion" and best["trial_id"] == "t9"
+
+
+def test_registering_a_logged_model_leaves_the_process_tracking_uri_alone(monkeypatch):
+    """The registry call is pointed at the sweep's store, and the user's MLFLOW_TRACKING_URI survives it."""
+    import os
+
+    from mlflow.tracking._tracking_service import utils
+
+    from hpo.tracking.replay import _process_tracking_uri
+
+    monkeypatch.setattr(utils, "_tracking_uri", None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/users-own")
+
+    class Client:
+        tracking_uri = "sqlite:////tmp/the-sweeps-store.db"
+
+    with _process_tracking_uri(Client()):
+        assert utils.get_tracking_uri() == Client.tracking_uri
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:9/users-own"
+    assert utils.get_tracking_uri() == "http://127.0.0.1:9/users-own"

@@ -102,7 +102,11 @@ def test_inference_writes_maps_json_and_overlays(panoptic_data, trained_run, tmp
     assert np.asarray(Image.open(out / "panoptic" / "b.png")).shape == (70, 50, 3)
     assert Image.open(out / "overlays" / "sub" / "a.jpg").size == (80, 48)
     panoptic = json.loads((out / "panoptic.json").read_text())
-    assert [a["image_id"] for a in panoptic["annotations"]] == ["b", "sub/a"]
+    # The spec's test annotations (ids 1, 2) do not name these images: fresh COCO ids above them, in path
+    # order, with the file names kept beside them.
+    assert [(a["image_id"], a["file_name"]) for a in panoptic["annotations"]] == [(3, "b.png"), (4, "sub/a.png")]
+    assert panoptic["images"] == [{"id": 3, "file_name": "b.jpg", "height": 70, "width": 50},
+                                  {"id": 4, "file_name": "sub/a.png", "height": 48, "width": 80}]
     for annotation in panoptic["annotations"]:
         ids = np.asarray(Image.open(out / "panoptic" / annotation["file_name"])).astype(np.int64)
         ids = ids[..., 0] + 256 * ids[..., 1] + 65536 * ids[..., 2]
@@ -118,7 +122,7 @@ def test_inference_writes_maps_json_and_overlays(panoptic_data, trained_run, tmp
     assert code == 0, output
     records = json.loads((tmp_path / "inst" / "instances.json").read_text())
     assert records and all(isinstance(r["segmentation"]["counts"], str) for r in records)
-    assert {r["image_id"] for r in records} == {"b", "sub/a"}
+    assert {(r["image_id"], r["file_name"]) for r in records} == {(3, "b.jpg"), (4, "sub/a.png")}
     assert all(r["category_id"] in {1, 2, 3} for r in records)  # thing categories only
 
 

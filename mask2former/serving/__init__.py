@@ -1,0 +1,1 @@
+"""Serving the trained model outside this project's CLI: an MLflow pyfunc model (`pyfunc.py`)."""

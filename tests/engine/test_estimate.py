@@ -1,0 +1,74 @@
+"""Honest estimates: `hpo plan --probe` always measures (and says when it reuses history instead), the estimate
+counts the scheduler's epochs, the trials that run at once, start-up and promotion, and it comes within ±30%
+of the wall time the sweep then takes (fixture trainer: epochs of a known length, real processes)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from hpo.sweep.config import AlgorithmConfig, load_sweep_config
+from hpo.sweep.context import prepare_sweep
+from hpo.sweep.estimate import TimingEstimate, estimate_wall, makespan, trial_epochs
+from hpo.sweep.plan import make_plan
+from hpo.sweep.runner import execute, start_workspace
+
+
+def _algorithm(**changes) -> AlgorithmConfig:
+    base = dict(name="asha", sampler="random", scheduler="asha", max_trials=5, max_epochs=3, grace_period=1,
+                reduction_factor=2)
+    return AlgorithmConfig(**{**base, **changes})
+
+
+def test_epochs_per_trial_follow_asynchronous_successive_halving() -> None:
+    assert trial_epochs(_algorithm(), 3, 5) == [3, 3, 2, 1, 1]  # the quickstart's shape: 10 epochs
+    assert sum(trial_epochs(_algorithm(reduction_factor=3, max_trials=32), 12, 32)) == 84
+    assert trial_epochs(_algorithm(scheduler="none"), 3, 4) == [3, 3, 3, 3]
+
+
+def test_makespan_schedules_longest_first_on_the_slots() -> None:
+    assert makespan([10, 10, 5, 5, 3], 2) == 18
+    assert makespan([4, 4, 4], 1) == 12 and makespan([], 2) == 0
+
+
+def test_the_estimate_adds_start_up_promotion_and_tracking(write_sweep: Callable[..., Path]) -> None:
+    config = load_sweep_config(write_sweep(algorithm={"name": "asha", "max_trials": 5, "max_epochs": 3,
+                                                      "grace_period": 1, "reduction_factor": 2},
+                                           resources={"max_concurrent": 2}, promotion={"enabled": True}))
+    timing = TimingEstimate(2.0, 5.0, "test", evaluate_s=4.0, store_s=3.0, plots_s=6.0)
+    wall = estimate_wall(config, 3, timing, slots=2)
+    assert wall.epochs == (3, 3, 2, 1, 1)
+    assert wall.trials_s == makespan([11, 11, 9, 7, 7], 2) and wall.promotion_s == 4.0  # tracking is off here
+    assert wall.total_s == wall.setup_s + wall.trials_s + wall.promotion_s
+
+
+def test_probe_measures_even_with_history_and_history_says_so(write_sweep: Callable[..., Path]) -> None:
+    from hpo.sweep.runner import run_sweep
+
+    path = write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 2})
+    run_sweep(path)
+    ctx = prepare_sweep(load_sweep_config(path))
+    assert make_plan(ctx).timing.source.startswith("reusing this sweep's history")
+    assert make_plan(ctx, probe=True).timing.source.startswith("probe: 2 runs at once of one epoch")
+
+
+@pytest.mark.slow
+def test_estimate_is_within_30_percent_of_the_actual_wall_time(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_sweep(algorithm={"name": "asha", "max_trials": 6, "max_epochs": 4, "grace_period": 1,
+                                  "reduction_factor": 2},
+                       resources={"max_concurrent": 2}, spec_overrides={"fixture.sleep_s": 1.0},
+                       promotion={"enabled": True})
+    ctx = prepare_sweep(load_sweep_config(path))
+    plan = make_plan(ctx, probe=True)
+    assert plan.timing.evaluate_s is not None  # promotion's final evaluation was timed
+    start_workspace(ctx)
+    started = time.monotonic()
+    execute(ctx, planned=plan.batch, use_default_observers=False)
+    actual = time.monotonic() - started
+    summary = json.loads((tmp_path / "ws" / "fx" / "summary.json").read_text())
+    epochs = sum(t["history"][-1]["epoch"] + 1 for t in summary["trials"])  # epochs trained (TAO index + 1)
+    assert abs(plan.estimated_wall_s - actual) <= 0.3 * actual, (plan.estimated_wall_s, actual, plan.wall, epochs)
