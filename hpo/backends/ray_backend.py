@@ -10,8 +10,9 @@ generator (PBT refuses searchers) drawing whole configurations from the space, w
 explore step. PBT's space holds hot parameters only (`hpo.sweep.compatibility`): nothing it perturbs can
 change a checkpoint's shapes. `planned` are static points (`hpo.space.static`), the plan's first batch.
 
-The scheduler's time attribute is `epoch` (completed epochs), so grace periods, rungs and perturbation
-intervals are in epochs even when a trainer validates less often or a trial was restored.
+The scheduler's time attribute is `epochs_trained` (a count; a result's `epoch` is TAO's 0-based index),
+so grace periods, rungs and perturbation intervals are in epochs even when a trainer validates less often
+or a trial was restored.
 """
 
 from __future__ import annotations
@@ -86,13 +87,13 @@ class PbtExplorer:
 
 def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: SearchSpace, seed: int) -> Any:
     """The Ray Tune scheduler for a resolved algorithm (one place: `RayBackend` and the search-efficiency
-    benchmark's simulator both build it here). Its time attribute is `epoch`; metric and mode come later
-    (TuneConfig, or `set_search_properties`)."""
+    benchmark's simulator both build it here). Its time attribute is `epochs_trained` (a count; a result's
+    `epoch` is TAO's 0-based index); metric and mode come later (TuneConfig, or `set_search_properties`)."""
     from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler,
                                      MedianStoppingRule, PopulationBasedTraining)
 
     name = algorithm.scheduler
-    common = {"time_attr": "epoch"}
+    common = {"time_attr": "epochs_trained"}
     if name == "none":
         return FIFOScheduler()
     if name == "median":
