@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from skillkit.cli import Command, add_commands
-from skillkit.errors import UserError
+from skillkit.errors import ExitCode, UserError
 
 
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -72,6 +72,11 @@ class SkillDir:
         return str(self.info.get("automl_enabled", False)).lower() == "true"
 
     @property
+    def network_arch(self) -> str:
+        """The model's name (`network_arch`); files a job creates are named after it (`<arch>.onnx`)."""
+        return str(self.info.get("network_arch") or self.info.get("name") or "model")
+
+    @property
     def monitoring_metric(self) -> str:
         return str(self.info.get("monitoring_metric", DEFAULT_MONITORING_METRIC))
 

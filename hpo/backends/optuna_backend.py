@@ -50,6 +50,7 @@ from hpo.trials.lifecycle import build_process, final_state, ingest_status, reco
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, TrialRecord
 from hpo.trials.resources import GpuPool, detect_gpus
 from hpo.trials.runner import stop_orphaned_trainer
+from skillkit.checkpoints import epochs_trained
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -252,7 +253,7 @@ class OptunaBackend:
             self._report_new(trial, record, stored)
         record.reopen()
         record.save(trial_dir)
-        if (record.last_epoch() or 0) >= self.ctx.max_epochs:
+        if record.epochs_trained() >= self.ctx.max_epochs:
             self._finish(trial, record, COMPLETED, None)
             return None
         point = resume_point(trial_dir, [(e["epoch"], e.get("step")) for e in record.history])
@@ -271,10 +272,13 @@ class OptunaBackend:
                                direction=self.ctx.direction)
 
     def _report_new(self, trial: optuna.trial.Trial, record: TrialRecord, stored: set[int]) -> None:
+        """Report the record's validations the study lacks; Optuna's step is the epochs trained (the
+        resource its pruners count), not TAO's 0-based epoch index."""
         for epoch, value in record.metric_values():
-            if epoch not in stored:
-                trial.report(value, epoch)
-                stored.add(epoch)
+            step = epochs_trained(epoch)
+            if step not in stored:
+                trial.report(value, step)
+                stored.add(step)
 
     # -- one trial (runs in a pool thread) -----------------------------------------------------------------
     def _drive(self, trial: optuna.trial.Trial, record: TrialRecord, resume_from: Path | None, cuda: str) -> None:
@@ -292,7 +296,7 @@ class OptunaBackend:
             self._finish(trial, record, FAILED, process)
             return
         process.start()
-        stored = set(record.epochs())
+        stored = {epochs_trained(epoch) for epoch in record.epochs()}
         pruned = paused = False
         while True:
             if self._stop_all.is_set() and not (pruned or paused):
@@ -309,12 +313,12 @@ class OptunaBackend:
             if new:
                 self.guard.trial_reported(record.trial_id)
                 self.observers.trial_reported(record, entry)
-            if validation.epoch in stored or pruned or paused:
+            if validation.epochs_trained in stored or pruned or paused:
                 continue
-            stored.add(validation.epoch)
+            stored.add(validation.epochs_trained)
             with self._study_lock:
-                trial.report(validation.value, validation.epoch)
-                should_prune = validation.epoch < self.ctx.max_epochs and trial.should_prune()
+                trial.report(validation.value, validation.epochs_trained)
+                should_prune = validation.epochs_trained < self.ctx.max_epochs and trial.should_prune()
             if should_prune:
                 pruned = True
                 process.stop()
@@ -341,4 +345,4 @@ class OptunaBackend:
         self.guard.trial_finished(record)
         self.observers.trial_finished(record)
         if state == PAUSED:
-            log.info("%s paused at epoch %s", record.trial_id, record.last_epoch())
+            log.info("%s paused after %s epochs", record.trial_id, record.epochs_trained())

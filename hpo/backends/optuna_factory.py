@@ -12,7 +12,7 @@ sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant 
 scheduler: none → NopPruner; median → MedianPruner (no pruning before grace_period epochs);
            asha → SuccessiveHalvingPruner (asynchronous successive halving, min_resource = grace_period);
            hyperband → HyperbandPruner (min grace_period, max the epoch budget).
-Pruners see one intermediate value per epoch (step = epoch).
+Pruners see one intermediate value per validation, at step = epochs trained (the resource they count).
 """
 
 from __future__ import annotations

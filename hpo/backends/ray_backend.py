@@ -10,8 +10,9 @@ generator (PBT refuses searchers) drawing whole configurations from the space, w
 explore step. PBT's space holds hot parameters only (`hpo.sweep.compatibility`): nothing it perturbs can
 change a checkpoint's shapes. `planned` are static points (`hpo.space.static`), the plan's first batch.
 
-The scheduler's time attribute is `epoch` (completed epochs), so grace periods, rungs and perturbation
-intervals are in epochs even when a trainer validates less often or a trial was restored.
+The scheduler's time attribute is `epochs_trained` (a count; a result's `epoch` is TAO's 0-based index),
+so grace periods, rungs and perturbation intervals are in epochs even when a trainer validates less often
+or a trial was restored.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from hpo.backends.optuna_factory import storage_url
 from skillkit.errors import SweepConfigError
 from hpo.space import SearchSpace
+from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext
 from hpo.sweep.guard import SweepGuard
 from hpo.sweep.observer import ObserverHub
@@ -83,6 +85,36 @@ class PbtExplorer:
         return {**config, PBT_PARAMS_KEY: pack_params(new)}
 
 
+def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: SearchSpace, seed: int) -> Any:
+    """The Ray Tune scheduler for a resolved algorithm (one place: `RayBackend` and the search-efficiency
+    benchmark's simulator both build it here). Its time attribute is `epochs_trained` (a count; a result's
+    `epoch` is TAO's 0-based index); metric and mode come later (TuneConfig, or `set_search_properties`)."""
+    from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler,
+                                     MedianStoppingRule, PopulationBasedTraining)
+
+    name = algorithm.scheduler
+    common = {"time_attr": "epochs_trained"}
+    if name == "none":
+        return FIFOScheduler()
+    if name == "median":
+        return MedianStoppingRule(grace_period=algorithm.grace_period,
+                                  min_samples_required=max(1, algorithm.n_startup_trials), **common)
+    if name == "asha":
+        return ASHAScheduler(max_t=max_epochs, grace_period=algorithm.grace_period,
+                             reduction_factor=algorithm.reduction_factor, brackets=algorithm.brackets, **common)
+    if name == "hyperband":
+        return HyperBandScheduler(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
+    if name == "bohb":
+        return HyperBandForBOHB(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
+    if name == "pbt":
+        return PopulationBasedTraining(
+            perturbation_interval=algorithm.perturbation_interval, quantile_fraction=algorithm.quantile_fraction,
+            custom_explore_fn=PbtExplorer(space, seed, algorithm.perturbation_factor, algorithm.resample_probability),
+            log_config=False, **common,
+        )
+    raise SweepConfigError(f"early stopping {name!r} is not available on backend ray.")
+
+
 def experiment_path(ctx: SweepContext) -> Path:
     return ctx.workspace.state_dir / "ray" / EXPERIMENT_NAME
 
@@ -99,32 +131,8 @@ class RayBackend:
 
     # -- pieces --------------------------------------------------------------------------------------------
     def scheduler(self) -> Any:
-        from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler,
-                                         MedianStoppingRule, PopulationBasedTraining)
-
-        algorithm, max_epochs = self.ctx.config.algorithm, self.ctx.max_epochs
-        name = algorithm.scheduler
-        common = {"time_attr": "epoch"}  # metric and mode come from TuneConfig
-        if name == "none":
-            return FIFOScheduler()
-        if name == "median":
-            return MedianStoppingRule(grace_period=algorithm.grace_period,
-                                      min_samples_required=max(1, algorithm.n_startup_trials), **common)
-        if name == "asha":
-            return ASHAScheduler(max_t=max_epochs, grace_period=algorithm.grace_period,
-                                 reduction_factor=algorithm.reduction_factor, brackets=algorithm.brackets, **common)
-        if name == "hyperband":
-            return HyperBandScheduler(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
-        if name == "bohb":
-            return HyperBandForBOHB(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
-        if name == "pbt":
-            return PopulationBasedTraining(
-                perturbation_interval=algorithm.perturbation_interval, quantile_fraction=algorithm.quantile_fraction,
-                custom_explore_fn=PbtExplorer(self.ctx.space, self.ctx.config.seed, algorithm.perturbation_factor,
-                                              algorithm.resample_probability),
-                log_config=False, **common,
-            )
-        raise SweepConfigError(f"early stopping {name!r} is not available on backend ray.")
+        return make_scheduler(self.ctx.config.algorithm, max_epochs=self.ctx.max_epochs, space=self.ctx.space,
+                              seed=self.ctx.config.seed)
 
     def search(self) -> tuple[Any, dict[str, Any]]:
         """(search_alg or None, param_space)."""

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from hpo.sweep.context import plain
 from hpo.sweep.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
 from hpo.trials.record import COMPLETED, FAILED, FINISHED_STATES, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
-from skillkit.status.follower import Validation
+from skillkit.status import Validation
 
 if TYPE_CHECKING:
     from hpo.sweep.context import SweepContext
@@ -86,9 +85,10 @@ class RayRecordKeeper:
         self.observers.trial_started(record)
 
     def result(self, trial: Trial, result: dict[str, Any]) -> None:
-        epoch, value = result.get("epoch"), result.get(self.ctx.metric)
-        if not isinstance(epoch, int) or not isinstance(value, (int, float)):
+        validation = Validation.from_history(result.get("validation") or {}, self.ctx.metric)
+        if validation is None:
             return
+        epoch = validation.epoch
         if trial.trial_id in self.finished_before:
             return
         record = self._record(trial)
@@ -99,8 +99,6 @@ class RayRecordKeeper:
             record.params = plain(json.loads(result["params_json"]))
             record.lineage.append({**donor, "params": dict(record.params)})
         new = epoch not in record.epochs()
-        validation = Validation(epoch=epoch, step=result.get("step"), value=float(value),
-                                kpi=dict(result.get("kpi") or {}), time=time.time())
         record.add_validation(validation, result.get("checkpoint_name"))
         record.save(self._dir(trial.trial_id))
         if new:
@@ -112,7 +110,7 @@ class RayRecordKeeper:
         if trial.trial_id in self.finished_before:
             return
         record = self._record(trial)
-        if (record.last_epoch() or 0) >= self.ctx.max_epochs:
+        if record.epochs_trained() >= self.ctx.max_epochs:
             self._finish(record, COMPLETED)
         elif self.guard.reason is not None:
             self._finish(record, PAUSED, count=False)  # stopped by the sweep ending, not by the scheduler
@@ -161,7 +159,7 @@ class RayRecordKeeper:
         interrupted = self.guard.reason in (INTERRUPTED, TIME_BUDGET)
         unfinished = set(self.unfinished())
         for record in [r for r in self.records.values() if r.state == RUNNING]:
-            reached = (record.last_epoch() or 0) >= self.ctx.max_epochs
+            reached = record.epochs_trained() >= self.ctx.max_epochs
             status = self.ray_status.get(record.trial_id)
             if reached:
                 self._finish(record, COMPLETED)

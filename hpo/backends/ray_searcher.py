@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from hpo import selection
 from hpo.backends.optuna_factory import make_sampler, make_storage
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
@@ -65,7 +66,7 @@ class SpaceSearcher(Searcher):
         if self._study is None:
             self._study = optuna.create_study(
                 study_name=self.study_name, storage=make_storage(self.storage_url),
-                direction="maximize" if self.mode == "max" else "minimize", load_if_exists=True,
+                direction=self.direction, load_if_exists=True,
                 sampler=make_sampler(self.algorithm, self.space, self.seed, epoch_budget=self.max_epochs),
             )
             if self.planned and not self._study.get_trials(deepcopy=False):
@@ -108,19 +109,21 @@ class SpaceSearcher(Searcher):
         self._reported[trial_id] = []
         return params
 
+    @property
+    def direction(self) -> str:
+        return selection.MAXIMIZE if self.mode == "max" else selection.MINIMIZE
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self._trial(trial_id)
-        epoch, value = result.get("epoch"), result.get(self.metric)
-        if trial is None or not isinstance(epoch, int) or not isinstance(value, (int, float)):
+        trained, value = result.get("epochs_trained"), result.get(self.metric)
+        if trial is None or not isinstance(trained, int) or not isinstance(value, (int, float)):
             return
         reported = self._reported.setdefault(trial_id, [])
-        if epoch in reported:
+        if trained in reported:
             return
-        trial.report(float(value), epoch)
-        reported.append(epoch)
-        best = self._best.get(trial_id)
-        better = best is None or (value > best if self.mode == "max" else value < best)
-        if better:
+        trial.report(float(value), trained)  # Optuna's step: epochs trained, the resource its pruners count
+        reported.append(trained)
+        if selection.better(float(value), self._best.get(trial_id), self.direction):
             self._best[trial_id] = float(value)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -129,7 +132,7 @@ class SpaceSearcher(Searcher):
             return
         if result:
             self.on_trial_result(trial_id, result)
-        reached = bool(result) and isinstance(result.get("epoch"), int) and result["epoch"] >= self.max_epochs
+        reached = bool(result) and isinstance(result.get("epochs_trained"), int) and result["epochs_trained"] >= self.max_epochs
         if error:
             self.study.tell(trial, state=TrialState.FAIL)
         elif reached and trial_id in self._best:

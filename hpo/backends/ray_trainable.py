@@ -12,8 +12,10 @@ Life of a trial (calls from Ray, in this order):
   `exploits/` and continue from the copy with the perturbed params.
 - `step()`: starts (or thaws) the trainer, waits for its next validation, FREEZES the trainer (SIGSTOP) and
   returns the result, so while the scheduler decides the trainer has trained no further than the
-  checkpoint it just wrote. The result with epoch == budget has done=True (the trainer then finishes).
-- `save_checkpoint()`: returns a tiny pointer {trial_id, trial_dir, checkpoint, epoch, step}; the trainer's
+  checkpoint it just wrote. A result carries `epoch` (TAO's 0-based index, as in status.json and the
+  checkpoint name), `epochs_trained` (the scheduler's time attribute) and the whole status line under
+  `validation`; the one with epochs_trained == budget has done=True (the trainer then finishes).
+- `save_checkpoint()`: returns a tiny pointer {trial_id, trial_dir, checkpoint, epoch, step, validation}; the trainer's
   own checkpoint stays in the trial folder (the workspace must be on storage every Ray node can reach).
 - `cleanup()`: the trainer is stopped cleanly with SIGTERM (a frozen one is thawed to handle it); one that
   reached the budget is allowed to finish.
@@ -33,10 +35,11 @@ from ray import tune
 
 from hpo.sweep.context import SweepContext, plain
 from hpo.trials.failures import Failure
-from hpo.trials.lifecycle import build_process, checkpoint_for, final_state
+from hpo.trials.lifecycle import build_process, final_state
 from hpo.trials.record import FAILED, FINISHED_STATES, TrialRecord
 from hpo.trials.runner import TrainerProcess
-from skillkit.status.follower import STATUS_FILE, Validation, read_validations
+from skillkit.checkpoints import checkpoint_for
+from skillkit.status import STATUS_FILE, Validation, read_validations
 
 OUTCOME_FILE = "outcome.json"
 # Under PBT the whole configuration travels as one JSON string: Ray's variant generator and PBT treat nested
@@ -90,13 +93,14 @@ class HpoTrainable(tune.Trainable):
         self.recorded_final = _recorded_final_state(self.trial_dir)
         # A trial Ray restarts without a checkpoint of its own (the driver died before Ray recorded one)
         # still continues from what its folder holds.
-        self._adopt_own_progress(after_epoch=0)
+        self._adopt_own_progress(after_epochs=0)
 
     # -- resume / exploit ----------------------------------------------------------------------------------
-    def _adopt_own_progress(self, after_epoch: int) -> None:
-        """Queue our validations beyond `after_epoch` for replay, up to the newest one with a checkpoint, and
-        continue from that checkpoint."""
-        newer = [v for v in read_validations(self.trial_dir / STATUS_FILE, self.ctx.metric) if v.epoch > after_epoch]
+    def _adopt_own_progress(self, after_epochs: int) -> None:
+        """Queue our validations beyond `after_epochs` epochs trained for replay, up to the newest one with a
+        checkpoint, and continue from that checkpoint."""
+        newer = [v for v in read_validations(self.trial_dir / STATUS_FILE, self.ctx.metric)
+                 if v.epochs_trained > after_epochs]
         while newer and checkpoint_for(self.trial_dir, newer[-1].epoch, newer[-1].step) is None:
             newer.pop()
         if not newer:
@@ -110,14 +114,14 @@ class HpoTrainable(tune.Trainable):
             return
         self._halt()
         self.replay.clear()
-        epoch, step, name = int(checkpoint["epoch"]), checkpoint.get("step"), checkpoint.get("checkpoint")
+        name = checkpoint.get("checkpoint")
         donor_dir = Path(checkpoint["trial_dir"])
-        self.last = Validation(epoch=epoch, step=step, value=float(checkpoint.get("value", float("nan"))),
-                               kpi=dict(checkpoint.get("kpi") or {}), time=0.0)
+        self.last = Validation.from_history(checkpoint.get("validation") or {}, self.ctx.metric)
+        epoch = self.last.epoch if self.last else None
         if checkpoint["trial_id"] == self.trial_id:
             self.resume_from = self.trial_dir / name if name else None
             self.last_checkpoint = name
-            self._adopt_own_progress(after_epoch=epoch)
+            self._adopt_own_progress(after_epochs=self.last.epochs_trained if self.last else 0)
             return
         if name is None:
             raise TrialFailed(f"internal: donor {checkpoint['trial_id']} has no checkpoint file for epoch {epoch}")
@@ -132,8 +136,8 @@ class HpoTrainable(tune.Trainable):
         last = self.last
         return {
             "trial_id": self.trial_id, "trial_dir": str(self.trial_dir), "checkpoint": self.last_checkpoint,
-            "epoch": last.epoch if last else 0, "step": last.step if last else None,
-            "value": last.value if last else None, "kpi": dict(last.kpi) if last else {},
+            "epoch": last.epoch if last else None, "step": last.step if last else None,
+            "validation": last.to_history() if last else None,
         }
 
     def reset_config(self, new_config: dict) -> bool:
@@ -148,9 +152,9 @@ class HpoTrainable(tune.Trainable):
             return self._replay_final(self.recorded_final)
         if self.replay:
             return self._result(self.replay.popleft())
-        last_epoch = self.last.epoch if self.last else 0
+        done = self.last.epochs_trained if self.last else 0
         if self.process is None:
-            if last_epoch >= self.ctx.max_epochs and self.last is not None:
+            if done >= self.ctx.max_epochs and self.last is not None:
                 return self._result(self.last, repeat=True)
             self._start()
         else:
@@ -160,9 +164,9 @@ class HpoTrainable(tune.Trainable):
             validation = self.process.next_validation()
             if validation is None:
                 self._fail_from_exit()
-            if validation.epoch > last_epoch:
+            if validation.epochs_trained > done:
                 break
-        if validation.epoch < self.ctx.max_epochs:
+        if validation.epochs_trained < self.ctx.max_epochs:
             self.process.freeze()
         return self._result(validation)
 
@@ -193,9 +197,9 @@ class HpoTrainable(tune.Trainable):
             self.last = validation
             self.last_checkpoint = found.path.name if found else None
         result = {
-            "epoch": validation.epoch, "step": validation.step, self.ctx.metric: validation.value,
-            "kpi": dict(validation.kpi), "checkpoint_name": self.last_checkpoint,
-            "done": validation.epoch >= self.ctx.max_epochs,
+            "epoch": validation.epoch, "epochs_trained": validation.epochs_trained, "step": validation.step,
+            self.ctx.metric: validation.value, "kpi": dict(validation.kpi), "validation": validation.to_history(),
+            "checkpoint_name": self.last_checkpoint, "done": validation.epochs_trained >= self.ctx.max_epochs,
         }
         if self.exploited is not None:
             result["exploited_from"] = json.dumps(self.exploited)
@@ -208,7 +212,7 @@ class HpoTrainable(tune.Trainable):
         record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
                              direction=self.ctx.direction)
         if self.last is not None:
-            record.history.append({"epoch": self.last.epoch})
+            record.history.append(self.last.to_history())
         _, failure = final_state(record, exit, max_epochs=self.ctx.max_epochs, pruned=False, paused=False)
         self._raise(failure or Failure("internal", "the trainer ended without a new validation"))
 
@@ -222,7 +226,7 @@ class HpoTrainable(tune.Trainable):
         process, self.process = self.process, None
         if process is None or process.ended:
             return
-        finishing = self.last is not None and self.last.epoch >= self.ctx.max_epochs
+        finishing = self.last is not None and self.last.epochs_trained >= self.ctx.max_epochs
         if finishing:
             process.thaw()
             process.wait()

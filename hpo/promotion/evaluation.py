@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from skillkit.errors import SchemaError
-from hpo.promotion.selection import metric_value
+from hpo.selection import metric_value
+from skillkit.status import read_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,7 @@ class SkillEvaluator:
         if not command:
             return EvaluationResult(metric, None, {}, returncode, (), None, 0.0, error)
         kpi = read_result_kpi(status, metric)
-        value = metric_value({"kpi": kpi}, metric)
+        value = metric_value(kpi, metric)
         if error is None and value is None:
             error = f"the evaluation wrote no '{metric}' into {status}"
         return EvaluationResult(metric, value, kpi, returncode, tuple(command), log, time.monotonic() - started, error)
@@ -115,16 +116,9 @@ class SkillEvaluator:
 def read_result_kpi(status: Path, metric: str) -> dict[str, Any]:
     """The `kpi` of the last status line that reports `metric` (empty when none does)."""
     found: dict[str, Any] = {}
-    if not status.is_file():
-        return found
-    for line in status.read_text(errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        kpi = event.get("kpi") if isinstance(event, dict) else None
-        if isinstance(kpi, dict) and metric in kpi:
-            found = kpi
+    for line in read_lines(status):
+        if metric in line.kpi:
+            found = dict(line.kpi)
     return found
 
 
@@ -135,7 +129,7 @@ def baseline_value(baseline: Any, metric: str) -> float | None:
     if not isinstance(baseline, Mapping):
         return None
     for candidate in (baseline.get("kpi"), baseline):
-        value = metric_value({"kpi": candidate}, metric) if isinstance(candidate, Mapping) else None
+        value = metric_value(candidate, metric) if isinstance(candidate, Mapping) else None
         if value is not None:
             return value
     for key in ("metric", "value"):

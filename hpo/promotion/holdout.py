@@ -32,7 +32,7 @@ from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner
 from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
 from skillkit.spec import dump_spec, get_dotted, read_spec_file, set_dotted
-from hpo.sweep.workspace import TEST_SCORES_FILE
+from skillkit.files import TEST_SCORES_FILE
 
 TEST_EVAL_DIR = "test_eval"
 DEFAULT_TOP_K = 3
@@ -142,7 +142,7 @@ def champion(report: TestReport | None, candidates: Sequence[Candidate], directi
     """The candidate to promote under the report's rule (None: keep the selection winner)."""
     if report is None or report.champion_rule == "selection" or not report.scores:
         return None
-    from hpo.promotion.selection import better
+    from hpo.selection import better
 
     best: TestScore | None = None
     for score in report.scores:  # selection order: ties keep the better-selected candidate

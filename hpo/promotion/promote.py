@@ -43,6 +43,7 @@ from hpo.promotion.specs import HandoffPaths, HandoffSpecs, build_handoff_specs,
 from skillkit.spec import dump_spec, read_spec_file
 from hpo.tracking import sweep_files
 from hpo.tracking.observer import SWEEP_RUN, log_sweep_from_files, trial_key
+from skillkit.files import BEST_FILE, SPEC_FILE, atomic_write_json
 from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
@@ -50,7 +51,6 @@ from hpo.tracking.tracker import Tracker
 logger = logging.getLogger(__name__)
 
 BEST_DIRNAME = "best"
-BEST_FILE = "best.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,7 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
     elif holdout.test_settings(config)[0]:
         test_report = holdout.recorded_report(sweep_dir)  # pinned by hand: the scores measured after the sweep
     trial_dir = sweep_dir / "trials" / candidate.trial_id
-    spec_path = trial_dir / "spec.yaml"
+    spec_path = trial_dir / SPEC_FILE
     if not spec_path.is_file():
         raise PromotionError(f"trial {candidate.trial_id} has no spec.yaml in '{trial_dir}'; it cannot be handed off.")
     train_spec = read_spec_file(spec_path)
@@ -257,13 +257,13 @@ def _record(sweep_dir: Path, summary: Mapping[str, Any], candidate: Candidate, p
     record: dict[str, Any] = {
         "sweep": summary.get("sweep"),
         "trial_id": candidate.trial_id,
-        "trial_number": trial.get("number"),
-        "trial_state": trial.get("state"),
+        "trial_number": trial.number,
+        "trial_state": trial.state,
         "epoch": candidate.epoch,
         "step": candidate.step,
         "metric": {"name": metric, "direction": direction, "value": candidate.metric},
-        "params": dict(trial.get("params") or {}),
-        "last_epoch": max([int(e.get("epoch", 0)) for e in trial.get("history") or []] or [candidate.epoch]),
+        "params": dict(trial.params),
+        "last_epoch": trial.last_epoch(),
         "evaluation": {
             "metric": metric, "promoted": candidate.metric, "final": final, "baseline": baseline,
             "final_minus_promoted": None if final is None or candidate.metric is None else final - candidate.metric,
@@ -277,7 +277,7 @@ def _record(sweep_dir: Path, summary: Mapping[str, Any], candidate: Candidate, p
             **({"onnx_file": str(paths.onnx_file), "trt_engine": str(paths.trt_engine)} if specs.export else {}),
         },
         "validation": dict(validation),
-        "mlflow": {"run_id": trial.get("mlflow_run_id")},
+        "mlflow": {"run_id": trial.mlflow_run_id},
         "promoted_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     return record
@@ -376,6 +376,4 @@ def _parent_note(settings: TrackingSettings, candidate: Candidate, version: Mapp
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(temporary, path)
+    atomic_write_json(path, data)

@@ -6,8 +6,9 @@ A sweep of N trials x E epochs writes N x E checkpoints of hundreds of MB each. 
 - a trial that is still running keeps everything;
 - a finished trial with no validated metric keeps its newest checkpoint (the only evidence of how far it got);
 - the promoted checkpoint, always, and any path the caller protects.
-`keep_all_checkpoints: true` keeps everything. The `mask2former_model_latest.pth` symlink is pointed at the
-newest checkpoint that is left (or removed when none is), so it never dangles.
+`keep_all_checkpoints: true` keeps everything. The latest link (`<model>_latest.pth`) is pointed at the
+newest checkpoint that is left (or removed when none is), so it never dangles. The best epoch is the
+record's (`hpo.promotion.selection.best_epoch`); file names are the kit's (`skillkit.checkpoints`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from hpo.promotion.selection import best_epoch, checkpoint_files
-from hpo.trials.retention import LATEST_LINK, repoint_latest_link  # noqa: F401 - LATEST_LINK re-exported
+from hpo.promotion.selection import as_record, best_epoch
+from hpo.trials.record import TrialRecord
+from hpo.trials.retention import repoint_latest_link
+from skillkit.checkpoints import list_checkpoints
+from skillkit.files import TRIALS_DIR
+from skillkit.states import TrialState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,20 +36,20 @@ class RetentionReport:
                 "freed_bytes": self.freed_bytes}
 
 
-def apply_retention(sweep_dir: Path, trials: Iterable[Mapping[str, Any]], *, metric: str, direction: str,
-                    protected: Iterable[Path] = (), keep_all: bool = False) -> RetentionReport:
+def apply_retention(sweep_dir: Path, trials: Iterable[TrialRecord | Mapping[str, Any]], *, metric: str,
+                    direction: str, protected: Iterable[Path] = (), keep_all: bool = False) -> RetentionReport:
     """Delete the checkpoints no one needs any more (nothing when `keep_all`)."""
     keep_paths = {_identity(path) for path in protected if Path(path).exists()}
     deleted: list[Path] = []
     kept: list[Path] = []
     freed = 0
-    for trial in trials:
-        trial_dir = sweep_dir / "trials" / str(trial.get("trial_id"))
-        checkpoints = checkpoint_files(trial_dir)
+    for trial in map(as_record, trials):
+        trial_dir = sweep_dir / TRIALS_DIR / trial.trial_id
+        checkpoints = [c.path for c in list_checkpoints(trial_dir)]
         if not checkpoints:
             continue
-        needed = set(checkpoints.values()) if keep_all else _needed(trial, trial_dir, checkpoints, metric, direction)
-        for path in sorted(checkpoints.values()):
+        needed = set(checkpoints) if keep_all else _needed(trial, trial_dir, checkpoints, metric, direction)
+        for path in checkpoints:
             if path in needed or _identity(path) in keep_paths:
                 kept.append(path)
                 continue
@@ -56,17 +61,16 @@ def apply_retention(sweep_dir: Path, trials: Iterable[Mapping[str, Any]], *, met
     return RetentionReport(tuple(deleted), tuple(kept), freed)
 
 
-def _needed(trial: Mapping[str, Any], trial_dir: Path, checkpoints: Mapping[int, Path], metric: str,
+def _needed(trial: TrialRecord, trial_dir: Path, checkpoints: list[Path], metric: str,
             direction: str) -> set[Path]:
-    state = str(trial.get("state"))
-    if state not in ("COMPLETED", "PRUNED", "FAILED", "PAUSED"):
-        return set(checkpoints.values())  # running (or unknown): the trainer may still need any of them
+    if trial.state == TrialState.RUNNING:
+        return set(checkpoints)  # the trainer may still need any of them
     needed: set[Path] = set()
     best = best_epoch(trial, trial_dir, metric, direction)
     if best is not None:
         needed.add(best.checkpoint)
-    if state == "PAUSED" or best is None:
-        needed.add(checkpoints[max(checkpoints)])
+    if trial.state == TrialState.PAUSED or best is None:
+        needed.add(checkpoints[-1])  # the newest (list_checkpoints sorts by epoch and step)
     return needed
 
 

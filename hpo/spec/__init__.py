@@ -3,7 +3,7 @@
 Loading and validating a spec is shared with the trainer and lives in `skillkit.spec`.
 """
 
-from hpo.spec.chain import choose_checkpoint, list_checkpoints, resolve_job_chain
+from hpo.spec.chain import choose_checkpoint, resolve_job_chain
 from hpo.spec.datasources import resolve_data_sources
 
-__all__ = ["choose_checkpoint", "list_checkpoints", "resolve_data_sources", "resolve_job_chain"]
+__all__ = ["choose_checkpoint", "resolve_data_sources", "resolve_job_chain"]

@@ -9,64 +9,22 @@ parent's status.json recorded, or `latest` only when asked for. Never a guess.
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpo import selection
+from skillkit.checkpoints import CheckpointFile, checkpoint_for, checkpoints_of_epoch, list_checkpoints
 from skillkit.errors import SpecError
 from skillkit.skill_dir import SkillDir
 from skillkit.spec.dotted import get_dotted, set_dotted
-
-CHECKPOINT_PATTERN = re.compile(r"^model_epoch_(\d{3,})_step_(\d{5,})\.pth$")
-LATEST_LINK = "mask2former_model_latest.pth"
-ONNX_NAME = "mask2former.onnx"
-ENGINE_NAME = "mask2former.engine"
+from skillkit.status import STATUS_FILE, Validation, read_lines, read_validations
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    path: Path
-    epoch: int
-    step: int
-
-
-def list_checkpoints(folder: Path) -> list[Checkpoint]:
-    found = []
-    for path in sorted(folder.glob("model_epoch_*_step_*.pth")):
-        match = CHECKPOINT_PATTERN.match(path.name)
-        if match and not path.is_symlink():
-            found.append(Checkpoint(path, int(match.group(1)), int(match.group(2))))
-    return sorted(found, key=lambda c: (c.epoch, c.step))
-
-
-def read_status_lines(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "status.json"
-    if not path.is_file():
-        return []
-    lines = []
-    for raw in path.read_text().splitlines():
-        raw = raw.strip()
-        if raw:
-            try:
-                lines.append(json.loads(raw))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-    return lines
-
-
-def best_epoch_from_status(folder: Path, metric: str) -> tuple[int, int | None, float]:
-    """(epoch, step, value) of the best validation the trainer recorded for `metric`."""
-    minimize = "loss" in metric.lower()
-    best: tuple[int, int | None, float] | None = None
-    for line in read_status_lines(folder):
-        kpi = line.get("kpi") or {}
-        if metric in kpi and isinstance(kpi[metric], (int, float)) and line.get("epoch") is not None:
-            value = float(kpi[metric])
-            better = best is None or (value < best[2] if minimize else value > best[2])
-            if better:
-                best = (int(line["epoch"]), line.get("step"), value)
+def best_validation(folder: Path, metric: str) -> Validation:
+    """The best validation the trainer recorded in `folder`'s status.json for `metric` (`hpo.selection`)."""
+    validations = read_validations(folder / STATUS_FILE, metric)
+    best = selection.best_of(validations, lambda v: selection.metric_value({metric: v.value}, metric),
+                             selection.infer_direction(metric))
     if best is None:
         raise SpecError(
             f"cannot choose a checkpoint in '{folder}': its status.json records no '{metric}' validation result. "
@@ -76,7 +34,8 @@ def best_epoch_from_status(folder: Path, metric: str) -> tuple[int, int | None, 
 
 
 def choose_checkpoint(folder: Path, choice: str | None, *, metric: str) -> Path:
-    """The checkpoint named by `choice` ('best' by default, 'latest', 'epoch=N', or a file name)."""
+    """The checkpoint named by `choice`: 'best' (default: the best validated epoch), 'latest', 'epoch=N'
+    (TAO's 0-based epoch index, the number in the file name) or a file name."""
     checkpoints = list_checkpoints(folder)
     if not checkpoints:
         raise SpecError(f"the parent job folder '{folder}' holds no checkpoint (model_epoch_XXX_step_XXXXX.pth).")
@@ -88,34 +47,44 @@ def choose_checkpoint(folder: Path, choice: str | None, *, metric: str) -> Path:
             epoch = int(choice.split("=", 1)[1])
         except ValueError:
             raise SpecError(f"checkpoint choice '{choice}' must be epoch=<integer>.") from None
-        return _by_epoch(folder, checkpoints, epoch, step=None)
+        return _of_epoch(folder, checkpoints, epoch)
     if choice == "best":
-        epoch, step, value = best_epoch_from_status(folder, metric)
-        return _by_epoch(folder, checkpoints, epoch, step=step, reason=f" (best {metric}={value:.4f})")
-    named = folder / choice
-    if CHECKPOINT_PATTERN.match(Path(choice).name) and named.is_file():
+        best = best_validation(folder, metric)
+        found = checkpoint_for(folder, best.epoch, best.step)
+        if found is None:
+            raise SpecError(
+                f"no checkpoint of epoch {best.epoch} (best {metric}={best.value:.4f}) in '{folder}'; available: "
+                f"{_names(checkpoints)}."
+            )
+        return found.path
+    named = folder / Path(choice).name
+    if named.name in {c.name for c in checkpoints}:
         return named
     raise SpecError(
-        f"checkpoint '{choice}' is not in '{folder}'; available: {', '.join(c.path.name for c in checkpoints)} "
+        f"checkpoint '{choice}' is not in '{folder}'; available: {_names(checkpoints)} "
         "(or use 'best', 'latest', 'epoch=N')."
     )
 
 
-def _by_epoch(folder: Path, checkpoints: list[Checkpoint], epoch: int, *, step: int | None, reason: str = "") -> Path:
-    matches = [c for c in checkpoints if c.epoch == epoch and (step is None or c.step == step)]
-    if not matches and step is not None:
-        matches = [c for c in checkpoints if c.epoch == epoch]
+def _of_epoch(folder: Path, checkpoints: list[CheckpointFile], epoch: int) -> Path:
+    """`--checkpoint epoch=N`: the one file of epoch N; when there are several (a mid-epoch checkpoint
+    beside the epoch's last one), the one at the step status.json reached in epoch N (its end)."""
+    matches = checkpoints_of_epoch(folder, epoch)
+    steps = [line.step for line in read_lines(folder / STATUS_FILE) if line.epoch == epoch and line.step is not None]
+    if len(matches) > 1 and steps:
+        closing = checkpoint_for(folder, epoch, max(steps))
+        matches = [closing] if closing is not None else matches
     if not matches:
-        raise SpecError(
-            f"no checkpoint of epoch {epoch}{reason} in '{folder}'; available: "
-            f"{', '.join(c.path.name for c in checkpoints)}."
-        )
+        raise SpecError(f"no checkpoint of epoch {epoch} in '{folder}'; available: {_names(checkpoints)}.")
     if len(matches) > 1:
         raise SpecError(
-            f"epoch {epoch}{reason} is ambiguous in '{folder}': {', '.join(c.path.name for c in matches)}; "
-            "name the file with --checkpoint."
+            f"epoch {epoch} is ambiguous in '{folder}': {_names(matches)}; name the file with --checkpoint."
         )
     return matches[0].path
+
+
+def _names(checkpoints: list[CheckpointFile]) -> str:
+    return ", ".join(c.name for c in checkpoints)
 
 
 def _single_file(folder: Path, pattern: str, what: str) -> Path:
@@ -162,9 +131,9 @@ def resolve_job_chain(
             if value:
                 set_dotted(spec, key, value)
         elif kind == "create_onnx_file" and output_dir is not None:
-            set_dotted(spec, key, str(Path(output_dir) / ONNX_NAME))
+            set_dotted(spec, key, str(Path(output_dir) / f"{skill.network_arch}.onnx"))
         elif kind == "create_engine_file" and output_dir is not None:
-            set_dotted(spec, key, str(Path(output_dir) / ENGINE_NAME))
+            set_dotted(spec, key, str(Path(output_dir) / f"{skill.network_arch}.engine"))
         elif kind == "resume_model" and output_dir is not None:
             own = list_checkpoints(Path(output_dir)) if Path(output_dir).is_dir() else []
             if own:

@@ -38,10 +38,10 @@ from hpo.storage.redact import redact
 from hpo.storage.router import Storage
 from hpo.storage.sources import PREFIX, SourceInfo, describe_source
 from hpo.storage.uri import is_s3_uri, parse_s3_uri
+from skillkit.files import STAGING_FILE, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-STAGING_RECORD = "data_staging.json"
 # How often a fill restarts when the object changed while we downloaded it.
 _MAX_VERSION_RACES = 3
 # Parallel downloads when a source is a prefix (a folder of objects).
@@ -264,13 +264,8 @@ def _replace_uris(value: Any, staged: Mapping[str, str]) -> Any:
 
 def write_record(report: StagingReport, workspace: str | os.PathLike) -> Path:
     """Write `<workspace>/data_staging.json` atomically (credentials scrubbed, though none belong there)."""
-    folder = Path(workspace)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / STAGING_RECORD
-    temporary = path.with_name(f".{STAGING_RECORD}.{os.getpid()}.tmp")
-    temporary.write_text(redact(json.dumps(report.to_dict(), indent=2, sort_keys=True)) + "\n")
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(Path(workspace) / STAGING_FILE,
+                             redact(json.dumps(report.to_dict(), indent=2, sort_keys=True)) + "\n")
 
 
 def stage_spec_sources(

@@ -17,12 +17,11 @@ from typing import Any, Mapping
 from skillkit.errors import UserError
 from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
 from hpo.sweep.context import SweepContext
-from hpo.sweep.workspace import atomic_write_json
+from skillkit.files import BASELINE_FILE, LOG_FILE, SPEC_FILE, atomic_write_json
 from hpo.trials.failures import log_tail
 from hpo.trials.runner import TrainerProcess, TrialLaunch
-from skillkit.status.follower import STATUS_FILE, StatusFollower
+from skillkit.status import STATUS_FILE, read_lines
 
-BASELINE_FILE = "baseline.json"
 
 
 def _overlay(template: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,7 +51,7 @@ def evaluate_spec(ctx: SweepContext, checkpoint: str, results_dir: Path) -> dict
     spec = _overlay(ctx.skill.template("evaluate"), ctx.base_spec)
     set_dotted(spec, ctx.keys.eval_checkpoint, checkpoint)
     set_dotted(spec, ctx.keys.eval_results_dir or ctx.keys.results_dir, str(results_dir))
-    validate_spec(spec, "evaluate", ctx.skill, source=str(results_dir / "spec.yaml"))
+    validate_spec(spec, "evaluate", ctx.skill, source=str(results_dir / SPEC_FILE))
     return spec
 
 
@@ -74,7 +73,7 @@ def run_baseline(ctx: SweepContext) -> dict[str, Any] | None:
         result["failure_reason"] = str(error)
         atomic_write_json(result_file, result)
         return result
-    spec_path = dump_spec(spec, folder / "spec.yaml")
+    spec_path = dump_spec(spec, folder / SPEC_FILE)
     launch = TrialLaunch(
         trial_id="baseline", trial_dir=folder, argv=tuple(ctx.skill.command("evaluate", spec_path)), metric=ctx.metric,
         env=ctx.trial_env(cuda_visible_devices=None), timeout_s=ctx.config.baseline_timeout_s,
@@ -84,13 +83,13 @@ def run_baseline(ctx: SweepContext) -> dict[str, Any] | None:
     process.start()
     outcome = process.wait()
     kpi = None
-    for event in StatusFollower(folder / STATUS_FILE).poll():
-        if isinstance(event.get("kpi"), Mapping) and ctx.metric in event["kpi"]:
-            kpi = dict(event["kpi"])
+    for line in read_lines(folder / STATUS_FILE):
+        if line.metric(ctx.metric) is not None:
+            kpi = dict(line.kpi)
     if kpi is not None and (outcome.exit_code == 0):
         result.update(status="ok", metric=float(kpi[ctx.metric]), kpi=kpi)
     else:
         reason = outcome.failure.reason if outcome.failure else f"the evaluate command reported no '{ctx.metric}'"
-        result["failure_reason"] = reason + ("" if outcome.failure else "; last log lines:\n" + log_tail(folder / "train.log"))
+        result["failure_reason"] = reason + ("" if outcome.failure else "; last log lines:\n" + log_tail(folder / LOG_FILE))
     atomic_write_json(result_file, result)
     return result

@@ -28,6 +28,7 @@ from hpo.sweep.plan import make_plan, render_plan, write_plan
 from hpo.sweep.runner import SweepInterrupted, execute, load_workspace_context, start_workspace
 from hpo.sweep.summary import build_summary
 from hpo.sweep.workspace import SweepWorkspace, find_sweep_dir, read_lock_holder
+from skillkit.files import SPEC_FILE
 from hpo.trials.record import load_records
 
 
@@ -248,7 +249,7 @@ def run_plain_training(skill: Any, args: argparse.Namespace, console: Console) -
     set_dotted(spec, spec_keys(skill).results_dir, str(results_dir))
     if skill.has_schema("train"):
         validate_spec(spec, "train", skill, source=str(args.spec or "<train template>"))
-    spec_path = dump_spec(spec, results_dir / "spec.yaml")
+    spec_path = dump_spec(spec, results_dir / SPEC_FILE)
     argv = skill.train_command(spec_path)
     console.print(f"running: {' '.join(argv)}")
     return subprocess.run(argv, stdin=subprocess.DEVNULL).returncode

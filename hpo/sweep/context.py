@@ -33,9 +33,9 @@ from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
 from hpo.spec import resolve_data_sources
 from skillkit.spec.loader import merge_spec
 from hpo.sweep.config import SweepConfig, resolve_metric
-from hpo.sweep.workspace import SweepWorkspace, atomic_write_text
+from hpo.sweep.workspace import SweepWorkspace
+from skillkit.files import SPEC_FILE, atomic_write_text
 
-TRIAL_SPEC_FILE = "spec.yaml"
 WORKER_ID_FILE = "worker_id"
 
 
@@ -169,11 +169,11 @@ class SweepContext:
         set_dotted(spec, self.keys.results_dir, str(trial_dir))
         set_dotted(spec, self.keys.resume, str(resume_from) if resume_from else "")
         apply_gpu_keys(spec, self.keys, self.config.resources.gpus_per_trial)
-        validate_spec(spec, "train", self.skill, source=str(trial_dir / TRIAL_SPEC_FILE))
+        validate_spec(spec, "train", self.skill, source=str(trial_dir / SPEC_FILE))
         return spec
 
     def write_trial_spec(self, spec: Mapping[str, Any], trial_dir: Path) -> Path:
-        return dump_spec(dict(spec), trial_dir / TRIAL_SPEC_FILE)
+        return dump_spec(dict(spec), trial_dir / SPEC_FILE)
 
     def train_argv(self, spec_path: Path) -> tuple[str, ...]:
         return tuple(self.skill.train_command(spec_path))

@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hpo.sweep.config import AlgorithmConfig, SweepConfig
-from skillkit.status.follower import STATUS_FILE, StatusFollower
+from skillkit.files import TRIAL_FILE
+from skillkit.states import RunStatus
+from skillkit.status import STATUS_FILE, StatusFollower, StatusLine, read_lines
 
 PROBE_DIR = "probe"
 
@@ -151,11 +153,9 @@ def estimate_wall(config: SweepConfig, max_epochs: int, timing: TimingEstimate, 
 
 # -- where the times come from -------------------------------------------------------------------------------
 
-def _event_time(event: dict[str, Any]) -> float | None:
-    try:
-        return _dt.datetime.strptime(f"{event['date']} {event['time']}", "%Y-%m-%d %H:%M:%S").timestamp()
-    except (KeyError, TypeError, ValueError):
-        return None
+def _epoch_line(line: StatusLine) -> bool:
+    """A RUNNING line that measured an epoch."""
+    return line.status == RunStatus.RUNNING and line.time_per_epoch is not None and line.time_per_epoch > 0
 
 
 def history_timing(trials_dir: Path, best_json: Path | None = None) -> TimingEstimate | None:
@@ -164,14 +164,12 @@ def history_timing(trials_dir: Path, best_json: Path | None = None) -> TimingEst
     per_epoch: list[float] = []
     startups: list[float] = []
     for trial_dir in sorted(trials_dir.glob("*")) if trials_dir.is_dir() else []:
-        events = StatusFollower(trial_dir / STATUS_FILE).poll()
-        started = _launched_at(trial_dir) or next((_event_time(e) for e in events if e.get("status") == "STARTED"), None)
-        first = next((e for e in events if e.get("status") == "RUNNING" and _positive(e.get("time_per_epoch"))), None)
-        for event in events:
-            if event.get("status") == "RUNNING" and _positive(event.get("time_per_epoch")):
-                per_epoch.append(float(event["time_per_epoch"]))
-        if started is not None and first is not None and _event_time(first) is not None:
-            startups.append(max(0.0, _event_time(first) - started - float(first["time_per_epoch"])))  # type: ignore[operator]
+        lines = read_lines(trial_dir / STATUS_FILE)
+        started = _launched_at(trial_dir) or next((l.timestamp for l in lines if l.status == RunStatus.STARTED), None)
+        first = next((line for line in lines if _epoch_line(line)), None)
+        per_epoch.extend(line.time_per_epoch for line in lines if _epoch_line(line))  # type: ignore[misc]
+        if started is not None and first is not None and first.timestamp is not None:
+            startups.append(max(0.0, first.timestamp - started - first.time_per_epoch))  # type: ignore[operator]
     if not per_epoch:
         return None
     evaluate_s = None
@@ -193,13 +191,9 @@ def _launched_at(trial_dir: Path) -> float | None:
     import json
 
     try:
-        return _dt.datetime.fromisoformat(json.loads((trial_dir / "trial.json").read_text())["started_at"]).timestamp()
+        return _dt.datetime.fromisoformat(json.loads((trial_dir / TRIAL_FILE).read_text())["started_at"]).timestamp()
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def probe_timing(ctx: Any, *, timeout_s: float = 1800.0) -> TimingEstimate:
@@ -237,8 +231,7 @@ def probe_timing(ctx: Any, *, timeout_s: float = 1800.0) -> TimingEstimate:
         outcome = process.wait()
         if index > 0 or len(processes) == 1:
             walls.append(time.monotonic() - started)
-        times = [float(e["time_per_epoch"]) for e in StatusFollower(run_dir / STATUS_FILE).poll()
-                 if e.get("status") == "RUNNING" and _positive(e.get("time_per_epoch"))]
+        times = [line.time_per_epoch for line in read_lines(run_dir / STATUS_FILE) if _epoch_line(line)]
         if times:
             epochs.append(times[0])
         elif failure is None:
@@ -279,7 +272,7 @@ def _stop_after_first_epoch(run_dir: Path, process: Any, timeout_s: float) -> fl
     deadline = time.monotonic() + timeout_s
     follower = StatusFollower(run_dir / STATUS_FILE)
     while time.monotonic() < deadline and process.running():
-        if any(e.get("status") == "RUNNING" and _positive(e.get("time_per_epoch")) for e in follower.poll()):
+        if any(_epoch_line(line) for line in follower.poll()):
             stopped = time.monotonic()
             process.stop()
             process.wait()
@@ -364,16 +357,16 @@ def _probe_evaluation(ctx: Any, run_dir: Path, train_spec: dict[str, Any]) -> tu
     if not ctx.config.promotion_enabled or "evaluate" not in (ctx.skill.info.get("actions") or {}):
         return None, "no final evaluation (promotion off or the skill has no evaluate action)"
     from hpo.promotion.evaluation import SkillEvaluator
-    from hpo.promotion.selection import checkpoint_files
     from hpo.promotion.specs import HandoffPaths, build_handoff_specs
+    from skillkit.checkpoints import list_checkpoints
     from skillkit.spec import dump_spec
 
-    checkpoints = checkpoint_files(run_dir)
+    checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         return None, "final evaluation not timed (the probe wrote no checkpoint)"
     templates = {action: ctx.skill.template(action) for action in ("evaluate", "export")
                  if ctx.skill.has_template(action)}
-    paths = HandoffPaths(best_dir=run_dir / "promotion", checkpoint=checkpoints[max(checkpoints)])
+    paths = HandoffPaths(best_dir=run_dir / "promotion", checkpoint=checkpoints[-1].path)
     try:
         specs = build_handoff_specs(train_spec, paths, templates=templates, actions=("evaluate",))
     except Exception as error:  # noqa: BLE001 - a skill whose specs promotion cannot build: said, not fatal here
@@ -393,7 +386,7 @@ def check_estimate(plan_dir: Path, estimated_s: float | None, actual_s: float) -
     """Record the estimate against the actual wall time (`plan/estimate_check.json`) and say it in one line."""
     import json
 
-    from hpo.sweep.workspace import atomic_write_json
+    from skillkit.files import atomic_write_json
 
     error = (estimated_s - actual_s) / actual_s if estimated_s is not None and actual_s > 0 else None
     atomic_write_json(plan_dir / CHECK_FILE, {"estimated_s": estimated_s, "actual_s": round(actual_s, 1),

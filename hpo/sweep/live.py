@@ -23,7 +23,8 @@ from rich.table import Table
 
 from hpo.sweep.observer import SweepObserver
 from hpo.trials.record import FAILED, RUNNING, TrialRecord, best_trial
-from skillkit.status.follower import STATUS_FILE
+from skillkit.states import RunStatus
+from skillkit.status import STATUS_FILE, read_lines
 
 STATE_STYLE = {"RUNNING": "cyan", "COMPLETED": "green", "PRUNED": "yellow", "PAUSED": "magenta", "FAILED": "red"}
 
@@ -45,19 +46,16 @@ def observed_epochs(trial_dir: Path, *, launched_at: float | None = None) -> tup
     """(the trial's measured epoch times, its start-up: first epoch line − launch − that epoch), from its
     status.json. The launch is the engine's (`launched_at`, the record's start) when given: the trainer's
     own STARTED line comes after its imports, which are part of the start-up."""
-    from hpo.sweep.estimate import _event_time
-    from skillkit.status.follower import StatusFollower
-
     times: list[float] = []
     started, startup = launched_at, None
-    for event in StatusFollower(trial_dir / STATUS_FILE).poll():
-        value = event.get("time_per_epoch")
-        if event.get("status") == "STARTED" and started is None:
-            started = _event_time(event)
-        if event.get("status") == "RUNNING" and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            if startup is None and started is not None and _event_time(event) is not None:
-                startup = max(0.0, _event_time(event) - started - float(value))  # type: ignore[operator]
-            times.append(float(value))
+    for line in read_lines(trial_dir / STATUS_FILE):
+        value = line.time_per_epoch
+        if line.status == RunStatus.STARTED and started is None:
+            started = line.timestamp
+        if line.status == RunStatus.RUNNING and value is not None and value > 0:
+            if startup is None and started is not None and line.timestamp is not None:
+                startup = max(0.0, line.timestamp - started - value)
+            times.append(value)
     return times, startup
 
 
@@ -70,9 +68,10 @@ def _timestamp(iso: str | None) -> float | None:
         return None
 
 
-def trial_eta(trial_dir: Path, *, last_epoch: int, max_epochs: int | None, fallback_epoch_s: float | None,
+def trial_eta(trial_dir: Path, *, epochs_done: int, max_epochs: int | None, fallback_epoch_s: float | None,
               now: float | None = None) -> float | None:
-    """Seconds a running trial needs for the rest of its budget, from observed epoch times (None: unknown)."""
+    """Seconds a running trial needs for the rest of its budget of `max_epochs` after `epochs_done` epochs
+    trained, from observed epoch times (None: unknown)."""
     if not max_epochs:
         return None
     times, _ = observed_epochs(trial_dir)
@@ -83,7 +82,7 @@ def trial_eta(trial_dir: Path, *, last_epoch: int, max_epochs: int | None, fallb
         since = (now if now is not None else time.time()) - (trial_dir / STATUS_FILE).stat().st_mtime
     except OSError:
         since = 0.0
-    return max(0.0, per_epoch * max(0, max_epochs - last_epoch) - since)
+    return max(0.0, per_epoch * max(0, max_epochs - epochs_done) - since)
 
 
 def trials_table(records: Iterable[TrialRecord], *, metric: str, direction: str, max_epochs: int | None,
@@ -102,10 +101,10 @@ def trials_table(records: Iterable[TrialRecord], *, metric: str, direction: str,
         running_best = leader.best_value() if leader else None
         eta = None
         if record.state == RUNNING and trials_dir is not None:
-            eta = trial_eta(trials_dir / record.trial_id, last_epoch=record.last_epoch() or 0, max_epochs=max_epochs,
+            eta = trial_eta(trials_dir / record.trial_id, epochs_done=record.epochs_trained(), max_epochs=max_epochs,
                             fallback_epoch_s=fallback_epoch_s)
         state = record.state + (f" ({record.failure_class})" if record.failure_class else "")
-        epoch = f"{record.last_epoch() or 0}/{max_epochs}" if max_epochs else str(record.last_epoch() or 0)
+        epoch = f"{record.epochs_trained()}/{max_epochs}" if max_epochs else str(record.epochs_trained())
         table.add_row(record.trial_id, f"[{STATE_STYLE.get(record.state, '')}]{state}[/]", epoch, _fmt(last),
                       _fmt(record.best_value()), _fmt(running_best), _eta(eta))
     return table
@@ -145,7 +144,7 @@ class LiveTable(SweepObserver):
         """The sweep's ETA from observed times (None until an epoch has been timed)."""
         if epoch_s is None or not self.planned_epochs or self.trials_dir is None:
             return None
-        running = [trial_eta(self.trials_dir / r.trial_id, last_epoch=r.last_epoch() or 0, max_epochs=self.max_epochs,
+        running = [trial_eta(self.trials_dir / r.trial_id, epochs_done=r.epochs_trained(), max_epochs=self.max_epochs,
                              fallback_epoch_s=epoch_s) or 0.0 for r in self.records.values() if r.state == RUNNING]
         queued = self.planned_epochs[len(self.records):]
         work = sum(running) + sum((startup_s or 0.0) + n * epoch_s for n in queued)
@@ -190,7 +189,7 @@ class LiveTable(SweepObserver):
         self.records[trial_record.trial_id] = trial_record
         if self._live is None:
             why = f" [{trial_record.failure_class}] {(trial_record.failure_reason or '').splitlines()[0] if trial_record.failure_reason else ''}" if trial_record.state == FAILED else ""
-            self.console.print(f"{trial_record.trial_id} {trial_record.state} at epoch {trial_record.last_epoch() or 0}"
+            self.console.print(f"{trial_record.trial_id} {trial_record.state} after {trial_record.epochs_trained()} epochs"
                                f" (best {self.metric}={_fmt(trial_record.best_value())}){why}")
         self._refresh()
 

@@ -27,7 +27,7 @@ from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
 from hpo.sweep.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
                                 probe_timing, trial_epochs)
-from hpo.sweep.workspace import atomic_write_json
+from skillkit.files import atomic_write_json
 
 __all__ = ["PROBE_DIR", "SweepPlan", "TimingEstimate", "expected_epochs", "first_batch", "format_duration", "make_plan",
            "write_plan"]

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from skillkit.errors import SweepConfigError, UserError
+from skillkit.errors import ExitCode, SweepConfigError, UserError
 from hpo.space import SearchSpace
 from hpo.sweep.baseline import run_baseline
 from hpo.sweep.config import SweepConfig, load_sweep_config
@@ -27,7 +27,8 @@ from hpo.sweep.guard import ALL_FAILED, INTERRUPTED, SweepGuard
 from hpo.sweep.observer import ObserverHub, SweepObserver
 from hpo.sweep.join import joined_worker_lock
 from hpo.sweep.summary import build_summary, write_summary
-from hpo.sweep.workspace import DriverLock, SweepWorkspace, atomic_write_text, find_sweep_dir
+from hpo.sweep.workspace import DriverLock, SweepWorkspace, find_sweep_dir
+from skillkit.files import atomic_write_text
 from hpo.trials.record import load_records
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,11 @@ log = logging.getLogger(__name__)
 class SweepFailedError(UserError):
     """Every trial of the sweep failed (or one failed on the shared dataset); the message says why."""
 
-    exit_code = 9
+    exit_code = ExitCode.SWEEP_FAILED
 
 
 class SweepInterrupted(UserError):
-    exit_code = 130
+    exit_code = ExitCode.INTERRUPTED
 
 
 def make_backend(ctx: SweepContext, observers: ObserverHub, guard: SweepGuard, planned: Sequence[Mapping[str, Any]]) -> Any:

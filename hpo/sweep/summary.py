@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from hpo.sweep.workspace import atomic_write_json
+from skillkit.files import BASELINE_FILE, atomic_write_json
 from hpo.trials.record import best_trial, load_records, now_iso
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def build_summary(
             "params": dict(best.params),
         }
     baseline = None
-    baseline_file = ctx.workspace.baseline_dir / "baseline.json"
+    baseline_file = ctx.workspace.baseline_dir / BASELINE_FILE
     if baseline_file.is_file():
         baseline = json.loads(baseline_file.read_text())
     algorithm = ctx.config.algorithm

@@ -29,13 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from skillkit.errors import SweepConfigError
-
-SWEEP_FILE = "sweep.yaml"
-SPACE_FILE = "space.yaml"
-SUMMARY_FILE = "summary.json"
-LOCK_FILE = "driver.lock"
-TRIAL_FILE = "trial.json"
-TEST_SCORES_FILE = "test_scores.json"  # top-k candidates' selection and test scores (hpo.promotion.holdout)
+from skillkit.files import (
+    BASELINE_DIR, BEST_DIR, LOCK_FILE, SPACE_FILE, SUMMARY_FILE, SWEEP_FILE, TEST_SCORES_FILE, TRIAL_FILE, TRIALS_DIR,
+)
 
 
 class WorkspaceLockedError(SweepConfigError):
@@ -66,7 +62,7 @@ class SweepWorkspace:
 
     @property
     def trials_dir(self) -> Path:
-        return self.root / "trials"
+        return self.root / TRIALS_DIR
 
     @property
     def summary_file(self) -> Path:
@@ -78,11 +74,11 @@ class SweepWorkspace:
 
     @property
     def baseline_dir(self) -> Path:
-        return self.root / "baseline"
+        return self.root / BASELINE_DIR
 
     @property
     def best_dir(self) -> Path:
-        return self.root / "best"
+        return self.root / BEST_DIR
 
     @property
     def lock_file(self) -> Path:
@@ -122,21 +118,6 @@ def find_sweep_dir(path: str | Path, name: str | None = None) -> Path:
     if len(sweeps) > 1:
         raise SweepConfigError(f"workspace '{path}' holds several sweeps ({', '.join(sweeps)}); name one: {path}/<sweep>.")
     return path / sweeps[0]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 class DriverLock:

@@ -7,12 +7,14 @@ sweep name holds one parent run per sweep and one child run per trial (`mlflow.p
   `sweep.yaml` and `space.yaml` as artifacts; tags `automl_policy`, `skill`, `backend`, `algorithm`,
   `metric`, `direction`. At the end: best trial/epoch/metric/params, trial counts, GPU-hours, summary.json
   and the plots (see `plots.py`).
-- child: the sampled params (dotted names), every numeric KPI of every validation with step = epoch
-  (mIoU, PQ/AP, pixel_acc, train/val loss, lr) plus `epoch_time`, the trial spec, and at the end the
-  status log, the trial record, `best_<metric>`, `gpu_hours` and the final state: FINISHED (completed, and
-  pruned -- a pruned trial ended as the scheduler meant it to, so it is no crash: the tag `pruned` = "true"
-  and `hpo.pruned_at_epoch` tell it apart; completed trials carry `pruned` = "false"), KILLED (paused, to be
-  resumed), FAILED (tag `hpo.failure_class`).
+- child: the sampled params (dotted names), every numeric KPI of every validation with step = epoch (TAO's
+  0-based index, as in status.json and the checkpoint names) (mIoU, PQ/AP, pixel_acc, train/val loss, lr)
+  plus `epoch_time` and `global_step`, all taken from the engine's report (the whole status line: no file
+  is read again), the trial spec, and at the end the status log, the trial record, `best_<metric>`,
+  `gpu_hours` and the final state: FINISHED (completed, and pruned -- a pruned trial ended as the scheduler
+  meant it to, so it is no crash: the tag `pruned` = "true" and `hpo.pruned_at_epoch` tell it apart;
+  completed trials carry `pruned` = "false"), KILLED (paused, to be resumed), FAILED (tag
+  `hpo.failure_class`).
 
 Nothing raised here reaches the engine: a failing observer logs a warning and the sweep goes on; MLflow
 outages are absorbed by the tracker's journal.
@@ -20,7 +22,6 @@ outages are absorbed by the tracker's journal.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import logging
 import os
@@ -31,10 +32,12 @@ from hpo.sweep.observer import SweepObserver
 from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking import sweep_files
 from hpo.tracking.params import algorithm_name, sweep_params
+from skillkit.files import LOG_FILE, SPEC_FILE, TRIALS_DIR
 from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
-from skillkit.status.follower import STATUS_FILE, StatusFollower
+from skillkit.status import STATUS_FILE
+from skillkit.status.format import line_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +84,6 @@ class MlflowObserver(SweepObserver):
         self.metric = sweep_files.DEFAULT_METRIC
         self.direction = "maximize"
         self._reported: dict[str, set[int]] = {}
-        self._status: dict[str, tuple[StatusFollower, dict[int, dict[str, Any]]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -128,7 +130,7 @@ class MlflowObserver(SweepObserver):
         if self.tracker.start_run(key, parent=SWEEP_RUN, run_name=run_name,
                                   start_time=sweep_files.parse_time(trial.get("started_at")), tags=tags):
             self.tracker.log_params(key, trial.get("params") or {})
-            spec = self._trial_dir(trial) / "spec.yaml"
+            spec = self._trial_dir(trial) / SPEC_FILE
             if spec.is_file():
                 self.tracker.log_artifact(key, spec)
         self._share_run_id(trial_record, key)
@@ -138,7 +140,7 @@ class MlflowObserver(SweepObserver):
         if self.tracker is None:
             return
         trial = sweep_files.as_dict(trial_record)
-        self._log_report(trial_key(trial["trial_id"]), sweep_files.as_dict(report), self._trial_dir(trial))
+        self._log_report(trial_key(trial["trial_id"]), sweep_files.as_dict(report))
 
     @_never_raises
     def trial_finished(self, trial_record: Any) -> None:
@@ -149,7 +151,7 @@ class MlflowObserver(SweepObserver):
         if not self.tracker.has_run(key):
             self.trial_started(trial)
         for entry in trial.get("history") or []:
-            self._log_report(key, entry, self._trial_dir(trial))  # anything the engine reported while we were not attached
+            self._log_report(key, entry)  # anything the engine reported while we were not attached
         state = str(trial.get("state") or "")
         tags: dict[str, Any] = {"hpo.state": state}
         if state in ("COMPLETED", "PRUNED"):
@@ -173,7 +175,7 @@ class MlflowObserver(SweepObserver):
         self.tracker.log_json(key, trial, "trial.json")  # the record as given: trial.json may be saved after this call
         if (trial_dir / STATUS_FILE).is_file():
             self.tracker.log_artifact(key, trial_dir / STATUS_FILE, artifact_path="logs")
-        log = trial_dir / "train.log"
+        log = trial_dir / LOG_FILE
         if log.is_file():
             self._log_tail(key, log)
         if state in MLFLOW_STATUS:
@@ -234,9 +236,10 @@ class MlflowObserver(SweepObserver):
         return str(self.config.get("name") or (self.sweep_dir.name if self.sweep_dir else ""))
 
     def _trial_dir(self, trial: Mapping[str, Any]) -> Path:
-        return self.sweep_dir / "trials" / str(trial["trial_id"])
+        return self.sweep_dir / TRIALS_DIR / str(trial["trial_id"])
 
-    def _log_report(self, key: str, report: Mapping[str, Any], trial_dir: Path | None = None) -> None:
+    def _log_report(self, key: str, report: Mapping[str, Any]) -> None:
+        """Log one validation (a trial.json history entry: the whole status line) once per epoch."""
         epoch = report.get("epoch")
         if epoch is None:
             return
@@ -245,28 +248,16 @@ class MlflowObserver(SweepObserver):
         if epoch in done:
             return
         metrics: dict[str, Any] = dict(report.get("kpi") or {})
-        line = self._status_lines(key, trial_dir).get(epoch, {})
-        duration = report.get("time_per_epoch", line.get("time_per_epoch"))
+        duration = report.get("time_per_epoch")
         if isinstance(duration, (int, float)) and not isinstance(duration, bool):
             metrics["epoch_time"] = duration
-        step = report.get("step", line.get("step"))
+        step = report.get("step")
         if isinstance(step, int):
             metrics.setdefault("global_step", step)
         # The status line's own clock makes the timestamp deterministic, so a replay or a resumed driver
         # re-sending this epoch is a no-op for MLflow instead of a second point.
-        timestamp = _report_time(line) or _report_time(report)
-        self.tracker.log_metrics(key, metrics, step=epoch, timestamp=timestamp)
+        self.tracker.log_metrics(key, metrics, step=epoch, timestamp=_report_time(report))
         done.add(epoch)
-
-    def _status_lines(self, key: str, trial_dir: Path | None) -> dict[int, dict[str, Any]]:
-        """Validation lines of the trial's status.json by epoch (read incrementally)."""
-        if trial_dir is None:
-            return {}
-        follower, lines = self._status.setdefault(key, (StatusFollower(trial_dir / STATUS_FILE), {}))
-        for event in follower.poll():
-            if isinstance(event.get("kpi"), Mapping) and event.get("kpi") and isinstance(event.get("epoch"), int):
-                lines[event["epoch"]] = event
-        return lines
 
     def _log_tail(self, key: str, path: Path) -> None:
         size = path.stat().st_size
@@ -358,13 +349,10 @@ def _config_of(sweep: Any) -> dict[str, Any]:
 
 def _report_time(report: Mapping[str, Any]) -> float | None:
     """The moment of a report (status line `date` + `time`, or a clock reading), so re-logging is a no-op."""
-    date, clock = report.get("date"), report.get("time")
-    if isinstance(date, str) and isinstance(clock, str):
-        try:
-            return _dt.datetime.fromisoformat(f"{date}T{clock}").timestamp()
-        except ValueError:
-            return None
-    for name in ("timestamp", "reported_at", "time"):
+    stamped = line_timestamp(report.get("date"), report.get("time"))
+    if stamped is not None:
+        return stamped
+    for name in ("timestamp", "reported_at", "seen_at", "time"):
         value = report.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1e8:
             return float(value)

@@ -25,8 +25,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from hpo.promotion.selection import metric_value
+from hpo import selection
+from hpo.selection import entry_value
 from hpo.trials.record import COMPLETED, PAUSED, PRUNED, TrialRecord, best_trial
+from skillkit.checkpoints import epochs_trained
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def trial_points(summary: Mapping[str, Any]) -> list[TrialPoints]:
     points = []
     for index, trial in enumerate(summary.get("trials") or []):
         curve = sorted({int(entry["epoch"]): value for entry in trial.get("history") or []
-                        if (value := metric_value(entry, metric)) is not None}.items())
+                        if (value := entry_value(entry, metric)) is not None}.items())
         number = trial.get("number")
         points.append(TrialPoints(number=int(number) if isinstance(number, int) else index,
                                   trial_id=str(trial.get("trial_id")), state=str(trial.get("state")),
@@ -134,11 +136,13 @@ def study_from_summary(summary: Mapping[str, Any], *, space: Mapping[str, Any] |
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction, study_name=str(summary.get("sweep") or "sweep"))
     for trial in trials:
-        curve = {int(entry["epoch"]): value for entry in trial.get("history") or []
-                 if (value := metric_value(entry, metric)) is not None}
+        # Steps are epochs trained, as the engine reports them to Optuna (history epochs are TAO's 0-based index).
+        curve = {epochs_trained(int(entry["epoch"])): value for entry in trial.get("history") or []
+                 if (value := entry_value(entry, metric)) is not None}
         best = (trial.get("best") or {}).get("metric")
         if best is None and curve:
-            best = (max if direction == "maximize" else min)(curve.values())
+            entry = selection.best_epoch(trial.get("history") or [], metric, direction)
+            best = selection.entry_value(entry, metric) if entry else None
         state = _STATE[str(trial["state"])]
         if values is not None:
             state, best = "COMPLETE", values[str(trial.get("trial_id"))]

@@ -52,7 +52,7 @@ def best_of(summary: Mapping[str, Any], sweep_dir: Path, metric: str, direction:
         return None
     return {
         "trial_id": candidate.trial_id, "epoch": candidate.epoch, "step": candidate.step,
-        "metric": candidate.metric, "params": dict(candidate.trial.get("params") or {}),
+        "metric": candidate.metric, "params": dict(candidate.trial.params),
         "checkpoint": str(candidate.checkpoint.relative_to(sweep_dir)),
     }
 

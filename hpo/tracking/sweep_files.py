@@ -15,11 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from skillkit.errors import StorageError, SweepConfigError
-
-SWEEP_FILE = "sweep.yaml"
-SPACE_FILE = "space.yaml"
-SUMMARY_FILE = "summary.json"
-TRIAL_FILE = "trial.json"
+from skillkit.files import SPACE_FILE, SUMMARY_FILE, SWEEP_FILE, TRIAL_FILE, TRIALS_DIR
 TERMINAL_STATES = ("COMPLETED", "PRUNED", "FAILED")
 DEFAULT_METRIC = "mIoU"
 
@@ -97,7 +93,7 @@ def load_space(sweep_dir: Path) -> dict[str, Any] | None:
 
 def load_trials(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every trials/<id>/trial.json, ordered by trial number."""
-    trials_dir = Path(sweep_dir) / "trials"
+    trials_dir = Path(sweep_dir) / TRIALS_DIR
     records = []
     if trials_dir.is_dir():
         for path in sorted(trials_dir.glob(f"*/{TRIAL_FILE}")):

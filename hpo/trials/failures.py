@@ -11,11 +11,14 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
 
-OOM_EXIT_CODE = 10
-EXIT_CODE_CLASSES = {OOM_EXIT_CODE: "oom", 6: "data", 3: "spec", 2: "spec"}
-STATUS_CLASSES = ("oom", "data", "spec", "internal")
+from skillkit.errors import ExitCode
+from skillkit.states import ErrorClass
+from skillkit.status import StatusLine
+
+# What a trainer that died without a FAILURE line meant by its exit code (skillkit.errors' table).
+EXIT_CODE_CLASSES = {ExitCode.OUT_OF_MEMORY: "oom", ExitCode.DATA: "data", ExitCode.SPEC: "spec",
+                     ExitCode.USER: "spec"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def log_tail(path: Path, lines: int = 12, max_chars: int = 1500) -> str:
 def classify_failure(
     *,
     exit_code: int | None,
-    failure_event: Mapping[str, Any] | None,
+    failure_line: StatusLine | None,
     timed_out: bool,
     stopped_by_engine: bool,
     reported_any: bool,
@@ -59,11 +62,9 @@ def classify_failure(
     where = f"; last log lines:\n{tail}" if tail else ""
     if timed_out:
         return Failure("timeout", "the trial exceeded trial.timeout_s and was stopped" + where)
-    if failure_event is not None:
-        klass = str(failure_event.get("error_class") or "internal")
-        if klass not in STATUS_CLASSES:
-            klass = "internal"
-        message = str(failure_event.get("message") or "").strip() or "the trainer reported FAILURE without a message"
+    if failure_line is not None:
+        klass = (failure_line.error_class or ErrorClass.INTERNAL).value
+        message = failure_line.message.strip() or "the trainer reported FAILURE without a message"
         return Failure(klass, message)
     if exit_code == 0:
         if reported_any or stopped_by_engine:

@@ -9,50 +9,19 @@ resumes from has a metric the scheduler has seen.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from skillkit.errors import UserError
 from hpo.trials.failures import Failure
-from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, TrialRecord
+from hpo.trials.record import TrialRecord
 from hpo.trials.runner import TrainerProcess, TrialExit, TrialLaunch
-from skillkit.status.follower import STATUS_FILE, Validation, read_validations
+from skillkit.checkpoints import CheckpointFile, checkpoint_for
+from skillkit.errors import UserError
+from skillkit.states import TrialState
+from skillkit.status import STATUS_FILE, Validation, read_validations
 
 if TYPE_CHECKING:
     from hpo.sweep.context import SweepContext
-
-CHECKPOINT_RE = re.compile(r"^model_epoch_(\d{3,})_step_(\d{5,})\.pth$")
-
-
-@dataclass(frozen=True)
-class CheckpointFile:
-    path: Path
-    epoch: int
-    step: int
-
-
-def checkpoints(trial_dir: Path) -> list[CheckpointFile]:
-    found = []
-    if trial_dir.is_dir():
-        for path in trial_dir.iterdir():
-            match = CHECKPOINT_RE.match(path.name)
-            if match and path.is_file() and not path.is_symlink():
-                found.append(CheckpointFile(path, int(match.group(1)), int(match.group(2))))
-    return sorted(found, key=lambda c: (c.epoch, c.step))
-
-
-def checkpoint_for(trial_dir: Path, epoch: int, step: int | None) -> CheckpointFile | None:
-    """The checkpoint written for the validation at (`epoch`, `step`): the exact file, else the newest file of
-    that epoch not later than `step` (a trainer whose file names count steps differently)."""
-    candidates = [c for c in checkpoints(trial_dir) if c.epoch == epoch]
-    if step is not None:
-        exact = [c for c in candidates if c.step == step]
-        if exact:
-            return exact[0]
-        candidates = [c for c in candidates if c.step <= step]
-    return candidates[-1] if candidates else None
 
 
 def resume_point(trial_dir: Path, validated_epochs: list[tuple[int, int | None]]) -> CheckpointFile | None:
@@ -105,7 +74,7 @@ def build_process(
         trial_id=record.trial_id, trial_dir=trial_dir, argv=ctx.train_argv(spec_path), metric=ctx.metric,
         env=ctx.trial_env(cuda_visible_devices=cuda_visible_devices), timeout_s=ctx.config.trial.timeout_s,
         stop_grace_s=ctx.config.trial.stop_grace_s, kill_with_parent=kill_with_parent,
-        expected_last_epoch=ctx.max_epochs,
+        expected_epochs=ctx.max_epochs,
     )
     return TrainerProcess(launch)
 
@@ -115,17 +84,17 @@ def final_state(record: TrialRecord, exit: TrialExit | None, *, max_epochs: int,
     """(state, failure) of a trial whose trainer run ended.
 
     A failure reported by the trainer wins, except a 'killed' exit of a run the engine itself stopped.
-    A run the engine stopped is PRUNED or PAUSED; a run that reached the budget is COMPLETED.
+    A run the engine stopped is PRUNED or PAUSED; a run that trained its `max_epochs` budget is COMPLETED.
     """
     failure = failure or (exit.failure if exit else None)
-    reached = (record.last_epoch() or 0) >= max_epochs
+    reached = record.epochs_trained() >= max_epochs
     if failure is not None and not (failure.failure_class == "killed" and (pruned or paused)):
-        return FAILED, failure
+        return TrialState.FAILED, failure
     if reached:
-        return COMPLETED, None
+        return TrialState.COMPLETED, None
     if paused:
-        return PAUSED, None
+        return TrialState.PAUSED, None
     if pruned:
-        return PRUNED, None
-    return FAILED, Failure("internal", f"the trainer ended after epoch {record.last_epoch() or 0} of {max_epochs} "
-                                       "without a failure and without being stopped")
+        return TrialState.PRUNED, None
+    return TrialState.FAILED, Failure("internal", f"the trainer ended after {record.epochs_trained()} of {max_epochs} "
+                                                  "epochs without a failure and without being stopped")

@@ -1,45 +1,41 @@
-"""`trial.json` and `summary.json`: the engine's record of every trial (contract in /tmp/contracts.md §Workspace).
+"""`trial.json`: the engine's record of one trial (its history feeds summary.json, MLflow and promotion).
 
 A `TrialRecord` is owned by exactly one writer at a time (the thread driving the trial for Optuna, the
 driver's Ray callback for Ray) and saved atomically after every change, so `hpo status` in another terminal
-and a resumed driver always read a whole file. History is keyed by epoch: a resumed trial that re-reads its
-status.json, or a Ray trial that replays results after a restore, never duplicates an entry.
+and a resumed driver always read a whole file. History is keyed by epoch, TAO's 0-based index as in
+status.json and the checkpoint names: a resumed trial that re-reads its status.json, or a Ray trial that
+replays results after a restore, never duplicates an entry. Each history entry is a whole status line
+(`Validation.to_history`), so no consumer needs the trial's status.json again.
+
+Records written before TAO numbering (no `epoch_numbering` key) counted completed epochs; `from_dict`
+converts their history once (the checkpoint names they hold are kept: they name the files on disk).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from hpo.sweep.workspace import TRIAL_FILE, atomic_write_json
-from skillkit.status.follower import Validation
+from hpo import selection
+from skillkit.checkpoints import epochs_trained
+from skillkit.files import TRIAL_FILE, atomic_write_json
+from skillkit.states import FailureClass, TrialState
+from skillkit.status import Validation
 
-RUNNING = "RUNNING"
-COMPLETED = "COMPLETED"
-PRUNED = "PRUNED"
-PAUSED = "PAUSED"
-FAILED = "FAILED"
-# Only a trial that ran its whole epoch budget can be "best": a pruned or paused trial's numbers come from
-# a shorter budget (comparing them with full runs is the partial-score flaw), a failed one's from a
-# diverging or crashing run. Promotion uses the same rule.
-PROMOTABLE_STATES = (COMPLETED,)
-STATES = (RUNNING, COMPLETED, PRUNED, PAUSED, FAILED)
-FINISHED_STATES = (COMPLETED, PRUNED, FAILED)
-FAILURE_CLASSES = ("oom", "data", "spec", "killed", "timeout", "internal")
+EPOCH_NUMBERING = "tao"  # trial.json `epoch_numbering`: history epochs are TAO's 0-based indices
+RUNNING, COMPLETED, PRUNED, PAUSED, FAILED = (TrialState.RUNNING, TrialState.COMPLETED, TrialState.PRUNED,
+                                              TrialState.PAUSED, TrialState.FAILED)
+PROMOTABLE_STATES = selection.PROMOTABLE_STATES
+STATES = tuple(TrialState)
+FINISHED_STATES = tuple(state for state in TrialState if state.finished)
+FAILURE_CLASSES = tuple(failure_class.value for failure_class in FailureClass)
 
 
 def now_iso() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def is_better(value: float, than: float | None, direction: str) -> bool:
-    if than is None or (isinstance(than, float) and math.isnan(than)):
-        return not math.isnan(value)
-    return value > than if direction == "maximize" else value < than
 
 
 @dataclass
@@ -52,7 +48,7 @@ class TrialRecord:
     params: dict[str, Any]
     metric: str
     direction: str
-    state: str = RUNNING
+    state: TrialState = TrialState.RUNNING
     failure_class: str | None = None
     failure_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -68,7 +64,13 @@ class TrialRecord:
         return [entry["epoch"] for entry in self.history]
 
     def last_epoch(self) -> int | None:
+        """TAO index of the newest validated epoch, None before the first validation."""
         return self.history[-1]["epoch"] if self.history else None
+
+    def epochs_trained(self) -> int:
+        """Epochs trained up to the newest validation (the budget's unit; 0 before the first one)."""
+        last = self.last_epoch()
+        return 0 if last is None else epochs_trained(last)
 
     def add_validation(self, validation: Validation, checkpoint: str | None) -> bool:
         """Record a validation (replacing an older entry for the same epoch); True when it was new."""
@@ -88,31 +90,23 @@ class TrialRecord:
         return new
 
     def metric_values(self) -> list[tuple[int, float]]:
-        values = []
-        for entry in self.history:
-            value = entry.get("kpi", {}).get(self.metric)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                values.append((entry["epoch"], float(value)))
-        return values
+        """(epoch, value) of every validation whose metric counts (`hpo.selection`)."""
+        return [(entry["epoch"], value) for entry in self.history
+                if (value := selection.entry_value(entry, self.metric)) is not None]
 
     def best_value(self) -> float | None:
         return self.best["metric"] if self.best else None
 
     def _update_best(self) -> None:
-        best: dict[str, Any] | None = None
-        for entry in self.history:
-            value = entry.get("kpi", {}).get(self.metric)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                continue
-            if best is None or is_better(float(value), best["metric"], self.direction):
-                best = {"epoch": entry["epoch"], "step": entry.get("step"), "metric": float(value),
-                        "checkpoint": entry.get("checkpoint")}
-        self.best = best
+        entry = selection.best_epoch(self.history, self.metric, self.direction)
+        self.best = None if entry is None else {
+            "epoch": entry["epoch"], "step": entry.get("step"), "metric": selection.entry_value(entry, self.metric),
+            "checkpoint": entry.get("checkpoint"),
+        }
 
     # -- state ---------------------------------------------------------------------------------------------
     def finish(self, state: str, *, failure_class: str | None = None, failure_reason: str | None = None) -> None:
-        if state not in STATES:
-            raise ValueError(f"unknown trial state {state!r}")
+        state = TrialState(state)
         if state == FAILED and failure_class not in FAILURE_CLASSES:
             raise ValueError(f"a FAILED trial needs failure_class in {FAILURE_CLASSES}, got {failure_class!r}")
         self.state = state
@@ -132,17 +126,23 @@ class TrialRecord:
             "history": list(self.history), "best": dict(self.best) if self.best else None,
             "started_at": self.started_at, "ended_at": self.ended_at, "resources": dict(self.resources),
             "mlflow_run_id": self.mlflow_run_id, "metric": self.metric, "direction": self.direction,
-            "lineage": list(self.lineage),
+            "lineage": list(self.lineage), "epoch_numbering": EPOCH_NUMBERING,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, metric: str | None = None, direction: str | None = None) -> "TrialRecord":
+        history = [dict(entry) for entry in data.get("history") or []]
+        best = dict(data["best"]) if data.get("best") else None
+        if data.get("epoch_numbering") != EPOCH_NUMBERING:
+            for entry in [*history, *([best] if best else [])]:  # old numbering: completed epochs
+                if isinstance(entry.get("epoch"), int):
+                    entry["epoch"] = max(entry["epoch"] - 1, 0)
         record = cls(
             trial_id=str(data["trial_id"]), number=int(data["number"]), params=dict(data.get("params") or {}),
             metric=metric or data.get("metric", "mIoU"), direction=direction or data.get("direction", "maximize"),
-            state=data.get("state", RUNNING), failure_class=data.get("failure_class"),
-            failure_reason=data.get("failure_reason"), history=list(data.get("history") or []),
-            best=data.get("best"), started_at=data.get("started_at") or now_iso(), ended_at=data.get("ended_at"),
+            state=TrialState(data.get("state", RUNNING)), failure_class=data.get("failure_class"),
+            failure_reason=data.get("failure_reason"), history=history,
+            best=best, started_at=data.get("started_at") or now_iso(), ended_at=data.get("ended_at"),
             resources=dict(data.get("resources") or {}), mlflow_run_id=data.get("mlflow_run_id"),
             lineage=list(data.get("lineage") or []),
         )
@@ -170,11 +170,6 @@ def load_records(trials_dir: Path) -> list[TrialRecord]:
 
 
 def best_trial(records: Iterable[TrialRecord], direction: str) -> TrialRecord | None:
-    """The best trial by its best validation, among trials in PROMOTABLE_STATES."""
-    best: TrialRecord | None = None
-    for record in records:
-        if record.state not in PROMOTABLE_STATES or record.best is None:
-            continue
-        if best is None or is_better(record.best["metric"], best.best["metric"], direction):  # type: ignore[index]
-            best = record
-    return best
+    """The best trial by its best validation, among trials in PROMOTABLE_STATES (`hpo.selection`)."""
+    return selection.best_trial(records, best_value=TrialRecord.best_value, number=lambda r: r.number,
+                                state=lambda r: r.state, direction=direction)

@@ -32,10 +32,9 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from hpo.spec.chain import LATEST_LINK
 from hpo.sweep.observer import SweepObserver
-from hpo.trials.lifecycle import CheckpointFile, checkpoints
 from hpo.trials.record import COMPLETED, FAILED, PRUNED, TrialRecord
+from skillkit.checkpoints import CheckpointFile, find_latest_link, list_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def checkpoints_to_keep(record: TrialRecord, files: Iterable[CheckpointFile], *,
 
 def apply_trial_retention(record: TrialRecord, trial_dir: Path, *, keep_last: int) -> list[Path]:
     """Delete the checkpoints of one trial the rule does not keep; returns the deleted paths."""
-    files = checkpoints(trial_dir)
+    files = list_checkpoints(trial_dir)
     keep = checkpoints_to_keep(record, files, keep_last=keep_last)
     deleted = []
     for checkpoint in files:
@@ -83,12 +82,12 @@ def apply_trial_retention(record: TrialRecord, trial_dir: Path, *, keep_last: in
 
 
 def repoint_latest_link(trial_dir: Path) -> None:
-    """Point `mask2former_model_latest.pth` at the newest checkpoint left (remove it when none is), so it
-    never dangles after a deletion."""
-    link = trial_dir / LATEST_LINK
-    if not link.is_symlink() and not link.exists():
+    """Point the latest link (`<model>_latest.pth`) at the newest checkpoint left (remove it when none is), so
+    it never dangles after a deletion."""
+    link = find_latest_link(trial_dir)
+    if link is None:
         return
-    remaining = checkpoints(trial_dir)
+    remaining = list_checkpoints(trial_dir)
     names = {c.path.name for c in remaining}
     if link.is_symlink() and link.exists() and Path(os.readlink(link)).name in names:
         return

@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hpo.trials.failures import Failure, classify_failure
-from skillkit.status.follower import STATUS_FILE, StatusFollower, Validation, validation_of
-
-PID_FILE = "trainer.pid"
-LOG_FILE = "train.log"
+from skillkit.files import LOG_FILE, PID_FILE
+from skillkit.states import RunStatus
+from skillkit.status import STATUS_FILE, StatusFollower, StatusLine, Validation, validation_of
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,8 @@ class TrialLaunch:
     timeout_s: wall-clock limit of this run (frozen time excluded); None for no limit.
     stop_grace_s: seconds a trainer gets to checkpoint and exit after SIGTERM before SIGKILL.
     kill_with_parent: the trainer is SIGKILLed when the process that started it dies (Ray actors).
-    expected_last_epoch: the epoch a clean exit must have reached (the budget or EARLY_STOP_EPOCH); a trainer
-        that exits 0 earlier without being asked to stop is classified 'killed'.
+    expected_epochs: how many epochs a clean exit must have trained (the budget or EARLY_STOP_EPOCH, both
+        counts); a trainer that exits 0 earlier without being asked to stop is classified 'killed'.
     follow_from_end: ignore status lines written by earlier runs (a resumed trial's status.json grows).
     """
 
@@ -63,13 +62,13 @@ class TrialLaunch:
     stop_grace_s: float = 120.0
     poll_interval_s: float = 0.05
     kill_with_parent: bool = False
-    expected_last_epoch: int | None = None
+    expected_epochs: int | None = None
     follow_from_end: bool = True
 
 
 @dataclass(frozen=True)
 class TrialExit:
-    """How one trainer run ended."""
+    """How one trainer run ended; `last_epoch` is the TAO index of its last validation."""
 
     exit_code: int | None
     failure: Failure | None
@@ -85,9 +84,9 @@ class TrainerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._follower = StatusFollower(launch.trial_dir / STATUS_FILE)
         self._queue: deque[Validation] = deque()
-        self._failure_event: dict[str, Any] | None = None
+        self._failure_line: StatusLine | None = None
         self._succeeded = False
-        self._last_epoch: int | None = None
+        self._last: Validation | None = None
         self._reported_any = False
         self._stop_requested_at: float | None = None
         self._timed_out = False
@@ -135,16 +134,15 @@ class TrainerProcess:
     # -- following -----------------------------------------------------------------------------------------
     def _drain(self) -> None:
         now = time.time()
-        for event in self._follower.poll():
-            status = event.get("status")
-            if status == "FAILURE":
-                self._failure_event = event
-            elif status == "SUCCESS":
+        for line in self._follower.poll():
+            if line.status == RunStatus.FAILURE:
+                self._failure_line = line
+            elif line.status == RunStatus.SUCCESS:
                 self._succeeded = True
-            validation = validation_of(event, self.launch.metric, now=now)
+            validation = validation_of(line, self.launch.metric, now=now)
             if validation is not None:
                 self._reported_any = True
-                self._last_epoch = validation.epoch
+                self._last = validation
                 self._queue.append(validation)
 
     def poll(self) -> Validation | None:
@@ -254,19 +252,21 @@ class TrainerProcess:
                 pass
         stopped = self._stop_requested_at is not None
         failure = classify_failure(
-            exit_code=code, failure_event=self._failure_event, timed_out=self._timed_out, stopped_by_engine=stopped,
+            exit_code=code, failure_line=self._failure_line, timed_out=self._timed_out, stopped_by_engine=stopped,
             reported_any=self._reported_any or self._succeeded, log_path=self.launch.trial_dir / LOG_FILE,
         )
-        expected = self.launch.expected_last_epoch
-        if failure is None and not stopped and expected is not None and (self._last_epoch or 0) < expected:
+        expected = self.launch.expected_epochs
+        trained = self._last.epochs_trained if self._last is not None else 0
+        if failure is None and not stopped and expected is not None and trained < expected:
             failure = Failure(
                 "killed",
-                f"the trainer exited {code} after epoch {self._last_epoch or 0} of {expected} without being asked to "
+                f"the trainer exited {code} after {trained} of {expected} epochs without being asked to "
                 "stop (an outside SIGTERM?)",
             )
         self._exit = TrialExit(
             exit_code=code, failure=failure, stopped_by_engine=stopped, timed_out=self._timed_out,
-            succeeded=self._succeeded and failure is None, last_epoch=self._last_epoch,
+            succeeded=self._succeeded and failure is None,
+            last_epoch=self._last.epoch if self._last is not None else None,
         )
         (self.launch.trial_dir / PID_FILE).unlink(missing_ok=True)
         return self._exit

@@ -54,7 +54,7 @@ def _record_early_failure(args: argparse.Namespace, action: str, error: UserErro
     except Exception:  # noqa: BLE001 - the file itself is unreadable: nothing to record into
         return
     if folder:
-        StatusWriter(folder, max_epoch=None).write(
+        StatusWriter(folder, num_epochs=None).write(
             FAILURE, str(error), verbosity=ERROR, error_class="data" if isinstance(error, DataError) else "spec")
 
 

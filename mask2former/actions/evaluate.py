@@ -46,7 +46,7 @@ def evaluation_split(cfg: Any) -> str:
 def run_evaluation(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate `cfg.evaluate.checkpoint`; returns the evaluation.json content (also written to disk)."""
     results_dir = action_results_dir(cfg, "evaluate")
-    writer = StatusWriter(results_dir, max_epoch=None)
+    writer = StatusWriter(results_dir, num_epochs=None)
     writer.write(STARTED, f"Evaluating {cfg.evaluate.checkpoint}")
     try:
         report = _evaluate(cfg, results_dir)

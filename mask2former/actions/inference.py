@@ -127,7 +127,7 @@ def _categories(cfg: Any, trained_cfg: Any, num_classes: int):
 def run_inference(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Predict every image of `dataset.test.img_dir`; returns the summary written to inference.json."""
     results_dir = action_results_dir(cfg, "inference")
-    writer = StatusWriter(results_dir, max_epoch=None)
+    writer = StatusWriter(results_dir, num_epochs=None)
     writer.write(STARTED, f"Inference with {cfg.inference.checkpoint}")
     try:
         summary = _infer(cfg, results_dir)

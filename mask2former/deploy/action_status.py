@@ -23,7 +23,7 @@ from skillkit.status.writer import ERROR, FAILURE, STARTED, StatusWriter
 @contextlib.contextmanager
 def recorded(results_dir: str | Path, start_message: str) -> Iterator[StatusWriter]:
     """Write STARTED now and a FAILURE line (with its error class) if the block raises."""
-    writer = StatusWriter(results_dir, max_epoch=None)
+    writer = StatusWriter(results_dir, num_epochs=None)
     writer.write(STARTED, start_message)
     try:
         yield writer

@@ -2,9 +2,9 @@
 
 * `ValidationSchedule` – validate after every `validation_interval`-th completed epoch, and always after the
   last epoch and after `EARLY_STOP_EPOCH`, so every stopping point has a metric.
-* `ContractCheckpoint` – `model_epoch_{epoch:03d}_step_{step:05d}.pth` every `checkpoint_interval`
-  epochs or steps, always at the last epoch, at `EARLY_STOP_EPOCH` and on SIGTERM; keeps the
-  `mask2former_model_latest.pth` symlink pointing at the newest file.
+* `ContractCheckpoint` – `model_epoch_{epoch:03d}_step_{step:05d}.pth` (`skillkit.checkpoints`) every
+  `checkpoint_interval` epochs or steps, always at the last epoch, at `EARLY_STOP_EPOCH` and on SIGTERM;
+  keeps the `mask2former_model_latest.pth` symlink pointing at the newest file.
 * `EarlyStopEpoch` – stop cleanly once epoch `EARLY_STOP_EPOCH` is completed (validated, checkpointed).
 * `StatusReporter` – RUNNING lines in status.json (one per completed epoch, carrying the validation
   metrics when that epoch was validated; mid-epoch validations get their own line).
@@ -17,9 +17,11 @@
 Callback order matters and `build_contract_callbacks` fixes it: the checkpoint is written before the
 status line that announces the epoch, and the early stop is requested last.
 
-`epoch` in file names and status lines is the number of COMPLETED epochs. Inside Lightning's
-`on_train_epoch_end` (which runs after that epoch's validation), `trainer.current_epoch` is still the
-0-based index of the epoch that just finished, so completed = current_epoch + 1.
+`epoch` in file names and status lines is TAO's: Lightning's `trainer.current_epoch`, the 0-based index of
+the epoch in progress, which inside `on_train_epoch_end` (after that epoch's validation) is still the
+index of the epoch that just finished (see `skillkit.checkpoints` for TAO's own source). Schedules and
+budgets (`validation_interval`, `checkpoint_interval`, `num_epochs`, `EARLY_STOP_EPOCH`) count completed
+epochs, which at that point is current_epoch + 1.
 """
 
 from __future__ import annotations
@@ -37,36 +39,34 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from skillkit.status.writer import RUNNING, StatusWriter
+from skillkit.checkpoints import checkpoint_name, point_latest_link
+from skillkit.errors import SpecError
+from skillkit.states import RunStatus
+from skillkit.status.writer import StatusWriter
+
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PATTERN = "model_epoch_{epoch:03d}_step_{step:05d}.pth"
-LATEST_LINK = "mask2former_model_latest.pth"
+MODEL_NAME = "mask2former_model"  # TAO's `checkpoint_filename` for Mask2Former: the link is `<name>_latest.pth`
 EARLY_STOP_ENV = "EARLY_STOP_EPOCH"
 _NEVER = 2**31 - 1
 
 
-def checkpoint_filename(epoch: int, step: int) -> str:
-    """Contract file name of the checkpoint written after `epoch` completed epochs and `step` optimizer steps."""
-    return CHECKPOINT_PATTERN.format(epoch=epoch, step=step)
-
-
 def early_stop_epoch_from_env(env: dict[str, str] | None = None) -> int | None:
-    """`EARLY_STOP_EPOCH` as a positive int, or None when unset/empty. A malformed value is a clear error."""
+    """`EARLY_STOP_EPOCH` as a positive int, or None when unset/empty. A malformed value is a clear error.
+
+    It counts epochs, like `train.num_epochs`: EARLY_STOP_EPOCH=2 stops after two completed epochs, i.e.
+    after TAO epoch index 1 (`model_epoch_001_step_*.pth` is the last checkpoint).
+    """
     raw = (os.environ if env is None else env).get(EARLY_STOP_ENV, "").strip()
     if not raw:
         return None
     try:
         value = int(raw)
     except ValueError:
-        from skillkit.errors import SpecError
-
-        raise SpecError(f"environment variable {EARLY_STOP_ENV} must be a positive integer epoch, got {raw!r}.") from None
+        value = 0
     if value < 1:
-        from skillkit.errors import SpecError
-
-        raise SpecError(f"environment variable {EARLY_STOP_ENV} must be a positive integer epoch, got {raw!r}.")
+        raise SpecError(f"environment variable {EARLY_STOP_ENV} must be a positive number of epochs, got {raw!r}.")
     return value
 
 
@@ -125,33 +125,35 @@ class ContractCheckpoint(Callback):
         self.enabled = enabled
         self.last_saved: tuple[int, int] | None = None
         self.last_path: Path | None = None
-        self._pending_epoch: int | None = None
+        self._pending_completed: int | None = None
         self._step_due = False
 
     # -- saving -------------------------------------------------------------------------------------------
-    def save(self, trainer: L.Trainer, *, epoch: int) -> Path | None:
-        """Save a checkpoint for (`epoch` completed epochs, current global step) unless already saved."""
+    def save(self, trainer: L.Trainer, *, completed: int) -> Path | None:
+        """Save a checkpoint at the current global step, named with TAO's index of the epoch in progress
+        (`trainer.current_epoch`), unless already saved; `completed` epochs are done at this point."""
         if not self.enabled:
             return None
-        step = int(trainer.global_step)
+        epoch, step = int(trainer.current_epoch), int(trainer.global_step)
         if self.last_saved == (epoch, step):
             return self.last_path
-        path = self.results_dir / checkpoint_filename(epoch, step)
-        self._pending_epoch = epoch
+        path = self.results_dir / checkpoint_name(epoch, step)
+        self._pending_completed = completed
         try:
             trainer.save_checkpoint(str(path), weights_only=False)
         finally:
-            self._pending_epoch = None
+            self._pending_completed = None
         self.last_saved = (epoch, step)
         self.last_path = path
         if trainer.is_global_zero:
-            point_latest_link(self.results_dir, path.name)
+            point_latest_link(self.results_dir, MODEL_NAME, path.name)
         return path
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        # Contract fields next to Lightning's own (its `epoch` is 0-based and not the completed count).
+        # Contract fields next to Lightning's own `epoch`: the epochs completed (what a resume continues
+        # from) and the step.
         checkpoint["completed_epochs"] = (
-            self._pending_epoch if self._pending_epoch is not None else int(trainer.current_epoch)
+            self._pending_completed if self._pending_completed is not None else int(trainer.current_epoch)
         )
         checkpoint["global_step_contract"] = int(trainer.global_step)
 
@@ -163,29 +165,19 @@ class ContractCheckpoint(Callback):
             # The epoch's last batch: save from `on_train_epoch_end`, when the epoch counts as completed.
             self._step_due = True
             return
-        self.save(trainer, epoch=int(trainer.current_epoch))
+        self.save(trainer, completed=int(trainer.current_epoch))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         completed = completed_epochs_at_epoch_end(trainer)
         due = (self.unit == "epoch" and completed % self.interval == 0) or self._step_due
         self._step_due = False
         if due or completed >= self.max_epochs or completed == self.early_stop_epoch:
-            self.save(trainer, epoch=completed)
+            self.save(trainer, completed=completed)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
-            # Mid-epoch: the epoch in progress is not completed, so the name carries the completed count.
-            self.save(trainer, epoch=int(trainer.current_epoch))
-
-
-def point_latest_link(results_dir: Path, target_name: str) -> None:
-    """Atomically (re)point `mask2former_model_latest.pth` at `target_name` (a relative link)."""
-    link = results_dir / LATEST_LINK
-    tmp = results_dir / f".{LATEST_LINK}.{os.getpid()}.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target_name, tmp)
-    os.replace(tmp, link)
+            # Mid-epoch: named, like TAO's exception checkpoint, with the index of the epoch in progress.
+            self.save(trainer, completed=int(trainer.current_epoch))
 
 
 class EarlyStopEpoch(Callback):
@@ -259,7 +251,7 @@ class StatusReporter(Callback):
             return
         metrics, epoch, step = self._pending_validation
         self._pending_validation = None
-        self.writer.write(RUNNING, f"Validation at epoch {epoch} step {step}" + self._monitor_text(),
+        self.writer.write(RunStatus.RUNNING, f"Validation at epoch {epoch} step {step}" + self._monitor_text(),
                           epoch=epoch, step=step, kpi={**metrics, **self._base_kpi()})
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
@@ -273,13 +265,13 @@ class StatusReporter(Callback):
         mean_epoch = sum(self._epoch_times) / len(self._epoch_times)
         eta = mean_epoch * max(0, self.max_epochs - completed)
         kpi = self._base_kpi()
-        message = f"Epoch {completed}/{self.max_epochs} finished"
+        message = f"Epoch {trainer.current_epoch} finished ({completed}/{self.max_epochs} epochs)"
         if self._pending_validation is not None:
             kpi = {**self._pending_validation[0], **kpi}
             message += " and validated"
         self._pending_validation = None
-        self.writer.write(RUNNING, message + self._monitor_text(), epoch=completed, step=int(trainer.global_step),
-                          time_per_epoch=elapsed, eta=eta, kpi=kpi)
+        self.writer.write(RunStatus.RUNNING, message + self._monitor_text(), epoch=int(trainer.current_epoch),
+                          step=int(trainer.global_step), time_per_epoch=elapsed, eta=eta, kpi=kpi)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._flush_mid_epoch_validation()

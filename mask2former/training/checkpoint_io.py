@@ -5,7 +5,9 @@ A training checkpoint (`model_epoch_XXX_step_XXXXX.pth`) is a Lightning checkpoi
     state_dict        system weights: `model.<...>` (the Mask2Former nn.Module) and `criterion.<...>`
     optimizer_states, lr_schedulers, loops, callbacks, epoch, global_step   (Lightning; for resume)
     spec              the full experiment spec dict the model was built from
-    completed_epochs  epochs completed when it was written (the number in the file name)
+    completed_epochs  epochs completed when it was written (a resume continues from here); the number in
+                      the file name is TAO's index of the epoch in progress (`skillkit.checkpoints`),
+                      one less than this for a checkpoint written at the end of an epoch
     format            "mask2former-lightning/1"
     monitor           {"name": train.optim.monitor_name, "value": float|None}
     validation        the last validation metrics, when the run had validated

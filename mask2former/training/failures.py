@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from skillkit.errors import DataError, HpoError, UserError
+from skillkit.errors import DataError, ExitCode, HpoError, UserError
 
-OOM_EXIT_CODE = 10
-INTERNAL_EXIT_CODE = 1
+OOM_EXIT_CODE = ExitCode.OUT_OF_MEMORY
+INTERNAL_EXIT_CODE = ExitCode.INTERNAL
 
 OOM_ADVICE = (
     "Out of memory. To fit: use a smaller Swin (model.backbone.swin.type tiny, fewer depths), lower the resolution "

@@ -119,7 +119,7 @@ def run_training(cfg: Any, spec: Mapping[str, Any]) -> None:
     """Train per `cfg` (an `ExperimentConfig`); `spec` is the same experiment as a plain dict, stored in
     every checkpoint. Returns normally on success and on a clean stop; raises otherwise (see module doc)."""
     results_dir = results_dir_of(cfg)
-    writer = StatusWriter(results_dir, max_epoch=int(cfg.train.num_epochs), enabled=_is_global_zero())
+    writer = StatusWriter(results_dir, num_epochs=int(cfg.train.num_epochs), enabled=_is_global_zero())
     guard = StopOnSigterm()
     guard.install()
     progress = _Progress()
@@ -146,7 +146,8 @@ def run_training(cfg: Any, spec: Mapping[str, Any]) -> None:
 
 @dataclass
 class _Progress:
-    """Completed epochs and global step last known, for the final status line."""
+    """TAO index of the epoch in progress (= epochs completed) and global step last known, for the final
+    status line of an interrupted run."""
 
     epoch: int | None = None
     step: int | None = None
@@ -177,10 +178,11 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
         notices.append("wandb.enable is accepted for TAO compatibility only: nothing is logged to W&B "
                        "(metrics go to status.json; sweeps log to MLflow).")
     seed = seed_everything(int(train.seed))
-    started = "Resuming training" if resume_path else "Starting training"
+    started = f"Resuming training at epoch {start_epoch} (step {start_step})" if resume_path else "Starting training"
+    # No `epoch` on the STARTED line, as TAO writes it (a line with one marks a run of the old numbering).
     writer.write(STARTED, f"{started} ({topology.accelerator}, precision {topology.precision}, seed {seed})"
                  + "".join(f"; NOTE: {n}" for n in notices),
-                 verbosity=WARNING if notices else "INFO", epoch=start_epoch, step=start_step)
+                 verbosity=WARNING if notices else "INFO", step=start_step)
     for notice in notices:
         log.warning(notice)
     apply_cudnn_flags(benchmark=train.cudnn.benchmark, deterministic=train.cudnn.deterministic)
@@ -244,7 +246,8 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     try:
         trainer.fit(system, datamodule=data, ckpt_path=resume_path or None, weights_only=True)
     finally:
-        # After fit (or its interruption) current_epoch counts completed epochs.
+        # After fit (or its interruption) current_epoch counts completed epochs, which is also TAO's index
+        # of the epoch an interruption broke off.
         progress.epoch, progress.step = int(trainer.current_epoch), int(trainer.global_step)
         _wait_for_other_ranks(trainer)
     completed = int(trainer.current_epoch)
@@ -259,7 +262,8 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
         message = f"Training finished: {completed}/{max_epochs} epochs."
     if checkpointer.last_path is not None:
         message += f" Last checkpoint: {checkpointer.last_path.name}."
-    writer.write(SUCCESS, message, epoch=completed, step=int(trainer.global_step), kpi=kpi)
+    last_epoch = completed - 1 if completed > 0 else None  # TAO index of the last epoch trained
+    writer.write(SUCCESS, message, epoch=last_epoch, step=int(trainer.global_step), kpi=kpi)
 
 
 def _wait_for_other_ranks(trainer: L.Trainer, timeout_s: float = 300.0) -> None:

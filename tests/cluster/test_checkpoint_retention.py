@@ -15,10 +15,11 @@ from skillkit.errors import SweepConfigError
 from hpo.sweep.config import load_sweep_config
 from hpo.sweep.observer import SweepObserver
 from hpo.sweep.runner import resume_sweep, run_sweep
-from hpo.trials.lifecycle import checkpoints
+from skillkit.checkpoints import list_checkpoints as checkpoints
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, RUNNING, TrialRecord
 from hpo.trials.retention import apply_trial_retention, checkpoints_to_keep
-from skillkit.status.follower import Validation
+from skillkit.status import StatusLine, Validation
+from skillkit.states import RunStatus
 
 
 def _trial(tmp_path: Path, values: list[float], *, extra: tuple[tuple[int, int], ...] = ()) -> tuple[TrialRecord, Path]:
@@ -30,7 +31,8 @@ def _trial(tmp_path: Path, values: list[float], *, extra: tuple[tuple[int, int],
     for epoch, value in enumerate(values, 1):
         name = f"model_epoch_{epoch:03d}_step_{2 * epoch:05d}.pth"
         (trial_dir / name).write_text("w")
-        record.add_validation(Validation(epoch=epoch, step=2 * epoch, value=value, kpi={"mIoU": value}, time=0.0), name)
+        line = StatusLine(RunStatus.RUNNING, epoch=epoch, step=2 * epoch, kpi={"mIoU": value})
+        record.add_validation(Validation(line=line, metric="mIoU", value=value, seen_at=0.0), name)
     for epoch, step in extra:
         (trial_dir / f"model_epoch_{epoch:03d}_step_{step:05d}.pth").write_text("w")
     (trial_dir / "mask2former_model_latest.pth").symlink_to(sorted(p.name for p in trial_dir.glob("model_*"))[-1])

@@ -103,12 +103,13 @@ def test_ddp_trials_are_paused_resumed_and_pruned_through_the_engine(tmp_path: P
     first = sweep_dir / "trials" / "trial_0000"
     log = open(tmp_path / "driver.log", "wb")
 
-    # Run 1: SIGTERM the driver once the first DDP trial has validated epoch 1 -> the trial is paused.
+    # Run 1: SIGTERM the driver once the first DDP trial has validated its first epoch (TAO's epoch 0) -> the
+    # trial is paused.
     driver = subprocess.Popen([str(HPO), "run", str(config), "--yes", "--no-live"], env=_env(), stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: any(e["status"] == "RUNNING" and e.get("epoch") == 1 for e in _events(first)),
-                  timeout_s=400, proc=driver, what="trial_0000 to validate epoch 1")
+        _wait_for(lambda: any(e["status"] == "RUNNING" and e.get("epoch") == 0 for e in _events(first)),
+                  timeout_s=400, proc=driver, what="trial_0000 to validate epoch 0")
         trainer_group = int((first / "trainer.pid").read_text().split()[0])
         driver.send_signal(signal.SIGTERM)
         assert driver.wait(timeout=180) == 130, (tmp_path / "driver.log").read_text()[-3000:]
@@ -133,7 +134,7 @@ def test_ddp_trials_are_paused_resumed_and_pruned_through_the_engine(tmp_path: P
     # Pruned at its first rung (epoch 1). The stop lands at the next optimizer step on every rank; with one
     # step per epoch a slow engine poll may let epoch 2 finish first, never the whole budget.
     assert states["trial_0001"]["state"] == "PRUNED"
-    assert states["trial_0001"]["history"][0]["epoch"] == 1 and len(states["trial_0001"]["history"]) < 3
+    assert states["trial_0001"]["history"][0]["epoch"] == 0 and len(states["trial_0001"]["history"]) < 3
 
     for trial_id in ("trial_0000", "trial_0001"):
         trial_dir = sweep_dir / "trials" / trial_id
@@ -147,11 +148,14 @@ def test_ddp_trials_are_paused_resumed_and_pruned_through_the_engine(tmp_path: P
         assert validated and set(validated.values()) == {1}, validated
         assert sum(e["status"] in ("SUCCESS", "FAILURE") for e in events) == len(started)
         assert not any(e["status"] == "FAILURE" for e in events)
-        # Two ranks share 4 images at batch 2: one optimizer step per epoch (a single process takes two).
+        # Two ranks share 4 images at batch 2: one optimizer step per epoch (a single process takes two). The
+        # name's epoch is TAO's index of the epoch in progress: step = epoch + 1 once it ended, = epoch when a
+        # SIGTERM stopped it before its step.
         for checkpoint in trial_dir.glob("model_epoch_*_step_*.pth"):
             epoch, step = (int(part) for part in checkpoint.stem.split("_")[2::2])
-            assert step == epoch, checkpoint.name
+            assert step - epoch in (0, 1), checkpoint.name
     resumed_start = [e for e in _events(first) if e["status"] == "STARTED"][1]
-    assert resumed_start["message"].startswith("Resuming training") and resumed_start["epoch"] >= 1
+    assert resumed_start["message"].startswith("Resuming training at epoch ") and resumed_start["epoch"] is None
+    assert int(resumed_start["message"].split()[4]) >= 1  # "Resuming training at epoch N (step S) (...)"
     pruned_stop = _events(sweep_dir / "trials" / "trial_0001")[-1]
     assert pruned_stop["status"] == "SUCCESS" and "SIGTERM" in pruned_stop["message"]

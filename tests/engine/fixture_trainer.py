@@ -1,29 +1,31 @@
 """A stand-in trainer honouring the engine–trainer contract (DESIGN.md §3) in milliseconds per epoch.
 
 `fixture_trainer.py train -e SPEC [a.b=value ...]` reads the spec YAML, "trains" for `train.num_epochs`
-epochs and writes into `results_dir` exactly what the real trainer writes: status.json lines (STARTED,
-one RUNNING validation line per epoch with kpi {mIoU, pixel_acc, val_loss, train_loss, lr}, SUCCESS or a
-FAILURE line with error_class), checkpoints `model_epoch_{e:03d}_step_{s:05d}.pth` written BEFORE the
-epoch's status line, and the `mask2former_model_latest.pth` link. It honours SIGTERM (checkpoint, status
-line, exit 0), `EARLY_STOP_EPOCH`, and `train.resume_training_checkpoint_path` (continues with the next
-epoch and the checkpoint's accumulated progress, so an exploited PBT trial inherits its donor's quality).
+epochs and writes into `results_dir` exactly what the real trainer writes, through the same kit
+(`skillkit.status.StatusWriter`, `skillkit.checkpoints`): status.json lines (STARTED, one RUNNING
+validation line per epoch with kpi {mIoU, pixel_acc, val_loss, train_loss, lr}, SUCCESS or a FAILURE line
+with error_class), checkpoints `model_epoch_{e:03d}_step_{s:05d}.pth` numbered as TAO numbers them (the
+first epoch is 000) written BEFORE the epoch's status line, and the `mask2former_model_latest.pth` link.
+It honours SIGTERM (checkpoint, status line, exit 0), `EARLY_STOP_EPOCH` (a number of epochs), and
+`train.resume_training_checkpoint_path` (continues with the next epoch and the checkpoint's accumulated
+progress, so an exploited PBT trial inherits its donor's quality).
 
 The learning curve is a formula of the params: per-epoch progress q(lr, weight_decay, width, activation),
 mIoU = 1 - exp(-progress / 3). Best lr is near 10^-2.5.
 
-Every epoch trained is appended to `epochs_run.txt` so tests can prove no epoch was trained twice, and every
+Every epoch trained is appended to `epochs_run.txt` (counting from 1) so tests can prove no epoch was
+trained twice, and every
 launch appends `{"spec", "resume", "resumed_spec"}` to `launches.jsonl` (the spec it ran with, and the spec
 stored in the checkpoint it continued from), so tests can check what each run and each PBT exploit was given.
 
-Fault injection (spec section `fixture`): fail = crash | oom | data | bad_spec | hang | kill, at
-`fail_at_epoch` (default 1), only when `train.optim.lr` > `fail_if_lr_above` if that is set.
+Fault injection (spec section `fixture`): fail = crash | oom | data | bad_spec | hang | kill, in the
+`fail_at_epoch`-th epoch (default 1, the first), only when `train.optim.lr` > `fail_if_lr_above` if that is set.
 `evaluate -e SPEC` reports the mIoU stored in `evaluate.checkpoint` (the baseline path); on a dataset root
 holding `fixture_eval.json` it scores lower by the trained weight decay (a stand-in held-out test split).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import os
@@ -33,6 +35,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+from skillkit.checkpoints import checkpoint_name, point_latest_link
+from skillkit.status import StatusWriter
 
 STOP = {"requested": False}
 
@@ -58,26 +63,6 @@ def set_dotted(spec: dict, dotted: str, value) -> None:  # noqa: ANN001
     node[parts[-1]] = value
 
 
-class Status:
-    def __init__(self, results_dir: Path, max_epoch: int) -> None:
-        self.path = results_dir / "status.json"
-        self.max_epoch = max_epoch
-
-    def write(self, status: str, message: str, *, epoch=None, step=None, kpi=None, error_class=None, verbosity="INFO",  # noqa: ANN001
-              time_per_epoch=None, eta=None):  # noqa: ANN001
-        now = dt.datetime.now()
-        record = {
-            "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H:%M:%S"), "status": status,
-            "verbosity": verbosity, "message": message, "epoch": epoch, "max_epoch": self.max_epoch, "step": step,
-            "time_per_epoch": time_per_epoch, "eta": eta, "kpi": kpi or {},
-        }
-        if error_class:
-            record["error_class"] = error_class
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-
-
 def quality(spec: dict) -> float:
     lr = float(get(spec, "train.optim.lr", 1e-3))
     weight_decay = float(get(spec, "train.optim.weight_decay", 0.0))
@@ -87,21 +72,18 @@ def quality(spec: dict) -> float:
     return math.exp(-((math.log10(lr) + 2.5) ** 2) / 1.5) * (1.0 - 0.5 * weight_decay) * bonus * (width / 64.0) ** 0.1
 
 
-def save_checkpoint(results_dir: Path, epoch: int, step: int, progress: float, spec: dict) -> str:
-    name = f"model_epoch_{epoch:03d}_step_{step:05d}.pth"
+def save_checkpoint(results_dir: Path, epoch: int, completed: int, step: int, progress: float, spec: dict) -> str:
+    """A checkpoint named with TAO's index of the epoch in progress; `completed` epochs are done."""
+    name = checkpoint_name(epoch, step)
     temporary = results_dir / f".{name}.tmp"
-    temporary.write_text(json.dumps({"epoch": epoch, "step": step, "progress": progress, "spec": spec}))
+    temporary.write_text(json.dumps({"epoch": epoch, "completed_epochs": completed, "step": step,
+                                     "progress": progress, "spec": spec}))
     os.replace(temporary, results_dir / name)
-    link = results_dir / "mask2former_model_latest.pth"
-    tmp_link = results_dir / ".latest.tmp"
-    if tmp_link.is_symlink() or tmp_link.exists():
-        tmp_link.unlink()
-    os.symlink(name, tmp_link)
-    os.replace(tmp_link, link)
+    point_latest_link(results_dir, "mask2former_model", name)
     return name
 
 
-def fail(status: Status, mode: str, epoch: int, step: int) -> None:
+def fail(status: StatusWriter, mode: str, epoch: int, step: int) -> None:
     if mode == "crash":
         status.write("FAILURE", "fixture crash: something broke inside training", epoch=epoch, step=step,
                      error_class="internal", verbosity="ERROR")
@@ -127,7 +109,7 @@ def train(spec: dict) -> int:
     results_dir = Path(spec["results_dir"])
     results_dir.mkdir(parents=True, exist_ok=True)
     max_epoch = int(get(spec, "train.num_epochs", 3))
-    status = Status(results_dir, max_epoch)
+    status = StatusWriter(results_dir, num_epochs=max_epoch)
     fixture = spec.get("fixture") or {}
     mode = fixture.get("fail", "none")
     threshold = fixture.get("fail_if_lr_above")
@@ -145,47 +127,49 @@ def train(spec: dict) -> int:
     state: dict = {}
     if resume:
         state = json.loads(Path(resume).read_text())
-        start_epoch, progress = int(state["epoch"]), float(state["progress"])
+        start_epoch, progress = int(state["completed_epochs"]), float(state["progress"])  # epochs completed
     with open(results_dir / "launches.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"spec": spec, "resume": resume, "resumed_spec": state.get("spec")}) + "\n")
     step = start_epoch * steps_per_epoch
-    status.write("STARTED", f"Starting training at epoch {start_epoch}", epoch=start_epoch, step=step)
+    status.write("STARTED", f"Starting training at epoch {start_epoch}", step=step)
     with open(results_dir / "trial_env.jsonl", "a", encoding="utf-8") as handle:  # what the engine gave this run
         handle.write(json.dumps({name: os.environ.get(name) for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")}) + "\n")
     q = quality(spec)
     lr = float(get(spec, "train.optim.lr", 1e-3))
     epoch_times: list[float] = []
-    for epoch in range(start_epoch + 1, max_epoch + 1):
+    for epoch in range(start_epoch, max_epoch):  # TAO's 0-based epoch index
+        completed = epoch + 1
         epoch_started = time.monotonic()
-        if mode != "none" and epoch == int(fixture.get("fail_at_epoch", 1)):
-            fail(status, mode, epoch - 1, step)
+        if mode != "none" and completed == int(fixture.get("fail_at_epoch", 1)):
+            fail(status, mode, epoch, step)
         for _ in range(steps_per_epoch):
             time.sleep(sleep_s / steps_per_epoch)
             step += 1
             progress += q / steps_per_epoch
             if STOP["requested"]:
-                name = save_checkpoint(results_dir, epoch - 1, step, progress, spec)
-                status.write("RUNNING", f"Stopped by SIGTERM during epoch {epoch}; checkpoint {name}", epoch=epoch - 1, step=step)
+                name = save_checkpoint(results_dir, epoch, epoch, step, progress, spec)
+                status.write("RUNNING", f"Stopped by SIGTERM during epoch {epoch}; checkpoint {name}", epoch=epoch,
+                             step=step)
                 return 0
         with open(results_dir / "epochs_run.txt", "a", encoding="utf-8") as handle:
-            handle.write(f"{epoch}\n")
+            handle.write(f"{completed}\n")
         miou = 1.0 - math.exp(-progress / 3.0)
-        save_checkpoint(results_dir, epoch, step, progress, spec)
+        save_checkpoint(results_dir, epoch, completed, step, progress, spec)
         kpi = {"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou, "train_loss": 2.2 - miou, "lr": lr}
         epoch_times.append(time.monotonic() - epoch_started)
         mean = sum(epoch_times) / len(epoch_times)
-        status.write("RUNNING", f"Epoch {epoch}/{max_epoch} finished and validated", epoch=epoch, step=step, kpi=kpi,
-                     time_per_epoch=epoch_times[-1], eta=mean * (max_epoch - epoch))
-        if STOP["requested"] or (early_stop_epoch is not None and epoch >= early_stop_epoch and epoch < max_epoch):
+        status.write("RUNNING", f"Epoch {epoch} finished ({completed}/{max_epoch}) and validated", epoch=epoch,
+                     step=step, kpi=kpi, time_per_epoch=epoch_times[-1], eta=mean * (max_epoch - completed))
+        if STOP["requested"] or (early_stop_epoch is not None and completed >= early_stop_epoch and completed < max_epoch):
             return 0
-    status.write("SUCCESS", "Training finished", epoch=max_epoch, step=step)
+    status.write("SUCCESS", "Training finished", epoch=max_epoch - 1, step=step)
     return 0
 
 
 def evaluate(spec: dict) -> int:
     results_dir = Path(spec["results_dir"])
     results_dir.mkdir(parents=True, exist_ok=True)
-    status = Status(results_dir, None)
+    status = StatusWriter(results_dir, num_epochs=None)
     checkpoint = get(spec, "evaluate.checkpoint", "")
     state = json.loads(Path(checkpoint).read_text())
     miou = 1.0 - math.exp(-float(state["progress"]) / 3.0)

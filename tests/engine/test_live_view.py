@@ -14,7 +14,7 @@ from hpo.trials.record import COMPLETED, PRUNED, RUNNING, TrialRecord
 
 def _record(number: int, state: str, values: list[float]) -> TrialRecord:
     record = TrialRecord(trial_id=f"trial_{number:04d}", number=number, params={}, metric="mIoU", direction="maximize")
-    record.history = [{"epoch": e, "kpi": {"mIoU": v}} for e, v in enumerate(values, start=1)]
+    record.history = [{"epoch": e, "kpi": {"mIoU": v}} for e, v in enumerate(values)]  # TAO epoch indices
     record._update_best()
     record.state = state
     return record
@@ -54,14 +54,14 @@ def test_eta_comes_from_the_epoch_times_observed(tmp_path: Path) -> None:
 
     trial = tmp_path / "trial_0000"
     trial.mkdir()
-    lines = [{"date": "2026-01-01", "time": "10:00:00", "status": "STARTED", "epoch": 0},
-             {"date": "2026-01-01", "time": "10:00:12", "status": "RUNNING", "epoch": 1, "time_per_epoch": 2.0},
-             {"date": "2026-01-01", "time": "10:00:15", "status": "RUNNING", "epoch": 2, "time_per_epoch": 3.0}]
+    lines = [{"date": "2026-01-01", "time": "10:00:00", "status": "STARTED"},
+             {"date": "2026-01-01", "time": "10:00:12", "status": "RUNNING", "epoch": 0, "time_per_epoch": 2.0},
+             {"date": "2026-01-01", "time": "10:00:15", "status": "RUNNING", "epoch": 1, "time_per_epoch": 3.0}]
     (trial / "status.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
     written = (trial / "status.json").stat().st_mtime
-    assert trial_eta(trial, last_epoch=2, max_epochs=6, fallback_epoch_s=None, now=written) == 10.0  # 4 x 2.5 s
-    assert trial_eta(trial, last_epoch=2, max_epochs=6, fallback_epoch_s=None, now=written + 4) == 6.0
+    assert trial_eta(trial, epochs_done=2, max_epochs=6, fallback_epoch_s=None, now=written) == 10.0  # 4 x 2.5 s
+    assert trial_eta(trial, epochs_done=2, max_epochs=6, fallback_epoch_s=None, now=written + 4) == 6.0
     empty = tmp_path / "trial_0001"
     empty.mkdir()
-    assert trial_eta(empty, last_epoch=0, max_epochs=6, fallback_epoch_s=1.5, now=0.0) == 9.0  # the sweep's mean
-    assert trial_eta(empty, last_epoch=0, max_epochs=6, fallback_epoch_s=None) is None  # unknown, never guessed
+    assert trial_eta(empty, epochs_done=0, max_epochs=6, fallback_epoch_s=1.5, now=0.0) == 9.0  # the sweep's mean
+    assert trial_eta(empty, epochs_done=0, max_epochs=6, fallback_epoch_s=None) is None  # unknown, never guessed

@@ -155,8 +155,8 @@ def test_observers_see_every_event_in_order_and_cannot_break_the_sweep(write_swe
     for trial in summary["trials"]:
         mine = [(kind, data) for kind, data in events if isinstance(data, tuple) and data[0] == trial["trial_id"]
                 or data == trial["trial_id"]]
-        assert mine == [("trial_started", trial["trial_id"]), ("trial_reported", (trial["trial_id"], 1)),
-                        ("trial_reported", (trial["trial_id"], 2)), ("trial_finished", (trial["trial_id"], "COMPLETED"))]
+        assert mine == [("trial_started", trial["trial_id"]), ("trial_reported", (trial["trial_id"], 0)),
+                        ("trial_reported", (trial["trial_id"], 1)), ("trial_finished", (trial["trial_id"], "COMPLETED"))]
         assert trial["mlflow_run_id"] == f"run-{trial['trial_id']}"  # set by an observer, persisted by the engine
 
 

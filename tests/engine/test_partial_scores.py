@@ -40,11 +40,11 @@ def test_early_stopped_trial_is_told_pruned_not_complete(space, tmp_path: Path) 
     ours.suggest("stopped")
     assert set(full) == set(space.names)
     for epoch, value in enumerate([0.1, 0.2, 0.3, 0.35], 1):
-        ours.on_trial_result("full", {"epoch": epoch, "mIoU": value})
-    ours.on_trial_complete("full", {"epoch": 4, "mIoU": 0.35})
+        ours.on_trial_result("full", {"epochs_trained": epoch, "mIoU": value})
+    ours.on_trial_complete("full", {"epochs_trained": 4, "mIoU": 0.35})
     # A scheduler stops this one after epoch 1 with a high partial score; Ray skips on_trial_result for the
     # stopping result and hands it to on_trial_complete.
-    ours.on_trial_complete("stopped", {"epoch": 1, "mIoU": 0.9})
+    ours.on_trial_complete("stopped", {"epochs_trained": 1, "mIoU": 0.9})
     study = ours.study
     by_id = {t.user_attrs["hpo_trial_id"]: t for t in study.trials}
     assert by_id["full"].state == TrialState.COMPLETE and by_id["full"].value == pytest.approx(0.35)
@@ -62,7 +62,7 @@ def test_ray_optuna_search_has_the_flaw(space) -> None:  # noqa: ANN001
 
     stock = OptunaSearch(space=space.optuna_distributions(), metric="mIoU", mode="max", seed=0)
     stock.suggest("stopped")
-    stock.on_trial_complete("stopped", {"epoch": 1, "mIoU": 0.9})
+    stock.on_trial_complete("stopped", {"epochs_trained": 1, "mIoU": 0.9})
     (trial,) = stock._ot_study.trials
     assert trial.state == TrialState.COMPLETE and trial.value == 0.9
 
@@ -72,14 +72,14 @@ def test_searcher_survives_pickling_and_restore(space, tmp_path: Path) -> None: 
 
     first = searcher(space, tmp_path)
     first.suggest("a")
-    first.on_trial_result("a", {"epoch": 1, "mIoU": 0.2})
+    first.on_trial_result("a", {"epochs_trained": 1, "mIoU": 0.2})
     first.save(str(tmp_path / "searcher.json"))
-    first.on_trial_result("a", {"epoch": 2, "mIoU": 0.3})  # stored after the save: a driver killed here
+    first.on_trial_result("a", {"epochs_trained": 2, "mIoU": 0.3})  # stored after the save: a driver killed here
     clone = pickle.loads(pickle.dumps(first))
     clone.restore(str(tmp_path / "searcher.json"))
-    clone.on_trial_result("a", {"epoch": 2, "mIoU": 0.3})  # replayed after the restore: not reported twice
-    clone.on_trial_result("a", {"epoch": 3, "mIoU": 0.4})
-    clone.on_trial_complete("a", {"epoch": 4, "mIoU": 0.5})
+    clone.on_trial_result("a", {"epochs_trained": 2, "mIoU": 0.3})  # replayed after the restore: not reported twice
+    clone.on_trial_result("a", {"epochs_trained": 3, "mIoU": 0.4})
+    clone.on_trial_complete("a", {"epochs_trained": 4, "mIoU": 0.5})
     (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'o.db'}").trials
     assert trial.intermediate_values == {1: 0.2, 2: 0.3, 3: 0.4, 4: 0.5}
     assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.5)

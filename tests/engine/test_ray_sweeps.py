@@ -105,7 +105,7 @@ def test_pbt_exploits_a_donor_checkpoint_and_explores_within_the_space(write_swe
             assert 1e-5 <= lr <= 0.1  # explore stays in bounds
             assert set(step["params"]) == {"train.optim.lr", "train.optim.weight_decay"}  # hot ones only
         assert trial["params"] == trial["lineage"][-1]["params"]
-        assert [h["epoch"] for h in trial["history"]] == [1, 2, 3, 4]
+        assert [h["epoch"] for h in trial["history"]] == [0, 1, 2, 3]  # TAO epoch indices
     assert_every_report_in_summary(sweep_dir, summary)
 
 

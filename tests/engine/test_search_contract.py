@@ -115,14 +115,14 @@ def sampler_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SamplerWatch]:
 
 @pytest.fixture
 def bohb_results(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
-    """(epoch of the result, budget BOHB was told) for every result fed to BOHB's model."""
+    """(epochs trained by the result, budget BOHB was told) for every result fed to BOHB's model."""
     seen: list[tuple[int, float]] = []
     from hpo.backends.ray_bohb import SpaceBOHB
 
     original = SpaceBOHB.to_wrapper
 
     def spy(self, trial_id, result):  # noqa: ANN001
-        seen.append((int(result["epoch"]), float(result["hyperband_info"]["budget"])))
+        seen.append((int(result["epochs_trained"]), float(result["hyperband_info"]["budget"])))
         return original(self, trial_id, result)
 
     monkeypatch.setattr(SpaceBOHB, "to_wrapper", spy)
@@ -146,7 +146,7 @@ def check_partial_scores_never_final(sweep_dir: Path, study_name: str, records: 
             continue
         if frozen.state == optuna.trial.TrialState.COMPLETE:
             told += 1
-            assert record.state == "COMPLETED" and record.last_epoch() == MAX_EPOCHS, (trial_id, record.state)
+            assert record.state == "COMPLETED" and record.epochs_trained() == MAX_EPOCHS, (trial_id, record.state)
             assert frozen.value == pytest.approx(record.best_value())
         if record.state == "PRUNED":
             assert frozen.state == optuna.trial.TrialState.PRUNED, trial_id

@@ -15,7 +15,7 @@ import yaml
 from synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep
 
 from hpo.promotion import EvaluationResult, SkillEvaluator, apply_retention, promote
-from hpo.promotion.retention import LATEST_LINK
+LATEST_LINK = "mask2former_model_latest.pth"
 from hpo.tracking import MlflowObserver
 
 FAKE_EVALUATE = textwrap.dedent('''
@@ -64,7 +64,7 @@ def test_injected_runner_result_is_set_beside_the_promoted_metric_and_the_baseli
     def runner(spec_path: Path, results_dir: Path, metric: str) -> EvaluationResult:
         calls.append((spec_path, results_dir, metric))
         spec = yaml.safe_load(spec_path.read_text())
-        assert Path(spec["evaluate"]["checkpoint"]).name == "model_epoch_002_step_00020.pth"
+        assert Path(spec["evaluate"]["checkpoint"]).name == "model_epoch_001_step_00020.pth"
         return EvaluationResult(metric, 0.615, {"mIoU": 0.615}, 0, ("fixture",), None, 0.1)
 
     record = promote(sweep_dir, evaluator=runner).record
@@ -90,7 +90,7 @@ def test_the_skills_evaluate_command_runs_on_the_promoted_checkpoint(tmp_path, m
     assert result.evaluation.value == 0.6125 and result.evaluation.kpi["PQ"] == 0.5
     assert result.evaluation.command[-2:] == ("-e", str(sweep_dir / "best" / "evaluate_spec.yaml"))
     log = (sweep_dir / "best" / "evaluate" / "evaluate.log").read_text()
-    assert f"evaluated {sweep_dir / 'best' / 'model_epoch_002_step_00020.pth'}" in log
+    assert f"evaluated {sweep_dir / 'best' / 'model_epoch_001_step_00020.pth'}" in log
     # a skill without export: no export/deploy specs, but the evaluate spec and the checkpoint are there
     assert sorted(p.name for p in (sweep_dir / "best").glob("*.yaml")) == ["evaluate_spec.yaml", "train_spec.yaml"]
     assert result.record["evaluation"]["final"] == 0.6125
@@ -118,20 +118,20 @@ def test_retention_keeps_best_epochs_what_paused_trials_need_and_the_promoted_ch
         FakeTrial("running", params(4e-4, 7, 144), [0.2, 0.3], state="RUNNING"),
     ]
     sweep_dir = write_sweep(tmp_path, trials, tracking={"enabled": False})
-    record = promote(sweep_dir, trial_id="t1", epoch=3, evaluate=False).record  # pinned: not t1's best epoch
-    # deleted per trial: t0 epochs 1,3,4,5; t1 epochs 1,2,4; t2 epoch 1; t3 none; paused epoch 1; running none
+    record = promote(sweep_dir, trial_id="t1", epoch=2, evaluate=False).record  # pinned: not t1's best epoch
+    # deleted per trial: t0 epochs 0,2,3,4; t1 epochs 0,1,3; t2 epoch 0; t3 none; paused epoch 0; running none
     assert record["retention"]["deleted"] == 4 + 3 + 1 + 0 + 1 + 0
-    assert _checkpoints(sweep_dir, "t0") == [2]          # its best epoch, not its last
-    assert _checkpoints(sweep_dir, "t1") == [3, 5]       # the promoted epoch and its best
-    assert _checkpoints(sweep_dir, "t2") == [2]          # pruned: best epoch
-    assert _checkpoints(sweep_dir, "t3") == [1]          # failed: its only validated epoch
-    assert _checkpoints(sweep_dir, "paused") == [2, 3]   # best + the one it resumes from
-    assert _checkpoints(sweep_dir, "running") == [1, 2]  # still training: untouched
+    assert _checkpoints(sweep_dir, "t0") == [1]          # its best epoch, not its last
+    assert _checkpoints(sweep_dir, "t1") == [2, 4]       # the promoted epoch and its best
+    assert _checkpoints(sweep_dir, "t2") == [1]          # pruned: best epoch
+    assert _checkpoints(sweep_dir, "t3") == [0]          # failed: its only validated epoch
+    assert _checkpoints(sweep_dir, "paused") == [1, 2]   # best + the one it resumes from
+    assert _checkpoints(sweep_dir, "running") == [0, 1]  # still training: untouched
     for trial in ("t0", "t1", "t2", "t3", "paused", "running"):
         link = sweep_dir / "trials" / trial / LATEST_LINK
         assert link.is_symlink() and link.exists(), trial
-    assert (sweep_dir / "trials" / "t0" / LATEST_LINK).resolve().name == "model_epoch_002_step_00020.pth"
-    assert (sweep_dir / "best" / "model_epoch_003_step_00030.pth").is_file()
+    assert (sweep_dir / "trials" / "t0" / LATEST_LINK).resolve().name == "model_epoch_001_step_00020.pth"
+    assert (sweep_dir / "best" / "model_epoch_002_step_00030.pth").is_file()
 
 
 def test_keep_all_checkpoints_keeps_everything(tmp_path):
@@ -139,8 +139,8 @@ def test_keep_all_checkpoints_keeps_everything(tmp_path):
                             promotion={"keep_all_checkpoints": True})
     record = promote(sweep_dir, evaluate=False).record
     assert record["retention"] == {"keep_all_checkpoints": True, "deleted": 0, "freed_bytes": 0}
-    assert _checkpoints(sweep_dir, "t0") == [1, 2, 3, 4, 5]
+    assert _checkpoints(sweep_dir, "t0") == [0, 1, 2, 3, 4]
     summary = json.loads((sweep_dir / "summary.json").read_text())
     report = apply_retention(sweep_dir, summary["trials"], metric="mIoU", direction="maximize",
-                             protected=[sweep_dir / "trials" / "t0" / "model_epoch_005_step_00050.pth"])
-    assert _checkpoints(sweep_dir, "t0") == [2, 5] and len(report.deleted) == 3 + 4 + 1
+                             protected=[sweep_dir / "trials" / "t0" / "model_epoch_004_step_00050.pth"])
+    assert _checkpoints(sweep_dir, "t0") == [1, 4] and len(report.deleted) == 3 + 4 + 1

@@ -45,7 +45,7 @@ def test_every_handoff_spec_loads_and_validates(promoted, name, action):
 
 def test_export_spec_points_at_the_promoted_checkpoint_with_the_export_shape(promoted):
     spec = yaml.safe_load((promoted / "export_spec.yaml").read_text())
-    checkpoint = promoted / "model_epoch_002_step_00020.pth"
+    checkpoint = promoted / "model_epoch_001_step_00020.pth"
     assert spec["export"]["checkpoint"] == str(checkpoint) and checkpoint.is_file()
     assert spec["export"]["onnx_file"] == str(promoted / "mask2former.onnx")
     # The template's test resize (shortest edge 640) with no annotation file to tell the image sizes: square.
@@ -76,7 +76,7 @@ def test_evaluate_and_deploy_specs_chain_from_the_export_outputs(promoted):
 def test_without_skill_deploy_templates_the_specs_take_taos_deploy_shape(tao_reference, tmp_path):
     spec = train_template()
     spec["model"]["sem_seg_head"]["num_classes"] = 5
-    paths = HandoffPaths(best_dir=tmp_path / "best", checkpoint=tmp_path / "best" / "model_epoch_001_step_00010.pth")
+    paths = HandoffPaths(best_dir=tmp_path / "best", checkpoint=tmp_path / "best" / "model_epoch_000_step_00010.pth")
     specs = build_handoff_specs(spec, paths, templates={})
     references = tao_reference / "references"
     for produced, template in ((specs.deploy_gen_trt_engine, "spec_template_deploy_gen_trt_engine.yaml"),

@@ -101,7 +101,7 @@ def _parent(folder: Path, checkpoints: list[tuple[int, int]], metrics: dict[int,
     folder.mkdir(parents=True, exist_ok=True)
     for epoch, step in checkpoints:
         (folder / f"model_epoch_{epoch:03d}_step_{step:05d}.pth").write_bytes(b"x")
-    lines = [{"status": "STARTED", "epoch": 0}]
+    lines = [{"status": "STARTED"}]  # TAO writes no epoch on STARTED (an old run of ours wrote one)
     for epoch, value in (metrics or {}).items():
         step = next(s for e, s in checkpoints if e == epoch)
         lines.append({"status": "RUNNING", "epoch": epoch, "step": step, "kpi": {"mIoU": value, "val_loss": 1.0}})
@@ -145,6 +145,35 @@ def test_chain_errors(checkpoints, metrics, choice, message, tmp_path: Path, rep
     skill = SkillDir(repo_root)
     with pytest.raises(SpecError, match=message):
         resolve_job_chain(merge_spec(None, "evaluate", [], skill), skill, "evaluate", parent_dir=parent, checkpoint=choice)
+
+
+def test_chain_epoch_n_is_the_checkpoint_that_closed_that_epoch(tmp_path: Path, repo_root: Path) -> None:
+    """A SIGTERM (or a step interval) can leave a mid-epoch checkpoint named like the epoch's last one, as
+    TAO names them; `epoch=N` means the one at the step status.json reached in epoch N."""
+    parent = _parent(tmp_path / "train", [(0, 10), (1, 20), (1, 15)], {0: 0.2, 1: 0.5})  # line of epoch 1: step 20
+    skill = SkillDir(repo_root)
+    spec = resolve_job_chain(merge_spec(None, "export", [], skill), skill, "export", parent_dir=parent,
+                             checkpoint="epoch=1")
+    assert spec["export"]["checkpoint"] == str(parent / "model_epoch_001_step_00020.pth")
+    best = resolve_job_chain(merge_spec(None, "export", [], skill), skill, "export", parent_dir=parent)
+    assert best["export"]["checkpoint"] == str(parent / "model_epoch_001_step_00020.pth")
+
+
+def test_chain_reads_a_job_written_before_tao_numbering(tmp_path: Path, repo_root: Path) -> None:
+    """The compatibility reader: an old train job counted completed epochs in its status lines (its STARTED
+    line carried an epoch) and in its checkpoint names. Its best validation (the 2nd epoch, TAO epoch 1)
+    still resolves to the file it wrote, model_epoch_002_step_00020.pth."""
+    parent = tmp_path / "old"
+    parent.mkdir()
+    for epoch in (1, 2, 3):
+        (parent / f"model_epoch_{epoch:03d}_step_{10 * epoch:05d}.pth").write_bytes(b"x")
+    lines = [{"status": "STARTED", "epoch": 0, "step": 0}] + [
+        {"status": "RUNNING", "epoch": epoch, "step": 10 * epoch, "kpi": {"mIoU": value}}
+        for epoch, value in ((1, 0.2), (2, 0.5), (3, 0.4))]
+    (parent / "status.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    skill = SkillDir(repo_root)
+    best = resolve_job_chain(merge_spec(None, "export", [], skill), skill, "export", parent_dir=parent)
+    assert best["export"]["checkpoint"] == str(parent / "model_epoch_002_step_00020.pth")
 
 
 def test_chain_gen_trt_engine_and_deploy_evaluate(tmp_path: Path, repo_root: Path) -> None:

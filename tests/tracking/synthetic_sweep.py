@@ -1,6 +1,7 @@
 """Synthetic sweep folders written exactly as the engine/trainer contract says (sweep.yaml, space.yaml,
 trials/<id>/{spec.yaml,status.json,train.log,trial.json,model_epoch_XXX_step_XXXXX.pth}, summary.json),
-so tracking and promotion are tested without running the engine or a trainer.
+so tracking and promotion are tested without running the engine or a trainer. Epochs are numbered as
+TAO numbers them (the first is 0, in status.json, trial.json and the checkpoint names).
 
 Each trial follows a given learning curve of the sweep metric; every other KPI is derived from it.
 """
@@ -31,7 +32,7 @@ class FakeTrial:
     failure_reason: str | None = None
     gpus: float = 1.0
     hours: float = 0.5
-    checkpoint_epochs: Sequence[int] | None = None  # default: every validated epoch
+    checkpoint_epochs: Sequence[int] | None = None  # TAO epoch indices; default: every validated epoch
 
 
 def train_template() -> dict[str, Any]:
@@ -77,33 +78,35 @@ def write_trial(sweep_dir: Path, trial: FakeTrial, *, metric: str, direction: st
     epoch_seconds = trial.hours * 3600 / max(1, len(trial.curve))
     clock = started
 
-    def line(status: str, epoch: int, **extra: Any) -> dict[str, Any]:
+    def line(status: str, epoch: int | None, **extra: Any) -> dict[str, Any]:
         return {"date": clock.strftime("%Y-%m-%d"), "time": clock.strftime("%H:%M:%S"), "status": status,
                 "verbosity": "INFO", "message": extra.pop("message", ""), "epoch": epoch,
-                "max_epoch": len(trial.curve), "step": epoch * STEPS_PER_EPOCH, **extra}
+                "max_epoch": len(trial.curve) - 1,
+                "step": 0 if epoch is None else (epoch + 1) * STEPS_PER_EPOCH, **extra}
 
-    lines.append(line("STARTED", 0, message="Starting training", kpi={}))
+    lines.append(line("STARTED", None, message="Starting training", kpi={}))
     wanted = set(trial.checkpoint_epochs) if trial.checkpoint_epochs is not None else None
     newest = None
-    for epoch, value in enumerate(trial.curve, start=1):
-        clock = started + _dt.timedelta(seconds=epoch_seconds * epoch)
-        kpi = kpi_for(float(value), epoch, metric)
-        lines.append(line("RUNNING", epoch, message=f"epoch {epoch} validated", kpi=kpi,
-                          time_per_epoch=epoch_seconds, eta=epoch_seconds * (len(trial.curve) - epoch)))
-        name = f"model_epoch_{epoch:03d}_step_{epoch * STEPS_PER_EPOCH:05d}.pth"
+    for epoch, value in enumerate(trial.curve):
+        clock = started + _dt.timedelta(seconds=epoch_seconds * (epoch + 1))
+        kpi = kpi_for(float(value), epoch + 1, metric)
+        status_line = line("RUNNING", epoch, message=f"epoch {epoch} validated", kpi=kpi, time_per_epoch=epoch_seconds,
+                           eta=epoch_seconds * (len(trial.curve) - epoch - 1))
+        lines.append(status_line)
+        step = (epoch + 1) * STEPS_PER_EPOCH
+        name = f"model_epoch_{epoch:03d}_step_{step:05d}.pth"
         if wanted is None or epoch in wanted:
             (trial_dir / name).write_bytes(f"checkpoint {trial.trial_id} epoch {epoch}".encode() * 8)
             newest = name
-        history.append({"epoch": epoch, "step": epoch * STEPS_PER_EPOCH, "kpi": kpi, "time": clock.timestamp(),
-                        "checkpoint": name})
+        history.append({**status_line, "seen_at": clock.timestamp(), "checkpoint": name})
     if newest:
         (trial_dir / "mask2former_model_latest.pth").symlink_to(newest)
     ended = started + _dt.timedelta(hours=trial.hours)
     if trial.state == "FAILED":
-        lines.append(line("FAILURE", len(trial.curve), message=trial.failure_reason or "boom",
+        lines.append(line("FAILURE", len(trial.curve) - 1, message=trial.failure_reason or "boom",
                           verbosity="ERROR", error_class=trial.failure_class or "internal", kpi={}))
     elif trial.state == "COMPLETED":
-        lines.append(line("SUCCESS", len(trial.curve), message="Training finished", kpi={}))
+        lines.append(line("SUCCESS", len(trial.curve) - 1, message="Training finished", kpi={}))
     (trial_dir / "status.json").write_text("".join(json.dumps(item) + "\n" for item in lines))
     (trial_dir / "train.log").write_text(f"training {trial.trial_id}\nusing encryption_key={encryption_key}\n")
 
@@ -118,7 +121,7 @@ def write_trial(sweep_dir: Path, trial: FakeTrial, *, metric: str, direction: st
         "failure_class": trial.failure_class, "failure_reason": trial.failure_reason, "history": history,
         "best": best, "started_at": started.isoformat(timespec="seconds"),
         "ended_at": None if trial.state == "RUNNING" else ended.isoformat(timespec="seconds"),
-        "resources": {"gpus": trial.gpus, "cpus": 1}, "mlflow_run_id": None,
+        "resources": {"gpus": trial.gpus, "cpus": 1}, "mlflow_run_id": None, "epoch_numbering": "tao",
     }
     (trial_dir / "trial.json").write_text(json.dumps(record, indent=2))
     return record
@@ -171,7 +174,7 @@ def params(lr: float, dec_layers: int, hidden_dim: int) -> dict[str, Any]:
 
 
 def default_trials() -> list[FakeTrial]:
-    """Three trials: t0 peaks early (epoch 2 of 5), t1 is steady but lower, t2 is pruned, t3 failed."""
+    """Three trials: t0 peaks early (epoch 1, the 2nd of 5), t1 is steady but lower, t2 is pruned, t3 failed."""
     return [
         FakeTrial("t0", params(3e-4, 6, 256), [0.30, 0.62, 0.55, 0.50, 0.48]),
         FakeTrial("t1", params(1e-3, 3, 128), [0.20, 0.35, 0.44, 0.50, 0.58]),

@@ -92,7 +92,7 @@ def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tm
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)  # MLflow resolves models:/ with process-wide URIs
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_server.uri)
     served = Path(mlflow.artifacts.download_artifacts(f"models:/{model}@champion", dst_path=str(tmp_path / "dl")))
-    assert [p.name for p in served.rglob("*.pth")] == ["model_epoch_002_step_00020.pth"]
+    assert [p.name for p in served.rglob("*.pth")] == ["model_epoch_001_step_00020.pth"]
     assert main(["sync-tracking", str(sweep_dir)]) == 0  # nothing left to log
 
 

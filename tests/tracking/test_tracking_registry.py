@@ -49,14 +49,14 @@ def test_promoted_checkpoint_is_registered_under_the_alias_and_the_alias_moves(t
     assert first["mlflow"]["model_version"] == "1" and first["mlflow"]["pending_operations"] == 0
     version = client.get_model_version_by_alias(model, "champion")
     assert str(version.version) == "1"
-    assert version.tags["trial_id"] == "t0" and version.tags["epoch"] == "2" and version.tags["sweep"] == name
+    assert version.tags["trial_id"] == "t0" and version.tags["epoch"] == "1" and version.tags["sweep"] == name
     assert version.tags["metric"] == "mIoU" and float(version.tags["metric_value"]) == 0.62
     assert version.run_id == first["mlflow"]["run_id"] == client.search_runs(
         [client.get_experiment_by_name(name).experiment_id], "tags.`hpo.trial_id` = 't0'")[0].info.run_id
     downloaded = _download(monkeypatch, uri, f"models:/{model}@champion", tmp_path / "dl1")
     files = [p for p in downloaded.rglob("*.pth")]
-    assert [p.name for p in files] == ["model_epoch_002_step_00020.pth"]  # inside the MLflow model's artifacts
-    assert files[0].read_bytes() == (sweep_dir / "best" / "model_epoch_002_step_00020.pth").read_bytes()
+    assert [p.name for p in files] == ["model_epoch_001_step_00020.pth"]  # inside the MLflow model's artifacts
+    assert files[0].read_bytes() == (sweep_dir / "best" / "model_epoch_001_step_00020.pth").read_bytes()
     assert (downloaded / "MLmodel").is_file()
     parent = client.get_run(first["mlflow"]["parent_run_id"])
     assert parent.data.tags["hpo.promoted.trial_id"] == "t0" and parent.data.metrics["promoted_mIoU"] == 0.62
@@ -67,11 +67,11 @@ def test_promoted_checkpoint_is_registered_under_the_alias_and_the_alias_moves(t
     # The sweep is resumed and finds a better trial: the alias moves, the old version stays.
     _add_better_trial(sweep_dir)
     second = promote(sweep_dir, evaluate=False).record
-    assert (second["trial_id"], second["epoch"], second["mlflow"]["model_version"]) == ("t9", 3, "2")
+    assert (second["trial_id"], second["epoch"], second["mlflow"]["model_version"]) == ("t9", 2, "2")
     assert str(client.get_model_version_by_alias(model, "champion").version) == "2"
     assert client.get_model_version(model, "1").tags["trial_id"] == "t0"
     moved = _download(monkeypatch, uri, f"models:/{model}@champion", tmp_path / "dl2")
-    assert [p.name for p in moved.rglob("*.pth")] == ["model_epoch_003_step_00030.pth"]
+    assert [p.name for p in moved.rglob("*.pth")] == ["model_epoch_002_step_00030.pth"]
     best = json.loads((sweep_dir / "best" / "best.json").read_text())
     assert best["mlflow"]["model_uri"] == f"models:/{model}@champion" and best["trial_id"] == "t9"
 

@@ -48,7 +48,7 @@ def test_parent_and_child_runs_hold_config_params_states_and_histories(tmp_path,
     assert parent.data.params["sweep.metric"] == "mIoU"
     assert json.loads(parent.data.params["space.train.optim.lr"])["scale"] == "log"
     assert parent.data.tags["hpo.best_trial_id"] == "t0"
-    assert parent.data.tags["hpo.best_epoch"] == "2"
+    assert parent.data.tags["hpo.best_epoch"] == "1"
     assert parent.data.metrics["best_mIoU"] == pytest.approx(0.62)
     assert parent.data.metrics["n_pruned"] == 1 and parent.data.metrics["n_failed"] == 1
     assert parent.data.metrics["gpu_hours"] == pytest.approx(2.0)
@@ -70,8 +70,8 @@ def test_parent_and_child_runs_hold_config_params_states_and_histories(tmp_path,
 
     t0 = children["t0"].info.run_id
     history = client.get_metric_history(t0, "mIoU")
-    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
-        (1, 0.30), (2, 0.62), (3, 0.55), (4, 0.50), (5, 0.48)]
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [  # step: TAO's epoch index
+        (0, 0.30), (1, 0.62), (2, 0.55), (3, 0.50), (4, 0.48)]
     for metric in ("PQ", "pixel_acc", "val_loss", "train_loss", "lr", "epoch_time"):
         assert len(client.get_metric_history(t0, metric)) == 5, metric
     assert client.get_metric_history(t0, "epoch_time")[0].value == pytest.approx(360.0)
@@ -98,7 +98,7 @@ def test_replaying_the_whole_journal_again_logs_nothing_twice(tmp_path, store, u
     _, parents, children = _runs(client, sweep_dir, name)
     assert len(parents) == 1 and len(children) == 4
     history = client.get_metric_history(children["t1"].info.run_id, "mIoU")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]
+    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
     assert journal.load_state()["runs"]["trial/t1"] == children["t1"].info.run_id
 
 
@@ -128,8 +128,8 @@ def test_resumed_driver_reattaches_to_its_runs(tmp_path, store, unique_name):
     client = store.client(sweep_dir)
     _, parents, children = _runs(client, sweep_dir, name)
     assert len(parents) == 1 and set(children) == {"t0", "t1"}
-    assert sorted(m.step for m in client.get_metric_history(children["t0"].info.run_id, "mIoU")) == [1, 2, 3, 4, 5]
-    assert sorted(m.step for m in client.get_metric_history(children["t1"].info.run_id, "mIoU")) == [1, 2, 3, 4, 5]
+    assert sorted(m.step for m in client.get_metric_history(children["t0"].info.run_id, "mIoU")) == [0, 1, 2, 3, 4]
+    assert sorted(m.step for m in client.get_metric_history(children["t1"].info.run_id, "mIoU")) == [0, 1, 2, 3, 4]
     assert parents[0].info.status == "FINISHED" and children["t0"].info.status == "FINISHED"
 
 
@@ -148,7 +148,7 @@ def test_sweep_logged_afterwards_from_its_files(tmp_path, migrated_sqlite_db, un
     client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
     _, parents, children = _runs(client, sweep_dir, name)
     assert len(parents) == 1 and len(children) == 4
-    assert sorted(m.step for m in client.get_metric_history(children["t0"].info.run_id, "mIoU")) == [1, 2, 3, 4, 5]
+    assert sorted(m.step for m in client.get_metric_history(children["t0"].info.run_id, "mIoU")) == [0, 1, 2, 3, 4]
     experiment = client.get_experiment_by_name(name)
     assert experiment.artifact_location == (sweep_dir / "mlartifacts").as_uri()
 

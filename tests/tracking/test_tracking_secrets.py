@@ -76,7 +76,7 @@ def test_no_secret_reaches_mlflow_or_the_journal(tmp_path, migrated_sqlite_db, m
     with open(sweep_dir / "trials" / "t0" / "train.log", "a") as log:
         log.write(f"s3 client: key id {AWS_KEY_ID}, secret {AWS_SECRET}\n")
     spec = yaml.safe_load((sweep_dir / "trials" / "t0" / "spec.yaml").read_text())
-    promoted_source = sweep_dir / "trials" / "t0" / "model_epoch_002_step_00020.pth"
+    promoted_source = sweep_dir / "trials" / "t0" / "model_epoch_001_step_00020.pth"
     _write_torch_checkpoint(promoted_source, spec)
     assert ENCRYPTION_KEY.encode() in promoted_source.read_bytes()
 

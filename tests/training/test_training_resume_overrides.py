@@ -20,13 +20,13 @@ def test_resume_applies_the_specs_lr_weight_decay_and_momentum(panoptic_data, tm
                 # hot loss settings too: they live in the spec, not in the checkpoint's weights
                 "model.mask_former.no_object_weight": 0.3, "model.mask_former.class_weight": 3.0}
     cfg, spec = make_config(panoptic_data, run, **explored,
-                            **{"train.resume_training_checkpoint_path": str(run / "model_epoch_001_step_00002.pth")})
+                            **{"train.resume_training_checkpoint_path": str(run / "model_epoch_000_step_00002.pth")})
     run_training(cfg, spec)
 
     running = [r for r in read_status(run) if r["status"] == "RUNNING"]
     assert running[0]["kpi"]["lr"] == pytest.approx(0.001 * 0.5)    # old lr after the epoch-1 milestone
     assert running[1]["kpi"]["lr"] == pytest.approx(0.004 * 0.5)    # new base lr, schedule position kept
-    groups = read_checkpoint(run / "model_epoch_002_step_00004.pth")["optimizer_states"][0]["param_groups"]
+    groups = read_checkpoint(run / "model_epoch_001_step_00004.pth")["optimizer_states"][0]["param_groups"]
     decayed = [g for g in groups if g["weight_decay"] > 0]
     assert decayed and all(g["weight_decay"] == pytest.approx(0.2) for g in decayed)
     assert all(g["betas"][0] == pytest.approx(0.8) for g in groups)

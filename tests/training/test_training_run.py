@@ -11,6 +11,7 @@ import torch
 from training_support import NUM_CLASSES, SHARED_RUN, make_config
 from skillkit.errors import SpecError
 from mask2former.training import load_model_from_checkpoint, read_checkpoint, run_training
+from skillkit.checkpoints import checkpoint_name
 from skillkit.status.writer import read_status
 from mask2former.training.failures import OOM_EXIT_CODE, TrainingOutOfMemory
 
@@ -25,21 +26,26 @@ def test_status_lines_and_checkpoints_of_a_two_epoch_run(trained_run):
     records = read_status(trained_run)
     assert [r["status"] for r in records] == ["STARTED", "RUNNING", "RUNNING", "SUCCESS"]
     first, second = records[1], records[2]
-    assert (first["epoch"], first["step"], second["epoch"], second["step"]) == (1, 2, 2, 4)
+    # TAO numbering: the line closing the first epoch says epoch 0, max_epoch is the last index (num_epochs - 1),
+    # and each line names the same (epoch, step) as its checkpoint; the STARTED line has no epoch.
+    assert records[0]["epoch"] is None
+    assert (first["epoch"], first["step"], second["epoch"], second["step"]) == (0, 2, 1, 4)
     for line in (first, second):
         assert CONTRACT_KPI <= set(line["kpi"])
         assert 0.0 <= line["kpi"]["mIoU"] <= 1.0 and 0.0 <= line["kpi"]["PQ"] <= 1.0
-        assert line["max_epoch"] == 2 and line["time_per_epoch"] > 0
+        assert line["max_epoch"] == 1 and line["time_per_epoch"] > 0
+        assert (trained_run / checkpoint_name(line["epoch"], line["step"])).is_file()
     assert second["eta"] == 0.0
-    assert _checkpoints(trained_run) == ["model_epoch_001_step_00002.pth", "model_epoch_002_step_00004.pth"]
+    assert records[-1]["epoch"] == 1  # SUCCESS names the last epoch trained
+    assert _checkpoints(trained_run) == ["model_epoch_000_step_00002.pth", "model_epoch_001_step_00004.pth"]
     link = trained_run / "mask2former_model_latest.pth"
-    assert link.is_symlink() and os.readlink(link) == "model_epoch_002_step_00004.pth"
+    assert link.is_symlink() and os.readlink(link) == "model_epoch_001_step_00004.pth"
     assert (trained_run / "model_args.json").is_file()
 
 
 def test_checkpoint_holds_spec_and_resume_state_and_rebuilds_the_model(trained_run):
-    checkpoint = read_checkpoint(trained_run / "model_epoch_002_step_00004.pth")
-    assert checkpoint["completed_epochs"] == 2 and checkpoint["global_step"] == 4
+    checkpoint = read_checkpoint(trained_run / "model_epoch_001_step_00004.pth")
+    assert checkpoint["completed_epochs"] == 2 and checkpoint["global_step"] == 4 and checkpoint["epoch"] == 1
     assert checkpoint["optimizer_states"] and checkpoint["lr_schedulers"]
     assert checkpoint["spec"]["model"]["sem_seg_head"]["num_classes"] == NUM_CLASSES
     assert checkpoint["monitor"]["name"] == "train_loss" and checkpoint["monitor"]["value"] > 0
@@ -62,8 +68,9 @@ def test_early_stop_epoch_stops_cleanly_after_that_epoch(panoptic_data, tmp_path
     records = read_status(tmp_path)
     assert [r["status"] for r in records] == ["STARTED", "RUNNING", "SUCCESS"]
     assert "mIoU" in records[1]["kpi"]  # validated although validation_interval is 5
-    assert "EARLY_STOP_EPOCH=1" in records[-1]["message"] and records[-1]["epoch"] == 1
-    assert _checkpoints(tmp_path) == ["model_epoch_001_step_00001.pth"]  # checkpointed although interval is 5
+    # EARLY_STOP_EPOCH counts epochs: =1 stops after the first one, TAO epoch 0.
+    assert "EARLY_STOP_EPOCH=1" in records[-1]["message"] and records[-1]["epoch"] == 0
+    assert _checkpoints(tmp_path) == ["model_epoch_000_step_00001.pth"]  # checkpointed although interval is 5
 
 
 def test_resume_continues_the_same_curve(panoptic_data, trained_run, tmp_path, monkeypatch):
@@ -74,18 +81,18 @@ def test_resume_continues_the_same_curve(panoptic_data, trained_run, tmp_path, m
     cfg, spec = make_config(panoptic_data, paused, **SHARED_RUN)
     run_training(cfg, spec)
     monkeypatch.delenv("EARLY_STOP_EPOCH")
-    resume_from = paused / "model_epoch_001_step_00002.pth"
+    resume_from = paused / "model_epoch_000_step_00002.pth"
     cfg, spec = make_config(panoptic_data, paused, **SHARED_RUN,
                             **{"train.resume_training_checkpoint_path": str(resume_from)})
     run_training(cfg, spec)
 
     records = read_status(paused)
     assert [(r["status"], r["epoch"]) for r in records] == [
-        ("STARTED", 0), ("RUNNING", 1), ("SUCCESS", 1), ("STARTED", 1), ("RUNNING", 2), ("SUCCESS", 2)]
-    assert "Resuming" in records[3]["message"]
+        ("STARTED", None), ("RUNNING", 0), ("SUCCESS", 0), ("STARTED", None), ("RUNNING", 1), ("SUCCESS", 1)]
+    assert "Resuming training at epoch 1" in records[3]["message"]
     straight = trained_run
-    a = read_checkpoint(straight / "model_epoch_002_step_00004.pth")
-    b = read_checkpoint(paused / "model_epoch_002_step_00004.pth")
+    a = read_checkpoint(straight / "model_epoch_001_step_00004.pth")
+    b = read_checkpoint(paused / "model_epoch_001_step_00004.pth")
     for name, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
     straight_lines = [r for r in read_status(straight) if r["status"] == "RUNNING"]
@@ -100,11 +107,11 @@ def test_step_checkpoints_and_validation_interval(panoptic_data, tmp_path):
         "train.num_epochs": 3, "train.iters_per_epoch": 2, "train.checkpoint_interval_unit": "step",
         "train.checkpoint_interval": 3, "train.validation_interval": 2})
     run_training(cfg, spec)
-    # step 3 is mid-epoch 2 (1 epoch completed); step 6 ends epoch 3 (named after the completed epoch); the
-    # last epoch is always checkpointed.
-    assert _checkpoints(tmp_path) == ["model_epoch_001_step_00003.pth", "model_epoch_003_step_00006.pth"]
+    # step 3 is in the middle of epoch 1 (0-based, as TAO names it); step 6 ends epoch 2; the last epoch is
+    # always checkpointed.
+    assert _checkpoints(tmp_path) == ["model_epoch_001_step_00003.pth", "model_epoch_002_step_00006.pth"]
     running = [r for r in read_status(tmp_path) if r["status"] == "RUNNING"]
-    assert [r["epoch"] for r in running] == [1, 2, 3]
+    assert [r["epoch"] for r in running] == [0, 1, 2]
     assert ["mIoU" in r["kpi"] for r in running] == [False, True, True]  # every 2nd epoch, and the last
     assert set(running[0]["kpi"]) == {"train_loss", "lr"}
 
@@ -119,13 +126,13 @@ def test_dry_run_writes_no_checkpoint(panoptic_data, tmp_path):
 
 def test_pretrained_weights_and_freeze(panoptic_data, trained_run, tmp_path):
     """Fine-tune from the shared run's checkpoint with the backbone frozen: backbone unchanged, head trained."""
-    source = trained_run / "model_epoch_002_step_00004.pth"
+    source = trained_run / "model_epoch_001_step_00004.pth"
     cfg, spec = make_config(panoptic_data, tmp_path, **{
         "train.pretrained_model_path": str(source), "train.freeze": ["backbone"], "train.num_epochs": 1,
         "train.iters_per_epoch": 1})
     run_training(cfg, spec)
     before = read_checkpoint(source)["state_dict"]
-    after = read_checkpoint(tmp_path / "model_epoch_001_step_00001.pth")["state_dict"]
+    after = read_checkpoint(tmp_path / "model_epoch_000_step_00001.pth")["state_dict"]
     backbone = [k for k in before if k.startswith("model.backbone.")]
     head = [k for k in before if k.startswith("model.sem_seg_head.predictor.") and k.endswith("weight")]
     assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
