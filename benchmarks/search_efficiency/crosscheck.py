@@ -30,7 +30,7 @@ from benchmarks.search_efficiency.env import ROOT, use_benchmark_env
 class TrialDecision:
     number: int
     params: dict[str, float]
-    last_epoch: int
+    last_epoch: int  # epochs trained when the trial stopped (a count, as the simulator's clock counts)
     completed: bool
 
 
@@ -72,7 +72,7 @@ def real_decisions(data: dict, base_dir: Path) -> list[TrialDecision]:
     config = sweep_config_from_dict(data, base_dir=base_dir)
     run_sweep(config, use_default_observers=False)
     records = sorted(load_records(config.sweep_dir / "trials"), key=lambda r: r.number)
-    return [TrialDecision(r.number, {k: float(v) for k, v in r.params.items()}, int(r.last_epoch() or 0),
+    return [TrialDecision(r.number, {k: float(v) for k, v in r.params.items()}, r.epochs_trained(),
                           r.state == COMPLETED) for r in records]
 
 

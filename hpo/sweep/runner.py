@@ -96,7 +96,8 @@ def _checkpoint_retention(ctx: SweepContext) -> list[SweepObserver]:
         return []
     from hpo.trials.retention import CheckpointRetention
 
-    return [CheckpointRetention(ctx.workspace.trials_dir, keep_last=ctx.config.checkpoints.keep_last)]
+    return [CheckpointRetention(ctx.workspace.trials_dir, keep_last=ctx.config.checkpoints.keep_last,
+                                donors=ctx.config.algorithm.scheduler == "pbt")]
 
 
 def _stage_remote_data(ctx: SweepContext) -> None:

@@ -12,12 +12,15 @@ validation it records and when the trial ends:
   with PBT the default is 4, the checkpoints Ray can still hand to an exploiting trial — and every checkpoint
   newer than its last validated one (being written now, or written before its status line was read);
 * a PRUNED or COMPLETED trial never runs again: it keeps its best only (or its newest validated one when no
-  validation had a finite metric);
+  validation had a finite metric) -- except under PBT, where a finished trial is still a donor: Ray's
+  scheduler hands an exploiting trial the donor's last SAVED checkpoint, which may be older than the epoch the
+  donor finished at, so a finished PBT trial keeps its `keep_last` newest validated ones too (`donors=True`);
 * a FAILED trial keeps its best and its newest validated checkpoint (what is left to diagnose it);
 * anything else goes: epochs that were never validated (`validation_interval` > 1), the mid-epoch checkpoint
   a SIGTERM wrote once a later validation exists, validated epochs that are neither best nor recent.
 
-So at any moment a sweep holds at most `running × (keep_last + 2) + finished × 2` checkpoints, whatever its
+So at any moment a sweep holds at most `running × (keep_last + 2) + finished × 2` checkpoints (PBT:
+`finished × (keep_last + 1)`), whatever its
 length. `checkpoints.retention: keep_all` deletes nothing during the sweep; promotion's own retention
 (`hpo.promotion.retention`) still runs at the end unless `promotion.keep_all_checkpoints` is set.
 
@@ -39,8 +42,10 @@ from skillkit.checkpoints import CheckpointFile, find_latest_link, list_checkpoi
 log = logging.getLogger(__name__)
 
 
-def checkpoints_to_keep(record: TrialRecord, files: Iterable[CheckpointFile], *, keep_last: int) -> set[Path]:
-    """The checkpoint files of `record`'s trial that the rule above keeps (a pure function of its inputs)."""
+def checkpoints_to_keep(record: TrialRecord, files: Iterable[CheckpointFile], *, keep_last: int,
+                        donors: bool = False) -> set[Path]:
+    """The checkpoint files of `record`'s trial that the rule above keeps (a pure function of its inputs);
+    `donors`: finished trials may still hand their recent checkpoints to exploiting trials (PBT)."""
     files = list(files)
     by_name = {f.path.name: f for f in files}
     validated = sorted((by_name[e["checkpoint"]] for e in record.history if e.get("checkpoint") in by_name),
@@ -50,6 +55,8 @@ def checkpoints_to_keep(record: TrialRecord, files: Iterable[CheckpointFile], *,
     if best in by_name:
         keep.add(by_name[best].path)
     if record.state in (PRUNED, COMPLETED):
+        if donors:
+            keep.update(f.path for f in validated[-max(1, keep_last):])
         if not keep and validated:
             keep.add(validated[-1].path)
         return keep
@@ -63,10 +70,11 @@ def checkpoints_to_keep(record: TrialRecord, files: Iterable[CheckpointFile], *,
     return keep
 
 
-def apply_trial_retention(record: TrialRecord, trial_dir: Path, *, keep_last: int) -> list[Path]:
+def apply_trial_retention(record: TrialRecord, trial_dir: Path, *, keep_last: int,
+                          donors: bool = False) -> list[Path]:
     """Delete the checkpoints of one trial the rule does not keep; returns the deleted paths."""
     files = list_checkpoints(trial_dir)
-    keep = checkpoints_to_keep(record, files, keep_last=keep_last)
+    keep = checkpoints_to_keep(record, files, keep_last=keep_last, donors=donors)
     deleted = []
     for checkpoint in files:
         if checkpoint.path in keep:
@@ -99,15 +107,17 @@ def repoint_latest_link(trial_dir: Path) -> None:
 class CheckpointRetention(SweepObserver):
     """Applies the rule to a trial after each recorded validation and when it ends (see the module docstring)."""
 
-    def __init__(self, trials_dir: Path, *, keep_last: int) -> None:
+    def __init__(self, trials_dir: Path, *, keep_last: int, donors: bool = False) -> None:
         self.trials_dir = trials_dir
         self.keep_last = keep_last
+        self.donors = donors
         self.deleted = 0
 
     def _apply(self, record: TrialRecord) -> None:
         trial_dir = self.trials_dir / record.trial_id
         if trial_dir.is_dir():
-            self.deleted += len(apply_trial_retention(record, trial_dir, keep_last=self.keep_last))
+            self.deleted += len(apply_trial_retention(record, trial_dir, keep_last=self.keep_last,
+                                                                donors=self.donors))
 
     def trial_reported(self, trial_record: TrialRecord, report: object) -> None:
         self._apply(trial_record)

@@ -43,6 +43,16 @@ def _kept(record: TrialRecord, trial_dir: Path, keep_last: int = 1) -> list[str]
     return sorted(p.name for p in checkpoints_to_keep(record, checkpoints(trial_dir), keep_last=keep_last))
 
 
+def test_a_finished_pbt_trial_keeps_its_recent_checkpoints_for_exploiting_trials(tmp_path: Path) -> None:
+    """Ray's PBT clones a donor's last SAVED checkpoint, which may predate the epoch the donor finished at
+    (CI once saw a clone of a completed donor's epoch-2 file fail after retention removed it)."""
+    record, trial_dir = _trial(tmp_path, [0.1, 0.2, 0.3, 0.5])
+    record.state = COMPLETED
+    assert _kept(record, trial_dir, keep_last=2) == ["model_epoch_004_step_00008.pth"]
+    kept = sorted(p.name for p in checkpoints_to_keep(record, checkpoints(trial_dir), keep_last=2, donors=True))
+    assert kept == ["model_epoch_003_step_00006.pth", "model_epoch_004_step_00008.pth"]
+
+
 @pytest.mark.parametrize("state, expected", [
     # best is epoch 2 (0.5); the newest validated is epoch 4; (4, 9) is a file newer than the last validation.
     (RUNNING, ["model_epoch_002_step_00004.pth", "model_epoch_004_step_00008.pth", "model_epoch_004_step_00009.pth"]),

@@ -73,9 +73,10 @@ def test_plots_that_cannot_be_drawn_are_skipped_with_a_reason(tmp_path):
 
 
 def test_pruned_trials_are_in_the_history_and_parameters_are_compared_at_one_budget(tmp_path):
-    """The quickstart's shape: one completed trial, the others pruned at epochs 1-2. The history shows every
-    trial (pruned ones apart, at their best reported value); the compared plots use epoch 2, which three reached,
-    never a pruned trial's epoch-1 value beside a completed trial's epoch-3 one."""
+    """The quickstart's shape: one completed trial, the others pruned after 1-2 epochs. The history shows every
+    trial (pruned ones apart, at their best reported value); the compared plots use epoch index 1 (TAO's 0-based
+    numbering: the 2nd epoch), which three reached, never a pruned trial's first-epoch value beside a completed
+    trial's third-epoch one."""
     trials = [FakeTrial("a", params(1e-4, 4, 128), [0.05, 0.08, 0.07]),
               FakeTrial("b", params(2e-3, 5, 136), [0.04, 0.01], state="PRUNED"),
               FakeTrial("c", params(1e-3, 6, 144), [0.09, 0.06], state="PRUNED"),
@@ -84,10 +85,10 @@ def test_pruned_trials_are_in_the_history_and_parameters_are_compared_at_one_bud
     summary = json.loads((sweep_dir / "summary.json").read_text())
     plots = make_plots(summary, tmp_path / "plots")
     assert plots.skipped == {}
-    assert plots.basis == "mIoU at epoch 2, the last epoch 3 trials reached"
+    assert plots.basis == "mIoU at epoch 1, the last epoch 3 trials reached"
     history = (tmp_path / "plots" / "optimization_history.html").read_text()
     assert "pruned (best before it was stopped)" in history and "best so far (what promotion picks)" in history
-    assert "c (pruned at epoch 2)" in history
+    assert "c (pruned at epoch 1)" in history  # its last epoch index
     assert "pruned here" in (tmp_path / "plots" / "learning_curves.html").read_text()
     # "best so far" is what promotion would pick: c's 0.09 (pruned) never leads, a's 0.08 (completed) does.
     assert best_so_far(summary) == [(0, 0.08), (1, 0.08), (2, 0.08), (3, 0.08)]

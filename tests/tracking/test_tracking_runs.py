@@ -61,7 +61,7 @@ def test_parent_and_child_runs_hold_config_params_states_and_histories(tmp_path,
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert {tid: run.info.status for tid, run in children.items()} == {
         "t0": "FINISHED", "t1": "FINISHED", "t2": "FINISHED", "t3": "FAILED"}
-    assert children["t2"].data.tags["pruned"] == "true" and children["t2"].data.tags["hpo.pruned_at_epoch"] == "2"
+    assert children["t2"].data.tags["pruned"] == "true" and children["t2"].data.tags["hpo.pruned_at_epoch"] == "1"  # TAO epoch index of its last epoch
     assert children["t0"].data.tags["pruned"] == "false" and "pruned" not in children["t3"].data.tags
     assert children["t3"].data.tags["hpo.failure_class"] == "oom"
     assert children["t3"].data.tags["hpo.failure_reason"] == "CUDA out of memory"

@@ -49,7 +49,7 @@ def test_a_resume_whose_checkpoint_does_not_fit_is_a_spec_failure_naming_the_cau
     run_training(cfg, spec)
     monkeypatch.delenv("EARLY_STOP_EPOCH")
     cold = {**SHARED_RUN, "model.mask_former.hidden_dim": 48,
-            "train.resume_training_checkpoint_path": str(run / "model_epoch_001_step_00002.pth")}
+            "train.resume_training_checkpoint_path": str(run / "model_epoch_000_step_00002.pth")}
     cfg, spec = make_config(panoptic_data, tmp_path / "resumed", **cold)
     with pytest.raises(SpecError) as caught:
         run_training(cfg, spec)
