@@ -2,10 +2,12 @@
 searchers over the compiled space, trials as `HpoTrainable` actors with per-trial CPU/GPU resources
 (fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore`.
 
-Searchers: random/tpe/bayesian/cmaes/grid → `SpaceSearcher` (the compiled space's define-by-run sampling
+Searchers: random/tpe/bayesian/cmaes/grid/bfbo/dehb → `SpaceSearcher` (the compiled space's define-by-run sampling
 through an Optuna study that receives PRUNED, not COMPLETE, for scheduler-stopped trials — the flaw fix);
 bohb → `SpaceBOHB` (Ray's `TuneBOHB` on the space's static form, `ray_bohb.py`) with `HyperBandForBOHB`
-(BOHB models each budget separately, so a partial result is fed as exactly that); pbt → Ray's variant
+(BOHB models each budget separately, so a partial result is fed as exactly that); dehb → differential-
+evolution proposals (`de_sampler.py`) with synchronous HyperBand, whose promoted trials resume from their own
+checkpoints; hyperband_es → synchronous HyperBand plus learning-curve stopping (`curve_stop.py`); pbt → Ray's variant
 generator (PBT refuses searchers) drawing whole configurations from the space, with `space.perturb` as the
 explore step. PBT's space holds hot parameters only (`hpo.sweep.compatibility`): nothing it perturbs can
 change a checkpoint's shapes. `planned` are static points (`hpo.space.static`), the plan's first batch.
@@ -40,7 +42,7 @@ EXPERIMENT_NAME = "experiment"
 # Ray's concurrency limiter forbids (it counts paused trials as live, so brackets never fill). For those
 # schedulers `max_concurrent` is enforced by a custom resource instead: one slot per running trial.
 SLOT_RESOURCE = "hpo_trial_slot"
-SYNCHRONOUS_SCHEDULERS = ("hyperband", "bohb")
+SYNCHRONOUS_SCHEDULERS = ("hyperband", "hyperband_es", "bohb")
 # Ray snapshots its experiment state at most this often (and copies it into the workspace, see SyncConfig
 # below); a driver killed in between loses at most this much of Ray's bookkeeping, never results: those are
 # in each trial's status.json and replayed on restore. A trial Ray had not yet recorded is settled as FAILED
@@ -104,6 +106,12 @@ def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: Search
                              reduction_factor=algorithm.reduction_factor, brackets=algorithm.brackets, **common)
     if name == "hyperband":
         return HyperBandScheduler(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
+    if name == "hyperband_es":
+        from hpo.backends.curve_stop import hyperband_es_scheduler
+        from hpo.backends.optuna_factory import curve_rule
+
+        return hyperband_es_scheduler(curve_rule(algorithm, max_epochs), max_t=max_epochs,
+                                      reduction_factor=algorithm.reduction_factor)
     if name == "bohb":
         return HyperBandForBOHB(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
     if name == "pbt":
