@@ -170,19 +170,23 @@ def hyperband_es_scheduler(rule: CurveRule, *, max_t: int, reduction_factor: int
             self.complete: set[str] = set()  # trials that trained the whole budget: their results count
             self.decisions: list[dict[str, Any]] = []
 
-        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-            trained, value = result.get("epochs_trained"), result.get(self._metric)
-            maximize = self._metric_op > 0
+        def _record(self, trial: Any, result: dict | None) -> dict[int, float]:
+            curve = self.curves.setdefault(trial.trial_id, {})
+            trained, value = (result or {}).get("epochs_trained"), (result or {}).get(self._metric)
             if isinstance(trained, int) and isinstance(value, (int, float)) and math.isfinite(value):
-                curve = self.curves.setdefault(trial.trial_id, {})
                 curve[trained] = float(value)
-                if len(curve) >= self.rule.min_points:
-                    incumbent = best_of([v for tid, c in self.curves.items() if tid in self.complete
-                                         for v in c.values()], maximize=maximize)
-                    steps = sorted(curve)
-                    verdict = self.rule.verdict(steps, [curve[s] for s in steps], incumbent, maximize=maximize)
-                    if verdict.stop:
-                        return self._stop_early(tune_controller, trial, result, verdict, steps[-1])
+            return curve
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            maximize = self._metric_op > 0
+            curve = self._record(trial, result)
+            if len(curve) >= self.rule.min_points and max(curve) == result.get("epochs_trained"):
+                incumbent = best_of([v for tid, c in self.curves.items() if tid in self.complete
+                                     for v in c.values()], maximize=maximize)
+                steps = sorted(curve)
+                verdict = self.rule.verdict(steps, [curve[s] for s in steps], incumbent, maximize=maximize)
+                if verdict.stop:
+                    return self._stop_early(tune_controller, trial, result, verdict, steps[-1])
             return super().on_trial_result(tune_controller, trial, result)
 
         def _stop_early(self, tune_controller: Any, trial: Any, result: dict, verdict: CurveVerdict,
@@ -196,6 +200,11 @@ def hyperband_es_scheduler(rule: CurveRule, *, max_t: int, reduction_factor: int
             if bracket.current_trials() and bracket.cur_iter_done():
                 self._process_bracket(tune_controller, bracket)
             return TrialScheduler.STOP
+
+        def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+            # A result with done=True (the budget's last epoch) comes here, not through on_trial_result.
+            self._record(trial, result)
+            super().on_trial_complete(tune_controller, trial, result)
 
         def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
             curve = self.curves.get(trial.trial_id, {})

@@ -123,6 +123,15 @@ def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: Search
     raise SweepConfigError(f"early stopping {name!r} is not available on backend ray.")
 
 
+def pending_trials(scheduler: Any, max_trials: int) -> int:
+    """How many trials Ray may create ahead of running them under synchronous HyperBand: its largest bracket
+    (all of a bracket's trials must exist before it can halve). Not the whole budget: a trial is proposed
+    when it is created, and trials created after the first results come from a model-based searcher's model
+    (dehb, bfbo, tpe...) instead of all being drawn before anything is known."""
+    sizes = [scheduler._get_n0(s) for s in range(int(getattr(scheduler, "_s_max_1", 1)))]
+    return max(1, min(max_trials, max(sizes, default=max_trials)))
+
+
 def experiment_path(ctx: SweepContext) -> Path:
     return ctx.workspace.state_dir / "ray" / EXPERIMENT_NAME
 
@@ -249,7 +258,7 @@ class RayBackend:
             os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1"
         if self.synchronous:
             # Ray creates one pending trial at a time for a searcher; a synchronous bracket needs all of them.
-            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(self.ctx.config.algorithm.max_trials)
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending_trials(scheduler, self.ctx.config.algorithm.max_trials))
         keeper = RayRecordKeeper(self.ctx, self.observers, self.guard)
         key = keeper.register()
         try:
