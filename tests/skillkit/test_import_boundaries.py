@@ -159,6 +159,13 @@ def test_trainer_cli_loads_neither_the_engine_nor_boto3() -> None:
     assert loaded == {"mask2former"}, loaded
 
 
+def test_trainer_data_and_spec_path_loads_neither_the_engine_nor_boto3() -> None:
+    """The modules a training start imports beyond the CLI (spec loading, dataset archives): an archive
+    import of the engine's storage once pulled boto3 into every trainer start."""
+    loaded = _loaded_by("mask2former.actions.common", "import mask2former.data.archive")
+    assert not loaded & {"hpo", "boto3", "botocore"}, loaded
+
+
 def test_engine_cli_loads_no_trainer_module() -> None:
     loaded = _loaded_by("hpo.cli", "hpo.cli.build_parser()")
     assert "mask2former" not in loaded, loaded
