@@ -24,7 +24,7 @@ from rich.text import Text
 
 from skillkit.errors import StorageError
 from skillkit.spec.dotted import get_dotted
-from hpo.storage.redact import redact
+from skillkit.redaction import redact
 from hpo.storage.router import Storage
 from hpo.storage.sources import describe_source
 from hpo.storage.uri import display_endpoint, is_s3_uri, join, parse_s3_uri

@@ -19,7 +19,7 @@ from typing import Callable, TypeVar
 
 from skillkit.errors import StorageError
 from hpo.storage.failures import describe_failure, is_transient, storage_error, unwrap
-from hpo.storage.redact import redact
+from skillkit.redaction import redact
 
 logger = logging.getLogger(__name__)
 

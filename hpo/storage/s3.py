@@ -27,7 +27,7 @@ from skillkit.errors import StorageError
 from hpo.storage.base import ObjectInfo, StorageBackend
 from hpo.storage.failures import is_not_found
 from hpo.storage.progress import TransferProgress
-from hpo.storage.redact import register_secret
+from skillkit.redaction import register_secret
 from hpo.storage.retry import RetryPolicy, call_with_retries
 from hpo.storage.uri import S3Location, display_endpoint, parse_s3_uri
 

@@ -34,7 +34,7 @@ from skillkit.errors import DataError, StorageError, UserError
 from skillkit.spec.dotted import get_dotted, set_dotted
 from skillkit.archive import content_root, safe_extract
 from hpo.storage.cache import CONTENT, StagingCache, default_cache_dir
-from hpo.storage.redact import redact
+from skillkit.redaction import redact
 from hpo.storage.router import Storage
 from hpo.storage.sources import PREFIX, SourceInfo, describe_source
 from hpo.storage.uri import is_s3_uri, parse_s3_uri
