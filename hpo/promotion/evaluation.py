@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 from skillkit.errors import SchemaError
 from hpo.selection import metric_value
-from skillkit.status import read_lines
+from skillkit.status import STATUS_FILE, read_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,7 @@ class SkillEvaluator:
 
     def __call__(self, spec_path: Path, results_dir: Path, metric: str) -> EvaluationResult:
         results_dir.mkdir(parents=True, exist_ok=True)
-        status = results_dir / "status.json"
+        status = results_dir / STATUS_FILE
         if status.exists():
             status.unlink()  # a result from an earlier promotion must not be read as this one's
         started = time.monotonic()

@@ -43,14 +43,12 @@ from hpo.promotion.specs import HandoffPaths, HandoffSpecs, build_handoff_specs,
 from skillkit.spec import dump_spec, read_spec_file
 from hpo.tracking import sweep_files
 from hpo.tracking.observer import SWEEP_RUN, log_sweep_from_files, trial_key
-from skillkit.files import BEST_FILE, SPEC_FILE, atomic_write_json
+from skillkit.files import BEST_DIR, BEST_FILE, SPEC_FILE, TRIALS_DIR, atomic_write_json
 from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
 
 logger = logging.getLogger(__name__)
-
-BEST_DIRNAME = "best"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +91,13 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
         candidate = holdout.champion(test_report, top, direction) or candidate
     elif holdout.test_settings(config)[0]:
         test_report = holdout.recorded_report(sweep_dir)  # pinned by hand: the scores measured after the sweep
-    trial_dir = sweep_dir / "trials" / candidate.trial_id
+    trial_dir = sweep_dir / TRIALS_DIR / candidate.trial_id
     spec_path = trial_dir / SPEC_FILE
     if not spec_path.is_file():
         raise PromotionError(f"trial {candidate.trial_id} has no spec.yaml in '{trial_dir}'; it cannot be handed off.")
     train_spec = read_spec_file(spec_path)
 
-    best_dir = sweep_dir / BEST_DIRNAME
+    best_dir = sweep_dir / BEST_DIR
     paths = HandoffPaths(best_dir=best_dir, checkpoint=best_dir / candidate.checkpoint.name)
     templates = _templates(config)
     size = choose_export_size(train_spec, config, template_export_shape(train_spec, templates.get("export") or {}))
@@ -339,7 +337,7 @@ def _log_to_mlflow(sweep_dir: Path, settings: TrackingSettings, tracker: Tracker
                                  "hpo.promoted.checkpoint": candidate.checkpoint.name,
                                  "hpo.promoted.model": f"{settings.registered_model_name}@{settings.alias}"})
     for name in specs.files():
-        tracker.log_artifact(SWEEP_RUN, sweep_dir / BEST_DIRNAME / name, artifact_path="best")
+        tracker.log_artifact(SWEEP_RUN, sweep_dir / BEST_DIR / name, artifact_path="best")
     result = tracker.flush(force=True)
     version = tracker.model_version(version_key)
     model_id = tracker.logged_model_id(version_key) if logged_model else None

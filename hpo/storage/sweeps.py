@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from skillkit.errors import StorageError
+from skillkit.files import TRIALS_DIR
 from hpo.storage.router import Storage
 from hpo.storage.staging import StagingReport, collect_s3_sources, data_paths_for, stage_spec_sources
 from hpo.storage.sync import WorkspaceMirror, default_mirror_dir
@@ -114,10 +115,10 @@ class WorkspaceSyncObserver(SweepObserver):
         self._push("")
 
     def trial_reported(self, trial_record: "TrialRecord", report: Mapping[str, Any]) -> None:
-        self._push(f"trials/{trial_record.trial_id}", "state")
+        self._push(f"{TRIALS_DIR}/{trial_record.trial_id}", "state")
 
     def trial_finished(self, trial_record: "TrialRecord") -> None:
-        self._push(f"trials/{trial_record.trial_id}", "state")
+        self._push(f"{TRIALS_DIR}/{trial_record.trial_id}", "state")
 
     def sweep_finished(self, summary: Mapping[str, Any]) -> None:
         self._push("")

@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from hpo import selection
 from skillkit.errors import StorageError
+from skillkit.files import BEST_DIR, BEST_FILE
 from hpo.tracking import sweep_files
 from hpo.tracking.summary import best_of, sweep_stats
 
@@ -98,7 +100,7 @@ def rows_from_sweep_dir(sweep_dir: Path) -> SweepRow:
 
 def _test_score(sweep_dir: Path) -> dict[str, Any]:
     """The promoted trial's test score and the final score's source, from best/best.json's `scores`."""
-    path = sweep_dir / "best" / "best.json"
+    path = sweep_dir / BEST_DIR / BEST_FILE
     scores = (json.loads(path.read_text()).get("scores") or {}) if path.is_file() else {}
     return {"test": scores.get("test"), "final_source": scores.get("final_source") or "selection"}
 
@@ -164,13 +166,17 @@ def _state_of(status: str, tags: Mapping[str, str] | None = None) -> str:
 
 
 def _best_child(children: Iterable[Any], metric: str, direction: str) -> Any:
-    scored = [(child.data.metrics.get(f"best_{metric}", child.data.metrics.get(metric)), child) for child in children
-              if _state_of(child.info.status, child.data.tags) == "COMPLETED"]
-    scored = [(value, child) for value, child in scored if value is not None]
-    if not scored:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(scored, key=lambda item: item[0])[1]
+    """The best completed trial run by `hpo.selection`'s rule (NaN never best; lowest trial number on a tie)."""
+    def value(child: Any) -> float | None:
+        metrics = child.data.metrics
+        return selection.metric_value({metric: metrics.get(f"best_{metric}", metrics.get(metric))}, metric)
+
+    def number(child: Any) -> int:
+        text = str(child.data.tags.get("hpo.trial_number", ""))
+        return int(text) if text.isdigit() else 1 << 30  # runs from before the tag existed: after numbered ones
+
+    return selection.best_trial(children, best_value=value, number=number, direction=direction,
+                                state=lambda child: _state_of(child.info.status, child.data.tags))
 
 
 def _parse(value: str) -> Any:

@@ -63,8 +63,7 @@ class TrialPoints:
     curve: tuple[tuple[int, float], ...]
 
     def best(self, direction: str) -> float | None:
-        values = [value for _, value in self.curve]
-        return (max if direction == "maximize" else min)(values) if values else None
+        return selection.best_of((value for _, value in self.curve), lambda value: value, direction)
 
     def at(self, epoch: int) -> float | None:
         return next((value for e, value in self.curve if e == epoch), None)

@@ -26,6 +26,7 @@ import yaml
 
 from hpo.tracking.journal import Journal
 from skillkit.redaction import Redactor
+from skillkit.status import STATUS_FILE
 from hpo.tracking.replay import FlushResult, replay
 from hpo.tracking.settings import TrackingSettings
 
@@ -218,7 +219,7 @@ class Tracker:
 
     def _redacted_file_bytes(self, path: Path) -> bytes:
         suffix = path.suffix.lower()
-        if suffix in _STRUCTURED_SUFFIXES or path.name == "status.json":
+        if suffix in _STRUCTURED_SUFFIXES or path.name == STATUS_FILE:
             text = path.read_text(encoding="utf-8", errors="replace")
             return self._redacted_structured(text, suffix).encode("utf-8")
         if suffix in _TEXT_SUFFIXES or suffix == ".jsonl":
