@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 REDACTED = "<redacted>"
 

@@ -10,17 +10,17 @@ inject their own.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from skillkit.errors import SchemaError
 from hpo.selection import metric_value
+from skillkit.errors import SchemaError
 from skillkit.status import STATUS_FILE, read_lines
 
 

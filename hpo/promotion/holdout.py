@@ -25,14 +25,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner
 from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
-from skillkit.spec import dump_spec, get_dotted, read_spec_file, set_dotted
 from skillkit.files import SPEC_FILE, TEST_SCORES_FILE, TRIALS_DIR
+from skillkit.spec import dump_spec, get_dotted, read_spec_file, set_dotted
 
 TEST_EVAL_DIR = "test_eval"
 DEFAULT_TOP_K = 3

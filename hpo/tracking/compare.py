@@ -13,14 +13,15 @@ import csv
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from hpo import selection
-from skillkit.errors import StorageError
-from skillkit.files import BEST_DIR, BEST_FILE
 from hpo.tracking import sweep_files
 from hpo.tracking.summary import best_of, sweep_stats
+from skillkit.errors import StorageError
+from skillkit.files import BEST_DIR, BEST_FILE
 
 COLUMNS = ("sweep", "source", "algorithm", "backend", "metric", "direction", "best", "best_trial", "best_epoch",
            "trials", "completed", "pruned", "failed", "gpu_hours", "best_params", "test", "final_source")
@@ -159,7 +160,7 @@ def _state_of(status: str, tags: Mapping[str, str] | None = None) -> str:
     """A trial's state from its run: the `hpo.state` tag, else the status (a FINISHED run tagged `pruned` was
     pruned; KILLED was written for pruned trials by older versions)."""
     if (tags or {}).get("hpo.state"):
-        return str(tags["hpo.state"])
+        return str((tags or {})["hpo.state"])
     if status == "FINISHED" and (tags or {}).get("pruned") == "true":
         return "PRUNED"
     return {"FINISHED": "COMPLETED", "KILLED": "PRUNED", "FAILED": "FAILED"}.get(status, "RUNNING")
@@ -225,9 +226,10 @@ def _winners(rows: Sequence[SweepRow]) -> set[int]:
         if row.best is not None:
             groups.setdefault((row.metric, row.direction), []).append(index)
     winners = set()
-    for (metric, direction), indices in groups.items():
-        pick = max if direction == "maximize" else min
-        winners.add(pick(indices, key=lambda i: rows[i].best))
+    for (_metric, direction), indices in groups.items():
+        winner = selection.best_of(indices, lambda i: rows[i].best, direction)  # NaN never bold; first on a tie
+        if winner is not None:
+            winners.add(winner)
     return winners
 
 

@@ -25,17 +25,18 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from hpo.sweep.observer import SweepObserver
-from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking import sweep_files
+from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking.params import algorithm_name, sweep_params
-from skillkit.files import LOG_FILE, SPEC_FILE, TRIAL_FILE, TRIALS_DIR
-from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
+from skillkit.files import LOG_FILE, SPEC_FILE, TRIAL_FILE, TRIALS_DIR
+from skillkit.redaction import Redactor
 from skillkit.status import STATUS_FILE
 from skillkit.status.format import line_timestamp
 
@@ -56,7 +57,7 @@ def trial_key(trial_id: Any) -> str:
 
 def _never_raises(method: F) -> F:
     @functools.wraps(method)
-    def wrapper(self: "MlflowObserver", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: MlflowObserver, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except Exception:  # noqa: BLE001 - tracking must never stop a sweep

@@ -22,8 +22,9 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hpo import selection
 from hpo.selection import entry_value

@@ -19,16 +19,17 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
 from hpo.tracking.journal import Journal
-from skillkit.redaction import Redactor
-from skillkit.status import STATUS_FILE
 from hpo.tracking.replay import FlushResult, replay
 from hpo.tracking.settings import TrackingSettings
+from skillkit.redaction import Redactor
+from skillkit.status import STATUS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -265,8 +266,8 @@ class Tracker:
         try:
             yield
         finally:
-            for name, value in saved.items():
-                if value is None:
+            for name, previous in saved.items():
+                if previous is None:
                     os.environ.pop(name, None)
 
 
