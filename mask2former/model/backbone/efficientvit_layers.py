@@ -9,6 +9,7 @@ are simply absent here too, which is what keeps the key sets equal.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Sequence
 
 import torch
@@ -153,7 +154,7 @@ class LiteMLA(nn.Module):
         qkv = self.qkv(x)
         qkv = torch.cat([qkv] + [aggregate(qkv) for aggregate in self.aggreg], dim=1)  # [B, 3*d*h_all, H, W]
         batch, _, height, width = qkv.shape
-        with torch.autocast(device_type=qkv.device.type, enabled=False):
+        with _full_precision(qkv.device.type):
             # channels are per head [q(d) k(d) v(d)]: [B, 3*d*h, H, W] -> [B, h, 3*d, H*W]
             grouped = qkv.float().reshape(batch, -1, 3 * self.head_dim, height * width)
             q, k, v = grouped.split(self.head_dim, dim=2)
@@ -178,6 +179,13 @@ class LiteMLA(nn.Module):
         scores = k.transpose(-1, -2) @ q  # [B, h, N_k, N_q]
         scores = scores / (scores.sum(dim=2, keepdim=True) + self.eps)
         return v @ scores
+
+
+def _full_precision(device_type: str) -> AbstractContextManager:
+    """Autocast switched off where it is on (no-op otherwise, e.g. on the meta device or in export)."""
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return nullcontext()
 
 
 class ResidualBlock(nn.Module):
