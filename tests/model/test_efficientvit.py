@@ -244,3 +244,22 @@ def test_pretrained_weights_reach_the_built_model(tmp_path) -> None:
     assert all(torch.equal(built[k], v) for k, v in source.state_dict().items())
     with pytest.raises(PretrainedWeightsError, match=r"name 'b1'"):
         build_model(tiny_config(overrides={**overrides, "model.backbone.efficientvit.name": "b1"}))
+
+
+@pytest.mark.parametrize("side", [3, 8], ids=["quadratic", "linear"])
+def test_lite_mla_exports_to_onnx_in_both_forms(side: int, tmp_path) -> None:
+    """9 tokens <= head dim 16 takes the quadratic form, 64 the linear one; ORT must equal PyTorch."""
+    import warnings
+
+    import onnxruntime
+
+    attention = LiteMLA(32, head_dim=16).eval()
+    x = torch.rand(1, 32, side, side, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "lite_mla.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(attention, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), attention(x), rtol=1e-4, atol=1e-5)
