@@ -13,26 +13,25 @@ at x_j and is 0 at x_j itself:
 
 (μ and σ the GP's posterior, L_j the largest gradient norm of the posterior mean near x_j), and proposes
 the maximiser of EI(x)·Π_j φ_j(x). The Lipschitz constant is taken locally, over a small neighbourhood of
-x_j, not over the whole cube: one steep region elsewhere (a learning rate far off its optimum) would
-otherwise shrink every ball to nothing and let a batch pile up on one point, as it did in our test. (González's original soft penaliser is only 1/2 at x_j when the GP expects x_j to
-match the best result, and let a batch of four collapse onto one point in our test.) Concurrent proposals
-are therefore distinct and spread out, as far apart as the model says they must be, and every proposal
-still uses every result.
+x_j, not over the whole cube, so one steep region elsewhere (a learning rate far off its optimum) does not
+shrink every ball to nothing; González's original soft penaliser is only 1/2 at x_j when the GP expects x_j
+to match the best result. Concurrent proposals are therefore distinct and spread out, as far apart as the
+model says they must be, and every proposal still uses every result.
 
 The model: scikit-learn's `GaussianProcessRegressor` (Matérn 5/2 with one length scale per coordinate, plus
 a white-noise term; targets normalised) on the unit cube of `unit_cube.py`, fitted on full-budget results
 only (COMPLETE trials): a pruned trial's partial score never passes for a final one. Until
 `n_startup_trials` trials are complete, trials are drawn at random (option weights honoured). The
 acquisition is maximised over random candidates and perturbations of the best points, each snapped to the
-configuration it stands for (so the penalty acts on real trials: two vectors in one option's bin are one
-configuration) (a gradient
-refinement was tried and gave nothing measurable on the benchmark suites for several times the cost).
+configuration it stands for (two vectors in one option's bin are one configuration, so the penalty acts on
+real trials). A gradient refinement was tried and gave nothing measurable on the benchmark suites for
+several times the cost.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
@@ -61,7 +60,7 @@ class BatchGPSampler(CubeSampler):
         super().__init__(space, seed=seed, epoch_budget=epoch_budget)
         self._n_startup_trials = max(1, int(n_startup_trials))
 
-    def _fit(self, X: np.ndarray, y: np.ndarray) -> object:
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> Any:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -76,19 +75,19 @@ class BatchGPSampler(CubeSampler):
         return model
 
     def propose(self, study: "Study", trial: FrozenTrial, rng: np.random.Generator) -> Proposal | None:
-        done = [(t, x) for t, x in self.points(study, (TrialState.COMPLETE,))
+        done = [(float(t.value), x) for t, x in self.points(study, (TrialState.COMPLETE,))
                 if t.value is not None and np.isfinite(t.value)]
         if len(done) < self._n_startup_trials:
             return None
         sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0  # the GP maximises sign * value
         X = np.array([x for _, x in done])
-        y = np.array([sign * float(t.value) for t, _ in done])
+        y = np.array([sign * value for value, _ in done])
         pending = np.array([x for t, x in self.points(study, (TrialState.RUNNING,)) if t.number != trial.number])
         model = self._fit(X, y)
         return Proposal(self.maximise(model, X, y, pending.reshape(-1, X.shape[1]), rng),
                         {"algorithm": "bfbo", "results": len(done), "pending": len(pending)})
 
-    def maximise(self, model: object, X: np.ndarray, y: np.ndarray, pending: np.ndarray,
+    def maximise(self, model: Any, X: np.ndarray, y: np.ndarray, pending: np.ndarray,
                  rng: np.random.Generator) -> np.ndarray:
         """The candidate maximising EI·Π penalisers (module docstring)."""
         d = X.shape[1]
@@ -119,7 +118,7 @@ class BatchGPSampler(CubeSampler):
         return (mu - best) * norm.cdf(z) + sigma * norm.pdf(z)
 
     @staticmethod
-    def penalty(model: object, points: np.ndarray, pending: np.ndarray, best: float,
+    def penalty(model: Any, points: np.ndarray, pending: np.ndarray, best: float,
                 lipschitz: np.ndarray) -> np.ndarray:
         """Π_j φ_j over the running trials' points (1 where nothing is running)."""
         if len(pending) == 0:
@@ -131,7 +130,7 @@ class BatchGPSampler(CubeSampler):
         return np.prod(phi, axis=1)
 
     @staticmethod
-    def lipschitz(model: object, points: np.ndarray, h: float = 1e-4) -> float:
+    def lipschitz(model: Any, points: np.ndarray, h: float = 1e-4) -> float:
         """The largest norm of the posterior mean's gradient over `points` (central differences)."""
         d = points.shape[1]
         shifted = np.concatenate([points + h * np.eye(d)[i] for i in range(d)]

@@ -72,12 +72,18 @@ class UnitCube:
         return all(name in params for name in self.names)
 
 
+def _bounds(dim: static.Dimension) -> tuple[float, float]:
+    if dim.low is None or dim.high is None:
+        raise ValueError(f"numeric dimension {dim.name!r} has no bounds")
+    return float(dim.low), float(dim.high)
+
+
 def _encode(dim: static.Dimension, value: Any) -> float:
     if dim.kind == static.CATEGORICAL:
         choices = list(dim.choices or ())
         index = next((i for i, c in enumerate(choices) if c == value), 0)
         return (index + 0.5) / len(choices)
-    low, high = float(dim.low), float(dim.high)
+    low, high = _bounds(dim)
     if high <= low:
         return 0.5
     if dim.log:
@@ -89,7 +95,7 @@ def _decode(dim: static.Dimension, x: float) -> Any:
     if dim.kind == static.CATEGORICAL:
         choices = list(dim.choices or ())
         return choices[min(int(x * len(choices)), len(choices) - 1)]
-    low, high = float(dim.low), float(dim.high)
+    low, high = _bounds(dim)
     if high <= low:
         value = low
     elif dim.log:
@@ -101,7 +107,7 @@ def _decode(dim: static.Dimension, x: float) -> Any:
         value = min(max(low + steps * float(dim.step), low), high)
         value = round(value, 12)
     if dim.kind == static.INT:
-        return int(min(max(round(value), int(dim.low)), int(dim.high)))
+        return int(min(max(round(value), int(low)), int(high)))
     return float(min(max(value, low), high))
 
 
@@ -110,14 +116,14 @@ def _snap_column(dim: static.Dimension, x: np.ndarray) -> np.ndarray:
     if dim.kind == static.CATEGORICAL:
         n = len(dim.choices or ())
         return (np.minimum(np.floor(x * n), n - 1) + 0.5) / n
-    low, high = float(dim.low), float(dim.high)
+    low, high = _bounds(dim)
     if high <= low:
         return np.full_like(x, 0.5)
     value = np.exp(math.log(low) + x * (math.log(high) - math.log(low))) if dim.log else low + x * (high - low)
     if dim.step is not None:
         value = np.clip(low + np.round((value - low) / float(dim.step)) * float(dim.step), low, high)
     if dim.kind == static.INT:
-        value = np.clip(np.round(value), int(dim.low), int(dim.high))
+        value = np.clip(np.round(value), int(low), int(high))
     if dim.log:
         return (np.log(value) - math.log(low)) / (math.log(high) - math.log(low))
     return (value - low) / (high - low)

@@ -204,7 +204,8 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
         batch.add_row(str(index), *[_short(values.get(name)) for name in names])
     console.print(batch)
     scheduler = {"none": "no early stopping", "asha": "successive halving (ASHA)", "hyperband": "HyperBand",
-                 "hyperband_es": "HyperBand with learning-curve early stopping", "median": "median stopping", "bohb": "BOHB", "pbt": "population-based training"}[algorithm.scheduler]
+                 "hyperband_es": "HyperBand with learning-curve early stopping", "median": "median stopping",
+                 "bohb": "BOHB", "pbt": "population-based training"}[algorithm.scheduler]
     console.print(
         f"[bold]Budget[/]: {algorithm.max_trials} trials x up to {ctx.max_epochs} epochs, {plan.concurrency} at a time; "
         f"sampler {algorithm.sampler}, {scheduler} on backend {ctx.config.backend}; expected "

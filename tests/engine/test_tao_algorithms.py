@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 from hpo.backends.bfbo_sampler import BatchGPSampler
 from hpo.backends.curve_stop import EARLY_STOP_ATTR, CurveRule
 from hpo.backends.de_sampler import DifferentialEvolutionSampler
-from hpo.backends.optuna_factory import make_pruner, make_sampler
+from hpo.backends.optuna_factory import make_sampler
 from hpo.backends.unit_cube import PROPOSAL_ATTR, UnitCube
 from hpo.space import compile_space
 from hpo.sweep.config import sweep_config_from_dict
