@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_sweep import REPO_ROOT, default_trials, train_template, write_sweep
 
 from hpo.promotion import promote
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
 from skillkit.spec import get_dotted, load_spec
+from tests.tracking.synthetic_sweep import REPO_ROOT, default_trials, train_template, write_sweep
 
 
 def _flat_keys(data, prefix=""):
