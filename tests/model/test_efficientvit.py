@@ -15,7 +15,8 @@ import torch
 
 from mask2former.model.backbone.efficientvit import EFFICIENTVIT_PRESETS, EfficientViT
 from mask2former.model.backbone.efficientvit_checkpoint import (
-    adapt_efficientvit_state_dict, load_efficientvit_checkpoint,
+    adapt_efficientvit_state_dict,
+    load_efficientvit_checkpoint,
 )
 from mask2former.model.backbone.efficientvit_layers import LiteMLA
 from mask2former.model.errors import PretrainedWeightsError
