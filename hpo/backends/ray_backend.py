@@ -160,6 +160,7 @@ class RayBackend:
             space=self.ctx.space, algorithm=algorithm, seed=self.ctx.config.seed,
             storage_url=storage_url(None, self.ctx.workspace.state_dir), study_name=self.ctx.config.name,
             metric=self.ctx.metric, mode=self.mode, max_epochs=self.ctx.max_epochs, planned=self.planned,
+            keeper_key=str(self.ctx.workspace.root.resolve()),
         ), {}
 
     def num_samples(self) -> int:
