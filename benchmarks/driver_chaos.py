@@ -46,6 +46,9 @@ from fixture_skill import make_fixture_skill  # noqa: E402
 
 HPO = [sys.executable, "-m", "hpo.cli"]
 BACKENDS = ("optuna", "ray")
+# Longest random wait before a kill, per backend: about the span of a driver run between kills (a Ray
+# driver spends several seconds starting Ray before its first trial).
+MAX_DELAY_S = {"optuna": 4.0, "ray": 14.0}
 
 
 @dataclass
@@ -149,7 +152,7 @@ def outcome(folder: Path) -> dict[str, Any]:
         "status": summary["status"],
         "trials": [{"params": t["params"], "state": t["state"]} for t in trials],
         "champion": {"number": next((t["number"] for t in trials if t["trial_id"] == best.get("trial_id")), None),
-                     "value": best.get("value")},
+                     "value": best.get("metric"), "epoch": best.get("epoch")},
     }
 
 
@@ -324,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--epoch-seconds", type=float, default=0.3)
-    parser.add_argument("--max-delay", type=float, default=4.0, help="longest random wait before a kill (s)")
+    parser.add_argument("--max-delay", type=float, default=None,
+                        help=f"longest random wait before a kill (s); default per backend {MAX_DELAY_S}")
     parser.add_argument("--seed", type=int, default=11, help="sweep seed and kill-point seed")
     parser.add_argument("--no-busy", action="store_true", help="do not keep another core busy")
     parser.add_argument("--quick", action="store_true", help="CI form: Optuna, 5 kill points, 5 trials of 3 epochs")
@@ -332,7 +336,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.backends, args.kills, args.trials, args.epochs, args.epoch_seconds = "optuna", 5, 5, 3, 0.2
-        args.max_delay = 4.0
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:
@@ -345,13 +348,14 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir()
             results.append(run_chaos(backend, kills=args.kills, trials=args.trials, epochs=args.epochs,
                                      epoch_s=args.epoch_seconds, seed=args.seed, rng=rng, work=work,
-                                     max_delay_s=args.max_delay))
+                                     max_delay_s=args.max_delay or MAX_DELAY_S[backend]))
     rows = [r.row() for r in results]
     for r, row in zip(results, rows):
         row["kills"] = r.kills
     report = {
         "benchmark": "driver_chaos", "trials": args.trials, "epochs": args.epochs, "epoch_seconds": args.epoch_seconds,
-        "kills_per_backend": args.kills, "max_delay_s": args.max_delay, "seed": args.seed,
+        "kills_per_backend": args.kills, "max_delay_s": {b: args.max_delay or MAX_DELAY_S[b] for b in backends},
+        "seed": args.seed,
         "other_core_busy": not args.no_busy, "rows": rows,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": list(os.getloadavg())},

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -119,6 +121,33 @@ def experiment_path(ctx: SweepContext) -> Path:
     return ctx.workspace.state_dir / "ray" / EXPERIMENT_NAME
 
 
+def _restorable(path: Path) -> bool:
+    """Whether Ray saved an experiment to restore at `path`. A driver killed while Ray was starting can
+    leave the folder and tuner.pkl without any experiment state; that folder is removed and the run starts
+    afresh (trials it had proposed are in the searcher's study and are re-attached, SpaceSearcher.suggest)."""
+    from ray import tune
+
+    if tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json")):
+        return True
+    if path.exists():
+        shutil.rmtree(path)
+    return False
+
+
+@contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """`ray.init` installs a SIGTERM handler that exits the driver at once (SystemExit mid-start-up, with
+    summary.json left behind as if the sweep had ended). Keep the sweep's own graceful handler instead."""
+    import ray._private.utils as ray_utils
+
+    original = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = original
+
+
 class RayBackend:
     def __init__(self, ctx: SweepContext, observers: ObserverHub, guard: SweepGuard,
                  planned: Sequence[Mapping[str, Any]] = ()) -> None:
@@ -128,6 +157,7 @@ class RayBackend:
         self.planned = [dict(p) for p in planned]
         self.mode = "max" if ctx.direction == "maximize" else "min"
         self._started_ray = False
+        self._fitting = False
 
     # -- pieces --------------------------------------------------------------------------------------------
     def scheduler(self) -> Any:
@@ -202,8 +232,9 @@ class RayBackend:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS") or None
             slots = {SLOT_RESOURCE: float(self.ctx.config.resources.max_concurrent)} if address is None else None
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     resources=slots)
+            with _keep_sigterm_handler():
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         resources=slots)
             self._started_ray = True
 
     def _own_sigterm(self) -> Any:
@@ -221,8 +252,10 @@ class RayBackend:
         return signal.signal(signal.SIGTERM, on_sigterm)
 
     def stop(self) -> None:
-        """Ask Ray to end the run gracefully (its SIGUSR1 handler), leaving trials resumable."""
-        if hasattr(signal, "SIGUSR1"):
+        """Ask Ray to end the run gracefully (its SIGUSR1 handler), leaving trials resumable. Before `fit()`
+        the guard (already told) keeps the run from starting; SIGUSR1 would kill a process without Tune's
+        handler, so it is sent only while fitting (and `GuardStopper` sends it again from inside fit)."""
+        if self._fitting and hasattr(signal, "SIGUSR1"):
             os.kill(os.getpid(), signal.SIGUSR1)
 
     def run(self) -> None:
@@ -247,7 +280,7 @@ class RayBackend:
         key = keeper.register()
         try:
             path = experiment_path(self.ctx)
-            if tune.Tuner.can_restore(str(path)):
+            if _restorable(path):
                 tuner = tune.Tuner.restore(str(path), self.trainable(), resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
             else:
@@ -272,7 +305,15 @@ class RayBackend:
                         failure_config=tune.FailureConfig(max_failures=0),
                     ),
                 )
-            tuner.fit()
+            if self.guard.stopped:  # interrupted while Ray was starting: nothing ran, nothing to settle
+                return
+            if hasattr(signal, "SIGUSR1"):  # until Tune installs its own: never die of our stop request
+                signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+            self._fitting = True
+            try:
+                tuner.fit()
+            finally:
+                self._fitting = False
             # Records still RUNNING after fit() belong to trials Ray left unfinished: it was interrupted.
             if keeper.unfinished() and self.guard.reason is None and not self.guard.stopped:
                 self.guard.interrupt()

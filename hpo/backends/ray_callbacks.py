@@ -281,8 +281,8 @@ class RecordCallback(tune.Callback):
 class GuardStopper(tune.Stopper):
     """Ends the experiment when the sweep guard says so.
 
-    Every trial failing: Ray stops all trials (the sweep is over). The time budget: Ray is asked to end the
-    run the way Ctrl-C does (its SIGUSR1 handler), so unfinished trials stay unfinished in the experiment
+    Every trial failing: Ray stops all trials (the sweep is over). The time budget, or an interrupt that
+    arrived before Tune's own signal handler was in place: Ray is asked to end the run the way Ctrl-C does (its SIGUSR1 handler), so unfinished trials stay unfinished in the experiment
     state and `hpo resume` (Tuner.restore) continues them from their checkpoints.
     """
 
@@ -299,7 +299,7 @@ class GuardStopper(tune.Stopper):
         keeper = _LIVE.get(self.key)
         if keeper is None or not keeper.guard.stopped:
             return False
-        if keeper.guard.reason == TIME_BUDGET and not self._interrupted and hasattr(signal, "SIGUSR1"):
+        if keeper.guard.reason in (TIME_BUDGET, INTERRUPTED) and not self._interrupted and hasattr(signal, "SIGUSR1"):
             self._interrupted = True
             os.kill(os.getpid(), signal.SIGUSR1)
         return keeper.guard.reason == ALL_FAILED
