@@ -134,6 +134,17 @@ def _restorable(path: Path) -> bool:
     return False
 
 
+def cluster_note(address: str, nodes: list[dict[str, Any]], resources: Any) -> str:
+    """One line on the joined cluster: its live nodes, their CPUs/GPUs, and how many trials fit at once."""
+    alive = [n for n in nodes if n.get("Alive")]
+    cpus = sum(n.get("Resources", {}).get("CPU", 0.0) for n in alive)
+    gpus = sum(n.get("Resources", {}).get("GPU", 0.0) for n in alive)
+    fit = [cpus / resources.cpus_per_trial] + ([gpus / resources.gpus_per_trial] if resources.gpus_per_trial else [])
+    slots = min(int(min(fit)), resources.max_concurrent)
+    return (f"joined the Ray cluster at {address}: {len(alive)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; up to "
+            f"{slots} trial(s) at once (resources.max_concurrent {resources.max_concurrent})")
+
+
 @contextmanager
 def _keep_sigterm_handler() -> Iterator[None]:
     """`ray.init` installs a SIGTERM handler that exits the driver at once (SystemExit mid-start-up, with
@@ -227,15 +238,26 @@ class RayBackend:
 
     # -- run -----------------------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:
+        """Join the cluster the sweep names (`ray.address`, else RAY_ADDRESS), or start a Ray of the sweep's
+        own on this machine. A joined cluster is never handed `resources` (Ray refuses them when connecting):
+        trials are placed by the cluster's own CPUs/GPUs, so trial slots are what its nodes offer."""
         import ray
 
-        if not ray.is_initialized():
-            address = os.environ.get("RAY_ADDRESS") or None
-            slots = {SLOT_RESOURCE: float(self.ctx.config.resources.max_concurrent)} if address is None else None
-            with _keep_sigterm_handler():
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                         resources=slots)
-            self._started_ray = True
+        if ray.is_initialized():
+            return
+        address = self.ctx.config.ray.address or os.environ.get("RAY_ADDRESS") or None
+        with _keep_sigterm_handler():
+            if address is None:
+                # "local": never attach silently to a cluster someone started on this machine.
+                ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         resources={SLOT_RESOURCE: float(self.ctx.config.resources.max_concurrent)})
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        self._started_ray = True
+        if address is not None:
+            note = cluster_note(address, ray.nodes(), self.ctx.config.resources)
+            self.ctx.notes.append(note)
+            log.warning("%s", note)  # said on the console: where the trials of this sweep will run
 
     def _own_sigterm(self) -> Any:
         """`ray.init` replaces the driver's SIGTERM handler with one that exits at once; put back a graceful
@@ -302,7 +324,9 @@ class RayBackend:
                         # sync_period (default 300 s); every second keeps `hpo resume` close to the truth.
                         sync_config=tune.SyncConfig(sync_period=1),
                         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4),
-                        failure_config=tune.FailureConfig(max_failures=0),
+                        # A trial whose actor died (its node was lost) is restarted from its last checkpoint on
+                        # a node still alive; trainer failures are not retried (HpoTrainable._begin).
+                        failure_config=tune.FailureConfig(max_failures=self.ctx.config.ray.max_failures),
                     ),
                 )
             if self.guard.stopped:  # interrupted while Ray was starting: nothing ran, nothing to settle

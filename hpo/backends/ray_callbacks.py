@@ -121,7 +121,7 @@ class RayRecordKeeper:
         record.reopen()
         resources = self.ctx.config.resources
         record.resources = {"cpus": resources.cpus_per_trial, "gpus": resources.gpus_per_trial,
-                            "ray_trial_name": str(trial)}
+                            "ray_trial_name": str(trial), "ray_nodes": list(record.resources.get("ray_nodes", []))}
         self._dir(trial.trial_id).mkdir(parents=True, exist_ok=True)
         record.save(self._dir(trial.trial_id))
         self.observers.trial_started(record)
@@ -141,6 +141,10 @@ class RayRecordKeeper:
             record.params = plain(json.loads(result["params_json"]))
             record.lineage.append({**donor, "params": dict(record.params)})
         new = epoch not in record.epochs()
+        if result.get("node_id"):
+            nodes = record.resources.setdefault("ray_nodes", [])
+            if not nodes or nodes[-1] != result["node_id"]:
+                nodes.append(result["node_id"])  # the nodes the trial ran on, in order
         record.add_validation(validation, result.get("checkpoint_name"))
         record.save(self._dir(trial.trial_id))
         if new:
