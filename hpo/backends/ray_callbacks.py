@@ -286,8 +286,9 @@ class GuardStopper(tune.Stopper):
     """Ends the experiment when the sweep guard says so.
 
     Every trial failing: Ray stops all trials (the sweep is over). The time budget, or an interrupt that
-    arrived before Tune's own signal handler was in place: Ray is asked to end the run the way Ctrl-C does (its SIGUSR1 handler), so unfinished trials stay unfinished in the experiment
-    state and `hpo resume` (Tuner.restore) continues them from their checkpoints.
+    arrived before Tune's own signal handler was in place: Ray is asked to end the run the way Ctrl-C does
+    (its SIGUSR1 handler), so unfinished trials stay unfinished in the experiment state and `hpo resume`
+    (Tuner.restore) continues them from their checkpoints.
     """
 
     def __init__(self, key: str) -> None:

@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
-
 from cluster_support import base_sweep
 
 RAY = Path(sys.executable).with_name("ray")
@@ -91,8 +91,8 @@ def two_nodes() -> Iterator[dict[str, Any]]:
 
 def wait_for_nodes(address: str, count: int, env: dict[str, str], timeout_s: float = 90) -> dict[str, str]:
     """{node resource name: node id} once `count` nodes are alive (asked through a short-lived driver)."""
-    probe = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
-             "print(json.dumps([[n['NodeID'], sorted(n['Resources'])] for n in ray.nodes() if n['Alive']]))") % address
+    probe = (f"import json, ray; ray.init(address={address!r}, log_to_driver=False); "
+             "print(json.dumps([[n['NodeID'], sorted(n['Resources'])] for n in ray.nodes() if n['Alive']]))")
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
