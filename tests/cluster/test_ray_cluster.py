@@ -128,7 +128,7 @@ def test_sweep_joins_a_two_node_cluster_and_survives_losing_a_node(two_nodes: di
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     sweep_dir = tmp_path / "ws" / "fx"
     head_id, worker_id = two_nodes["nodes"]["head_node"], two_nodes["nodes"]["worker_node"]
-    driver = subprocess.Popen([*HPO, "run", str(path), "--no-live"], env=two_nodes["env"], stdout=subprocess.PIPE,
+    driver = subprocess.Popen([*HPO, "run", str(path), "--yes", "--no-live"], env=two_nodes["env"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -155,6 +155,19 @@ def test_sweep_joins_a_two_node_cluster_and_survives_losing_a_node(two_nodes: di
     for trial_id in final:
         epochs = (sweep_dir / "trials" / trial_id / "epochs_run.txt").read_text().split()
         assert epochs == ["1", "2", "3", "4"], (trial_id, epochs)  # each epoch trained once
+    status = subprocess.run([*HPO, "status", str(sweep_dir)], env=two_nodes["env"], capture_output=True, text=True,
+                            timeout=120)
+    assert status.returncode == 0 and "COMPLETED" in status.stdout, status.stdout + status.stderr
     launches = [json.loads(line) for line in
                 (sweep_dir / "trials" / on_worker / "launches.jsonl").read_text().splitlines()]
     assert len(launches) == 2 and launches[1]["resume"], launches  # restarted from its last checkpoint
+
+
+def test_the_cluster_doc_shows_the_commands_this_test_runs() -> None:
+    """docs/running-on-a-cluster.md: its Ray commands are the ones run above (addresses and sizes aside)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "running-on-a-cluster.md").read_text()
+    for command in ("ray start --head --port=6379 ", "--resources='{\"head_node\": 1}'",
+                    "ray start --address=HEAD_IP:6379 ", "--resources='{\"worker_node\": 1}'",
+                    "hpo run sweep.yaml --yes", "hpo status /shared/hpo/coco_ray", "hpo resume /shared/hpo/coco_ray",
+                    "ray:\n  address: auto", "max_failures: 2"):
+        assert command in doc, command
