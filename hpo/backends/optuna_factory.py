@@ -8,7 +8,9 @@ sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant 
            multivariate TPE model all parameters jointly; GP's and CMA-ES's independent-sampling warning stays
            ON, so a parameter that ever escapes the joint model is reported, not hidden (TPE's was deprecated
            by Optuna 4.9; tests/engine/test_search_contract.py checks all three directly). All but grid are wrapped by
-           the space's `optuna_sampler`, so schema option weights shape the startup trials.
+           the space's `optuna_sampler`, so schema option weights shape the startup trials, and then by
+           `TrialSeededSampler`, so a trial's draw depends on the seed and its number, not on when the
+           driver last started (a resumed sweep samples what the uninterrupted one would have).
 scheduler: none → NopPruner; median → MedianPruner (no pruning before grace_period epochs);
            asha → SuccessiveHalvingPruner (asynchronous successive halving, min_resource = grace_period);
            hyperband → HyperbandPruner (min grace_period, max the epoch budget).
@@ -24,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import optuna
 
 from hpo.backends.grid_sampler import GridOrder, LazyGridSampler
+from hpo.backends.trial_seeding import TrialSeededSampler
 from skillkit.errors import SweepConfigError
 from skillkit.redaction import redact
 from hpo.sweep.config import AlgorithmConfig
@@ -113,7 +116,10 @@ def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, *,
         base = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=True)
     else:
         raise SweepConfigError(f"sampler {name!r} is not available on backend optuna.")
-    return space.optuna_sampler(base, seed=seed, n_startup_trials=startup if name in ("tpe", "bayesian") else None)
+    weighted = space.optuna_sampler(base, seed=seed, n_startup_trials=startup if name in ("tpe", "bayesian") else None)
+    # Each trial's draws depend on (seed, trial number, history) only, so a resumed sweep asks for what the
+    # uninterrupted one would have (hpo.backends.trial_seeding).
+    return TrialSeededSampler(weighted, seed)
 
 
 def make_pruner(algorithm: AlgorithmConfig, max_epochs: int) -> optuna.pruners.BasePruner:

@@ -194,14 +194,20 @@ def execute(
     return summary
 
 
-def start_workspace(ctx: SweepContext) -> None:
-    """Record the resolved config and the compiled space; refuse to start over an existing sweep."""
+def refuse_existing_sweep(ctx: SweepContext) -> None:
+    """Refuse to start a sweep over a folder that already holds one (with trials)."""
     workspace = ctx.workspace
     if workspace.sweep_file.is_file() and workspace.trial_ids():
         raise SweepConfigError(
             f"sweep folder '{workspace.root}' already holds a sweep with {len(workspace.trial_ids())} trial(s); continue it "
             f"with `hpo resume {workspace.root}`, or give this sweep another name."
         )
+
+
+def start_workspace(ctx: SweepContext) -> None:
+    """Record the resolved config and the compiled space; refuse to start over an existing sweep."""
+    refuse_existing_sweep(ctx)
+    workspace = ctx.workspace
     workspace.create()
     atomic_write_text(workspace.sweep_file, yaml.safe_dump(ctx.config.to_dict(), sort_keys=False))
     atomic_write_text(workspace.space_file, ctx.space.to_yaml())
@@ -248,5 +254,8 @@ def resume_sweep(sweep_dir: str | Path, *, name: str | None = None, observers: I
                  use_default_observers: bool = True, time_budget_s: float | None = None) -> dict[str, Any]:
     """Continue a sweep: paused and interrupted trials go on from their checkpoints, the remaining budget runs.
     `algorithm.time_budget_s` bounds each driver run; pass `time_budget_s` to change it for this run."""
+    from hpo.sweep.plan import planned_points
+
     ctx = load_workspace_context(sweep_dir, name=name, time_budget_s=time_budget_s)
-    return execute(ctx, observers=observers, use_default_observers=use_default_observers)
+    return execute(ctx, observers=observers, planned=planned_points(ctx.workspace.plan_dir),
+                   use_default_observers=use_default_observers)
