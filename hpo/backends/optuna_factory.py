@@ -11,7 +11,9 @@ sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant 
            multivariate TPE model all parameters jointly; GP's and CMA-ES's independent-sampling warning stays
            ON, so a parameter that ever escapes the joint model is reported, not hidden (TPE's was deprecated
            by Optuna 4.9; tests/engine/test_search_contract.py checks all three directly). All but grid are wrapped by
-           the space's `optuna_sampler`, so schema option weights shape the startup trials.
+           the space's `optuna_sampler`, so schema option weights shape the startup trials, and then by
+           `TrialSeededSampler`, so a trial's draw depends on the seed and its number, not on when the
+           driver last started (a resumed sweep samples what the uninterrupted one would have).
 scheduler: none → NopPruner; median → MedianPruner (no pruning before grace_period epochs);
            asha → SuccessiveHalvingPruner (asynchronous successive halving, min_resource = grace_period);
            hyperband → HyperbandPruner (min grace_period, max the epoch budget); hyperband_es → `HyperbandESPruner`
@@ -29,6 +31,7 @@ from typing import Any, Mapping, Sequence
 import optuna
 
 from hpo.backends.grid_sampler import GridOrder, LazyGridSampler
+from hpo.backends.trial_seeding import TrialSeededSampler
 from skillkit.errors import SweepConfigError
 from skillkit.redaction import redact
 from hpo.sweep.config import AlgorithmConfig
@@ -122,15 +125,18 @@ def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, *,
         base = DifferentialEvolutionSampler(space, seed=seed, epoch_budget=epoch_budget,
                                             mutation_factor=algorithm.mutation_factor,
                                             crossover_prob=algorithm.crossover_prob)
-        return space.optuna_sampler(base, seed=seed, n_startup_trials=MIN_POPULATION)
+        return TrialSeededSampler(space.optuna_sampler(base, seed=seed, n_startup_trials=MIN_POPULATION), seed)
     elif name == "bfbo":
         from hpo.backends.bfbo_sampler import BatchGPSampler
 
         base = BatchGPSampler(space, seed=seed, epoch_budget=epoch_budget, n_startup_trials=startup)
     else:
         raise SweepConfigError(f"sampler {name!r} is not available on backend optuna.")
-    return space.optuna_sampler(base, seed=seed,
-                                n_startup_trials=startup if name in ("tpe", "bayesian", "bfbo") else None)
+    weighted = space.optuna_sampler(base, seed=seed,
+                                    n_startup_trials=startup if name in ("tpe", "bayesian", "bfbo") else None)
+    # Each trial's draws depend on (seed, trial number, history) only, so a resumed sweep asks for what the
+    # uninterrupted one would have (hpo.backends.trial_seeding).
+    return TrialSeededSampler(weighted, seed)
 
 
 def make_pruner(algorithm: AlgorithmConfig, max_epochs: int) -> optuna.pruners.BasePruner:

@@ -26,7 +26,7 @@ from hpo.sweep.config_rules import (
 
 __all__ = [
     "AlgorithmConfig", "CheckpointsConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
-    "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "WorkersConfig", "did_you_mean", "load_sweep_config",
+    "RayConfig", "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "WorkersConfig", "did_you_mean", "load_sweep_config",
     "resolve_algorithm", "resolve_metric", "schema_problems", "semantic_problems", "sweep_config_from_dict",
     "sweep_schema",
 ]
@@ -99,6 +99,15 @@ class CheckpointsConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """Backend ray on a cluster: the cluster to join (None: RAY_ADDRESS, else a Ray of the sweep's own) and
+    how often Tune restarts a trial whose actor died (a lost node); it continues from its last checkpoint."""
+
+    address: str | None = None
+    max_failures: int = 2
+
+
+@dataclass(frozen=True)
 class WorkersConfig:
     """Liveness of the workers sharing one Optuna study: heartbeat, when a silent worker's trial is re-queued,
     and how often one trial may be re-queued."""
@@ -159,6 +168,7 @@ class SweepConfig:
     workspace_uri: str | None = None  # an s3:// workspace, mirrored from the local `workspace` folder
     checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     @property
     def sweep_dir(self) -> Path:
@@ -272,6 +282,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         grace_period_s=int(workers_data.get("grace_period_s", 120)),
         max_retries=int(workers_data.get("max_retries", 2)),
     )
+    ray_data = data.get("ray", {})
+    ray = RayConfig(address=ray_data.get("address"), max_failures=int(ray_data.get("max_failures", 2)))
     ds = data.get("datasets", {})
 
     def dataset_root(value: str | None) -> str | None:
@@ -333,6 +345,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         raw["direction"] = data["direction"]
     if "workers" in data:
         raw["workers"] = dict(vars(workers))
+    if "ray" in data:
+        raw["ray"] = {k: v for k, v in vars(ray).items() if v is not None}
     for key in ("storage", "base_spec"):
         if raw[key] is None:
             del raw[key]
@@ -344,7 +358,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         trial=trial_config, baseline_enabled=bool(baseline.get("enabled", True)),
         baseline_timeout_s=baseline.get("timeout_s"), tracking=tracking,
         promotion_enabled=bool(data.get("promotion", {}).get("enabled", True)), source=source, raw=raw,
-        workspace_uri=workspace_uri, checkpoints=checkpoints, workers=workers,
+        workspace_uri=workspace_uri, checkpoints=checkpoints, workers=workers, ray=ray,
     )
 
 

@@ -72,6 +72,7 @@ class SweepPlan:
             "hot_parameters": [p.name for p in self.ctx.space.parameters if p.hot],
             "held_parameters": [h.to_dict() for h in self.ctx.held],
             "first_batch": self.batch, "first_batch_runs_as_shown": self.batch_is_exact,
+            "first_batch_points": self.points if self.batch_is_exact else [],
             "spec_files": [str(p) for p in self.spec_files],
             "expected_epochs_per_trial": round(self.expected_epochs_per_trial, 3),
             "seconds_per_epoch": self.timing.seconds_per_epoch, "startup_s": self.timing.startup_s,
@@ -173,6 +174,16 @@ def write_plan(plan: SweepPlan) -> Path:
         target.rmdir()
     atomic_write_json(folder / PLAN_FILE, plan.to_dict())
     return folder / PLAN_FILE
+
+
+def planned_points(plan_dir: Path) -> list[dict[str, Any]]:
+    """The first batch's static points recorded in `<sweep>/plan/plan.json` when the backend runs them as
+    shown: a sweep resumed before its first trial was asked (its driver died starting) runs the same batch."""
+    try:
+        recorded = json.loads((plan_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return list(recorded.get("first_batch_points") or []) if recorded.get("first_batch_runs_as_shown") else []
 
 
 def render_plan(plan: SweepPlan, console: Any) -> None:
