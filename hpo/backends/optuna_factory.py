@@ -2,7 +2,9 @@
 
 sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant liar so parallel trials spread
            out); bayesian → GPSampler; cmaes → CmaEsSampler; grid → `LazyGridSampler` over the static space
-           (`grid_points` levels per numeric dimension, every option of a choice, or explicit `grid_values`).
+           (`grid_points` levels per numeric dimension, every option of a choice, or explicit `grid_values`);
+           mfbo → `SameBudgetTPESampler` (multivariate TPE on the results of one budget only, mfbo_sampler.py;
+           `n_startup_trials` = the fewest same-budget results it fits on).
            Every sampler sees the space's static form (`hpo.space.static`: one fixed distribution per
            primitive draw, relational children as fractions of their feasible range), so GP, CMA-ES and
            multivariate TPE model all parameters jointly; GP's and CMA-ES's independent-sampling warning stays
@@ -119,9 +121,14 @@ def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, *,
         base = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=True)
     elif name == "cmaes":
         base = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=True)
+    elif name == "mfbo":
+        from hpo.backends.mfbo_sampler import SameBudgetTPESampler, default_values
+
+        base = SameBudgetTPESampler(seed=seed, min_points=max(2, startup), first=default_values(space))
     else:
         raise SweepConfigError(f"sampler {name!r} is not available on backend optuna.")
-    return space.optuna_sampler(base, seed=seed, n_startup_trials=startup if name in ("tpe", "bayesian") else None)
+    return space.optuna_sampler(base, seed=seed,
+                                n_startup_trials=startup if name in ("tpe", "bayesian", "mfbo") else None)
 
 
 def make_pruner(algorithm: AlgorithmConfig, max_epochs: int) -> optuna.pruners.BasePruner:

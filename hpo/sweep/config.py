@@ -20,7 +20,7 @@ from skillkit.errors import SweepConfigError
 from skillkit.skill_dir import default_skill_dir
 from skillkit.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
-    KNOB_SCOPE, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
+    DEFAULT_ALGORITHM, KNOB_SCOPE, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
     schema_problems, semantic_problems, sweep_schema,
 )
 
@@ -216,7 +216,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
     sampler, scheduler = resolve_algorithm(algorithm, backend)
     max_trials = algorithm.get("population_size", algorithm.get("max_trials", 10))
     algo = AlgorithmConfig(
-        name=algorithm["name"], sampler=sampler, scheduler=scheduler, max_trials=int(max_trials),
+        name=algorithm.get("name", DEFAULT_ALGORITHM), sampler=sampler, scheduler=scheduler, max_trials=int(max_trials),
         max_epochs=algorithm.get("max_epochs"),
         grace_period=int(algorithm.get("grace_period", 1)),
         reduction_factor=int(algorithm.get("reduction_factor", 3)),

@@ -22,6 +22,9 @@ from skillkit.errors import SweepConfigError
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 
 SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid")
+#: What `hpo run` uses when the sweep config names no algorithm.name (and what the quickstart runs): the
+#: search-efficiency benchmark's winner (README "Default algorithm"; benchmarks/results/search_efficiency.json).
+DEFAULT_ALGORITHM = "mfbo"
 SCHEDULER_ALGORITHMS = ("hyperband", "asha")
 PRUNER_TO_SCHEDULER = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
 
@@ -35,7 +38,7 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "quantile_fraction": (("scheduler", ("pbt",)),),
     "resample_probability": (("scheduler", ("pbt",)),),
     "perturbation_factor": (("scheduler", ("pbt",)),),
-    "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb")), ("scheduler", ("median",))),
+    "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb", "mfbo")), ("scheduler", ("median",))),
     "grid_points": (("sampler", ("grid",)),),
     "grid_values": (("sampler", ("grid",)),),
 }
@@ -152,9 +155,12 @@ def schema_problems(data: Mapping[str, Any]) -> list[str]:
 
 def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, str]:
     """(sampler, scheduler) for what the user wrote; assumes the semantic checks passed."""
-    name = algorithm["name"]
+    name = algorithm.get("name", DEFAULT_ALGORITHM)
     if name in SAMPLERS:
         return name, PRUNER_TO_SCHEDULER[algorithm.get("pruner", "none")]
+    if name == "mfbo":
+        # Same-budget TPE proposals with Hyperband early stopping, on either backend (hpo.backends.mfbo_sampler).
+        return "mfbo", "hyperband"
     if name in SCHEDULER_ALGORITHMS:
         return algorithm.get("sampler", "random"), name
     if name == "bohb":
@@ -167,7 +173,7 @@ def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, 
 def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     problems: list[str] = []
     algorithm = data["algorithm"]
-    name = algorithm["name"]
+    name = algorithm.get("name", DEFAULT_ALGORITHM)
     backend = data.get("backend", "ray")
     if name in SAMPLERS and "sampler" in algorithm:
         problems.append(
