@@ -67,7 +67,7 @@ class SameBudgetTPESampler(BaseSampler):
 
     def __init__(self, *, seed: int | None = None, min_points: int = DEFAULT_MIN_POINTS,
                  first: Mapping[str, Any] | None = None, stopped_as_worst: bool = False,
-                 gamma: float | None = None) -> None:
+                 gamma: float | None = None, multivariate: bool = True, n_ei_candidates: int = 24) -> None:
         if min_points < 2:
             raise ValueError(f"min_points must be >= 2, got {min_points}.")
         self._min_points = min_points
@@ -78,8 +78,8 @@ class SameBudgetTPESampler(BaseSampler):
         extra: dict[str, Any] = {}
         if gamma is not None:
             extra["gamma"] = lambda n: max(1, min(int(round(gamma * n)), 25))
-        self._model = TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False,
-                                 warn_independent_sampling=False, **extra)
+        self._model = TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=0, constant_liar=False,
+                                 warn_independent_sampling=False, n_ei_candidates=n_ei_candidates, **extra)
         self._random = RandomSampler(seed=seed)
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._first = dict(first or {})

@@ -98,3 +98,27 @@ def test_first_trial_is_the_schema_defaults(tmp_path: Path) -> None:
     second = space.suggest(study.ask(), epoch_budget=9)
     assert first == config and second != config
     assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+
+
+def test_a_sweep_naming_no_algorithm_runs_mfbo_and_reports_default_vs_best(write_sweep: Any, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from hpo.sweep.live import render_outcome
+    from hpo.sweep.runner import run_sweep
+
+    import yaml
+
+    path = write_sweep(algorithm={"max_trials": 4, "max_epochs": 2, "n_startup_trials": 2})
+    data = yaml.safe_load(path.read_text())
+    del data["algorithm"]["name"]
+    path.write_text(yaml.safe_dump(data))
+    summary = run_sweep(path)
+    assert (summary["algorithm"], summary["sampler"], summary["scheduler"]) == ("mfbo", "mfbo", "hyperband")
+    comparison = summary["default_vs_best"]
+    first = min(summary["trials"], key=lambda t: t["number"])
+    assert comparison["default_trial"] == first["trial_id"]  # the defaults run first
+    values = [h["kpi"]["mIoU"] for t in summary["trials"] for h in t["history"] if h["epoch"] <= comparison["epoch"]]
+    assert comparison["best"] == max(values) >= comparison["default"]
+    console = Console(record=True, width=300)
+    render_outcome(summary, console)
+    assert f"default vs best after {comparison['epochs']} epochs: default configuration ({first['trial_id']})" in console.export_text()
