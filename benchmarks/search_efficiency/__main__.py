@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks.search_efficiency.env import ROOT, BenchmarkEnvError, ensure_hash_seed, require_benchmark_env
 
 QUICK_SUITE = "mfh3_good"
-QUICK_ALGORITHMS = ("tao_hyperband", "tao_bayesian", "ours:bohb", "optuna:tpe+hb")
+QUICK_ALGORITHMS = ("tao_hyperband", "tao_bayesian", "ours:mfbo", "optuna:tpe+hb")
 DEFAULT_ALGORITHMS = (
     "tao_hyperband", "tao_bohb", "tao_bayesian", "optuna:random+hb", "optuna:tpe+hb", "optuna:tpe+sh",
     "optuna:gp+median", "optuna:cmaes+hb",
