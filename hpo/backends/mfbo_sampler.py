@@ -10,7 +10,7 @@ sweep goes: 1 epoch, then 3, 9, the full budget). Early stopping stays with the 
 which is what makes the low-budget results cheap.
 
 The model is Optuna's multivariate TPE, run on a private in-memory study that holds only those same-budget
-observations (params → value at `b`). Trials still running that have not reached `b` enter as the worst
+observations (params → value at `b`), pooled over the Hyperband brackets. Trials still running that have not reached `b` enter as the worst
 value seen (a constant liar), so parallel workers spread out instead of proposing the same point. Before
 `min_points` results exist at any budget, proposals come from the wrapped startup sampler (the space's
 weighted random draws). The first proposal is the schema's defaults (`hpo.sweep.plan.first_batch`), so a
@@ -54,6 +54,13 @@ def default_point(space: "SearchSpace", seed: int, *, epoch_budget: int | None =
     _, point = space.sample_static(np.random.default_rng(seed), epoch_budget=epoch_budget)
     point.update({name: value for name, value in default_values(space).items() if name in point})
     return space.decode(point, epoch_budget=epoch_budget), point
+
+
+def _all_trials(study: Study, states: tuple[TrialState, ...] | None) -> list[FrozenTrial]:
+    """Every trial of the study, from its storage. Optuna hands a sampler only the trials of the new trial's
+    Hyperband bracket (`HyperbandPruner`'s bracket study); a same-budget model wants all of them: a 3-epoch
+    result is a 3-epoch result whichever bracket ran it."""
+    return study._storage.get_all_trials(study._study_id, deepcopy=False, states=states)
 
 
 class SameBudgetTPESampler(BaseSampler):
@@ -127,8 +134,7 @@ class SameBudgetTPESampler(BaseSampler):
         self.last_budget = None
         if not search_space:
             return {}
-        trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                       TrialState.RUNNING))
+        trials = [t for t in _all_trials(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
                   if t.number != trial.number]
         budget = self.model_budget(trials)
         if budget is None:
@@ -153,7 +159,7 @@ class SameBudgetTPESampler(BaseSampler):
 
     @staticmethod
     def _is_first(study: Study, trial: FrozenTrial) -> bool:
-        return all(other.number >= trial.number for other in study.get_trials(deepcopy=False))
+        return all(other.number >= trial.number for other in _all_trials(study, None))
 
     def reseed_rng(self) -> None:
         self._model.reseed_rng()
