@@ -29,11 +29,13 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.sweep.config_rules import MFBO_MIN_POINTS
+
 if TYPE_CHECKING:
     from hpo.space import SearchSpace
 
 #: The fewest same-budget results the model is fitted on (below that at every budget: random proposals).
-DEFAULT_MIN_POINTS = 6
+DEFAULT_MIN_POINTS = MFBO_MIN_POINTS
 
 
 def default_values(space: "SearchSpace") -> dict[str, Any]:
@@ -73,20 +75,15 @@ class SameBudgetTPESampler(BaseSampler):
     """
 
     def __init__(self, *, seed: int | None = None, min_points: int = DEFAULT_MIN_POINTS,
-                 first: Mapping[str, Any] | None = None, stopped_as_worst: bool = False,
-                 gamma: float | None = None, multivariate: bool = True, n_ei_candidates: int = 24) -> None:
+                 first: Mapping[str, Any] | None = None) -> None:
         if min_points < 2:
             raise ValueError(f"min_points must be >= 2, got {min_points}.")
         self._min_points = min_points
         # Read like TPE's by WeightedStartupSampler: its weighted startup draws stop when the model can start.
         self._n_startup_trials = min_points
         self._seed = seed
-        self._stopped_as_worst = stopped_as_worst
-        extra: dict[str, Any] = {}
-        if gamma is not None:
-            extra["gamma"] = lambda n: max(1, min(int(round(gamma * n)), 25))
-        self._model = TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=0, constant_liar=False,
-                                 warn_independent_sampling=False, n_ei_candidates=n_ei_candidates, **extra)
+        self._model = TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False,
+                                 warn_independent_sampling=False)
         self._random = RandomSampler(seed=seed)
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._first = dict(first or {})
@@ -117,7 +114,7 @@ class SameBudgetTPESampler(BaseSampler):
             value = trial.intermediate_values.get(budget)
             if value is not None and value == value:
                 observed.append((params, float(value)))
-            elif trial.state == TrialState.RUNNING or self._stopped_as_worst:
+            elif trial.state == TrialState.RUNNING:
                 waiting.append(params)
         values = [value for _, value in observed]
         worst = max(values) if direction == StudyDirection.MINIMIZE else min(values)

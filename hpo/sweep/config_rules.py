@@ -25,6 +25,8 @@ SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid")
 #: What `hpo run` uses when the sweep config names no algorithm.name (and what the quickstart runs): the
 #: search-efficiency benchmark's winner (README "Default algorithm"; benchmarks/results/search_efficiency.json).
 DEFAULT_ALGORITHM = "mfbo"
+#: mfbo's default n_startup_trials: the fewest same-budget results its model is fitted on (benchmarked: 8).
+MFBO_MIN_POINTS = 8
 SCHEDULER_ALGORITHMS = ("hyperband", "asha")
 PRUNER_TO_SCHEDULER = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
 
