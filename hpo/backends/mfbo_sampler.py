@@ -82,8 +82,7 @@ class SameBudgetTPESampler(BaseSampler):
         # Read like TPE's by WeightedStartupSampler: its weighted startup draws stop when the model can start.
         self._n_startup_trials = min_points
         self._seed = seed
-        self._model = TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False,
-                                 warn_independent_sampling=False)
+        self._model = TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False)
         self._random = RandomSampler(seed=seed)
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._first = dict(first or {})
