@@ -61,6 +61,21 @@ def test_table_round_trip_and_clear_errors(tmp_path: Path) -> None:
         table_from_dict(bad)
 
 
+def test_geometric_mean_over_suites_has_a_bootstrap_ci() -> None:
+    from benchmarks.search_efficiency.metrics import Summary, geometric_mean_ci
+
+    def suite(epochs: list[float], budget: int = 2340) -> Summary:
+        median = float(np.median(epochs))
+        return Summary(len(epochs), median, budget / median, 0, 0, 1.0, 0.1, tuple(epochs), budget)
+
+    steady = [suite([780.0] * 10), suite([390.0] * 10)]  # speed-ups 3 and 6: geo-mean sqrt(18), no spread
+    point, low, high = geometric_mean_ci(steady)
+    assert point == pytest.approx(18 ** 0.5) and low == pytest.approx(point) and high == pytest.approx(point)
+    noisy = [suite([300.0, 500.0, 900.0, 2340.0, 700.0, 400.0]), suite([390.0] * 6)]
+    point, low, high = geometric_mean_ci(noisy)
+    assert low < point < high and high / low > 1.2
+
+
 def test_simulator_is_deterministic_and_uses_the_engine_pruner() -> None:
     from benchmarks.search_efficiency import get_suite, run_algorithm
 
