@@ -87,6 +87,22 @@ def test_simulator_is_deterministic_and_uses_the_engine_pruner() -> None:
     assert first.epochs and all(r >= 0 for r in first.regret)
 
 
+def test_cache_resumes_a_run_without_rerunning_its_sweeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.search_efficiency import __main__ as cli
+    from benchmarks.search_efficiency import algorithms
+
+    job = ("ours:asha", "mfh3_good", 1, 120, 4, str(tmp_path / "cache"))
+    first = cli._run_one(job)
+
+    def not_again(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("a cached sweep ran again")
+
+    monkeypatch.setattr(algorithms, "run_algorithm", not_again)
+    assert cli._run_one(job).to_dict() == first.to_dict()
+    with pytest.raises(AssertionError, match="ran again"):
+        cli._run_one(("ours:asha", "mfh3_good", 2, 120, 4, str(tmp_path / "cache")))  # another seed is not cached
+
+
 def test_quick_run_writes_the_results_schema(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run([sys.executable, "-m", "benchmarks.search_efficiency", "--quick", "--out", str(tmp_path)],
