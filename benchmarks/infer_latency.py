@@ -37,9 +37,9 @@ RUNTIMES = ("pytorch", "onnxruntime", "tensorrt-fp32", "tensorrt-fp16")
 def _build_model(args: argparse.Namespace):
     import torch
 
-    from skillkit.spec import apply_overrides, load_spec
     from mask2former.config import config_from_dict
     from mask2former.model import build_model
+    from skillkit.spec import apply_overrides, load_spec
 
     if args.checkpoint:
         from mask2former.training.checkpoint_io import load_model_from_checkpoint

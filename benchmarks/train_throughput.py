@@ -1,8 +1,10 @@
-"""Training throughput: images/s and peak memory of one Mask2Former config, ours and `transformers`' side by side.
+"""Training throughput: images/s and peak memory of one Mask2Former config, ours and `transformers`' side by side,
+and per backbone (Swin vs EfficientViT) in the same run.
 
     python benchmarks/train_throughput.py [--quick] [--spec SPEC.yaml] [--resolution 512] [--batch-size 2]
         [--steps 10] [--warmup 3] [--device auto|cpu|cuda] [--require-cuda]
         [--precision fp32 --precision bf16 ...] [--threads N] [--repeats N] [--impl ours --impl transformers]
+        [--backbone swin --backbone efficientvit] [--efficientvit-name l1]
         [--out benchmarks/results/train_throughput.json]
 
 The config is the model section of `--spec` (a TAO-style spec; default: the train template, i.e.
@@ -20,6 +22,12 @@ forward share is a label-free forward timed separately and excluded from the ste
 `--precision` given (default fp32) is measured for each implementation, and the table gives, per
 precision, ours / transformers as ratios of images/s and of peak memory from the same run. Prints a rich
 table and writes JSON. `--require-cuda` fails instead of quietly measuring the CPU (benchmarks/gpu_check.sh).
+
+`--backbone` (repeatable; default: the spec's own) sets `model.backbone.type`; `efficientvit` uses the size
+`--efficientvit-name` (default l1, the EfficientViT-L1 of the comparison in the README), the rest of the
+model section unchanged. `transformers` has no EfficientViT Mask2Former, so EfficientViT runs ours only;
+with both backbones the report adds, per precision, efficientvit / swin ratios of our images/s and peak
+memory from the same run.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SEGMENTS_PER_IMAGE = 5
 
 
-def _spec(args: argparse.Namespace) -> dict[str, Any]:
+def _spec(args: argparse.Namespace, backbone: str | None = None) -> dict[str, Any]:
+    """The spec measured; `backbone` (from --backbone) replaces the spec's model.backbone.type when given."""
     from skillkit.spec import load_spec
 
     overrides: list[str] = []
@@ -47,7 +56,18 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
         overrides += [f"{k}={json.dumps(v)}" for k, v in tiny_spec_overrides(num_classes=8).items()]
     overrides += list(args.override or [])
+    if backbone:
+        overrides.append(f"model.backbone.type={backbone}")
+    if backbone == "efficientvit":
+        overrides.append(f"model.backbone.efficientvit.name={args.efficientvit_name}")
     return load_spec(args.spec, action="train", overrides=overrides, check_classes=False)
+
+
+def _backbone_label(spec: dict[str, Any]) -> str:
+    backbone = spec["model"]["backbone"]
+    if backbone["type"] == "efficientvit":
+        return f"efficientvit-{backbone['efficientvit']['name']}"
+    return f"swin-{backbone['swin']['type']}"
 
 
 def _batch(batch_size: int, resolution: int, num_classes: int, seed: int = 0):
@@ -195,7 +215,8 @@ def _measure_inner(impl: str, spec: dict[str, Any], options: dict[str, Any]) -> 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    spec = _spec(args)
+    backbones: list[str | None] = list(dict.fromkeys(args.backbone or [None]))
+    specs = {backbone: _spec(args, backbone) for backbone in backbones}
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -215,14 +236,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     context = mp.get_context("spawn")
     impls = args.impl or ["ours", "transformers"]
-    cases = [(impl, precision) for precision in precisions for impl in impls]
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = {case: [] for case in cases}
+    # transformers builds Mask2Former with Swin only: EfficientViT is measured for ours alone.
+    cases = [(backbone, impl, precision) for precision in precisions for backbone in backbones for impl in impls
+             if specs[backbone]["model"]["backbone"]["type"] == "swin" or impl == "ours"]
+    if not cases:
+        raise SystemExit("--backbone efficientvit with --impl transformers only: transformers has no EfficientViT "
+                         "Mask2Former, so there is nothing to measure; add --impl ours.")
+    runs: dict[tuple[str | None, str, str], list[dict[str, Any]]] = {case: [] for case in cases}
     for _ in range(max(1, args.repeats)):
-        for impl, precision in cases:  # interleaved, so a load change on a shared machine hits all alike
+        for backbone, impl, precision in cases:  # interleaved, so a load change on a shared machine hits all alike
             queue = context.Queue()
-            process = context.Process(target=_measure, args=(impl, spec, {**options, "precision": precision}, queue))
+            process = context.Process(target=_measure,
+                                      args=(impl, specs[backbone], {**options, "precision": precision}, queue))
             process.start()
-            runs[(impl, precision)].append({**queue.get(), "precision": precision})
+            runs[(backbone, impl, precision)].append(
+                {**queue.get(), "precision": precision, "backbone": _backbone_label(specs[backbone])})
             process.join()
     rows = []
     for case in cases:
@@ -236,11 +264,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         "benchmark": "train_throughput",
         "options": options,
-        "model": {k: spec["model"][k] for k in ("backbone", "sem_seg_head", "mask_former")},
+        "model": {k: specs[backbones[0]]["model"][k] for k in ("backbone", "sem_seg_head", "mask_former")},
+        "backbones": [_backbone_label(specs[b]) for b in backbones],
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
                     "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor()},
         "results": rows,
         "ratios": _ratios(rows),
+        "backbone_ratios": _backbone_ratios(rows),
     }
     return report
 
@@ -249,7 +279,8 @@ def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per precision: ours / transformers for images/s and peak memory (both measured in this run)."""
     ratios = []
     for precision in dict.fromkeys(row["precision"] for row in rows):
-        by_impl = {row["impl"]: row for row in rows if row["precision"] == precision and "error" not in row}
+        by_impl = {row["impl"]: row for row in rows
+                   if row["precision"] == precision and "error" not in row and row["backbone"].startswith("swin")}
         if {"ours", "transformers"} <= set(by_impl):
             ours, theirs = by_impl["ours"], by_impl["transformers"]
             ratios.append({
@@ -261,6 +292,24 @@ def _ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return ratios
 
 
+def _backbone_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per precision: our EfficientViT / our Swin for images/s and peak memory (both measured in this run)."""
+    ratios = []
+    for precision in dict.fromkeys(row["precision"] for row in rows):
+        ours = {row["backbone"].split("-")[0]: row for row in rows
+                if row["precision"] == precision and row["impl"] == "ours" and "error" not in row}
+        if {"swin", "efficientvit"} <= set(ours):
+            evit, swin = ours["efficientvit"], ours["swin"]
+            ratios.append({
+                "precision": precision,
+                "backbones": f"{evit['backbone']} / {swin['backbone']}",
+                "images_per_second_efficientvit_over_swin": evit["images_per_second"] / swin["images_per_second"],
+                "peak_memory_efficientvit_over_swin": (evit["peak_memory_mib"] / swin["peak_memory_mib"]
+                                                       if swin["peak_memory_mib"] > 0 else None),
+            })
+    return ratios
+
+
 def print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -268,16 +317,17 @@ def print_table(report: dict[str, Any]) -> None:
     options = report["options"]
     table = Table(title=f"Mask2Former training throughput ({options['device']}, "
                         f"{options['resolution']} px, batch {options['batch_size']}, {options['steps']} timed steps)")
-    for column in ("impl", "precision", "params M", "images/s", "step ms", "fwd / loss / bwd / opt ms", "peak MiB",
+    for column in ("backbone", "impl", "precision", "params M", "images/s", "step ms", "fwd / loss / bwd / opt ms", "peak MiB",
                    "memory measured as"):
-        table.add_column(column, justify="left" if column in ("impl", "precision", "memory measured as") else "right",
+        table.add_column(column, justify="left" if column in ("backbone", "impl", "precision", "memory measured as") else "right",
                          no_wrap=True)
     for row in report["results"]:
         if "error" in row:
-            table.add_row(row["impl"], row["precision"], "-", "-", "-", "-", "-", f"failed: {row['error'][:60]}")
+            table.add_row(row["backbone"], row["impl"], row["precision"], "-", "-", "-", "-", "-",
+                          f"failed: {row['error'][:60]}")
             continue
         phases = " / ".join(f"{row['phase_ms'][k]:.0f}" for k in ("forward", "loss", "backward", "optimizer"))
-        table.add_row(row["impl"], row["precision"], f"{row['params_millions']:.2f}", f"{row['images_per_second']:.2f}",
+        table.add_row(row["backbone"], row["impl"], row["precision"], f"{row['params_millions']:.2f}", f"{row['images_per_second']:.2f}",
                       f"{row['step_ms']:.0f}", phases, f"{row['peak_memory_mib']:.0f}", row["memory_kind"])
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough for every column
@@ -287,6 +337,11 @@ def print_table(report: dict[str, Any]) -> None:
         memory = ratio["peak_memory_ours_over_transformers"]
         console.print(f"{ratio['precision']}: ours / transformers = "
                       f"{ratio['images_per_second_ours_over_transformers']:.2f}x images/s, "
+                      + (f"{memory:.2f}x peak memory" if memory is not None else "peak memory not comparable"))
+    for ratio in report.get("backbone_ratios", []):
+        memory = ratio["peak_memory_efficientvit_over_swin"]
+        console.print(f"{ratio['precision']}: ours, {ratio['backbones']} = "
+                      f"{ratio['images_per_second_efficientvit_over_swin']:.2f}x images/s, "
                       + (f"{memory:.2f}x peak memory" if memory is not None else "peak memory not comparable"))
 
 
@@ -308,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="fresh processes per implementation, interleaved; the fastest is reported")
     parser.add_argument("--impl", action="append", choices=("ours", "transformers"),
                         help="implementation(s) to run (default: both)")
+    parser.add_argument("--backbone", action="append", choices=("swin", "efficientvit"),
+                        help="model.backbone.type to measure, repeatable (default: the spec's)")
+    parser.add_argument("--efficientvit-name", default="l1", choices=("b0", "b1", "b2", "b3", "l0", "l1", "l2", "l3"),
+                        help="EfficientViT size for --backbone efficientvit (default l1)")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "train_throughput.json"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from skillkit.cli import Command, add_commands
 from skillkit.errors import ExitCode, UserError
-
-
 
 COMMANDS: tuple[Command, ...] = (
     Command("schemas", "hpo.skill.commands", "generate or check the skill's schemas and spec templates"),

@@ -19,7 +19,8 @@ promotion all call these functions, so they cannot disagree:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from skillkit.states import TrialState
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from skillkit.cli import Command, add_commands
 from skillkit.errors import ExitCode, UserError
-
-
 
 COMMANDS: tuple[Command, ...] = (
     Command("train", "mask2former.actions.train", "train a Mask2Former model (writes status.json and checkpoints)"),

@@ -32,9 +32,9 @@ import os
 import shutil
 import tarfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Mapping
 
 from skillkit.errors import DataError
 
@@ -60,7 +60,7 @@ class ExtractionLimits:
            "max_ratio": "HPO_ARCHIVE_MAX_RATIO", "min_free_bytes": "HPO_ARCHIVE_MIN_FREE_BYTES"}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ExtractionLimits":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ExtractionLimits:
         env = os.environ if env is None else env
         values: dict[str, float | int] = {}
         for field_name, variable in cls.ENV.items():

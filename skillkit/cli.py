@@ -13,7 +13,8 @@ import argparse
 import importlib
 import logging
 import warnings
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 
 class Command(NamedTuple):

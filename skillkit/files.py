@@ -39,9 +39,10 @@ BASELINE_DIR = "baseline"
 BASELINE_FILE = "baseline.json"
 BEST_DIR = "best"
 BEST_FILE = "best.json"
+PLAN_FILE = "plan.json"  # `hpo plan`: the plan it printed, in its output folder
 
 __all__ = [
-    "BASELINE_DIR", "BASELINE_FILE", "BEST_DIR", "BEST_FILE", "LOCK_FILE", "LOG_FILE", "PID_FILE", "SPACE_FILE",
+    "BASELINE_DIR", "BASELINE_FILE", "BEST_DIR", "BEST_FILE", "LOCK_FILE", "LOG_FILE", "PID_FILE", "PLAN_FILE", "SPACE_FILE",
     "SPEC_FILE", "STAGING_FILE", "STATUS_FILE", "SUMMARY_FILE", "SWEEP_FILE", "TEST_SCORES_FILE", "TRIALS_DIR",
     "TRIAL_FILE",
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text",

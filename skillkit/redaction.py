@@ -10,15 +10,21 @@ Three rules, applied together:
 2. strings that look like credentials are masked wherever they appear: AWS access key ids (`AKIA...`),
    the password part of `scheme://user:password@host` URIs, and `key=value` / `key: value` text pairs whose
    key names a secret (status logs, train logs);
-3. every secret value found by rule 1, plus the AWS secrets in this process's environment, is remembered
-   and masked as a literal substring anywhere else it shows up (a key echoed into a log message).
+3. every secret value found by rule 1, plus the AWS secrets in this process's environment and the
+   credentials registered at runtime (`register_secret`: keys resolved from a profile or a role), is
+   remembered and masked as a literal substring anywhere else it shows up (a key echoed into a log message).
+
+`redact` is the narrow form for messages that keep their syntax (storage errors folding in a library's
+text): known credential values and URI passwords only. Both forms write the one placeholder `REDACTED`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 REDACTED = "<redacted>"
 
@@ -48,9 +54,29 @@ _SECRET_PAIR = re.compile(
         (?P<value>[^\s"',;}\]]+)""",
     re.IGNORECASE | re.VERBOSE,
 )
-_ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_PASSWORD",
-                "MLFLOW_TRACKING_TOKEN")
+_ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID",
+                "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 _MIN_LITERAL = 4  # shorter "secrets" (e.g. "abc") would mask ordinary text everywhere
+
+# Credentials resolved at runtime (a profile's or a role's keys): every redactor of this process masks them.
+_registered: set[str] = set()
+_registered_lock = threading.Lock()
+
+
+def register_secret(*values: str | None) -> None:
+    """Treat these credential values as secrets in this whole process from now on (empty/short ones ignored)."""
+    with _registered_lock:
+        _registered.update(value for value in values if value and len(value) >= _MIN_LITERAL)
+
+
+def _mask_uri_passwords(text: str) -> str:
+    return _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+
+
+def redact(text: str, extra: Iterable[str] = ()) -> str:
+    """`text` with every known credential value (environment, registered, `extra`) and the password of any
+    `scheme://user:password@host` replaced by `REDACTED`; the rest of the text is left exactly as it was."""
+    return _mask_uri_passwords(Redactor(extra_secrets=extra).literals(text))
 
 
 def is_secret_key(name: str) -> bool:
@@ -76,6 +102,8 @@ class Redactor:
         if include_environment:
             for name in _ENV_SECRETS:
                 self.remember(os.environ.get(name, ""))
+            with _registered_lock:
+                self._literals |= _registered
 
     def remember(self, value: Any) -> None:
         """Treat `value` as a secret from now on (ignored when empty or too short to mask safely)."""
@@ -110,7 +138,7 @@ class Redactor:
             return text
         text = self.literals(text)
         text = _AWS_ACCESS_KEY_ID.sub(REDACTED, text)
-        text = _URI_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+        text = _mask_uri_passwords(text)
         return _SECRET_PAIR.sub(lambda m: m["key"] + m["sep"] + (m["value"] if m["value"] == REDACTED else REDACTED), text)
 
     def value(self, key: str, value: Any) -> Any:

@@ -47,9 +47,9 @@ def test_mask2former_ignores_only_the_named_library_warnings() -> None:
         warnings.simplefilter("always")
         quiet_libraries()
         warnings.warn("__array__ implementation doesn't accept a copy keyword, so passing copy=False failed.",
-                      DeprecationWarning)
-        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", DeprecationWarning)
-        warnings.warn("a deprecation in our own code", DeprecationWarning)
+                      DeprecationWarning, stacklevel=1)
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", DeprecationWarning, stacklevel=1)
+        warnings.warn("a deprecation in our own code", DeprecationWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["a deprecation in our own code"]
 
 

@@ -11,7 +11,6 @@ See README.md in this folder for the protocol and the table format.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -89,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help=f"CI form: {QUICK_SUITE}, 3 seeds, {len(QUICK_ALGORITHMS)} algorithms, B = 1 TAO-HB iteration")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"CI form: {QUICK_SUITE}, 3 seeds, {len(QUICK_ALGORITHMS)} algorithms, B = 1 TAO-HB iteration")
     parser.add_argument("--suites", help="comma-separated suite names (default: every Hartmann suite and bundled table)")
     parser.add_argument("--table", action="append", default=[], help="a curve table file to add as a suite (repeatable)")
     parser.add_argument("--algorithms", help="comma-separated names (see --list); 'ours' = every engine algorithm")

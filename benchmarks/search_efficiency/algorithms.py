@@ -20,8 +20,9 @@ Names:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from benchmarks.search_efficiency.simulator import Trace, simulate
 from benchmarks.search_efficiency.suites import Suite
@@ -105,10 +106,9 @@ def skipped() -> dict[str, str]:
     """Engine algorithms the simulator cannot run on backend optuna, with the reason: each name is probed by
     building its sweep config, sampler and pruner exactly as `ours:<name>` would, so a new algorithm that
     the engine builds from Optuna parts is benchmarked without any change here."""
-    from hpo.backends.optuna_factory import make_pruner, make_sampler
-
     from benchmarks.search_efficiency.policies import compiled_space, sweep_config_for
     from benchmarks.search_efficiency.suites import hartmann_suite
+    from hpo.backends.optuna_factory import make_pruner, make_sampler
 
     probe = hartmann_suite(3, "good")
     space = compiled_space(probe)

@@ -77,10 +77,9 @@ def real_decisions(data: dict, base_dir: Path) -> list[TrialDecision]:
 
 
 def simulated_decisions(data: dict, base_dir: Path, suite: Any) -> list[TrialDecision]:
-    from hpo.sweep.config import sweep_config_from_dict
-
     from benchmarks.search_efficiency.policies import OptunaPolicy
     from benchmarks.search_efficiency.simulator import COMPLETED, simulate
+    from hpo.sweep.config import sweep_config_from_dict
 
     config = sweep_config_from_dict(data, base_dir=base_dir)
     trace = simulate(OptunaPolicy(config, suite), suite, seed=config.seed, budget_epochs=10**9, workers=1,

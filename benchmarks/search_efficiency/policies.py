@@ -14,13 +14,14 @@ decisions (the Hyperband pruner's bracket hash uses the study name, kept equal t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from benchmarks.search_efficiency.simulator import CONTINUE, COMPLETED, STOP, Run
+from benchmarks.search_efficiency.simulator import COMPLETED, CONTINUE, STOP, Run
 from benchmarks.search_efficiency.suites import Suite
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

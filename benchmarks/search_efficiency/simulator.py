@@ -27,8 +27,9 @@ quality from the suite's optimum) against cumulative epochs trained.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -110,7 +111,7 @@ class _Event:
     time: float
     order: int
     epoch: int = field(compare=False)
-    slot: "_Running" = field(compare=False)
+    slot: _Running = field(compare=False)
 
 
 @dataclass

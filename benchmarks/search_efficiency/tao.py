@@ -32,8 +32,9 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from benchmarks.search_efficiency.simulator import COMPLETED, CONTINUE, Run
 from benchmarks.search_efficiency.suites import Suite

@@ -27,6 +27,7 @@ import optuna
 
 from hpo.backends.grid_sampler import GridOrder, LazyGridSampler
 from skillkit.errors import SweepConfigError
+from skillkit.redaction import redact
 from hpo.sweep.config import AlgorithmConfig
 from hpo.space import SearchSpace, static
 
@@ -61,16 +62,7 @@ def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_per
     try:
         return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:  # noqa: BLE001 - any connection/driver error is the user's URL
-        raise SweepConfigError(f"cannot open the Optuna storage '{_redact(url)}': {type(error).__name__}: {error}") from None
-
-
-def _redact(url: str) -> str:
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        if ":" in credentials:
-            return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-    return url
+        raise SweepConfigError(redact(f"cannot open the Optuna storage '{url}': {type(error).__name__}: {error}")) from None
 
 
 def grid_values(space: SearchSpace, points: int, explicit: Mapping[str, Sequence[Any]] | None = None,

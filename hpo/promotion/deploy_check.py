@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hpo.promotion.evaluation import EvaluationResult, SkillEvaluator
 from hpo.promotion.export_size import ExportSize

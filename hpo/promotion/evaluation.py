@@ -10,18 +10,18 @@ inject their own.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from skillkit.errors import SchemaError
 from hpo.selection import metric_value
-from skillkit.status import read_lines
+from skillkit.errors import SchemaError
+from skillkit.status import STATUS_FILE, read_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,7 @@ class SkillEvaluator:
 
     def __call__(self, spec_path: Path, results_dir: Path, metric: str) -> EvaluationResult:
         results_dir.mkdir(parents=True, exist_ok=True)
-        status = results_dir / "status.json"
+        status = results_dir / STATUS_FILE
         if status.exists():
             status.unlink()  # a result from an earlier promotion must not be read as this one's
         started = time.monotonic()

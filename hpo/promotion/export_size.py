@@ -23,11 +23,13 @@ import collections
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from skillkit.errors import SweepConfigError
 from skillkit.spec import get_dotted
+from skillkit.spec.dotted import section
 
 _SIZE_TEXT = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
@@ -130,7 +132,7 @@ def choose_export_size(train_spec: Mapping[str, Any], sweep_config: Mapping[str,
     """The export size for the winning `train_spec` (see the module docstring); `fallback` (width, height) is
     used only when neither the sweep config nor the spec tells a size."""
     tuned, rule = tuned_size(train_spec)
-    deploy = sweep_config.get("deploy") if isinstance(sweep_config.get("deploy"), Mapping) else {}
+    deploy = section(sweep_config, "deploy")
     if deploy.get("input_size") is not None:
         width, height = parse_input_size(deploy["input_size"])
         return ExportSize(width, height, "deploy.input_size", tuned, rule)

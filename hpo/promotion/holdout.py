@@ -25,14 +25,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner
 from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
+from skillkit.files import SPEC_FILE, TEST_SCORES_FILE, TRIALS_DIR
 from skillkit.spec import dump_spec, get_dotted, read_spec_file, set_dotted
-from skillkit.files import TEST_SCORES_FILE
 
 TEST_EVAL_DIR = "test_eval"
 DEFAULT_TOP_K = 3
@@ -178,7 +179,7 @@ def scores_record(report: TestReport | None, promoted: Candidate, metric: str) -
 def _evaluate(sweep_dir: Path, candidate: Candidate, root: str, dataset_type: str | None, metric: str,
               runner: EvaluationRunner, skill: Any) -> EvaluationResult:
     folder = sweep_dir / TEST_EVAL_DIR / candidate.trial_id
-    train_spec = read_spec_file(sweep_dir / "trials" / candidate.trial_id / "spec.yaml")
+    train_spec = read_spec_file(sweep_dir / TRIALS_DIR / candidate.trial_id / SPEC_FILE)
     templates = {"evaluate": skill.template("evaluate")} if skill.has_template("evaluate") else {}
     spec = build_handoff_specs(train_spec, HandoffPaths(best_dir=folder, checkpoint=candidate.checkpoint),
                                templates=templates, actions=("evaluate",)).evaluate

@@ -24,13 +24,14 @@ import copy
 import dataclasses
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from skillkit.errors import SchemaError
 from hpo.promotion.evaluation import SkillEvaluator
-from skillkit.spec import dump_spec, set_dotted
+from skillkit.errors import SchemaError
 from skillkit.redaction import Redactor
+from skillkit.spec import dump_spec, set_dotted
 
 MODEL_DIRNAME = "model"
 ONNX_DIRNAME = "onnx"
@@ -64,11 +65,11 @@ def package_model(runner: SkillEvaluator, spec: Mapping[str, Any], checkpoint: P
     packaged["results_dir"] = str(work_dir / "results")
     set_dotted(packaged, "inference.results_dir", str(work_dir / "results"))
     dump_spec(packaged, spec_path)
-    _, error, _ = runner.run_argv(command, log, "package the MLflow model")
-    if error is None and not (folder / "MLmodel").is_file():
-        error = f"the packaging command finished but wrote no '{folder / 'MLmodel'}'; see {log}"
-    if error is not None:
-        return PackagedModel(None, error, log)
+    _, problem, _ = runner.run_argv(command, log, "package the MLflow model")
+    if problem is None and not (folder / "MLmodel").is_file():
+        problem = f"the packaging command finished but wrote no '{folder / 'MLmodel'}'; see {log}"
+    if problem is not None:
+        return PackagedModel(None, problem, log)
     if onnx_file is not None and onnx_file.is_file():
         _attach_onnx(folder, onnx_file)
     return PackagedModel(folder, None, log)

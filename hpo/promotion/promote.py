@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from skillkit.errors import SpecError, SchemaError
-from hpo.promotion.best_dir import record_promoted_files, swap_in
 from hpo.promotion import holdout
+from hpo.promotion.best_dir import record_promoted_files, swap_in
 from hpo.promotion.deploy_check import describe, export_and_evaluate, wants_deploy_check
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner, SkillEvaluator, baseline_value
 from hpo.promotion.export_size import choose_export_size
@@ -40,17 +39,17 @@ from hpo.promotion.registry import registry_checkpoint
 from hpo.promotion.retention import RetentionReport, apply_retention
 from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, HandoffSpecs, build_handoff_specs, template_export_shape
-from skillkit.spec import dump_spec, read_spec_file
 from hpo.tracking import sweep_files
 from hpo.tracking.observer import SWEEP_RUN, log_sweep_from_files, trial_key
-from skillkit.files import BEST_FILE, SPEC_FILE, atomic_write_json
-from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
+from skillkit.errors import SchemaError, SpecError
+from skillkit.files import BEST_DIR, BEST_FILE, SPEC_FILE, TRIALS_DIR, atomic_write_json
+from skillkit.redaction import Redactor
+from skillkit.spec import dump_spec, read_spec_file
+from skillkit.spec.dotted import section
 
 logger = logging.getLogger(__name__)
-
-BEST_DIRNAME = "best"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +92,13 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
         candidate = holdout.champion(test_report, top, direction) or candidate
     elif holdout.test_settings(config)[0]:
         test_report = holdout.recorded_report(sweep_dir)  # pinned by hand: the scores measured after the sweep
-    trial_dir = sweep_dir / "trials" / candidate.trial_id
+    trial_dir = sweep_dir / TRIALS_DIR / candidate.trial_id
     spec_path = trial_dir / SPEC_FILE
     if not spec_path.is_file():
         raise PromotionError(f"trial {candidate.trial_id} has no spec.yaml in '{trial_dir}'; it cannot be handed off.")
     train_spec = read_spec_file(spec_path)
 
-    best_dir = sweep_dir / BEST_DIRNAME
+    best_dir = sweep_dir / BEST_DIR
     paths = HandoffPaths(best_dir=best_dir, checkpoint=best_dir / candidate.checkpoint.name)
     templates = _templates(config)
     size = choose_export_size(train_spec, config, template_export_shape(train_spec, templates.get("export") or {}))
@@ -119,8 +118,8 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
     record["scores"] = holdout.scores_record(test_report, candidate, metric)
     record["export"] = size.to_dict()
     if specs.export is not None and specs.deploy_evaluate is not None and wants_deploy_check(options["export"], size):
-        runner = evaluator if isinstance(evaluator, SkillEvaluator) else _default_evaluator(config)
-        check = export_and_evaluate(runner, specs, paths, size, metric)
+        deploy_runner = evaluator if isinstance(evaluator, SkillEvaluator) else _default_evaluator(config)
+        check = export_and_evaluate(deploy_runner, specs, paths, size, metric)
         record["evaluation"].update(describe(check, candidate.metric, metric))
         if check.value is None:
             logger.warning("deploy-side evaluation at %dx%d: %s", size.width, size.height,
@@ -241,9 +240,9 @@ def _write_best_dir(best_dir: Path, checkpoint: Path, specs: HandoffSpecs) -> Pa
     return swap_in(best_dir, fill)
 
 
-def _default_evaluator(config: Mapping[str, Any]) -> EvaluationRunner:
+def _default_evaluator(config: Mapping[str, Any]) -> SkillEvaluator:
     options = _promotion_options(config)
-    trial = config.get("trial") if isinstance(config.get("trial"), Mapping) else {}
+    trial = section(config, "trial")
     env = {str(k): str(v) for k, v in (trial.get("env") or {}).items()}
     return SkillEvaluator(config.get("skill_dir"), timeout_s=options["evaluate_timeout_s"], env=env)
 
@@ -307,9 +306,9 @@ def _log_to_mlflow(sweep_dir: Path, settings: TrackingSettings, tracker: Tracker
     if tracker.logged_model_id(version_key):
         logged_model = version_key  # promoted again: the same checkpoint's model is already logged
     elif specs.inference is not None:
-        runner = _default_evaluator(sweep_files.load_config(sweep_dir))
+        packager = _default_evaluator(sweep_files.load_config(sweep_dir))
         folder = f"{candidate.trial_id}_epoch_{candidate.epoch:03d}" + ("_onnx" if with_onnx else "")
-        packaged = package_model(runner, specs.inference, upload, sweep_dir / "tracking" / "mlflow_models" / folder,
+        packaged = package_model(packager, specs.inference, upload, sweep_dir / "tracking" / "mlflow_models" / folder,
                                  tracker.redactor, onnx_file=onnx if with_onnx else None)
         model_error = packaged.error
         if packaged.folder is not None:
@@ -339,7 +338,7 @@ def _log_to_mlflow(sweep_dir: Path, settings: TrackingSettings, tracker: Tracker
                                  "hpo.promoted.checkpoint": candidate.checkpoint.name,
                                  "hpo.promoted.model": f"{settings.registered_model_name}@{settings.alias}"})
     for name in specs.files():
-        tracker.log_artifact(SWEEP_RUN, sweep_dir / BEST_DIRNAME / name, artifact_path="best")
+        tracker.log_artifact(SWEEP_RUN, sweep_dir / BEST_DIR / name, artifact_path="best")
     result = tracker.flush(force=True)
     version = tracker.model_version(version_key)
     model_id = tracker.logged_model_id(version_key) if logged_model else None

@@ -8,8 +8,9 @@ local promoted checkpoint stays byte-identical to what the trial wrote.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from skillkit.redaction import REDACTED, Redactor, is_secret_key
 
@@ -63,7 +64,8 @@ def _contains_any(path: Path, needles: list[bytes], chunk: int = 16 * 1024 * 102
 
 def _redacted(data: Any, redactor: Redactor) -> Any:
     if isinstance(data, Mapping):
-        return type(data)(  # keeps OrderedDict state_dicts as OrderedDicts
+        mapping_type: Any = type(data)  # keeps OrderedDict state_dicts as OrderedDicts
+        return mapping_type(
             (key, REDACTED if is_secret_key(str(key)) and isinstance(value, (str, bytes)) and value
              else _redacted(value, redactor))
             for key, value in data.items()

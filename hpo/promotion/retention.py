@@ -14,8 +14,9 @@ record's (`hpo.promotion.selection.best_epoch`); file names are the kit's (`skil
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from hpo.promotion.selection import as_record, best_epoch
 from hpo.trials.record import TrialRecord

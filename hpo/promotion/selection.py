@@ -10,8 +10,9 @@ status.json or parses a file name. `--trial` / `--epoch` pin the choice explicit
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from hpo import selection
 from hpo.trials.record import TrialRecord
@@ -64,7 +65,7 @@ def best_epoch(trial: TrialRecord | Mapping[str, Any], trial_dir: Path, metric: 
     if entry is None:
         return None
     return Candidate(record, int(entry["epoch"]), entry.get("step"), selection.entry_value(entry, metric),
-                     checkpoint_of(entry, trial_dir))  # type: ignore[arg-type] - usable() checked it exists
+                     checkpoint_of(entry, trial_dir))  # type: ignore[arg-type]  # usable() checked it exists
 
 
 def select(trials: Iterable[TrialRecord | Mapping[str, Any]], sweep_dir: Path, metric: str, direction: str, *,
@@ -87,9 +88,10 @@ def select(trials: Iterable[TrialRecord | Mapping[str, Any]], sweep_dir: Path, m
         return _pinned(record, trials_dir / record.trial_id, metric, direction, epoch)
     if epoch is not None:
         raise PromotionError("--epoch needs --trial: an epoch number only means something within one trial.")
-    candidates = {r.trial_id: best_epoch(r, trials_dir / r.trial_id, metric, direction) for r in records}
+    found = {r.trial_id: best_epoch(r, trials_dir / r.trial_id, metric, direction) for r in records}
+    candidates = {trial: candidate for trial, candidate in found.items() if candidate is not None}
     winner = selection.best_trial(
-        [r for r in records if candidates[r.trial_id] is not None], direction=direction, states=states,
+        [r for r in records if r.trial_id in candidates], direction=direction, states=states,
         best_value=lambda r: candidates[r.trial_id].metric, number=lambda r: r.number, state=lambda r: r.state,
     )
     if winner is None:
@@ -98,7 +100,7 @@ def select(trials: Iterable[TrialRecord | Mapping[str, Any]], sweep_dir: Path, m
             f"sweep '{sweep_dir}' has no promotable trial: promotion needs a trial in state "
             f"{'/'.join(states)} with a validated '{metric}' and its checkpoint file ({counts})."
         )
-    return candidates[winner.trial_id]  # type: ignore[return-value]
+    return candidates[winner.trial_id]
 
 
 def _pinned(record: TrialRecord, trial_dir: Path, metric: str, direction: str, epoch: int | None) -> Candidate:

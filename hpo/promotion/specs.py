@@ -30,8 +30,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any
 
 from hpo.promotion.selection import PromotionError
 from skillkit.spec import deep_merge, get_dotted, set_dotted

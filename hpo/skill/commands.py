@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from skillkit.errors import SchemaError
 from hpo.skill.generate import stale_files, write_generated
+from skillkit.errors import SchemaError
 from skillkit.skill_dir import SkillDir
 
 

@@ -12,8 +12,9 @@ import copy
 import dataclasses
 import importlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -33,14 +34,14 @@ def load_config_root(spec: str) -> type:
         root = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise SchemaError(f"cannot import config root '{spec}' named by x_config_root: {error}") from None
-    if not dataclasses.is_dataclass(root):
+    if not (isinstance(root, type) and dataclasses.is_dataclass(root)):
         raise SchemaError(f"config root '{spec}' is not a dataclass.")
     return root
 
 
 def _default_of(field: dataclasses.Field) -> Any:
-    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return field.default_factory()  # type: ignore[misc]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
     return field.default
 
 
@@ -49,7 +50,7 @@ def _is_section(field: dataclasses.Field) -> bool:
 
 
 def _to_plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return copy.deepcopy(value)
 

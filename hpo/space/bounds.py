@@ -27,8 +27,9 @@ The rules (each one leaves a note that ends up in the parameter's `why`):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from skillkit.errors import SearchSpaceError
 from skillkit.math_cond import Bound, MathCond

@@ -11,10 +11,11 @@ schema's, otherwise the schema's weights of the kept options are renormalised.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from skillkit.errors import SearchSpaceError
 from hpo.space.reader import SchemaLeaf, as_bool
+from skillkit.errors import SearchSpaceError
 
 
 def _as_list(raw: Any) -> list[Any] | None:

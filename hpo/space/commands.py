@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from skillkit.errors import SchemaError, SearchSpaceError
 from hpo.space.compile import compile_space
 from hpo.space.reader import load_schema_file
 from hpo.space.space import SearchSpace
+from skillkit.errors import SchemaError, SearchSpaceError
 
 
 def _schema_and_skill(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
@@ -151,7 +151,7 @@ def _sample(args: argparse.Namespace) -> int:
     space = _compile(args, schema)
     rng = np.random.default_rng(args.seed)
     sets = []
-    for index in range(args.n):
+    for _ in range(args.n):
         values = space.sample(rng, epoch_budget=args.epoch_budget)
         space.check(values, epoch_budget=args.epoch_budget)
         overrides = space.to_overrides(values)

@@ -17,20 +17,21 @@ The satisfiability clipping lives in `relations.py`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.bounds import custom_number, describe_limits, inside, limits_of, resolve_numeric, to_number
 from hpo.space.choices import cast_bool, cast_float, cast_int, resolve_choices, scalar_option, schema_options
-from skillkit.math_cond import MathCond, combine, parse_math_cond
 from hpo.space.ir import Parameter, join_notes
 from hpo.space.lists import LIST_TYPES, ListCompiler
 from hpo.space.reader import SchemaInfo, SchemaLeaf, read_schema
 from hpo.space.relations import make_satisfiable, relational_bounds
 from hpo.space.selection import select_names, topological_order
 from hpo.space.space import SearchSpace
+from skillkit.errors import SearchSpaceError
+from skillkit.math_cond import MathCond, combine, parse_math_cond
 
 CUSTOM_KEYS = {
     "min": "min", "valid_min": "min", "minimum": "min",

@@ -17,16 +17,18 @@ are drawn as a fraction of their feasible range (`<name>#fraction`, uniform on [
 from __future__ import annotations
 
 import bisect
+import builtins
 import itertools
 import math
-from typing import Any, Mapping, Protocol, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import ir
-from hpo.space.relations import relational_bounds
 from hpo.space.ir import Parameter
+from hpo.space.relations import relational_bounds
+from skillkit.errors import SearchSpaceError
 
 
 class Drawer(Protocol):
@@ -34,7 +36,7 @@ class Drawer(Protocol):
 
     def int(self, name: str, low: int, high: int, *, log: bool, step: int | None) -> int: ...
 
-    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[float] | None) -> Any: ...
+    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[builtins.float] | None) -> Any: ...
 
 
 FRACTION = "#fraction"  # suffix of a relational child's primitive draw
@@ -71,7 +73,7 @@ class RandomDrawer:
         count = (high - low) // step
         return int(low + step * int(self.rng.integers(0, count + 1)))
 
-    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[float] | None) -> Any:
+    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[builtins.float] | None) -> Any:
         if probabilities is None:
             return choices[int(self.rng.integers(len(choices)))]
         # Inverse-CDF draw: much cheaper than Generator.choice(p=...) for a handful of options.
@@ -92,7 +94,7 @@ class TrialDrawer:
     def int(self, name: str, low: int, high: int, *, log: bool, step: int | None) -> int:
         return int(self.trial.suggest_int(name, low, high, log=log, step=step or 1))
 
-    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[float] | None) -> Any:
+    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[builtins.float] | None) -> Any:
         return self.trial.suggest_categorical(name, list(choices))
 
 

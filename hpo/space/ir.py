@@ -12,8 +12,9 @@ schema bounds (`> 0`, `< 1.0`) are turned into inclusive ones at compile time an
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from skillkit.errors import SearchSpaceError
 
@@ -180,7 +181,7 @@ class Parameter:
         return out
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "Parameter":
+    def from_mapping(cls, data: Mapping[str, Any]) -> Parameter:
         if not isinstance(data, Mapping) or "name" not in data or "kind" not in data:
             raise SearchSpaceError(f"each search-space parameter needs at least 'name' and 'kind', got {data!r}.")
         known = {item.name for item in fields(cls)}

@@ -10,14 +10,15 @@ any int list with `depends_on` an epoch count) are drawn as fractions of the tri
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.bounds import custom_number, resolve_numeric, to_number
 from hpo.space.choices import resolve_choices, scalar_option
 from hpo.space.ir import Parameter, join_notes
 from hpo.space.reader import SchemaInfo, SchemaLeaf
+from skillkit.errors import SearchSpaceError
 
 LIST_TYPES = frozenset({"list", "list_1_backbone", "list_1_normal", "list_2", "list_3", "subset_list", "optional_list"})
 # Names TAO gives epoch lists (its per-network helper tables tie them to train.num_epochs).

@@ -13,7 +13,8 @@ thus start from the distribution the schema author intended and then learn from 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -21,8 +22,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import TrialState
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import ir
+from skillkit.errors import SearchSpaceError
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 DEFAULT_STARTUP_TRIALS = 10  # TPESampler's default
 
 
-def static_distributions(space: "SearchSpace", *, epoch_budget: int | None = None) -> dict[str, BaseDistribution]:
+def static_distributions(space: SearchSpace, *, epoch_budget: int | None = None) -> dict[str, BaseDistribution]:
     """Primitive draw name → Optuna distribution, for every space (see `hpo.space.static`): what
     `SearchSpace.suggest` asks a trial for, the same in every trial."""
     from hpo.space import static
@@ -49,7 +50,7 @@ def static_distributions(space: "SearchSpace", *, epoch_budget: int | None = Non
     return out
 
 
-def distributions(space: "SearchSpace") -> dict[str, BaseDistribution]:
+def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     """Dotted name → Optuna distribution; `SearchSpaceError` for conditional spaces."""
     if space.is_conditional:
         raise SearchSpaceError(
@@ -98,19 +99,19 @@ class WeightedStartupSampler(BaseSampler):
     def base(self) -> BaseSampler:
         return self._base
 
-    def _in_startup(self, study: "Study") -> bool:
+    def _in_startup(self, study: Study) -> bool:
         if self._n_startup_trials is None:
             return True
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         return len(finished) < self._n_startup_trials
 
-    def infer_relative_search_space(self, study: "Study", trial: "FrozenTrial") -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self._base.infer_relative_search_space(study, trial)
 
-    def sample_relative(self, study: "Study", trial: "FrozenTrial", search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         return self._base.sample_relative(study, trial, search_space)
 
-    def sample_independent(self, study: "Study", trial: "FrozenTrial", param_name: str,
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
         entry = self._weights.get(param_name)
         if entry is not None and isinstance(param_distribution, CategoricalDistribution) and self._in_startup(study):
@@ -122,10 +123,10 @@ class WeightedStartupSampler(BaseSampler):
                 return param_distribution.choices[index]
         return self._base.sample_independent(study, trial, param_name, param_distribution)
 
-    def before_trial(self, study: "Study", trial: "FrozenTrial") -> None:
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._base.before_trial(study, trial)
 
-    def after_trial(self, study: "Study", trial: "FrozenTrial", state: TrialState, values: Any) -> None:
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
         self._base.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
@@ -133,6 +134,6 @@ class WeightedStartupSampler(BaseSampler):
         self._base.reseed_rng()
 
 
-def create_study(space: "SearchSpace", *, seed: int | None = None, base: BaseSampler | None = None, **kwargs: Any) -> optuna.Study:
+def create_study(space: SearchSpace, *, seed: int | None = None, base: BaseSampler | None = None, **kwargs: Any) -> optuna.Study:
     """An Optuna study whose sampler honours the space's option weights (convenience for tests/CLI)."""
     return optuna.create_study(sampler=space.optuna_sampler(base, seed=seed), **kwargs)

@@ -14,18 +14,19 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import ir
+from skillkit.errors import SearchSpaceError
 
 if TYPE_CHECKING:
     from hpo.space.space import SearchSpace
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _weighted_choice_class() -> type:
     """Built on first use so importing `hpo.space` does not import Ray."""
     from ray.tune.search.sample import Sampler
@@ -57,7 +58,7 @@ def weighted_choice(choices: Sequence[Any], probabilities: Sequence[float]) -> A
     return domain
 
 
-def param_space(space: "SearchSpace") -> dict[str, Any]:
+def param_space(space: SearchSpace) -> dict[str, Any]:
     """Dotted name → `ray.tune` domain; `SearchSpaceError` for conditional spaces."""
     if space.is_conditional:
         raise SearchSpaceError(
@@ -71,7 +72,7 @@ def param_space(space: "SearchSpace") -> dict[str, Any]:
     return out
 
 
-def static_param_space(space: "SearchSpace", *, epoch_budget: int | None = None) -> dict[str, Any]:
+def static_param_space(space: SearchSpace, *, epoch_budget: int | None = None) -> dict[str, Any]:
     """Primitive draw name → Tune domain, for every space (see `hpo.space.static`); a Tune config drawn from
     it is turned into the configuration with `space.decode(config)`. What Ray's BOHB searches."""
     from hpo.space import static
@@ -103,7 +104,7 @@ def _domain(kind: str, low: Any, high: Any, *, log: bool, step: Any, choices: An
     return tune.choice(list(choices))
 
 
-def define_by_run(space: "SearchSpace", *, epoch_budget: int | None = None) -> Callable[[Any], dict[str, Any]]:
+def define_by_run(space: SearchSpace, *, epoch_budget: int | None = None) -> Callable[[Any], dict[str, Any]]:
     """The define-by-run function for `OptunaSearch(space=...)`: draws the space, returns final values."""
 
     def define(trial: Any) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def define_by_run(space: "SearchSpace", *, epoch_budget: int | None = None) -> C
 
 
 def optuna_search(
-    space: "SearchSpace",
+    space: SearchSpace,
     *,
     metric: str,
     mode: str,

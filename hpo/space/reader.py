@@ -20,11 +20,13 @@ parameters actually selected, so junk in an unused corner of a third-party schem
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from skillkit.errors import SearchSpaceError
+from skillkit.spec.dotted import section
 
 TAO_TYPES = frozenset({
     "int", "integer", "float", "bool", "string", "categorical", "ordered", "ordered_int", "list",
@@ -237,7 +239,7 @@ def read_schema(schema: Mapping[str, Any]) -> SchemaInfo:
         for path, leaf in leaves.items():
             if lenient_bool(leaf.node.get("automl_enabled")):
                 default_parameters.append(path)
-    source = schema.get("x_tao_schema") if isinstance(schema.get("x_tao_schema"), Mapping) else {}
+    source = section(schema, "x_tao_schema")
     return SchemaInfo(
         leaves=leaves,
         collections=frozenset(collections),

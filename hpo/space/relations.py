@@ -13,9 +13,9 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import ir
 from hpo.space.ir import Parameter, join_notes
+from skillkit.errors import SearchSpaceError
 
 
 def relational_bounds(

@@ -19,10 +19,11 @@ Selection rules:
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from skillkit.errors import SearchSpaceError
 from hpo.space.reader import SchemaInfo
+from skillkit.errors import SearchSpaceError
 
 
 def _unknown(info: SchemaInfo, name: str, origin: str) -> SearchSpaceError:

@@ -13,17 +13,18 @@ Optuna-searcher route); `optuna_distributions()`/`ray_param_space()` refuse them
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import ir
-from hpo.space.relations import compare, relational_bounds
-from skillkit.math_cond import is_multiple
 from hpo.space.draw import RandomDrawer, TrialDrawer, draw_parameter, parent_value, sub_draw_weights
 from hpo.space.ir import Parameter
+from hpo.space.relations import compare, relational_bounds
+from skillkit.errors import SearchSpaceError
+from skillkit.math_cond import is_multiple
 
 FORMAT = "hpo-search-space/1"
 YAML_HEADER = (
@@ -295,7 +296,7 @@ class SearchSpace:
         return YAML_HEADER + yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpace":
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise SearchSpaceError(
                 f"not a compiled search space: expected format '{FORMAT}', got {data.get('format') if isinstance(data, Mapping) else data!r}."
@@ -309,7 +310,7 @@ class SearchSpace:
         return cls([Parameter.from_mapping(item) for item in raw_params], fixed=fixed, source=data.get("schema") or {})
 
     @classmethod
-    def from_yaml(cls, text: str) -> "SearchSpace":
+    def from_yaml(cls, text: str) -> SearchSpace:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
@@ -341,7 +342,9 @@ def _violation(param: Parameter, value: Any, values: Mapping[str, Any], fixed: M
             expected = max(expected, param.low)
         if param.high is not None:
             expected = min(expected, param.high)
-        return None if _is_number(value) and math.isclose(value, expected) else f"must equal {param.parent} {param.relation} {param.divisor} = {expected}"
+        if _is_number(value) and math.isclose(value, expected):
+            return None
+        return f"must equal {param.parent} {param.relation} {param.divisor} = {expected}"
     if kind in (ir.FLOAT, ir.INT):
         if kind == ir.INT and not _is_int(value):
             return "not an integer"

@@ -20,14 +20,16 @@ This module exposes that structure:
 
 from __future__ import annotations
 
+import builtins
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from skillkit.errors import SearchSpaceError
 from hpo.space.draw import RandomDrawer, draw_parameter
+from skillkit.errors import SearchSpaceError
 
 if TYPE_CHECKING:
     from hpo.space.space import SearchSpace
@@ -82,7 +84,7 @@ class _Recorder:
                                          step=int(step) if step not in (None, 1) else None))
         return self._keep(name, self.inner.int(name, low, high, log=log, step=step))
 
-    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[float] | None) -> Any:
+    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[builtins.float] | None) -> Any:
         self.dimensions.append(Dimension(name, CATEGORICAL, self.owner[0], choices=tuple(choices),
                                          weights=tuple(probabilities) if probabilities is not None else None))
         return self._keep(name, self.inner.categorical(name, choices, probabilities))
@@ -117,7 +119,7 @@ class _Fixed:
             raise SearchSpaceError(f"static value {name}={value!r} is not an integer in [{low}, {high}].")
         return int(value)
 
-    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[float] | None) -> Any:
+    def categorical(self, name: str, choices: Sequence[Any], probabilities: Sequence[builtins.float] | None) -> Any:
         value = self._value(name)
         for choice in choices:
             if value == choice and (type(value) is type(choice) or isinstance(value, np.generic)):
@@ -125,7 +127,7 @@ class _Fixed:
         raise SearchSpaceError(f"static value {name}={value!r} is not one of {list(choices)}.")
 
 
-def _run(space: "SearchSpace", drawer: Any, epoch_budget: int | None) -> dict[str, Any]:
+def _run(space: SearchSpace, drawer: Any, epoch_budget: int | None) -> dict[str, Any]:
     owner = [""]
     recorder = drawer if isinstance(drawer, _Recorder) else None
     if recorder is not None:
@@ -137,14 +139,14 @@ def _run(space: "SearchSpace", drawer: Any, epoch_budget: int | None) -> dict[st
     return values
 
 
-def dimensions(space: "SearchSpace", *, epoch_budget: int | None = None) -> tuple[Dimension, ...]:
+def dimensions(space: SearchSpace, *, epoch_budget: int | None = None) -> tuple[Dimension, ...]:
     """The primitive draws of `space`, in draw order (the same for every configuration)."""
     recorder = _Recorder(RandomDrawer(np.random.default_rng(0)), [""])
     _run(space, recorder, epoch_budget if epoch_budget is not None else _SHAPE_BUDGET)
     return tuple(recorder.dimensions)
 
 
-def sample(space: "SearchSpace", rng: np.random.Generator, *, epoch_budget: int | None = None
+def sample(space: SearchSpace, rng: np.random.Generator, *, epoch_budget: int | None = None
            ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(configuration, its static point): one random draw with option weights honoured."""
     recorder = _Recorder(RandomDrawer(rng), [""])
@@ -152,7 +154,7 @@ def sample(space: "SearchSpace", rng: np.random.Generator, *, epoch_budget: int 
     return values, dict(recorder.values)
 
 
-def decode(space: "SearchSpace", point: Mapping[str, Any], *, epoch_budget: int | None = None) -> dict[str, Any]:
+def decode(space: SearchSpace, point: Mapping[str, Any], *, epoch_budget: int | None = None) -> dict[str, Any]:
     """The configuration a static point stands for; raises SearchSpaceError for a point outside the space."""
     return _run(space, _Fixed(point), epoch_budget)
 

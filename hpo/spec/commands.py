@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skillkit.skill_dir import ACTIONS, SkillDir
 from hpo.spec.chain import resolve_job_chain
 from hpo.spec.datasources import resolve_data_sources
+from skillkit.skill_dir import ACTIONS, SkillDir
 from skillkit.spec.loader import merge_spec, validate_spec
 from skillkit.spec.yaml_io import dump_spec, dump_yaml
 

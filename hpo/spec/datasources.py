@@ -8,8 +8,9 @@ whoever reads them extracts them once (the trainer's cache, or S3 staging).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any
 
 from skillkit.errors import DataError, SpecError
 from skillkit.skill_dir import SkillDir
@@ -147,7 +148,7 @@ def resolve_data_sources(
         "train_datasets": train_datasets, "eval_dataset": eval_dataset, "inference_dataset": inference_dataset,
     }
     roots: Mapping[str, str | None] = {
-        source: root or given.get(SOURCE_FALLBACKS.get(source, ""))  # type: ignore[arg-type]
+        source: root or given.get(SOURCE_FALLBACKS.get(source, ""))
         for source, root in given.items()
     }
     table = skill.data_sources(action)

@@ -15,7 +15,6 @@ from hpo.storage.external import mlflow_s3_environment, pyarrow_s3_filesystem, r
 from hpo.storage.local import LocalBackend
 from hpo.storage.preflight import PreflightReport, PreflightRow, render_preflight, run_preflight
 from hpo.storage.progress import TransferProgress
-from hpo.storage.redact import redact
 from hpo.storage.retry import RetryPolicy
 from hpo.storage.router import Storage
 from hpo.storage.s3 import S3Backend, TransferSettings, resolve_endpoint
@@ -35,6 +34,6 @@ __all__ = [
     "S3Backend", "S3Location", "SourceInfo", "StagedSource", "StagingCache", "StagingReport", "Storage",
     "StorageBackend", "SyncReport", "TransferProgress", "TransferSettings", "WorkspaceMirror",
     "collect_s3_sources", "data_paths_for", "default_cache_dir", "default_mirror_dir", "describe_source",
-    "is_s3_uri", "join", "mlflow_s3_environment", "parse_s3_uri", "pyarrow_s3_filesystem", "ray_storage_path", "redact",
+    "is_s3_uri", "join", "mlflow_s3_environment", "parse_s3_uri", "pyarrow_s3_filesystem", "ray_storage_path",
     "render_preflight", "resolve_endpoint", "run_preflight", "stage_spec_sources",
 ]

@@ -18,6 +18,7 @@ Contract, for every method:
 from __future__ import annotations
 
 import abc
+import builtins
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class StorageBackend(abc.ABC):
     def list(self, location: str) -> list[ObjectInfo]:
         """Every object below the directory/prefix `location`, recursively, sorted by URI."""
 
-    def entries(self, location: str) -> list[str]:
+    def entries(self, location: str) -> builtins.list[str]:
         """Names directly below the directory/prefix `location`, sorted: files as they are, sub-folders with a
         trailing "/" (empty when nothing is there). Derived from `list`; backends may answer faster."""
         prefix = location.rstrip("/") + "/"

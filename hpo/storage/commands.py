@@ -12,14 +12,14 @@ import json
 import sys
 from typing import Any
 
-from skillkit.skill_dir import ACTIONS, SkillDir
 from hpo.spec.datasources import resolve_data_sources
-from skillkit.spec.loader import merge_spec
-from skillkit.spec.yaml_io import dump_spec
 from hpo.storage.preflight import render_preflight, run_preflight
 from hpo.storage.router import Storage
 from hpo.storage.staging import data_paths_for, stage_spec_sources
 from hpo.storage.sync import WorkspaceMirror
+from skillkit.skill_dir import ACTIONS, SkillDir
+from skillkit.spec.loader import merge_spec
+from skillkit.spec.yaml_io import dump_spec
 
 
 def _spec_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

@@ -15,9 +15,9 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from skillkit.errors import StorageError
 from hpo.storage.s3 import DEFAULT_REGION, resolve_endpoint
 from hpo.storage.uri import display_endpoint, parse_s3_uri
+from skillkit.errors import StorageError
 
 if TYPE_CHECKING:  # pyarrow is imported lazily: only Ray-on-S3 sweeps need it
     import pyarrow.fs
@@ -31,7 +31,7 @@ def pyarrow_s3_filesystem(
     region: str | None = None,
     connect_timeout: float | None = 10.0,
     request_timeout: float | None = 60.0,
-) -> "pyarrow.fs.S3FileSystem":
+) -> pyarrow.fs.S3FileSystem:
     """A pyarrow S3 filesystem on our endpoint (explicit, else `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL`).
 
     For Ray Tune: `RunConfig(storage_path=ray_storage_path("s3://bucket/prefix"),

@@ -14,7 +14,7 @@ from botocore import exceptions as boto_exc
 from s3transfer.exceptions import RetriesExceededError
 
 from skillkit.errors import StorageError
-from hpo.storage.redact import redact
+from skillkit.redaction import redact
 
 # Error codes S3 and S3-compatible stores use for throttling and server-side hiccups.
 TRANSIENT_ERROR_CODES = frozenset(

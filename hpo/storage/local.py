@@ -7,13 +7,14 @@ rewritten, which is all the staging cache and the workspace mirror need from it.
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import uuid
 from pathlib import Path
 
-from skillkit.errors import StorageError
 from hpo.storage.base import ObjectInfo, StorageBackend
+from skillkit.errors import StorageError
 
 
 def local_path(location: str | os.PathLike) -> Path:
@@ -73,7 +74,7 @@ class LocalBackend(StorageBackend):
                     found.append(_info(path, path.stat()))
         return sorted(found, key=lambda info: info.uri)
 
-    def entries(self, location: str) -> list[str]:
+    def entries(self, location: str) -> builtins.list[str]:
         root = local_path(location)
         if not root.is_dir():
             if root.exists():

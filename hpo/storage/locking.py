@@ -37,7 +37,7 @@ class FileLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if deadline is None or time.monotonic() >= deadline:
                     os.close(fd)
                     raise StorageError(
                         f"timed out after {self.timeout:g}s waiting for the lock {self.path}: another "
@@ -52,7 +52,7 @@ class FileLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 

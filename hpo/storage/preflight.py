@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.filesize import decimal
@@ -22,12 +23,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from skillkit.errors import StorageError
-from skillkit.spec.dotted import get_dotted
-from hpo.storage.redact import redact
 from hpo.storage.router import Storage
 from hpo.storage.sources import describe_source
 from hpo.storage.uri import display_endpoint, is_s3_uri, join, parse_s3_uri
+from skillkit.errors import StorageError
+from skillkit.redaction import redact
+from skillkit.spec.dotted import get_dotted
 
 WORKSPACE_KEY = "(workspace)"
 

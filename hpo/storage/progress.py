@@ -8,7 +8,7 @@ the caller forces it (`enabled=True`, used by tests with a recording console).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import (

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
-from skillkit.errors import StorageError
 from hpo.storage.failures import describe_failure, is_transient, storage_error, unwrap
-from hpo.storage.redact import redact
+from skillkit.errors import StorageError
+from skillkit.redaction import redact
 
 logger = logging.getLogger(__name__)
 

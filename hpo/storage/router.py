@@ -7,9 +7,11 @@ credential chain.
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from hpo.storage.base import ObjectInfo, StorageBackend
 from hpo.storage.local import LocalBackend
@@ -39,7 +41,7 @@ class Storage:
         progress: bool | TransferProgress | None = None,
         addressing_style: str | None = None,
     ) -> None:
-        self._s3_options = dict(
+        self._s3_options: dict[str, Any] = dict(
             endpoint_url=endpoint_url,
             region=region,
             profile=profile,
@@ -84,7 +86,7 @@ class Storage:
     def list(self, location: str) -> list[ObjectInfo]:
         return self.backend(location).list(str(location))
 
-    def entries(self, location: str) -> list[str]:
+    def entries(self, location: str) -> builtins.list[str]:
         return self.backend(location).entries(str(location))
 
     def download(self, location: str, destination: str | os.PathLike) -> ObjectInfo:

@@ -11,6 +11,7 @@ parts of `multipart_chunksize`, `max_concurrency` threads.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import threading
@@ -23,13 +24,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_exc
 from botocore.config import Config
 
-from skillkit.errors import StorageError
 from hpo.storage.base import ObjectInfo, StorageBackend
 from hpo.storage.failures import is_not_found
 from hpo.storage.progress import TransferProgress
-from hpo.storage.redact import register_secret
 from hpo.storage.retry import RetryPolicy, call_with_retries
 from hpo.storage.uri import S3Location, display_endpoint, parse_s3_uri
+from skillkit.errors import StorageError
+from skillkit.redaction import register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ class S3Backend(StorageBackend):
                 ) from None
             raise
 
-    def entries(self, location: str) -> list[str]:
+    def entries(self, location: str) -> builtins.list[str]:
         """One level of the prefix (S3's delimiter listing), as `ls` shows a folder."""
         target = parse_s3_uri(location)
         prefix = target.dir_prefix

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from skillkit.errors import StorageError
-from skillkit.archive import is_archive_name
 from hpo.storage.failures import is_not_found
 from hpo.storage.local import local_path
 from hpo.storage.router import Storage
 from hpo.storage.uri import is_s3_uri, parse_s3_uri
+from skillkit.archive import is_archive_name
+from skillkit.errors import StorageError
 
 OBJECT = "object"
 PREFIX = "prefix"

@@ -24,21 +24,22 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from skillkit.errors import DataError, StorageError, UserError
-from skillkit.spec.dotted import get_dotted, set_dotted
-from skillkit.archive import content_root, safe_extract
 from hpo.storage.cache import CONTENT, StagingCache, default_cache_dir
-from hpo.storage.redact import redact
 from hpo.storage.router import Storage
 from hpo.storage.sources import PREFIX, SourceInfo, describe_source
 from hpo.storage.uri import is_s3_uri, parse_s3_uri
+from skillkit.archive import content_root, safe_extract
+from skillkit.errors import DataError, StorageError, UserError
 from skillkit.files import STAGING_FILE, atomic_write_text
+from skillkit.redaction import redact
+from skillkit.spec.dotted import get_dotted, set_dotted
 
 logger = logging.getLogger(__name__)
 

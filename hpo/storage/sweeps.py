@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
-from skillkit.errors import StorageError
 from hpo.storage.router import Storage
 from hpo.storage.staging import StagingReport, collect_s3_sources, data_paths_for, stage_spec_sources
 from hpo.storage.sync import WorkspaceMirror, default_mirror_dir
 from hpo.storage.uri import is_s3_uri
 from hpo.sweep.observer import SweepObserver
+from skillkit.errors import StorageError
+from skillkit.files import TRIALS_DIR
 
 if TYPE_CHECKING:
     from hpo.sweep.context import SweepContext
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 def stage_sweep_data(
-    ctx: "SweepContext",
+    ctx: SweepContext,
     *,
     storage: Storage | None = None,
     cache_dir: str | os.PathLike | None = None,
@@ -110,14 +112,14 @@ class WorkspaceSyncObserver(SweepObserver):
     def _push(self, *relative: str) -> None:
         self.mirror.push([f"{self.sweep}/{path}" if path else self.sweep for path in relative])
 
-    def sweep_started(self, sweep: "SweepContext") -> None:
+    def sweep_started(self, sweep: SweepContext) -> None:
         self._push("")
 
-    def trial_reported(self, trial_record: "TrialRecord", report: Mapping[str, Any]) -> None:
-        self._push(f"trials/{trial_record.trial_id}", "state")
+    def trial_reported(self, trial_record: TrialRecord, report: Mapping[str, Any]) -> None:
+        self._push(f"{TRIALS_DIR}/{trial_record.trial_id}", "state")
 
-    def trial_finished(self, trial_record: "TrialRecord") -> None:
-        self._push(f"trials/{trial_record.trial_id}", "state")
+    def trial_finished(self, trial_record: TrialRecord) -> None:
+        self._push(f"{TRIALS_DIR}/{trial_record.trial_id}", "state")
 
     def sweep_finished(self, summary: Mapping[str, Any]) -> None:
         self._push("")

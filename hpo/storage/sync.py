@@ -26,13 +26,13 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from skillkit.errors import StorageError
 from hpo.storage.router import Storage
 from hpo.storage.uri import is_s3_uri, join, parse_s3_uri
+from skillkit.errors import StorageError
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ class S3Location:
     def uri(self) -> str:
         return f"{S3_SCHEME}{self.bucket}/{self.key}"
 
-    def child(self, relative: str) -> "S3Location":
+    def child(self, relative: str) -> S3Location:
         """The location `relative` below this one, treating this key as a directory."""
         relative = relative.lstrip("/")
         base = self.key.rstrip("/")

@@ -11,17 +11,17 @@ sweep reuses the recorded baseline.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from skillkit.errors import UserError
-from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
 from hpo.sweep.context import SweepContext
-from skillkit.files import BASELINE_FILE, LOG_FILE, SPEC_FILE, atomic_write_json
 from hpo.trials.failures import log_tail
 from hpo.trials.runner import TrainerProcess, TrialLaunch
+from skillkit.errors import UserError
+from skillkit.files import BASELINE_FILE, LOG_FILE, SPEC_FILE, atomic_write_json
+from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
 from skillkit.status import STATUS_FILE, read_lines
-
 
 
 def _overlay(template: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:

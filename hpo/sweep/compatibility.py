@@ -21,13 +21,14 @@ would not search what was asked. A space left with nothing to search is refused 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from skillkit.errors import SweepConfigError
 from hpo.space import SearchSpace, static
-from skillkit.spec import get_dotted
 from hpo.sweep.config import SweepConfig
+from skillkit.errors import SweepConfigError
+from skillkit.spec import get_dotted
 
 COLD_REASON = ("cold: PBT changes values in the middle of training, and a cold parameter changes the checkpoint's "
                "shapes or the data pipeline's meaning (PBT searches parameters marked x_pbt: hot)")

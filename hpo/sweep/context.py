@@ -20,21 +20,22 @@ import copy
 import math
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from skillkit.errors import SweepConfigError
-from skillkit.skill_dir import SkillDir
 from hpo.space import SearchSpace, compile_space
-from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
 from hpo.spec import resolve_data_sources
-from skillkit.spec.loader import merge_spec
 from hpo.sweep.config import SweepConfig, resolve_metric
 from hpo.sweep.workspace import SweepWorkspace
+from skillkit.errors import SweepConfigError
 from skillkit.files import SPEC_FILE, atomic_write_text
+from skillkit.skill_dir import SkillDir
+from skillkit.spec import dump_spec, get_dotted, set_dotted, validate_spec
+from skillkit.spec.loader import merge_spec
 
 WORKER_ID_FILE = "worker_id"
 

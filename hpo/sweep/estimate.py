@@ -35,8 +35,9 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hpo.sweep.config import AlgorithmConfig, SweepConfig
 from skillkit.files import TRIAL_FILE
@@ -165,7 +166,7 @@ def history_timing(trials_dir: Path, best_json: Path | None = None) -> TimingEst
     startups: list[float] = []
     for trial_dir in sorted(trials_dir.glob("*")) if trials_dir.is_dir() else []:
         lines = read_lines(trial_dir / STATUS_FILE)
-        started = _launched_at(trial_dir) or next((l.timestamp for l in lines if l.status == RunStatus.STARTED), None)
+        started = _launched_at(trial_dir) or next((line.timestamp for line in lines if line.status == RunStatus.STARTED), None)
         first = next((line for line in lines if _epoch_line(line)), None)
         per_epoch.extend(line.time_per_epoch for line in lines if _epoch_line(line))  # type: ignore[misc]
         if started is not None and first is not None and first.timestamp is not None:
@@ -231,7 +232,8 @@ def probe_timing(ctx: Any, *, timeout_s: float = 1800.0) -> TimingEstimate:
         outcome = process.wait()
         if index > 0 or len(processes) == 1:
             walls.append(time.monotonic() - started)
-        times = [line.time_per_epoch for line in read_lines(run_dir / STATUS_FILE) if _epoch_line(line)]
+        times = [line.time_per_epoch for line in read_lines(run_dir / STATUS_FILE)
+                 if _epoch_line(line) and line.time_per_epoch is not None]
         if times:
             epochs.append(times[0])
         elif failure is None:
@@ -384,7 +386,6 @@ CHECK_FILE = "estimate_check.json"
 
 def check_estimate(plan_dir: Path, estimated_s: float | None, actual_s: float) -> str:
     """Record the estimate against the actual wall time (`plan/estimate_check.json`) and say it in one line."""
-    import json
 
     from skillkit.files import atomic_write_json
 

@@ -26,9 +26,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skillkit.errors import SweepConfigError
 from hpo.sweep.config import SweepConfig
 from hpo.sweep.workspace import SweepWorkspace
+from skillkit.errors import SweepConfigError
 
 if TYPE_CHECKING:
     from hpo.sweep.context import SweepContext
@@ -37,7 +37,7 @@ MUST_MATCH = ("backend", "storage", "algorithm", "metric", "direction", "search_
 WORKERS_DIR = "workers"
 
 
-def joined_worker_lock(ctx: "SweepContext") -> Path:
+def joined_worker_lock(ctx: SweepContext) -> Path:
     """The lock file a joined worker holds for its lifetime (state/workers/<worker id>.lock)."""
     return ctx.workspace.state_dir / WORKERS_DIR / f"{ctx.worker_id}.lock"
 
@@ -47,7 +47,7 @@ def new_worker_id() -> str:
 
 
 def join_sweep_context(config: SweepConfig, *, worker_id: str | None = None, wait_s: float = 600.0,
-                       poll_s: float = 1.0) -> "SweepContext":
+                       poll_s: float = 1.0) -> SweepContext:
     """The context of a joined worker of `config`'s sweep (see the module docstring); raises
     SweepConfigError naming what is missing."""
     from hpo.backends.optuna_workers import is_shared_storage

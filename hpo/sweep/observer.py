@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hpo.sweep.context import SweepContext
@@ -34,17 +35,17 @@ class SweepObserver:
 
     fatal: bool = False
 
-    def sweep_started(self, sweep: "SweepContext") -> None:
+    def sweep_started(self, sweep: SweepContext) -> None:
         """The driver holds the lock and is about to run trials. `sweep.config`, `sweep.workspace`,
         `sweep.metric`, `sweep.direction`, `sweep.space`, `sweep.base_spec`, `sweep.resumed`."""
 
-    def trial_started(self, trial_record: "TrialRecord") -> None:
+    def trial_started(self, trial_record: TrialRecord) -> None:
         """A trial's trainer is about to start (or restart after a pause / driver restart)."""
 
-    def trial_reported(self, trial_record: "TrialRecord", report: Mapping[str, Any]) -> None:
+    def trial_reported(self, trial_record: TrialRecord, report: Mapping[str, Any]) -> None:
         """A new validation: `report` is the history entry {epoch, step, kpi, time, checkpoint?}."""
 
-    def trial_finished(self, trial_record: "TrialRecord") -> None:
+    def trial_finished(self, trial_record: TrialRecord) -> None:
         """The trial reached a final (or paused) state; `trial_record.state` says which."""
 
     def sweep_finished(self, summary: Mapping[str, Any]) -> None:
@@ -69,16 +70,16 @@ class ObserverHub(SweepObserver):
                     log.warning("sweep observer %s.%s failed; the sweep goes on", type(observer).__name__, name,
                                 exc_info=True)
 
-    def sweep_started(self, sweep: "SweepContext") -> None:
+    def sweep_started(self, sweep: SweepContext) -> None:
         self._call("sweep_started", sweep)
 
-    def trial_started(self, trial_record: "TrialRecord") -> None:
+    def trial_started(self, trial_record: TrialRecord) -> None:
         self._call("trial_started", trial_record)
 
-    def trial_reported(self, trial_record: "TrialRecord", report: Mapping[str, Any]) -> None:
+    def trial_reported(self, trial_record: TrialRecord, report: Mapping[str, Any]) -> None:
         self._call("trial_reported", trial_record, report)
 
-    def trial_finished(self, trial_record: "TrialRecord") -> None:
+    def trial_finished(self, trial_record: TrialRecord) -> None:
         self._call("trial_finished", trial_record)
 
     def sweep_finished(self, summary: Mapping[str, Any]) -> None:

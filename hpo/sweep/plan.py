@@ -27,7 +27,7 @@ from hpo.sweep.config import AlgorithmConfig
 from hpo.sweep.context import SweepContext, plain
 from hpo.sweep.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
                                 probe_timing, trial_epochs)
-from skillkit.files import atomic_write_json
+from skillkit.files import BEST_DIR, BEST_FILE, PLAN_FILE, atomic_write_json
 
 __all__ = ["PROBE_DIR", "SweepPlan", "TimingEstimate", "expected_epochs", "first_batch", "format_duration", "make_plan",
            "write_plan"]
@@ -158,7 +158,7 @@ def make_plan(ctx: SweepContext, *, probe: bool = False) -> SweepPlan:
     if probe:
         timing = probe_timing(ctx)
     else:
-        timing = history_timing(ctx.workspace.trials_dir, ctx.workspace.root / "best" / "best.json") or TimingEstimate(
+        timing = history_timing(ctx.workspace.trials_dir, ctx.workspace.root / BEST_DIR / BEST_FILE) or TimingEstimate(
             None, None, "unknown: `--probe` times one epoch (and the final evaluation) first")
     return SweepPlan(ctx=ctx, batch=batch, batch_is_exact=exact, points=points,
                      expected_epochs_per_trial=_mean_epochs(ctx), timing=timing)
@@ -175,8 +175,8 @@ def write_plan(plan: SweepPlan) -> Path:
         path = folder / f"trial_{index:04d}.yaml"
         plan.spec_files.append(plan.ctx.write_trial_spec(spec, target).rename(path))
         target.rmdir()
-    atomic_write_json(folder / "plan.json", plan.to_dict())
-    return folder / "plan.json"
+    atomic_write_json(folder / PLAN_FILE, plan.to_dict())
+    return folder / PLAN_FILE
 
 
 def render_plan(plan: SweepPlan, console: Any) -> None:

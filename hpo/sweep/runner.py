@@ -13,23 +13,24 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-from skillkit.errors import ExitCode, SweepConfigError, UserError
 from hpo.space import SearchSpace
 from hpo.sweep.baseline import run_baseline
 from hpo.sweep.config import SweepConfig, load_sweep_config
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.guard import ALL_FAILED, INTERRUPTED, SweepGuard
-from hpo.sweep.observer import ObserverHub, SweepObserver
 from hpo.sweep.join import joined_worker_lock
+from hpo.sweep.observer import ObserverHub, SweepObserver
 from hpo.sweep.summary import build_summary, write_summary
 from hpo.sweep.workspace import DriverLock, SweepWorkspace, find_sweep_dir
-from skillkit.files import atomic_write_text
 from hpo.trials.record import load_records
+from skillkit.errors import ExitCode, SweepConfigError, UserError
+from skillkit.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def default_observers(ctx: SweepContext) -> list[SweepObserver]:
     if not ctx.config.tracking.enabled:
         return []
     try:
-        from hpo.tracking import make_sweep_observer  # type: ignore[attr-defined]
+        from hpo.tracking import make_sweep_observer
     except ImportError:
         return []
     observer = make_sweep_observer(ctx)
@@ -69,7 +70,7 @@ def default_observers(ctx: SweepContext) -> list[SweepObserver]:
 def _install_signal_handlers(on_signal: Any) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, on_signal)
     return previous
@@ -116,7 +117,7 @@ def _promote(ctx: SweepContext, summary: Mapping[str, Any]) -> str | None:
     if not ctx.config.promotion_enabled or not summary.get("best"):
         return None
     try:
-        from hpo.promotion import promote  # type: ignore[attr-defined]
+        from hpo.promotion import promote
     except ImportError:
         return "promotion skipped: hpo.promotion is not installed"
     promote(ctx.workspace.root)

@@ -30,7 +30,15 @@ from typing import Any
 
 from skillkit.errors import SweepConfigError
 from skillkit.files import (
-    BASELINE_DIR, BEST_DIR, LOCK_FILE, SPACE_FILE, SUMMARY_FILE, SWEEP_FILE, TEST_SCORES_FILE, TRIAL_FILE, TRIALS_DIR,
+    BASELINE_DIR,
+    BEST_DIR,
+    LOCK_FILE,
+    SPACE_FILE,
+    SUMMARY_FILE,
+    SWEEP_FILE,
+    TEST_SCORES_FILE,
+    TRIAL_FILE,
+    TRIALS_DIR,
 )
 
 
@@ -91,7 +99,7 @@ class SweepWorkspace:
     def trial_dir(self, trial_id: str) -> Path:
         return self.trials_dir / trial_id
 
-    def create(self) -> "SweepWorkspace":
+    def create(self) -> SweepWorkspace:
         for folder in (self.root, self.state_dir, self.trials_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return self
@@ -132,7 +140,7 @@ class DriverLock:
         self._handle: Any = None
         self.stale_holder: dict[str, Any] | None = None
 
-    def acquire(self) -> "DriverLock":
+    def acquire(self) -> DriverLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
         try:
@@ -169,7 +177,7 @@ class DriverLock:
         self._handle.close()
         self._handle = None
 
-    def __enter__(self) -> "DriverLock":
+    def __enter__(self) -> DriverLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

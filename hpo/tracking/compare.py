@@ -13,12 +13,15 @@ import csv
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from skillkit.errors import StorageError
+from hpo import selection
 from hpo.tracking import sweep_files
 from hpo.tracking.summary import best_of, sweep_stats
+from skillkit.errors import StorageError
+from skillkit.files import BEST_DIR, BEST_FILE
 
 COLUMNS = ("sweep", "source", "algorithm", "backend", "metric", "direction", "best", "best_trial", "best_epoch",
            "trials", "completed", "pruned", "failed", "gpu_hours", "best_params", "test", "final_source")
@@ -98,7 +101,7 @@ def rows_from_sweep_dir(sweep_dir: Path) -> SweepRow:
 
 def _test_score(sweep_dir: Path) -> dict[str, Any]:
     """The promoted trial's test score and the final score's source, from best/best.json's `scores`."""
-    path = sweep_dir / "best" / "best.json"
+    path = sweep_dir / BEST_DIR / BEST_FILE
     scores = (json.loads(path.read_text()).get("scores") or {}) if path.is_file() else {}
     return {"test": scores.get("test"), "final_source": scores.get("final_source") or "selection"}
 
@@ -157,20 +160,24 @@ def _state_of(status: str, tags: Mapping[str, str] | None = None) -> str:
     """A trial's state from its run: the `hpo.state` tag, else the status (a FINISHED run tagged `pruned` was
     pruned; KILLED was written for pruned trials by older versions)."""
     if (tags or {}).get("hpo.state"):
-        return str(tags["hpo.state"])
+        return str((tags or {})["hpo.state"])
     if status == "FINISHED" and (tags or {}).get("pruned") == "true":
         return "PRUNED"
     return {"FINISHED": "COMPLETED", "KILLED": "PRUNED", "FAILED": "FAILED"}.get(status, "RUNNING")
 
 
 def _best_child(children: Iterable[Any], metric: str, direction: str) -> Any:
-    scored = [(child.data.metrics.get(f"best_{metric}", child.data.metrics.get(metric)), child) for child in children
-              if _state_of(child.info.status, child.data.tags) == "COMPLETED"]
-    scored = [(value, child) for value, child in scored if value is not None]
-    if not scored:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(scored, key=lambda item: item[0])[1]
+    """The best completed trial run by `hpo.selection`'s rule (NaN never best; lowest trial number on a tie)."""
+    def value(child: Any) -> float | None:
+        metrics = child.data.metrics
+        return selection.metric_value({metric: metrics.get(f"best_{metric}", metrics.get(metric))}, metric)
+
+    def number(child: Any) -> int:
+        text = str(child.data.tags.get("hpo.trial_number", ""))
+        return int(text) if text.isdigit() else 1 << 30  # runs from before the tag existed: after numbered ones
+
+    return selection.best_trial(children, best_value=value, number=number, direction=direction,
+                                state=lambda child: _state_of(child.info.status, child.data.tags))
 
 
 def _parse(value: str) -> Any:
@@ -219,9 +226,10 @@ def _winners(rows: Sequence[SweepRow]) -> set[int]:
         if row.best is not None:
             groups.setdefault((row.metric, row.direction), []).append(index)
     winners = set()
-    for (metric, direction), indices in groups.items():
-        pick = max if direction == "maximize" else min
-        winners.add(pick(indices, key=lambda i: rows[i].best))
+    for (_metric, direction), indices in groups.items():
+        winner = selection.best_of(indices, lambda i: rows[i].best, direction)  # NaN never bold; first on a tie
+        if winner is not None:
+            winners.add(winner)
     return winners
 
 

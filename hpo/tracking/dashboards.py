@@ -23,12 +23,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from skillkit.errors import UserError
 from hpo.tracking import sweep_files
 from hpo.tracking.settings import TrackingSettings
+from skillkit.errors import UserError
 
 # MLflow 3's UI opens an experiment in its GenAI view (traces, judges, prompts) unless the experiment's
 # `mlflow.experimentKind` tag names a machine-learning kind; "custom_model_development" is the one its

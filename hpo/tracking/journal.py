@@ -25,8 +25,9 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 JOURNAL_DIRNAME = "tracking"
 JOURNAL_FILENAME = "journal.jsonl"

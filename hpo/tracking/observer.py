@@ -25,17 +25,18 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from hpo.sweep.observer import SweepObserver
-from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking import sweep_files
+from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking.params import algorithm_name, sweep_params
-from skillkit.files import LOG_FILE, SPEC_FILE, TRIALS_DIR
-from skillkit.redaction import Redactor
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
+from skillkit.files import LOG_FILE, SPEC_FILE, TRIAL_FILE, TRIALS_DIR
+from skillkit.redaction import Redactor
 from skillkit.status import STATUS_FILE
 from skillkit.status.format import line_timestamp
 
@@ -56,7 +57,7 @@ def trial_key(trial_id: Any) -> str:
 
 def _never_raises(method: F) -> F:
     @functools.wraps(method)
-    def wrapper(self: "MlflowObserver", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: MlflowObserver, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except Exception:  # noqa: BLE001 - tracking must never stop a sweep
@@ -172,7 +173,7 @@ class MlflowObserver(SweepObserver):
         last_epoch = max([int(entry.get("epoch", 0)) for entry in trial.get("history") or []] or [0])
         self.tracker.log_metrics(key, final, step=last_epoch, timestamp=sweep_files.parse_time(trial.get("ended_at")))
         trial_dir = self._trial_dir(trial)
-        self.tracker.log_json(key, trial, "trial.json")  # the record as given: trial.json may be saved after this call
+        self.tracker.log_json(key, trial, TRIAL_FILE)  # the record as given: trial.json may be saved after this call
         if (trial_dir / STATUS_FILE).is_file():
             self.tracker.log_artifact(key, trial_dir / STATUS_FILE, artifact_path="logs")
         log = trial_dir / LOG_FILE

@@ -8,9 +8,10 @@ change when a sweep is resumed (best trial, counts) are tags and metrics (`summa
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from skillkit.spec.dotted import flatten
+from skillkit.spec.dotted import flatten, section
 
 
 def sweep_params(config: Mapping[str, Any], space: Mapping[str, Any] | None, *, metric: str,
@@ -30,10 +31,10 @@ def algorithm_name(config: Mapping[str, Any]) -> str:
 
 
 def _budget(config: Mapping[str, Any]) -> dict[str, Any]:
-    algorithm = config.get("algorithm") if isinstance(config.get("algorithm"), Mapping) else {}
+    algorithm = section(config, "algorithm")
     keys = ("max_trials", "max_epochs", "time_budget_s", "grace_period", "reduction_factor", "population_size")
     budget = {key: algorithm[key] for key in keys if algorithm.get(key) is not None}
-    resources = config.get("resources") if isinstance(config.get("resources"), Mapping) else {}
+    resources = section(config, "resources")
     budget.update({key: value for key, value in resources.items() if value is not None})
     return budget
 

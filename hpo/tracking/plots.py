@@ -22,8 +22,9 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hpo import selection
 from hpo.selection import entry_value
@@ -63,8 +64,7 @@ class TrialPoints:
     curve: tuple[tuple[int, float], ...]
 
     def best(self, direction: str) -> float | None:
-        values = [value for _, value in self.curve]
-        return (max if direction == "maximize" else min)(values) if values else None
+        return selection.best_of((value for _, value in self.curve), lambda value: value, direction)
 
     def at(self, epoch: int) -> float | None:
         return next((value for e, value in self.curve if e == epoch), None)

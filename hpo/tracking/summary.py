@@ -9,8 +9,9 @@ a better trial later. Metrics are logged with step = number of finished trials, 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hpo.tracking import sweep_files
 from hpo.tracking.tracker import Tracker

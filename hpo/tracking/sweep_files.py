@@ -9,13 +9,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from skillkit.errors import StorageError, SweepConfigError
 from skillkit.files import SPACE_FILE, SUMMARY_FILE, SWEEP_FILE, TRIAL_FILE, TRIALS_DIR
+
 TERMINAL_STATES = ("COMPLETED", "PRUNED", "FAILED")
 DEFAULT_METRIC = "mIoU"
 

@@ -19,15 +19,17 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
 from hpo.tracking.journal import Journal
-from skillkit.redaction import Redactor
 from hpo.tracking.replay import FlushResult, replay
 from hpo.tracking.settings import TrackingSettings
+from skillkit.redaction import Redactor
+from skillkit.status import STATUS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +220,7 @@ class Tracker:
 
     def _redacted_file_bytes(self, path: Path) -> bytes:
         suffix = path.suffix.lower()
-        if suffix in _STRUCTURED_SUFFIXES or path.name == "status.json":
+        if suffix in _STRUCTURED_SUFFIXES or path.name == STATUS_FILE:
             text = path.read_text(encoding="utf-8", errors="replace")
             return self._redacted_structured(text, suffix).encode("utf-8")
         if suffix in _TEXT_SUFFIXES or suffix == ".jsonl":
@@ -264,8 +266,8 @@ class Tracker:
         try:
             yield
         finally:
-            for name, value in saved.items():
-                if value is None:
+            for name, previous in saved.items():
+                if previous is None:
                     os.environ.pop(name, None)
 
 

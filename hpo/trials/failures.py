@@ -17,7 +17,7 @@ from skillkit.states import ErrorClass
 from skillkit.status import StatusLine
 
 # What a trainer that died without a FAILURE line meant by its exit code (skillkit.errors' table).
-EXIT_CODE_CLASSES = {ExitCode.OUT_OF_MEMORY: "oom", ExitCode.DATA: "data", ExitCode.SPEC: "spec",
+EXIT_CODE_CLASSES: dict[int, str] = {ExitCode.OUT_OF_MEMORY: "oom", ExitCode.DATA: "data", ExitCode.SPEC: "spec",
                      ExitCode.USER: "spec"}
 
 

@@ -9,8 +9,9 @@ resumes from has a metric the scheduler has seen.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from hpo.trials.failures import Failure
 from hpo.trials.record import TrialRecord
@@ -55,7 +56,7 @@ def record_validation(record: TrialRecord, validation: Validation, trial_dir: Pa
 
 
 def build_process(
-    ctx: "SweepContext",
+    ctx: SweepContext,
     record: TrialRecord,
     trial_dir: Path,
     *,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from hpo import selection
 from skillkit.checkpoints import epochs_trained
@@ -130,7 +131,7 @@ class TrialRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, metric: str | None = None, direction: str | None = None) -> "TrialRecord":
+    def from_dict(cls, data: Mapping[str, Any], *, metric: str | None = None, direction: str | None = None) -> TrialRecord:
         history = [dict(entry) for entry in data.get("history") or []]
         best = dict(data["best"]) if data.get("best") else None
         if data.get("epoch_numbering") != EPOCH_NUMBERING:
@@ -152,7 +153,7 @@ class TrialRecord:
         atomic_write_json(trial_dir / TRIAL_FILE, self.to_dict())
 
     @classmethod
-    def load(cls, trial_dir: Path, **kwargs: Any) -> "TrialRecord":
+    def load(cls, trial_dir: Path, **kwargs: Any) -> TrialRecord:
         return cls.from_dict(json.loads((trial_dir / TRIAL_FILE).read_text()), **kwargs)
 
 

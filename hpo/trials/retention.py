@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from hpo.sweep.observer import SweepObserver
 from hpo.trials.record import COMPLETED, FAILED, PRUNED, TrialRecord

@@ -29,9 +29,9 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
 from hpo.trials.failures import Failure, classify_failure
 from skillkit.files import LOG_FILE, PID_FILE

@@ -8,9 +8,10 @@ action's template, the dotted overrides are applied, the result is validated
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,8 +31,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 def load_action_config(args: argparse.Namespace, action: str) -> tuple[Any, dict[str, Any]]:
     """(ExperimentConfig, spec dict) for `action`; a spec error is also recorded in status.json when the
     (unvalidated) spec names a results_dir, so the engine sees a FAILURE line with class `spec`."""
-    from skillkit.spec import load_spec
     from mask2former.config import config_from_dict
+    from skillkit.spec import load_spec
 
     try:
         spec = load_spec(args.spec, action=action, overrides=list(args.overrides))

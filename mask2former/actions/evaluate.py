@@ -21,11 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mask2former.actions.common import (
-    action_results_dir, add_spec_arguments, batch_size_for, eval_device, load_action_config, load_eval_model,
+    action_results_dir,
+    add_spec_arguments,
+    batch_size_for,
+    eval_device,
+    load_action_config,
+    load_eval_model,
     reject_trt_engine,
 )
 from mask2former.training.failures import classify

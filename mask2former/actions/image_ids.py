@@ -15,8 +15,9 @@ known one, in sorted path order (1, 2, ... when there are no annotations at all)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from skillkit.errors import DataError
 

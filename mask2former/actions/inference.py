@@ -18,20 +18,26 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from skillkit.errors import DataError, SpecError
 from mask2former.actions import outputs as out
 from mask2former.actions.common import (
-    action_results_dir, add_spec_arguments, batch_size_for, eval_device, load_action_config, load_eval_model,
+    action_results_dir,
+    add_spec_arguments,
+    batch_size_for,
+    eval_device,
+    load_action_config,
+    load_eval_model,
     reject_trt_engine,
 )
 from mask2former.training.failures import classify
+from skillkit.errors import DataError, SpecError
 from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -45,7 +51,7 @@ def list_images(folder: Path) -> list[Path]:
     return found
 
 
-def image_folder(cfg: Any, root: Path, files: list[Path], transforms: Any) -> "ImageFolder":
+def image_folder(cfg: Any, root: Path, files: list[Path], transforms: Any) -> ImageFolder:
     """The images of `dataset.test.img_dir`, each with its COCO image id (see `image_ids.py`)."""
     from mask2former.actions.image_ids import annotation_files, assign_image_ids
 

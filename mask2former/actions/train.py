@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from skillkit.errors import SpecError
 from mask2former.actions.common import add_spec_arguments, load_action_config
 from mask2former.training.failures import TrainingOutOfMemory
+from skillkit.errors import SpecError
 
 
 def handle(args: argparse.Namespace) -> int:

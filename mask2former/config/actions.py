@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mask2former.config.fields import (
-    bool_field, dict_field, enum_field, int_field, list_field, section, str_field,
+    bool_field,
+    dict_field,
+    enum_field,
+    int_field,
+    list_field,
+    section,
+    str_field,
 )
 
 MANDATORY = "???"

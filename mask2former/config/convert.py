@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from skillkit.errors import SpecError
 from mask2former.config.experiment import ExperimentConfig
+from skillkit.errors import SpecError
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
@@ -26,8 +27,9 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         field = known[name]
-        if dataclasses.is_dataclass(field.default_factory() if field.default_factory is not dataclasses.MISSING else None):
-            kwargs[name] = _build(type(field.default_factory()), value or {}, f"{prefix}{name}.")
+        default = field.default_factory() if callable(field.default_factory) else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value or {}, f"{prefix}{name}.")
         else:
             kwargs[name] = copy.deepcopy(value)
     return cls(**kwargs)

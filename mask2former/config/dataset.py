@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mask2former.config.fields import (
-    INF, bool_field, enum_field, int_field, list_field, section, str_field,
+    INF,
+    bool_field,
+    enum_field,
+    int_field,
+    list_field,
+    section,
+    str_field,
 )
 
 DATASET_TYPES = ("coco", "ade", "coco_panoptic")

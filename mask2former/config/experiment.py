@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mask2former.config.actions import (
-    EvaluateConfig, ExportConfig, GenTrtEngineConfig, InferenceConfig, QuantizeConfig,
+    EvaluateConfig,
+    ExportConfig,
+    GenTrtEngineConfig,
+    InferenceConfig,
+    QuantizeConfig,
 )
 from mask2former.config.dataset import DatasetConfig
 from mask2former.config.fields import bool_field, list_field, section, str_field

@@ -49,18 +49,21 @@ class SwinConfig:
 @dataclass
 class EfficientViTConfig:
     name: str = enum_field("l0", ("b0", "b1", "b2", "b3", "l0", "l1", "l2", "l3"), title="EfficientViT variant",
-                           description="EfficientViT model name. This trainer does not build EfficientViT yet and rejects backbone.type efficientvit with a clear error.")
-    out_indices: list = list_field([1, 2, 3], title="output stages", item_type="int", minimum=0, description="Stages whose outputs feed the pixel decoder.")
-    pretrain_img_size: int = int_field(384, title="pretraining image size", minimum=1, description="Image size of the pretrained weights.")
-    use_checkpoint: bool = bool_field(False, title="activation checkpointing", description="Recompute activations in backward to save memory.")
+                           description="EfficientViT model (widths/depths of the released b0-b3 and l0-l3 models); used when model.backbone.type is efficientvit.")
+    out_indices: list = list_field([1, 2, 3], title="output stages", item_type="int", minimum=0, maximum=3,
+                                   description="Stages (i returns res{i+2}, stride 4 * 2**i) returned to the pixel decoder in addition to out_features. "
+                                   "TAO's trainer ignores this field and feeds res2..res5; the defaults give the same here.")
+    pretrain_img_size: int = int_field(384, title="pretraining image size", minimum=1,
+                                       description="Image size of the pretrained weights. Recorded only: EfficientViT has no position embedding, so nothing built depends on it.")
+    use_checkpoint: bool = bool_field(False, title="activation checkpointing", description="Recompute each stage's activations in backward (torch.utils.checkpoint) to save memory.")
     out_features: list = list_field(list(FEATURE_NAMES), title="output feature names", item_type="string", options=FEATURE_NAMES,
-                                    description="Names of the returned feature maps.")
+                                    description="Feature maps (res2..res5, strides 4..32) returned to the pixel decoder; out_indices may add more.")
 
 
 @dataclass
 class BackboneConfig:
     type: str = enum_field("swin", ("swin", "efficientvit"), title="backbone", description="Backbone family.")
-    pretrained_weights: str = str_field("", title="pretrained backbone weights", description="Path to backbone weights (original Swin release format accepted); empty trains from scratch.")
+    pretrained_weights: str = str_field("", title="pretrained backbone weights", description="Path to backbone weights (original Swin or EfficientViT release checkpoints accepted); empty trains from scratch.")
     swin: SwinConfig = section(SwinConfig, title="swin", description="Swin Transformer settings.")
     efficientvit: EfficientViTConfig = section(EfficientViTConfig, title="efficient vit", description="EfficientViT settings.")
 

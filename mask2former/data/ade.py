@@ -10,16 +10,16 @@ hide a wrong label map.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
-from skillkit.errors import DataError
 from mask2former.data.base import RawSample, SegmentationDataset, SegmentInfo
 from mask2former.data.io import check_same_size, read_image, read_jsonl, read_label_png
 from mask2former.data.label_map import IGNORE_INDEX, Categories
 from mask2former.data.transforms import Compose
+from skillkit.errors import DataError
 
 UNLABELLED = 0
 

@@ -25,12 +25,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from skillkit.errors import DataError
 from skillkit.archive import safe_extract
+from skillkit.errors import DataError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 CACHE_ENV = "MASK2FORMER_CACHE"

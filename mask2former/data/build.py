@@ -6,13 +6,13 @@ collate function and data loaders. Nothing below this module reads the config.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from skillkit.errors import DataError, SpecError
 from mask2former.data.ade import AdeDataset
 from mask2former.data.archive import resolve_folder
 from mask2former.data.base import MODES, SegmentationDataset
@@ -22,6 +22,7 @@ from mask2former.data.collate import Collator
 from mask2former.data.label_map import Categories, categories_from_coco, load_json_file, load_label_map
 from mask2former.data.transforms import AugmentationSettings, build_transforms
 from mask2former.data.worker_init import ignore_sigterm_in_worker
+from skillkit.errors import DataError, SpecError
 
 DATASET_TYPES = ("coco", "coco_panoptic", "ade")
 REQUIRED_FIELDS = {

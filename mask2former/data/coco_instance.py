@@ -9,17 +9,18 @@ without annotations included.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from skillkit.errors import DataError
 from mask2former.data.base import RawSample, SegmentationDataset, SegmentInfo
 from mask2former.data.io import read_image
 from mask2former.data.label_map import Categories, load_json_file
 from mask2former.data.transforms import Compose
+from skillkit.errors import DataError
 
 
 class CocoInstanceDataset(SegmentationDataset):
@@ -82,7 +83,7 @@ class CocoInstanceDataset(SegmentationDataset):
             raise DataError(f"image {path} is {image.shape[0]}x{image.shape[1]} (HxW) but its annotations "
                             f"({record}) are for {h}x{w}; image and mask sizes must match")
         decoded = []
-        for seg_id, (ann_index, ann) in enumerate(self._anns[info["id"]], start=1):
+        for seg_id, (_ann_index, ann) in enumerate(self._anns[info["id"]], start=1):
             mask = decode_segmentation(ann["segmentation"], h, w)
             cat = self.categories.by_train_id(self.categories.raw_to_train[ann["category_id"]])
             segment = SegmentInfo(id=seg_id, train_id=cat.train_id, iscrowd=bool(ann.get("iscrowd", 0)),

@@ -11,16 +11,17 @@ training rather than mid-epoch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from skillkit.errors import DataError
 from mask2former.data.base import RawSample, SegmentationDataset, SegmentInfo
 from mask2former.data.io import check_same_size, read_image, read_panoptic_png
 from mask2former.data.label_map import Categories, load_json_file
 from mask2former.data.transforms import Compose
+from skillkit.errors import DataError
 
 
 class CocoPanopticDataset(SegmentationDataset):

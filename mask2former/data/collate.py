@@ -8,7 +8,8 @@ in the original Mask2Former (which normalises before padding with zeros).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 

@@ -39,9 +39,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from skillkit.errors import DataError
 from mask2former.data.io import id_to_rgb
 from mask2former.data.synth_scene import CATEGORIES, THING_IDS, Scene, make_scene
+from skillkit.errors import DataError
 
 SYNTH_FORMATS = ("coco_panoptic", "coco", "ade")
 _STREAM_SALT = {"train": 0, "val": 1, "test": 2}
@@ -114,7 +114,8 @@ def _write_coco_panoptic(root: Path, scenes: list[Scene], names: list[str]) -> t
     for image_id, (scene, name) in enumerate(zip(scenes, names), start=1):
         h, w = scene.image.shape[:2]
         id_map = np.zeros((h, w), dtype=np.int64)
-        segments, counters = [], {}
+        segments: list[dict[str, Any]] = []
+        counters: dict[int, int] = {}
         parts = [(cid, mask, False) for cid, mask in scene.stuff.items()]
         parts += [(t.category_id, t.mask, t.iscrowd) for t in scene.things]
         for category_id, mask, iscrowd in parts:
@@ -171,7 +172,8 @@ def _write_ade(root: Path, scenes: list[Scene], names: list[str]) -> tuple[Path,
 def _instances_json(scenes: list[Scene], names: list[str]) -> dict:
     """COCO instances for the things: polygons for most, compressed RLE for every third, and
     uncompressed RLE for crowd regions (as COCO itself stores crowds)."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, (scene, name) in enumerate(zip(scenes, names), start=1):
         h, w = scene.image.shape[:2]
         images.append({"id": image_id, "file_name": f"{name}.jpg", "height": h, "width": w})

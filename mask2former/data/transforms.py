@@ -20,8 +20,8 @@ Padding to a multiple of 32 happens per batch (`pad_to_multiple`, used by the co
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -202,7 +202,7 @@ class RandomCropCategoryArea(Transform):
         self.single_category_max_area = float(single_category_max_area)
         self.max_tries = int(max_tries)
 
-    def with_categories(self, categories: Mapping[int, int]) -> "RandomCropCategoryArea":
+    def with_categories(self, categories: Mapping[int, int]) -> RandomCropCategoryArea:
         """A copy that knows this sample's segment id → category map (set per sample by the dataset)."""
         return RandomCropCategoryArea(self.crop_size, categories=categories,
                                       single_category_max_area=self.single_category_max_area,
@@ -246,7 +246,7 @@ class AugmentationSettings:
 
     @classmethod
     def from_config(cls, augmentation, target_size: Sequence[int] = (), *,
-                    target_key: str = "dataset.train.target_size") -> "AugmentationSettings":
+                    target_key: str = "dataset.train.target_size") -> AugmentationSettings:
         key = "dataset.augmentation"
         min_sizes = _int_list(_get(augmentation, "train_min_size"), f"{key}.train_min_size")
         crop = _int_list(_get(augmentation, "train_crop_size"), f"{key}.train_crop_size")

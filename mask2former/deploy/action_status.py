@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from skillkit.errors import HpoError, UserError
 from mask2former.training.failures import classify
+from skillkit.errors import HpoError, UserError
 from skillkit.status.writer import ERROR, FAILURE, STARTED, StatusWriter
 
 

@@ -25,16 +25,17 @@ from __future__ import annotations
 import abc
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from skillkit.errors import DataError, UserError
 from mask2former.export.graph_checks import read_metadata, sidecar_path
 from mask2former.export.heads import OUTPUT_NAMES, ExportableMask2Former
+from skillkit.errors import DataError, UserError
 
 RAW_LOGITS, RAW_MASKS = "raw_pred_logits", "raw_pred_masks"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -112,10 +113,10 @@ class InferenceBackend(abc.ABC):
                 f"{int(images.shape[-2])}x{int(images.shape[-1])}; resize the data to the export size "
                 "(dataset.<split>.target_size) or export again at the size you need.")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: most runtimes have nothing to release
         """Release the runtime's resources."""
 
-    def __enter__(self) -> "InferenceBackend":
+    def __enter__(self) -> InferenceBackend:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -196,7 +197,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in zip(self.output_names, values)}
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None
 
 
 class TensorRTBackend(InferenceBackend):
@@ -265,7 +266,7 @@ class TensorRTBackend(InferenceBackend):
 def import_tensorrt():
     """The `tensorrt` module, or a UserError saying what to do without it."""
     try:
-        import tensorrt  # type: ignore[import-not-found]
+        import tensorrt
     except ImportError as error:
         raise UserError(
             "TensorRT is needed for this step but the `tensorrt` Python package is not installed (it ships with "

@@ -16,14 +16,15 @@ import copy
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
-from skillkit.errors import SpecError
 from mask2former.deploy.backends import InferenceBackend
+from skillkit.errors import SpecError
 
 EVALUATION_FILENAME = "evaluation.json"
 

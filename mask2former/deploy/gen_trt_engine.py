@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from skillkit.errors import DataError, SpecError, UserError
 from mask2former.deploy.action_status import cli_handler, recorded
+from skillkit.errors import DataError, SpecError, UserError
 
 PRECISIONS = ("FP32", "FP16")
 LAYER_PRECISIONS = ("fp32", "fp16")

@@ -11,8 +11,9 @@ exactly as `mask2former.actions.inference` does with the checkpoint. The label m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

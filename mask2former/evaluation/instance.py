@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class InstanceEvaluator:
         self.ground_truth: list[dict] = []
         self.detections: list[dict] = []
 
-    def merge(self, other: "InstanceEvaluator") -> None:
+    def merge(self, other: InstanceEvaluator) -> None:
         renumber = {image["id"]: len(self.images) + i + 1 for i, image in enumerate(other.images)}
         self.images += [{**image, "id": renumber[image["id"]]} for image in other.images]
         first = len(self.ground_truth)

@@ -23,8 +23,9 @@ which `mask2former.training.validation` does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class PanopticEvaluator:
     def reset(self) -> None:
         self.stats.zero_()
 
-    def merge(self, other: "PanopticEvaluator") -> None:
+    def merge(self, other: PanopticEvaluator) -> None:
         if other.category_ids != self.category_ids:
             raise ValueError("cannot merge evaluators with different categories")
         self.stats += other.stats

@@ -56,7 +56,7 @@ class SemanticEvaluator:
             raise ValueError(f"prediction holds class ids outside 0..{n - 1}")
         self.confusion += torch.bincount(gt * n + pr, minlength=n * n).view(n, n)  # flat (gt, pred) pairs → matrix
 
-    def merge(self, other: "SemanticEvaluator") -> None:
+    def merge(self, other: SemanticEvaluator) -> None:
         if other.num_classes != self.num_classes:
             raise ValueError("cannot merge evaluators with different num_classes")
         self.confusion += other.confusion

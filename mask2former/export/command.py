@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mask2former.deploy.action_status import cli_handler, recorded
 

@@ -37,7 +37,7 @@ batched matmul rather than an einsum, which TensorRT parses on every version.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -26,17 +26,18 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from skillkit.errors import HpoError, SpecError
 from mask2former.export.graph_checks import GraphReport, inspect_graph, write_metadata
 from mask2former.export.heads import INPUT_NAME, MODES, ExportableMask2Former, output_names, output_shapes
+from skillkit.errors import HpoError, SpecError
 
 DEFAULT_TOLERANCE = 1e-3
 MASK_FLIP_FRACTION = 1e-3
@@ -204,8 +205,8 @@ def export_onnx(
 
 def export_metadata(model: nn.Module, settings: ExportSettings) -> dict[str, Any]:
     """What the deploy side needs to read the graph without the spec (stored in the ONNX file)."""
-    num_classes = int(getattr(model, "num_classes"))
-    num_queries = int(getattr(model, "num_queries"))
+    num_classes = int(model.num_classes)
+    num_queries = int(model.num_queries)
     shapes = output_shapes(settings.mode, num_classes=num_classes, num_queries=num_queries, topk=settings.topk,
                            height=settings.height, width=settings.width,
                            batch="batch" if settings.dynamic_batch else settings.batch_size)

@@ -5,6 +5,14 @@ shapes filled in) into one JSON-serialisable dict, which is logged per trial; `b
 `build_criterion` and `build_postprocessor` construct from that dict alone, so what is logged is
 exactly what is built. Spec values that cannot build a model raise `SpecError` naming the key.
 
+Backbones (`model.backbone.type`): `swin` or `efficientvit` (`model.backbone.efficientvit.name`
+b0-b3/l0-l3, see `backbone/efficientvit.py`). EfficientViT returns the maps named in
+`efficientvit.out_features` plus `res{i+2}` for each stage index i in `efficientvit.out_indices`:
+TAO's own EfficientViT wrapper ignores out_indices and always feeds res2..res5, and its defaults
+(out_indices [1, 2, 3], out_features res2..res5) give exactly those four here too, while an
+out_indices beyond out_features still adds its map. `pretrain_img_size` is validated and logged;
+EfficientViT has no position embedding, so it changes nothing that is built.
+
 Swin presets (`model.backbone.swin.type`): tiny/small/base/large supply `embed_dim`, `depths` and
 `num_heads` of the released model of that size, for each of those three fields the spec leaves
 at the TAO default (the tiny values 96, [2, 2, 6, 2], [3, 6, 12, 24]); a field set to anything
@@ -20,6 +28,8 @@ from typing import Any
 import torch
 
 from skillkit.errors import SpecError
+from mask2former.model.backbone.efficientvit import EFFICIENTVIT_PRESETS, STRIDES, EfficientViT
+from mask2former.model.backbone.efficientvit_checkpoint import load_efficientvit_checkpoint
 from mask2former.model.backbone.swin import FEATURE_NAMES, SWIN_PRESETS, SwinTransformer
 from mask2former.model.backbone.swin_checkpoint import load_swin_checkpoint
 from mask2former.model.criterion import SetCriterion
@@ -37,11 +47,9 @@ def model_constructor_args(cfg: Any) -> dict[str, Any]:
     """Every resolved constructor argument of the model, criterion and post-processor (JSON-safe)."""
     model = cfg.model
     backbone = _backbone_args(model.backbone)
-    input_shape = {
-        f"res{i + 2}": [backbone["swin"]["embed_dim"] * 2**i, backbone["swin"]["patch_size"] * 2**i]
-        for i in backbone["swin"]["out_indices"] if f"res{i + 2}" in backbone["swin"]["out_features"]
-    }
-    pixel_decoder = _pixel_decoder_args(model.sem_seg_head, model.mask_former, input_shape)
+    pixel_decoder = _pixel_decoder_args(
+        model.sem_seg_head, model.mask_former, _backbone_output_shapes(backbone), backbone_key=backbone["type"]
+    )
     predictor = _predictor_args(model.sem_seg_head, model.mask_former, pixel_decoder)
     matcher, criterion = _loss_args(model.mask_former, model.sem_seg_head.num_classes)
     return {
@@ -63,10 +71,7 @@ def build_model(cfg: Any, *, load_pretrained: bool = True) -> Mask2FormerModel:
     """Build the network; load `model.backbone.pretrained_weights` unless `load_pretrained` is False
     (e.g. when a full checkpoint is loaded next)."""
     args = model_constructor_args(cfg)
-    backbone = SwinTransformer(**args["backbone"]["swin"])
-    weights = args["backbone"]["pretrained_weights"]
-    if weights and load_pretrained:
-        load_swin_checkpoint(backbone, weights)
+    backbone = build_backbone(args["backbone"], load_pretrained=load_pretrained)
     decoder_args = dict(args["pixel_decoder"])
     decoder_args["input_shape"] = {k: tuple(v) for k, v in decoder_args["input_shape"].items()}
     return Mask2FormerModel(
@@ -75,6 +80,33 @@ def build_model(cfg: Any, *, load_pretrained: bool = True) -> Mask2FormerModel:
         predictor=MultiScaleMaskedTransformerDecoder(**args["predictor"]),
         **args["model"],
     )
+
+
+def build_backbone(args: dict[str, Any], *, load_pretrained: bool = True) -> SwinTransformer | EfficientViT:
+    """The backbone from the resolved `model_constructor_args(cfg)["backbone"]`, with its release weights."""
+    weights = args["pretrained_weights"] if load_pretrained else ""
+    if args["type"] == "efficientvit":
+        efficientvit = EfficientViT(**args["efficientvit"])
+        if weights:
+            load_efficientvit_checkpoint(efficientvit, weights)
+        return efficientvit
+    swin = SwinTransformer(**args["swin"])
+    if weights:
+        load_swin_checkpoint(swin, weights)
+    return swin
+
+
+def _backbone_output_shapes(backbone: dict[str, Any]) -> dict[str, list[int]]:
+    """{feature name: [channels, stride]} of what the resolved backbone returns."""
+    if backbone["type"] == "efficientvit":
+        widths = EFFICIENTVIT_PRESETS[backbone["efficientvit"]["name"]].widths[1:]
+        return {f: [widths[FEATURE_NAMES.index(f)], STRIDES[FEATURE_NAMES.index(f)]]
+                for f in backbone["efficientvit"]["out_features"]}
+    swin = backbone["swin"]
+    return {
+        f"res{i + 2}": [swin["embed_dim"] * 2**i, swin["patch_size"] * 2**i]
+        for i in swin["out_indices"] if f"res{i + 2}" in swin["out_features"]
+    }
 
 
 def build_criterion(cfg: Any, *, generator: torch.Generator | None = None) -> SetCriterion:
@@ -95,12 +127,9 @@ def build_postprocessor(cfg: Any, *, thing_ids=()) -> Postprocessor:
 
 def _backbone_args(backbone: Any) -> dict[str, Any]:
     if backbone.type == "efficientvit":
-        raise SpecError(
-            "model.backbone.type: 'efficientvit' is not supported yet by this trainer; only 'swin' is built. "
-            "Set model.backbone.type: swin (with model.backbone.swin.type tiny|small|base|large)."
-        )
+        return _efficientvit_args(backbone)
     if backbone.type != "swin":
-        raise SpecError(f"model.backbone.type: {backbone.type!r} is not a backbone; allowed: 'swin'.")
+        raise SpecError(f"model.backbone.type: {backbone.type!r} is not a backbone; allowed: 'swin', 'efficientvit'.")
     swin = backbone.swin
     if swin.type not in SWIN_PRESETS:
         raise SpecError(f"model.backbone.swin.type: {swin.type!r} is not a Swin size; allowed: {sorted(SWIN_PRESETS)}.")
@@ -165,14 +194,48 @@ def _backbone_args(backbone: Any) -> dict[str, Any]:
     }
 
 
-def _pixel_decoder_args(head: Any, mask_former: Any, input_shape: dict[str, list[int]]) -> dict[str, Any]:
+def _efficientvit_args(backbone: Any) -> dict[str, Any]:
+    key = "model.backbone.efficientvit"
+    evit = backbone.efficientvit
+    if evit.name not in EFFICIENTVIT_PRESETS:
+        raise SpecError(f"{key}.name: {evit.name!r} is not an EfficientViT model; allowed: {sorted(EFFICIENTVIT_PRESETS)}.")
+    out_indices = [int(i) for i in evit.out_indices]
+    if len(set(out_indices)) != len(out_indices) or any(not 0 <= i < 4 for i in out_indices):
+        raise SpecError(
+            f"{key}.out_indices {out_indices}: need distinct stage indices in 0..3 (stage i returns res{{i+2}}, "
+            "stride 4 * 2**i)."
+        )
+    out_features = list(evit.out_features)
+    bad = [f for f in out_features if f not in FEATURE_NAMES]
+    if bad:
+        raise SpecError(f"{key}.out_features {out_features}: {bad} are not feature names; allowed: {list(FEATURE_NAMES)}.")
+    returned = set(out_features) | {f"res{i + 2}" for i in out_indices}
+    if not returned:
+        raise SpecError(f"{key}.out_features and {key}.out_indices are both empty; the backbone would return nothing.")
+    _require(evit.pretrain_img_size >= 1, f"{key}.pretrain_img_size", evit.pretrain_img_size, ">= 1")
+    return {
+        "type": "efficientvit",
+        "preset": evit.name,
+        "pretrained_weights": str(backbone.pretrained_weights or ""),
+        "efficientvit": {
+            "name": evit.name,
+            "out_features": [f for f in FEATURE_NAMES if f in returned],
+            "use_checkpoint": bool(evit.use_checkpoint),
+            "pretrain_img_size": int(evit.pretrain_img_size),
+        },
+    }
+
+
+def _pixel_decoder_args(
+    head: Any, mask_former: Any, input_shape: dict[str, list[int]], *, backbone_key: str = "swin"
+) -> dict[str, Any]:
     key = "model.sem_seg_head"
     in_features = list(head.deformable_transformer_encoder_in_features)
     missing = [f for f in in_features if f not in input_shape]
     if not in_features or missing or len(set(in_features)) != len(in_features):
         raise SpecError(
             f"{key}.deformable_transformer_encoder_in_features {in_features}: need distinct names among the backbone "
-            f"outputs {sorted(input_shape)} (model.backbone.swin.out_features)."
+            f"outputs {sorted(input_shape)} (model.backbone.{backbone_key}.out_features / out_indices)."
         )
     norm = head.norm if head.norm is not None else ""
     if norm not in NORM_CHOICES:

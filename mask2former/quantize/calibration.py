@@ -8,7 +8,8 @@ tensors the deployed graph will see. The size is fixed because the exported grap
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 

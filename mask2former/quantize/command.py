@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mask2former.deploy.action_status import cli_handler, recorded
 
@@ -59,9 +60,9 @@ def _torch_device(settings: Any):
 
 def run_quantize(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Quantize per `cfg.quantize`; returns the report (also written to results_dir/quantize_report.json)."""
-    from skillkit.errors import SpecError
     from mask2former.actions.common import action_results_dir
     from mask2former.quantize.settings import quantize_settings
+    from skillkit.errors import SpecError
     from skillkit.status.writer import RUNNING, SUCCESS, WARNING
 
     results_dir = action_results_dir(cfg, "quantize")
@@ -129,9 +130,9 @@ def _quantize_checkpoint(cfg: Any, settings: Any, results_dir: Path, evaluate: b
 
 
 def _quantize_onnx(cfg: Any, settings: Any, results_dir: Path, evaluate: bool) -> dict[str, Any]:
-    from skillkit.errors import DataError
     from mask2former.deploy.backends import OnnxRuntimeBackend
     from mask2former.quantize.calibration import calibration_batches, calibration_size
+    from skillkit.errors import DataError
 
     source = Path(settings.model_path)
     if not source.is_file():

@@ -19,14 +19,15 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
-from skillkit.errors import SpecError, UserError
 from mask2former.quantize.settings import QuantizeSettings
+from skillkit.errors import SpecError, UserError
 
 ONNX_QUANTIZED_NAME = "mask2former_modelopt.onnx"
 TORCH_QUANTIZED_NAME = "mask2former_modelopt.pth"
@@ -36,7 +37,7 @@ INT4_METHODS = ("awq_clip", "awq_lite", "awq_full", "rtn_dq")
 
 def import_modelopt(backend: str):
     try:
-        import modelopt  # type: ignore[import-not-found]
+        import modelopt
     except ImportError as error:
         raise UserError(
             f"quantize.backend={backend} needs NVIDIA ModelOpt, which is not installed. On a CUDA machine: "
@@ -84,7 +85,7 @@ def _eps(device: str) -> list[str]:
 def quantize_onnx(onnx_in: str | os.PathLike[str], onnx_out: str | os.PathLike[str], settings: QuantizeSettings,
                   batches: Iterable[torch.Tensor]) -> dict[str, Any]:
     import_modelopt(settings.backend)
-    from modelopt.onnx.quantization import quantize  # type: ignore[import-not-found]
+    from modelopt.onnx.quantization import quantize
 
     mode = check_modelopt_settings(settings)
     data = np.concatenate([b.numpy().astype(np.float32) for b in batches], 0)
@@ -102,8 +103,8 @@ def quantize_onnx(onnx_in: str | os.PathLike[str], onnx_out: str | os.PathLike[s
 def quantize_torch(model: torch.nn.Module, spec: dict[str, Any], settings: QuantizeSettings,
                    batches: Iterable[torch.Tensor], out_file: str | os.PathLike[str], device: torch.device) -> dict[str, Any]:
     import_modelopt(settings.backend)
-    import modelopt.torch.opt as mto  # type: ignore[import-not-found]
-    import modelopt.torch.quantization as mtq  # type: ignore[import-not-found]
+    import modelopt.torch.opt as mto
+    import modelopt.torch.quantization as mtq
 
     check_modelopt_settings(settings)
     calibration = list(batches)

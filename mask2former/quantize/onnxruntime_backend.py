@@ -21,16 +21,17 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 from onnxruntime.quantization import CalibrationDataReader
 
-from skillkit.errors import SpecError
 from mask2former.quantize.settings import QuantizeSettings, select
+from skillkit.errors import SpecError
 
 QUANTIZED_NAME = "mask2former_int8_onnxruntime.onnx"
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")

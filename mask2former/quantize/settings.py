@@ -15,8 +15,9 @@ Conv / MatMul / Gemm nodes of the network, not the exported post-processing). `s
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from skillkit.errors import SpecError
 

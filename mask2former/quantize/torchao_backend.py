@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from skillkit.errors import DataError, SpecError, UserError
 from mask2former.quantize.settings import QuantizeSettings, select
+from skillkit.errors import DataError, SpecError, UserError
 
 FORMAT = "mask2former-torchao/1"
 QUANTIZED_NAME = "mask2former_int8_torchao.pth"

@@ -31,8 +31,9 @@ import base64
 import copy
 import io
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
@@ -59,9 +60,9 @@ class Mask2FormerModel(mlflow.pyfunc.PythonModel):
     """Loads the promoted checkpoint with its model arguments and predicts the mode's outputs."""
 
     def load_context(self, context: Any) -> None:
-        from skillkit.spec import load_spec
         from mask2former.actions.inference import Predictor
         from mask2former.config import config_from_dict
+        from skillkit.spec import load_spec
 
         overrides = [f"inference.checkpoint={context.artifacts[CHECKPOINT]}", "inference.batch_size=1",
                      "dataset.test.num_workers=0"]

@@ -30,8 +30,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -43,7 +44,6 @@ from skillkit.checkpoints import checkpoint_name, point_latest_link
 from skillkit.errors import SpecError
 from skillkit.states import RunStatus
 from skillkit.status.writer import StatusWriter
-
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,7 +47,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, what: str = "checkpoint") -
     return dict(data)
 
 
-def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDict[str, torch.Tensor]":
+def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> OrderedDict[str, torch.Tensor]:
     """Keys under `prefix` with it removed; keeps torch's per-module `_metadata` (module versions) aligned."""
     out: OrderedDict[str, torch.Tensor] = OrderedDict(
         (key[len(prefix):], value) for key, value in state.items() if key.startswith(prefix)
@@ -62,7 +63,7 @@ def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> "OrderedDic
     return out
 
 
-def model_state_dict(checkpoint: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
+def model_state_dict(checkpoint: Mapping[str, Any]) -> OrderedDict[str, torch.Tensor]:
     """The Mask2Former model's state dict inside any supported weights file (see module docstring)."""
     if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], Mapping):
         state = checkpoint["state_dict"]

@@ -20,7 +20,8 @@ means the same class by the same index.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -73,7 +74,7 @@ class EpochSeededDataset(Dataset):
         self.seed = int(seed)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)
 
     def __getitem__(self, encoded: int) -> Any:
         epoch, index = divmod(int(encoded), len(self))

@@ -15,13 +15,13 @@ the optimizer. A prefix that matches nothing is an error listing the model's top
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from torch import nn
 
-from skillkit.errors import SpecError
 from mask2former.training.checkpoint_io import model_state_dict, read_checkpoint
+from skillkit.errors import SpecError
 
 CLASS_HEAD_MARKER = "class_embed."
 

@@ -27,8 +27,8 @@ Schedules (both step-based, so a checkpoint written at any step restores the exa
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 from torch import nn

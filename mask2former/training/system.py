@@ -18,8 +18,9 @@ it does not change the learning rate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import lightning as L
 import torch

@@ -112,6 +112,7 @@ def build_model_and_criterion(cfg: Any, *, load_backbone_weights: bool = True) -
     if cfg.train.activation_checkpoint:
         cfg = copy.deepcopy(cfg)
         cfg.model.backbone.swin.use_checkpoint = True
+        cfg.model.backbone.efficientvit.use_checkpoint = True
     return build_model(cfg, load_pretrained=load_backbone_weights), build_criterion(cfg)
 
 

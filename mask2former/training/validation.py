@@ -18,7 +18,8 @@ tensors over processes (all_reduce), or gathers the instance predictions for AP,
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist

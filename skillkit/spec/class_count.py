@@ -8,8 +8,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from skillkit.errors import DataError, SpecError
 from skillkit.spec.dotted import get_dotted

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from skillkit.errors import SpecError
 from skillkit.spec.yaml_io import parse_yaml
@@ -21,6 +22,12 @@ def get_dotted(spec: Mapping[str, Any], dotted: str, default: Any = _MISSING) ->
         else:
             raise SpecError(f"the spec has no setting '{dotted}' (missing '{part}').")
     return current
+
+
+def section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """`data[key]` when it is a mapping, else an empty one (an absent or malformed optional section)."""
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
 
 
 def set_dotted(spec: dict[str, Any], dotted: str, value: Any) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from skillkit.errors import SpecError
 from skillkit.skill_dir import ACTIONS, SkillDir
@@ -22,7 +23,7 @@ def _skill(skill_dir: SkillDir | str | os.PathLike[str] | None) -> SkillDir:
 
 
 def read_spec_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    data = read_yaml_file(path)
+    data = read_yaml_file(Path(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

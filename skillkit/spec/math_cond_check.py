@@ -10,8 +10,9 @@ the parent's value.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from skillkit.errors import SchemaError, SearchSpaceError
 from skillkit.math_cond import MathCond, is_multiple, is_power

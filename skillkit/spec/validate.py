@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
@@ -131,7 +132,7 @@ def _numeric_bound(keyword: str):
                 raise SchemaError(f"schema bound {keyword} = {bound!r} is not a number.") from None
         if isinstance(bound, (int, float)) and math.isinf(bound):
             return  # Infinity: unbounded on that side
-        for error in standard(validator, bound, instance, schema):  # type: ignore[operator]
+        for error in standard(validator, bound, instance, schema):
             error.message = f"must be {'>=' if keyword == 'minimum' else '<='} {bound}"
             yield error
 

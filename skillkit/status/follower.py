@@ -39,7 +39,7 @@ class Validation:
     @property
     def epoch(self) -> int:
         """TAO's 0-based epoch index (the number in the checkpoint's name)."""
-        return int(self.line.epoch)  # type: ignore[arg-type] - validation_of only builds one with an epoch
+        return int(self.line.epoch)  # type: ignore[arg-type]  # validation_of only builds one with an epoch
 
     @property
     def epochs_trained(self) -> int:
@@ -64,7 +64,7 @@ class Validation:
         }
 
     @classmethod
-    def from_history(cls, entry: dict[str, Any], metric: str) -> "Validation | None":
+    def from_history(cls, entry: dict[str, Any], metric: str) -> Validation | None:
         """The validation a history entry (or a backend's result carrying the same keys) describes."""
         record = {"status": entry.get("status") or RunStatus.RUNNING.value, **entry}
         line = StatusLine.from_record(record)

@@ -26,7 +26,8 @@ import datetime as _dt
 import json
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from skillkit.states import ErrorClass, RunStatus, Verbosity
 
@@ -101,7 +102,7 @@ class StatusLine:
 
     # -- writing -------------------------------------------------------------------------------------------
     @classmethod
-    def now(cls, status: RunStatus | str, message: str, **fields: Any) -> "StatusLine":
+    def now(cls, status: RunStatus | str, message: str, **fields: Any) -> StatusLine:
         """A line stamped with the local date and time."""
         clock = _dt.datetime.now()
         return cls(status=RunStatus(status), message=message, date=clock.strftime("%Y-%m-%d"),
@@ -123,7 +124,7 @@ class StatusLine:
 
     # -- reading -------------------------------------------------------------------------------------------
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "StatusLine | None":
+    def from_record(cls, record: Mapping[str, Any]) -> StatusLine | None:
         """The line a JSON object describes, or None when it is not a status line (no known `status`)."""
         try:
             status = RunStatus(record.get("status"))
@@ -154,7 +155,7 @@ class StatusLine:
         """A STARTED line with an epoch: written by this project before it numbered epochs like TAO."""
         return self.status == RunStatus.STARTED and self.epoch is not None
 
-    def from_legacy(self) -> "StatusLine":
+    def from_legacy(self) -> StatusLine:
         """This line, written with the old numbering (epochs counted completed epochs), in TAO numbering."""
         return dataclasses.replace(
             self,

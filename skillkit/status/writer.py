@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from skillkit.checkpoints import last_epoch_index
 from skillkit.states import ErrorClass, RunStatus, Verbosity

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from skillkit.errors import DataError
 from skillkit.archive import ExtractionLimits, safe_extract
+from skillkit.errors import DataError
 
 
 def _tar(path: Path, members: dict[str, bytes]) -> Path:

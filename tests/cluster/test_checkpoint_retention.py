@@ -4,22 +4,23 @@ find what they need."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 import yaml
-
 from cluster_support import base_sweep
-from skillkit.errors import SweepConfigError
+
 from hpo.sweep.config import load_sweep_config
 from hpo.sweep.observer import SweepObserver
 from hpo.sweep.runner import resume_sweep, run_sweep
-from skillkit.checkpoints import list_checkpoints as checkpoints
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, RUNNING, TrialRecord
 from hpo.trials.retention import apply_trial_retention, checkpoints_to_keep
-from skillkit.status import StatusLine, Validation
+from skillkit.checkpoints import list_checkpoints as checkpoints
+from skillkit.errors import SweepConfigError
 from skillkit.states import RunStatus
+from skillkit.status import StatusLine, Validation
 
 
 def _trial(tmp_path: Path, values: list[float], *, extra: tuple[tuple[int, int], ...] = ()) -> tuple[TrialRecord, Path]:

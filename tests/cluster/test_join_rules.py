@@ -8,9 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from cluster_support import base_sweep
 from optuna.trial import TrialState
 
-from cluster_support import base_sweep
 from hpo.backends.optuna_workers import budget_used, retry_callback
 from hpo.cli import main
 
@@ -44,11 +44,11 @@ def test_join_waits_for_the_first_worker_then_names_what_is_missing(fixture_skil
 
 
 def test_join_refuses_a_different_sweep(fixture_skill: Path, tmp_path: Path) -> None:
-    from skillkit.errors import SweepConfigError
     from hpo.sweep.config import load_sweep_config
     from hpo.sweep.context import prepare_sweep
     from hpo.sweep.join import join_sweep_context
     from hpo.sweep.runner import start_workspace
+    from skillkit.errors import SweepConfigError
 
     url = "postgresql://u@db:5432/optuna"
     first = _write(tmp_path, base_sweep(fixture_skill, tmp_path / "ws", storage=url))

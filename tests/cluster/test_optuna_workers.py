@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 import pytest
 import yaml
+from cluster_support import base_sweep, postgres_database
 from optuna.trial import TrialState
 
-from cluster_support import base_sweep, postgres_database
 from hpo.backends.optuna_workers import budget_used, is_retry
 
 HPO = Path(sys.executable).parent / "hpo"

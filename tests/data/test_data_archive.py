@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from skillkit.errors import DataError
 from mask2former.data import archive
 from mask2former.data.archive import cache_root, extract_archive, resolve_folder
+from skillkit.errors import DataError
 
 
 def _tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:

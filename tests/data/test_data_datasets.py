@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from skillkit.errors import DataError, SpecError
 from mask2former.data import (
     IGNORE_INDEX,
     build_dataloader,
@@ -25,6 +24,7 @@ from mask2former.data import (
     resolve_folder,
 )
 from mask2former.data.synth_scene import CATEGORIES
+from skillkit.errors import DataError, SpecError
 
 RAW_IDS = sorted(c["id"] for c in CATEGORIES)  # 1, 2, 3, 5, 6, 7
 THINGS = {c["id"] for c in CATEGORIES if c["isthing"]}
@@ -65,8 +65,8 @@ def test_coco_panoptic_items_match_the_files(synth, dataset_cfg, contiguous):
         assert item["orig_size"] == (64, 64)
         assert np.array_equal(item["sem_seg"].numpy(), expected_sem)
         assert sorted(item["labels"].tolist()) == sorted(expected_labels)
-        got = {(int(l), m.numpy().tobytes()) for l, m in zip(item["labels"], item["masks"])}
-        assert got == {(l, m.tobytes()) for l, m in zip(expected_labels, expected_masks)}
+        got = {(int(label), m.numpy().tobytes()) for label, m in zip(item["labels"], item["masks"])}
+        assert got == {(label, m.tobytes()) for label, m in zip(expected_labels, expected_masks)}
         assert item["masks"].dtype == torch.bool
         # PQ ground truth keeps crowd segments, flagged, with train ids
         pan = item["panoptic"]
@@ -93,8 +93,8 @@ def test_coco_instance_items_match_pycocotools(synth, dataset_cfg, contiguous):
                     for a in anns if not a["iscrowd"]]
         formats.update("polygon" if isinstance(a["segmentation"], list) else
                        ("rle-list" if isinstance(a["segmentation"]["counts"], list) else "rle") for a in anns)
-        got = {(int(l), m.numpy().tobytes()) for l, m in zip(item["labels"], item["masks"])}
-        assert got == {(l, m.tobytes()) for l, m in expected}
+        got = {(int(label), m.numpy().tobytes()) for label, m in zip(item["labels"], item["masks"])}
+        assert got == {(label, m.tobytes()) for label, m in expected}
         crowd = np.zeros((64, 64), dtype=bool)
         for a in anns:
             if a["iscrowd"]:
@@ -113,7 +113,7 @@ def test_ade_items_match_the_pngs(synth, dataset_cfg, contiguous):
     cfg, split = dataset_cfg(written, contiguous_id=contiguous)
     dataset = build_dataset(split, dataset_cfg=cfg, mode="semantic", is_train=False)
     root = resolve_folder(written.split_fields["root_dir"])
-    lines = [json.loads(l) for l in Path(written.split_fields["annot_file"]).read_text().splitlines()]
+    lines = [json.loads(line) for line in Path(written.split_fields["annot_file"]).read_text().splitlines()]
     assert len(dataset) == len(lines)
     saw_void = False
     for index, line in enumerate(lines):
@@ -158,7 +158,7 @@ def test_modes_shape_the_targets(synth, dataset_cfg):
         p, s, i = panoptic[index], semantic[index], instance[index]
         assert s["labels"].tolist() == sorted(set(p["labels"].tolist()))  # instances merged per class
         assert set(i["labels"].tolist()) <= things and sorted(i["labels"].tolist()) == sorted(
-            l for l in p["labels"].tolist() if l in things)
+            label for label in p["labels"].tolist() if label in things)
         stuff_pixels = (p["sem_seg"] >= 3) & (p["sem_seg"] != IGNORE_INDEX)
         assert (i["sem_seg"][stuff_pixels] == IGNORE_INDEX).all()  # instance mode ignores stuff
         assert torch.equal(s["sem_seg"], p["sem_seg"])

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skillkit.errors import DataError
 from mask2former.config import DatasetSplitConfig
 from mask2former.data import build_dataset, categories_from_records, load_label_map
+from skillkit.errors import DataError
 
 
 def _split(fields: dict) -> DatasetSplitConfig:

@@ -12,12 +12,11 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from skillkit.errors import DataError, UserError
 from mask2former import cli
-from mask2former.data import commands
-from mask2former.data import resolve_folder
+from mask2former.data import commands, resolve_folder
 from mask2former.data.synth import write_synthetic_dataset
 from mask2former.data.synth_scene import CATEGORIES
+from skillkit.errors import DataError, UserError
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -30,7 +29,10 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path, fmt):
     b = write_synthetic_dataset(tmp_path / "b", fmt=fmt, num_images=3, seed=7, size=48)
     c = write_synthetic_dataset(tmp_path / "c", fmt=fmt, num_images=3, seed=8, size=48)
     files_a, files_b, files_c = _files(a.root), _files(b.root), _files(c.root)
-    strip = lambda files: {k: v for k, v in files.items() if k != "synth.json"}
+
+    def strip(files):
+        return {k: v for k, v in files.items() if k != "synth.json"}
+
     assert strip(files_a) == strip(files_b)
     assert files_a["images.tar.gz"] != files_c["images.tar.gz"]
     expected = {"coco_panoptic": {"images.tar.gz", "images_panoptic.tar.gz", "annotations.json",
@@ -69,7 +71,7 @@ def test_class_is_learnable_from_colour(synth):
     """A nearest-mean-colour pixel classifier already gets most pixels right: the signal is real."""
     written = synth["ade"]
     root = resolve_folder(written.split_fields["root_dir"])
-    lines = [json.loads(l) for l in Path(written.split_fields["annot_file"]).read_text().splitlines()]
+    lines = [json.loads(line) for line in Path(written.split_fields["annot_file"]).read_text().splitlines()]
     pixels, labels = [], []
     for line in lines:
         pixels.append(np.asarray(Image.open(root / line["img"]).convert("RGB"), dtype=np.float64).reshape(-1, 3))

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from skillkit.errors import SpecError
 from mask2former.config import AugmentationConfig
 from mask2former.data.collate import Collator
 from mask2former.data.transforms import (
@@ -20,6 +19,7 @@ from mask2former.data.transforms import (
     resize_labels,
     shortest_edge_size,
 )
+from skillkit.errors import SpecError
 
 
 def _sample(h: int = 60, w: int = 90) -> Sample:

@@ -12,9 +12,10 @@ import copy
 import functools
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import yaml
@@ -92,13 +93,13 @@ class Exported:
     exit_code: int
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_checkpoint() -> Path:
     """One tiny checkpoint (seed 0, 6 classes) for the session."""
     return write_tiny_checkpoint(session_dir() / "ckpt" / "model_epoch_001_step_00001.pth", tiny_spec())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exported(mode: str, size: int = SMALL_SIZE, batch_size: int = -1) -> Exported:
     """Export the session's tiny checkpoint for `mode` through the CLI, once per session."""
     from mask2former.cli import main
@@ -113,7 +114,7 @@ def exported(mode: str, size: int = SMALL_SIZE, batch_size: int = -1) -> Exporte
                     exit_code=code)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def synthetic_data(size: int = SMALL_SIZE) -> dict[str, Any]:
     """Synthetic coco_panoptic train/val roots (fits every mode), once per session."""
     from mask2former.data.synth import write_synthetic_splits

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from deploy_fixtures import NUM_CLASSES
+
 from mask2former.deploy.decode import decode_tao_outputs
 from mask2former.export.heads import ExportableMask2Former, output_names
 from mask2former.model.postprocessing import Postprocessor

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_spec, with_data, write_spec
 from PIL import Image
 
-from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_spec, with_data, write_spec
-from skillkit.spec import load_spec
 from mask2former.config import config_from_dict
 from mask2former.deploy.backends import OnnxRuntimeBackend, TorchBackend
 from mask2former.training.checkpoint_io import load_model_from_checkpoint
+from skillkit.spec import load_spec
 from skillkit.status.writer import read_status
 
 MODES = ["semantic", "instance", "panoptic"]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_spec, with_data, write_spec
 
 pytestmark = [
@@ -59,11 +58,11 @@ def test_layer_precisions_are_applied(tmp_path: Path) -> None:
 
 
 def test_deploy_evaluate_on_an_fp16_engine_matches_pytorch(tmp_path: Path) -> None:
-    from skillkit.spec import load_spec
     from mask2former.actions.evaluate import run_evaluation
     from mask2former.config import config_from_dict
     from mask2former.deploy.backends import TensorRTBackend
     from mask2former.deploy.evaluate import run_deploy_evaluation
+    from skillkit.spec import load_spec
 
     engine, _ = _build(tmp_path, "FP16")
     data = synthetic_data()

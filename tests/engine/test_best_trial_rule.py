@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
+
 from hpo.promotion.selection import ELIGIBLE_STATES
+from hpo.tracking.compare import _best_child
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, TrialRecord, best_trial
 
 
@@ -21,3 +25,20 @@ def test_pruned_paused_and_failed_trials_never_become_best() -> None:
 
 def test_promotion_uses_the_same_states() -> None:
     assert ELIGIBLE_STATES == (COMPLETED,)
+
+
+def _run(number: int | None, value: float, status: str = "FINISHED", state: str = "COMPLETED") -> SimpleNamespace:
+    tags = {"hpo.state": state, "hpo.trial_id": f"t{number}"}
+    if number is not None:
+        tags["hpo.trial_number"] = str(number)
+    return SimpleNamespace(info=SimpleNamespace(status=status),
+                           data=SimpleNamespace(metrics={"best_mIoU": value}, tags=tags, params={}))
+
+
+def test_sweep_comparison_picks_the_best_mlflow_run_by_the_same_rule() -> None:
+    """`hpo compare` on runs without a parent best: NaN never wins, a tie goes to the lowest trial number,
+    a pruned run never qualifies (max() over the values got NaN and ties by list order wrong)."""
+    runs = [_run(3, 0.7), _run(1, math.nan), _run(2, 0.7), _run(0, 0.9, state="PRUNED")]
+    assert _best_child(runs, "mIoU", "maximize").data.tags["hpo.trial_id"] == "t2"
+    assert _best_child([_run(1, math.nan), _run(0, 0.9, state="PRUNED")], "mIoU", "maximize") is None
+    assert _best_child([_run(5, 0.2), _run(4, 0.3)], "mIoU", "minimize").data.tags["hpo.trial_id"] == "t5"

@@ -4,16 +4,16 @@ grid levels and explicit grid points over the static space, the lazy grid order,
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from hpo.backends.grid_sampler import GridOrder
 from hpo.backends.optuna_factory import grid_size, grid_values
-from skillkit.errors import SweepConfigError
 from hpo.sweep.config import load_sweep_config
 from hpo.sweep.context import prepare_sweep
+from skillkit.errors import SweepConfigError
 
 
 def context(write_sweep: Callable[..., Path], **changes):  # noqa: ANN201

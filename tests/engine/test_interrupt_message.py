@@ -8,8 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def test_ctrl_c_says_it_once_with_the_resume_command(write_sweep: Callable[..., Path], tmp_path: Path) -> None:

@@ -3,8 +3,8 @@ Optuna's "Study.stop is supposed to be invoked inside an objective function" err
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hpo.sweep.runner import run_sweep
 

@@ -8,8 +8,9 @@ resource the backend uses to cap synchronous HyperBand at max_concurrent running
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import optuna
 import pytest

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skillkit.skill_dir import SkillDir
 from hpo.space import compile_space
-from skillkit.spec import load_spec
 from hpo.sweep.config import schema_problems, semantic_problems
+from skillkit.skill_dir import SkillDir
+from skillkit.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -45,9 +45,8 @@ def test_quickstart_config_comment_matches_the_quickstart_script() -> None:
 def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     """The quickstart as shipped (mfbo: defaults first, Hyperband; MLflow tracking, promotion), on freshly generated
     synthetic data; only its data and workspace paths point into tmp."""
-    from mask2former.data.synth import write_synthetic_splits
-
     from hpo.sweep.runner import run_sweep
+    from mask2former.data.synth import write_synthetic_splits
 
     write_synthetic_splits(tmp_path / "data", fmt="coco_panoptic", num_train=8, num_val=4, seed=0, size=64)
     data = yaml.safe_load((CONFIGS / "quickstart.yaml").read_text())

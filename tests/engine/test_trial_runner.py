@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from fixture_skill import FIXTURE_TRAINER, TRAIN_TEMPLATE
+
 from hpo.trials.lifecycle import resume_point
 from hpo.trials.runner import TrainerProcess, TrialLaunch, stop_orphaned_trainer
 from skillkit.checkpoints import checkpoint_for, list_checkpoints

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from skillkit.errors import SweepConfigError
 from hpo.sweep.workspace import DriverLock, WorkspaceLockedError, find_sweep_dir, read_lock_holder
+from skillkit.errors import SweepConfigError
 
 HOLD = (
     "import sys, time; from pathlib import Path; from hpo.sweep.workspace import DriverLock;"

@@ -11,15 +11,18 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
-
 from deploy_fixtures import NUM_CLASSES, SMALL_SIZE, exported, tiny_checkpoint, write_spec
-from skillkit.errors import SpecError
+
 from mask2former.export.graph_checks import inspect_graph, read_metadata
 from mask2former.export.heads import ExportableMask2Former, output_shapes
 from mask2former.export.onnx_export import (
-    DEFAULT_TOLERANCE, ExportSettings, compare_outputs, run_onnxruntime,
+    DEFAULT_TOLERANCE,
+    ExportSettings,
+    compare_outputs,
+    run_onnxruntime,
 )
 from mask2former.model.tiny import build_tiny_model
+from skillkit.errors import SpecError
 from skillkit.status.writer import read_status
 
 TAO_OUTPUTS = {

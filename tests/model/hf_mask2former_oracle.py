@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
 from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
 
 HF_SWIN = "model.pixel_level_module.encoder."

@@ -9,10 +9,19 @@ from mask2former.model.build import build_model, model_constructor_args
 from mask2former.model.tiny import tiny_config
 
 S, H, M = "model.backbone.swin.", "model.sem_seg_head.", "model.mask_former."
+E = "model.backbone.efficientvit."
+EVIT = {"model.backbone.type": "efficientvit"}
 
 BAD = [
-    ({"model.backbone.type": "efficientvit"}, r"model\.backbone\.type: 'efficientvit' is not supported yet"),
-    ({"model.backbone.type": "resnet"}, r"model\.backbone\.type: 'resnet'.*allowed: 'swin'"),
+    ({"model.backbone.type": "resnet"}, r"model\.backbone\.type: 'resnet'.*allowed: 'swin', 'efficientvit'"),
+    ({**EVIT, E + "name": "m5"}, r"model\.backbone\.efficientvit\.name: 'm5' .*allowed: \['b0'.*'l3'\]"),
+    ({**EVIT, E + "out_indices": [1, 1]}, r"efficientvit\.out_indices \[1, 1\]: need distinct stage indices in 0\.\.3"),
+    ({**EVIT, E + "out_indices": [4]}, r"efficientvit\.out_indices \[4\]"),
+    ({**EVIT, E + "out_features": ["res1"]}, r"efficientvit\.out_features \['res1'\]: \['res1'\] are not feature names"),
+    ({**EVIT, E + "out_features": [], E + "out_indices": []}, r"out_features and .*out_indices are both empty"),
+    ({**EVIT, E + "pretrain_img_size": 0}, r"efficientvit\.pretrain_img_size: 0 is not allowed"),
+    ({**EVIT, E + "out_features": ["res4", "res5"], E + "out_indices": []},
+     r"encoder_in_features \['res3', 'res4', 'res5'\].*\(model\.backbone\.efficientvit\.out_features"),
     ({S + "type": "huge"}, r"model\.backbone\.swin\.type: 'huge'.*allowed"),
     ({S + "depths": [2, 2, 2]}, r"depths \[2, 2, 2\].*4 positive values"),
     ({S + "num_heads": [1, 2, 4, 0]}, r"num_heads.*4 positive values"),
@@ -66,9 +75,14 @@ def test_invalid_spec_values_raise_spec_error(overrides: dict, pattern: str) -> 
         model_constructor_args(tiny_config(overrides=overrides))
 
 
-def test_efficientvit_is_rejected_by_build_model() -> None:
-    with pytest.raises(SpecError, match="not supported yet"):
-        build_model(tiny_config(overrides={"model.backbone.type": "efficientvit"}))
+def test_efficientvit_tao_defaults_feed_all_four_maps() -> None:
+    """TAO's defaults (out_indices [1, 2, 3], out_features res2..res5) build; out_indices adds maps."""
+    args = model_constructor_args(tiny_config(overrides=EVIT))["backbone"]
+    assert args["efficientvit"]["out_features"] == ["res2", "res3", "res4", "res5"] and args["preset"] == "l0"
+    args = model_constructor_args(tiny_config(overrides={**EVIT, E + "out_features": ["res2"]}))["backbone"]
+    assert args["efficientvit"]["out_features"] == ["res2", "res3", "res4", "res5"]
+    model = build_model(tiny_config(overrides={**EVIT, E + "name": "b0"}))
+    assert model.backbone.output_channels == {"res2": 16, "res3": 32, "res4": 64, "res5": 128}
 
 
 def test_presets_fill_only_fields_left_at_tao_defaults() -> None:

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from mask2former.model.postprocessing import (
-    Postprocessor, instance_inference, panoptic_inference, resize_mask_logits, semantic_inference,
+    Postprocessor,
+    instance_inference,
+    panoptic_inference,
+    resize_mask_logits,
+    semantic_inference,
 )
 
 BIG = 20.0  # a logit that makes probabilities ~0/1

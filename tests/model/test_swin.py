@@ -7,7 +7,11 @@ import torch
 
 from mask2former.model.backbone.swin import SwinTransformer
 from mask2former.model.backbone.swin_layers import (
-    DropPath, relative_position_index, shifted_window_mask, window_partition, window_reverse,
+    DropPath,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
 )
 
 ARCH = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4, drop_path_rate=0.0)

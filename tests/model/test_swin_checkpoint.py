@@ -116,7 +116,8 @@ def test_absolute_position_embedding_classification_layout_and_resize(tmp_path) 
 def test_wrong_architecture_lists_mismatched_keys(tmp_path) -> None:
     path = _save(tmp_path, release_state_dict(_swin(seed=1)))
     wider = SwinTransformer(**{**ARCH, "embed_dim": 64}, window_size=4)
-    with pytest.raises(PretrainedWeightsError, match=r"keys with another shape: patch_embed\.proj\.weight \(checkpoint \[32, 3, 4, 4\] vs model \[64, 3, 4, 4\]\)"):
+    with pytest.raises(PretrainedWeightsError, match=r"keys with another shape: patch_embed\.proj\.weight "
+                                                     r"\(checkpoint \[32, 3, 4, 4\] vs model \[64, 3, 4, 4\]\)"):
         load_swin_checkpoint(wider, path)
     deeper = SwinTransformer(**{**ARCH, "depths": (2, 2, 4, 2)}, window_size=4)
     with pytest.raises(PretrainedWeightsError, match=r"model keys the checkpoint lacks: layers\.2\.blocks\.2\.norm1\.weight"):

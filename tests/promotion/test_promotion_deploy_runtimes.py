@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from synthetic_sweep import default_trials, write_sweep
 
 from hpo.promotion import promote

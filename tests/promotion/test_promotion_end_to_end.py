@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from synthetic_sweep import REPO_ROOT
 
 
@@ -53,8 +52,8 @@ def _sweep_config(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_cpu_sweep_promotes_a_checkpoint_whose_evaluation_reproduces_the_metric(tmp_path, monkeypatch):
-    from skillkit.spec import load_spec
     from hpo.sweep.runner import run_sweep
+    from skillkit.spec import load_spec
 
     # The skill's commands (`mask2former train/evaluate`) are console scripts of this environment.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")

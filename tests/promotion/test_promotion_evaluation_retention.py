@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep
 
 from hpo.promotion import EvaluationResult, SkillEvaluator, apply_retention, promote
-LATEST_LINK = "mask2former_model_latest.pth"
 from hpo.tracking import MlflowObserver
+
+LATEST_LINK = "mask2former_model_latest.pth"
 
 FAKE_EVALUATE = textwrap.dedent('''
     """Stands in for `mask2former evaluate -e SPEC`: same contract (status.json with kpi in results_dir)."""

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from synthetic_sweep import REPO_ROOT, default_trials, write_sweep, train_template
+from synthetic_sweep import REPO_ROOT, default_trials, train_template, write_sweep
 
 from hpo.promotion import promote
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
@@ -107,8 +106,8 @@ def _spec(**dataset) -> dict:
 def test_export_size_is_the_tuned_test_size_unless_the_sweep_names_a_deploy_size(tmp_path):
     import json
 
-    from skillkit.errors import SweepConfigError
     from hpo.promotion.export_size import choose_export_size
+    from skillkit.errors import SweepConfigError
 
     fallback = (960, 544)
     size = choose_export_size(_spec(val={"target_size": [320, 480]}), {}, fallback)

@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-
 from synthetic_sweep import FakeTrial, default_trials, params, write_sweep
 
 from hpo.cli import main

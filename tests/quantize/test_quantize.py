@@ -10,8 +10,8 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-
 from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_checkpoint, tiny_spec, with_data, write_spec
+
 from skillkit.errors import SpecError, UserError
 from skillkit.status.writer import read_status
 

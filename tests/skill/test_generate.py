@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from hpo.cli import main
-from skillkit.skill_dir import SkillDir
 from hpo.skill.generate import generated_files, stale_files, write_generated
-from skillkit.spec import validate_spec
 from mask2former.config import default_spec
+from skillkit.skill_dir import SkillDir
+from skillkit.spec import validate_spec
 
 TAO_AUTOML_TEN = {
     "train.optim.lr", "train.optim.backbone_multiplier", "train.optim.momentum", "train.optim.weight_decay",

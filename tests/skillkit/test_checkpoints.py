@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from skillkit.checkpoints import (
-    checkpoint_for, checkpoint_name, checkpoints_of_epoch, epochs_trained, find_latest_link, last_epoch_index,
-    latest_link_name, list_checkpoints, parse_checkpoint_name, point_latest_link,
+    checkpoint_for,
+    checkpoint_name,
+    checkpoints_of_epoch,
+    epochs_trained,
+    find_latest_link,
+    last_epoch_index,
+    latest_link_name,
+    list_checkpoints,
+    parse_checkpoint_name,
+    point_latest_link,
 )
 
 

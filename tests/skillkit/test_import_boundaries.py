@@ -12,8 +12,9 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("hpo", "mask2former", "skillkit")
@@ -157,6 +158,13 @@ def _loaded_by(module: str, extra: str = "") -> set[str]:
 def test_trainer_cli_loads_neither_the_engine_nor_boto3() -> None:
     loaded = _loaded_by("mask2former.cli", "mask2former.cli.build_parser()")
     assert loaded == {"mask2former"}, loaded
+
+
+def test_trainer_data_and_spec_path_loads_neither_the_engine_nor_boto3() -> None:
+    """The modules a training start imports beyond the CLI (spec loading, dataset archives): an archive
+    import of the engine's storage once pulled boto3 into every trainer start."""
+    loaded = _loaded_by("mask2former.actions.common", "import mask2former.data.archive")
+    assert not loaded & {"hpo", "boto3", "botocore"}, loaded
 
 
 def test_engine_cli_loads_no_trainer_module() -> None:

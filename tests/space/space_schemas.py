@@ -8,7 +8,8 @@ and the stray `automl_disabled_parameters` pseudo-property inside `properties`).
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 def tao_schema(

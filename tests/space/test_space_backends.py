@@ -11,8 +11,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from space_schemas import tao_schema
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import SearchSpace, compile_space
+from skillkit.errors import SearchSpaceError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -102,7 +102,7 @@ def test_same_seed_same_samples(flat, conditional):
         assert first == again
         assert space.sample(np.random.default_rng(8)) != first[0]
 
-        def run(seed):
+        def run(seed, space=space):
             study = optuna.create_study(sampler=space.optuna_sampler(optuna.samplers.TPESampler(seed=seed, n_startup_trials=4), seed=seed))
             out = []
             study.optimize(lambda t: (out.append(space.suggest(t)), 0.0)[1] + t.number, n_trials=8)  # past startup

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from space_schemas import spec_from, tao_schema
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import compile_space
+from skillkit.errors import SearchSpaceError
 from skillkit.spec.validate import schema_problems
 
 SAMPLES_PER_SCHEMA = 40

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from space_schemas import tao_schema
 
-from skillkit.errors import SearchSpaceError
 from hpo.space import compile_space
+from skillkit.errors import SearchSpaceError
 
 N = 2000
 

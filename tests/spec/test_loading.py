@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mask2former.config import config_from_dict
+from skillkit.skill_dir import read_json_file
 from skillkit.spec import apply_overrides, load_spec, parse_override, validate_spec
 from skillkit.spec.validate import schema_problems
-from skillkit.skill_dir import read_json_file
-from mask2former.config import config_from_dict
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
+from hpo.spec import resolve_data_sources, resolve_job_chain
 from skillkit.errors import DataError, SpecError
 from skillkit.skill_dir import SkillDir
 from skillkit.spec import merge_spec
-from hpo.spec import resolve_data_sources, resolve_job_chain
 from skillkit.spec.yaml_io import parse_yaml
 
 PANOPTIC_FILES = ("images.tar.gz", "annotations.json", "annotations_panoptic.json", "images_panoptic.tar.gz",

@@ -19,9 +19,9 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
 
 import boto3
 import pytest
@@ -66,7 +66,7 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start; log:\n{log.read_text()}")
+                    raise RuntimeError(f"moto_server did not start; log:\n{log.read_text()}") from None
                 time.sleep(0.2)
         yield endpoint
     finally:

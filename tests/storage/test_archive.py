@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from skillkit.archive import content_root, safe_extract
 from skillkit.errors import DataError
-from skillkit.archive import safe_extract
-from skillkit.archive import content_root
 
 
 def _archive(path: Path, members: list[tarfile.TarInfo], payloads: dict[str, bytes] | None = None) -> Path:

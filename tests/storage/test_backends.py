@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from skillkit.errors import StorageError
 from hpo.storage import RetryPolicy, Storage, TransferProgress, TransferSettings, parse_s3_uri
+from skillkit.errors import StorageError
 
 MiB = 1024 * 1024
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from skillkit.errors import StorageError
 from hpo.storage import Storage, mlflow_s3_environment, pyarrow_s3_filesystem, ray_storage_path
+from skillkit.errors import StorageError
 
 
 def _all_object_bytes(prefix: str, tmp_path: Path) -> bytes:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from skillkit.errors import StorageError
 from hpo.storage import Storage, WorkspaceMirror, render_preflight, run_preflight
+from skillkit.errors import StorageError
 
 KEYS = ["dataset.train.img_dir", "dataset.train.panoptic_json", "dataset.val.img_dir", "dataset.label_map"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from skillkit.errors import StorageError
 from hpo.storage import RetryPolicy, Storage, stage_spec_sources
+from skillkit.errors import StorageError
 
 FAST = dict(initial_delay=0.01, max_delay=0.05)
 

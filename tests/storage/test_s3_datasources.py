@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skillkit.errors import DataError, StorageError
-from skillkit.skill_dir import SkillDir
 from hpo.spec import resolve_data_sources
-from skillkit.spec import merge_spec
 from hpo.spec.datasources import detect_dataset_type, root_entries
 from hpo.storage import Storage
+from skillkit.errors import DataError, StorageError
+from skillkit.skill_dir import SkillDir
+from skillkit.spec import merge_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,9 +110,8 @@ def test_listing_without_credentials_says_it_once(bucket: str, monkeypatch: pyte
 def test_coco_panoptic_s3_sweep_without_a_dataset_type(bucket: str, s3_client, moto_env: str, tmp_path: Path) -> None:
     """A real tiny sweep (`mask2former train` trials) whose datasets are s3:// prefixes in COCO-panoptic
     layout, with no `datasets.type`: detected, staged, trained."""
-    from mask2former.data.synth import write_synthetic_splits
-
     from hpo.sweep.runner import run_sweep
+    from mask2former.data.synth import write_synthetic_splits
 
     local = tmp_path / "synth"
     write_synthetic_splits(local, fmt="coco_panoptic", num_train=4, num_val=2, seed=0, size=64)

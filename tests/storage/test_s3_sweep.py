@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skillkit.errors import StorageError
 from hpo.storage import Storage
 from hpo.sweep.observer import SweepObserver
+from skillkit.errors import StorageError
 
 HERE = Path(__file__).resolve().parent
 FIXTURE_SKILL = HERE.parent / "engine" / "fixture_skill.py"
@@ -155,7 +155,9 @@ def test_sweep_on_s3_data_and_workspace_resumes_in_a_fresh_folder(
     mirror_b.push([SWEEP])
 
     assert len(summary["trials"]) == 3
-    assert all(trial["state"] == "COMPLETED" for trial in summary["trials"]), [(t["trial_id"], t["state"], t["failure_class"], t["failure_reason"], [h["epoch"] for h in t["history"]]) for t in summary["trials"]]
+    assert all(trial["state"] == "COMPLETED" for trial in summary["trials"]), [
+        (t["trial_id"], t["state"], t["failure_class"], t["failure_reason"], [h["epoch"] for h in t["history"]])
+        for t in summary["trials"]]
     assert summary["best"] is not None
     for trial in summary["trials"]:
         seen = [json.loads(line) for line in (sweep_dir / "trials" / trial["trial_id"] / "data_seen.jsonl").read_text().splitlines()]

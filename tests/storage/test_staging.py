@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from hpo.spec import resolve_data_sources
+from hpo.storage import Storage, data_paths_for, stage_spec_sources
 from skillkit.errors import DataError, StorageError
 from skillkit.skill_dir import SkillDir
 from skillkit.spec import get_dotted, load_spec
-from hpo.spec import resolve_data_sources
-from hpo.storage import Storage, data_paths_for, stage_spec_sources
 
 PANOPTIC_KEYS = (
     "dataset.train.img_dir", "dataset.train.panoptic_dir", "dataset.train.panoptic_json",

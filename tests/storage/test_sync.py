@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from skillkit.errors import StorageError
 from hpo.storage import Storage, WorkspaceMirror
+from skillkit.errors import StorageError
 
 
 def _workspace(root: Path) -> Path:

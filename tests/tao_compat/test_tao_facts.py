@@ -10,10 +10,17 @@ from __future__ import annotations
 import json
 
 import yaml
-
 from tao_compat.facts import (
-    FACTS_FILE, SCHEMA_ACTIONS, build_facts, dumps, full_reference, load_facts, rebuild_manifest, rebuild_schema,
-    rebuild_template, schema_nodes,
+    FACTS_FILE,
+    SCHEMA_ACTIONS,
+    build_facts,
+    dumps,
+    full_reference,
+    load_facts,
+    rebuild_manifest,
+    rebuild_schema,
+    rebuild_template,
+    schema_nodes,
 )
 
 

@@ -12,8 +12,9 @@ import copy
 import dataclasses
 import datetime as _dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -44,8 +45,8 @@ SEARCHED = ("train.optim.lr", "model.mask_former.dec_layers", "model.mask_former
 
 def compiled_space_yaml() -> str:
     """The search space the engine would write for SEARCHED, compiled from this repository's train schema."""
-    from skillkit.skill_dir import SkillDir
     from hpo.space import compile_space
+    from skillkit.skill_dir import SkillDir
 
     return compile_space(SkillDir(REPO_ROOT).schema("train"), selection=list(SEARCHED)).to_yaml()
 

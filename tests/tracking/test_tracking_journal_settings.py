@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from skillkit.errors import SweepConfigError
 from hpo.tracking import Journal, TrackingSettings
+from skillkit.errors import SweepConfigError
 
 
 def test_journal_appends_in_order_and_survives_a_torn_last_line(tmp_path):

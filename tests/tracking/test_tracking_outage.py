@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import mlflow
-
 from synthetic_sweep import default_trials, replay_into, write_sweep
 
 from hpo.cli import main

@@ -7,9 +7,7 @@ import json
 import shutil
 
 import pytest
-
 import yaml
-
 from synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep
 
 from hpo.cli import main

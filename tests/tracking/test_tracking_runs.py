@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from synthetic_sweep import default_trials, replay_into, write_sweep
 
 from hpo.tracking import MlflowObserver, Tracker, TrackingSettings, log_sweep_from_files
@@ -61,7 +60,8 @@ def test_parent_and_child_runs_hold_config_params_states_and_histories(tmp_path,
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert {tid: run.info.status for tid, run in children.items()} == {
         "t0": "FINISHED", "t1": "FINISHED", "t2": "FINISHED", "t3": "FAILED"}
-    assert children["t2"].data.tags["pruned"] == "true" and children["t2"].data.tags["hpo.pruned_at_epoch"] == "1"  # TAO epoch index of its last epoch
+    assert children["t2"].data.tags["pruned"] == "true"
+    assert children["t2"].data.tags["hpo.pruned_at_epoch"] == "1"  # TAO epoch index of its last epoch
     assert children["t0"].data.tags["pruned"] == "false" and "pruned" not in children["t3"].data.tags
     assert children["t3"].data.tags["hpo.failure_class"] == "oom"
     assert children["t3"].data.tags["hpo.failure_reason"] == "CUDA out of memory"

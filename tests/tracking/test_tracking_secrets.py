@@ -8,11 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from synthetic_sweep import default_trials, replay_into, write_sweep
 
-from skillkit.redaction import REDACTED, Redactor, is_secret_key
 from hpo.tracking import MlflowObserver
+from skillkit.redaction import REDACTED, Redactor, is_secret_key
 
 ENCRYPTION_KEY = "tlt-enc-Key-9f8e7d6c"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -85,8 +84,8 @@ def test_no_secret_reaches_mlflow_or_the_journal(tmp_path, migrated_sqlite_db, m
     result = promote(sweep_dir, evaluate=False)
     assert result.record["mlflow"]["model_version"] == "1"
 
-    from mlflow import MlflowClient
     import mlflow
+    from mlflow import MlflowClient
 
     uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -109,8 +109,8 @@ def test_hpo_ui_serves_the_sweep_in_mlflow_and_optuna_dashboards(tmp_path: Path)
 
 
 def test_hpo_ui_names_the_sweep_to_open(tmp_path: Path) -> None:
-    from skillkit.errors import UserError
     from hpo.tracking.dashboards import find_sweep_dir
+    from skillkit.errors import UserError
 
     for name in ("a", "b"):
         (tmp_path / "ws" / name).mkdir(parents=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from mlflow_server import MlflowServer, start_server  # noqa: E402
 
 

@@ -11,9 +11,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from training_support import write_spec_file
 
 from mask2former.cli import main
-from training_support import write_spec_file
 
 ID_OFFSET = 4200  # ids no sequential numbering would produce: a prediction must carry the annotation's id
 
@@ -81,8 +81,8 @@ def test_inference_json_is_scored_as_written_by_panopticapi_and_pycocotools(pano
 
 
 def test_annotations_name_the_ids_of_matching_files_and_new_images_get_fresh_ids(tmp_path: Path) -> None:
-    from skillkit.errors import DataError
     from mask2former.actions.image_ids import assign_image_ids
+    from skillkit.errors import DataError
 
     annotations = tmp_path / "a.json"
     annotations.write_text(json.dumps({"images": [{"id": 17, "file_name": "x/a.jpg"}, {"id": 3, "file_name": "b.jpg"}]}))

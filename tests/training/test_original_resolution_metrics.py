@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from training_support import make_config
 
 from mask2former.actions.evaluate import run_evaluation
 from mask2former.data.io import id_to_rgb
 from mask2former.evaluation.panoptic import PanopticEvaluator
 from mask2former.evaluation.semantic import SemanticEvaluator
-from training_support import make_config
-
 
 
 def _checkpoint(trained_run: Path) -> Path:
@@ -116,7 +115,7 @@ def _hand_made_panoptic(root: Path) -> Path:
         ids = np.zeros((h, w), dtype=np.int64)
         picture = np.full((h, w, 3), 127, dtype=np.uint8)
         info = []
-        for seg_id, category, crowd, (top, bottom, left, right) in segments:
+        for seg_id, category, _crowd, (top, bottom, left, right) in segments:
             ids[top:bottom, left:right] = seg_id
             picture[top:bottom, left:right] = palette[category]
         for seg_id, category, crowd, _ in segments:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_support import write_spec_file
 
 from mask2former.cli import main
 from skillkit.status.writer import read_status
-from training_support import write_spec_file
 
 MASK2FORMER = [sys.executable, "-m", "mask2former.cli"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skillkit.errors import DataError, SpecError
 from mask2former.model.tiny import build_tiny_model
 from mask2former.training.checkpoint_io import model_state_dict, read_checkpoint
 from mask2former.training.model_setup import load_pretrained
+from skillkit.errors import DataError, SpecError
 
 
 def test_changed_class_count_reinitialises_only_the_class_head(tmp_path):

@@ -7,12 +7,17 @@ import math
 import pytest
 from torch import nn
 
-from skillkit.errors import SpecError
 from mask2former.model.tiny import build_tiny_model
 from mask2former.training.model_setup import apply_freeze
 from mask2former.training.optim import (
-    build_adamw, build_lr_lambda, build_scheduler, multistep_factor, plan_param_groups, warmup_poly_factor,
+    build_adamw,
+    build_lr_lambda,
+    build_scheduler,
+    multistep_factor,
+    plan_param_groups,
+    warmup_poly_factor,
 )
+from skillkit.errors import SpecError
 
 
 @pytest.fixture(scope="module")

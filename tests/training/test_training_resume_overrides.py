@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-
 from training_support import SHARED_RUN, make_config
+
 from mask2former.training import read_checkpoint, run_training
 from skillkit.status.writer import read_status
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from skillkit.errors import DataError, SpecError
 from mask2former.training.failures import classify, exit_code_for, is_out_of_memory
 from mask2former.training.runtime import ENV_DEVICES, ENV_NUM_NODES, resolve_precision, resolve_topology
 from mask2former.training.system import ClipSettings, Mask2FormerSystem, OptimSettings
+from skillkit.errors import DataError, SpecError
 
 
 def _train(**kw):

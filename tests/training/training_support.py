@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from skillkit.spec import load_spec, set_dotted
 from mask2former.config import config_from_dict
 from mask2former.model.tiny import tiny_spec_overrides
+from skillkit.spec import load_spec, set_dotted
 
 NUM_CLASSES = 8  # synthetic raw ids go up to 7 (contiguous_id false)
 

@@ -7,10 +7,11 @@ configuration after another, every epoch's validation mIoU recorded, until a wal
 What is trained: the tiny model of `configs/quickstart_spec.yaml` (Swin embed 32, 3 decoder layers, 10
 queries, 64 px images) on `mask2former dataset synth` shapes (train/val split, seeded), `--epochs` epochs of
 `--iters-per-epoch` optimizer steps, validated after every epoch at the images' original resolution. The
-searched parameters are the quickstart's (learning rate, weight decay, decoder dropout), drawn by the engine's own compiled search space of `schemas/train.schema.json` (random draws, a
-fixed seed), so the table's space is the real schema's. Every run goes through the real spec loader and
-`run_training` (the code `mask2former train` runs) in this process, one after another; the table is
-rewritten after every configuration, so stopping at the cap (or killing the script) keeps what was done.
+searched parameters are the quickstart's (learning rate, weight decay, decoder dropout), drawn by the engine's
+own compiled search space of `schemas/train.schema.json` (random draws, a fixed seed), so the table's space
+is the real schema's. Every run goes through the real spec loader and `run_training` (the code
+`mask2former train` runs) in this process, one after another; the table is rewritten after every
+configuration, so stopping at the cap (or killing the script) keeps what was done.
 Seeded and reproducible on CPU: the same arguments give the same configurations and, up to floating-point
 non-determinism of multithreaded CPU kernels, the same curves (run with one thread, as below).
 """
@@ -100,12 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    import logging
+
     from hpo.skill import SkillDir
     from hpo.space import compile_space
     from hpo.spec import load_spec
     from mask2former.config import config_from_dict
     from mask2former.training.trainer import run_training
-    import logging
 
     logging.disable(logging.WARNING)
     started = time.monotonic()

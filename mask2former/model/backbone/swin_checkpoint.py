@@ -46,12 +46,14 @@ class SwinLoadReport:
     initialised: tuple[str, ...]  # model keys the checkpoint cannot provide (per-stage output norms)
 
 
-def read_checkpoint_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a checkpoint file and unwrap it to a flat {key: tensor} dict."""
+def read_checkpoint_state_dict(
+    path: str | os.PathLike, *, family: str = "Swin", example: str = "swin_tiny_patch4_window7_224_22k.pth"
+) -> dict[str, Tensor]:
+    """Read a checkpoint file and unwrap it to a flat {key: tensor} dict (`family`/`example` word the errors)."""
     if not os.path.isfile(path):
         raise PretrainedWeightsError(
-            f"model.backbone.pretrained_weights: file {os.fspath(path)!r} does not exist. Give the path of a Swin "
-            "checkpoint (e.g. swin_tiny_patch4_window7_224_22k.pth) or leave it empty to train from scratch."
+            f"model.backbone.pretrained_weights: file {os.fspath(path)!r} does not exist. Give the path of a {family} "
+            f"checkpoint (e.g. {example}) or leave it empty to train from scratch."
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -60,10 +62,10 @@ def read_checkpoint_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
             f"model.backbone.pretrained_weights: cannot read {os.fspath(path)!r} as a PyTorch checkpoint of tensors "
             f"({type(exc).__name__}: {exc})."
         ) from exc
-    return unwrap_state_dict(obj, source=os.fspath(path))
+    return unwrap_state_dict(obj, source=os.fspath(path), family=family)
 
 
-def unwrap_state_dict(obj: object, *, source: str) -> dict[str, Tensor]:
+def unwrap_state_dict(obj: object, *, source: str, family: str = "Swin") -> dict[str, Tensor]:
     """`{"model": sd}` / `{"state_dict": sd}` / `sd` -> sd, with a shared `module.`/`backbone.` prefix removed."""
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
@@ -72,7 +74,7 @@ def unwrap_state_dict(obj: object, *, source: str) -> dict[str, Tensor]:
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise PretrainedWeightsError(
             f"model.backbone.pretrained_weights: {source!r} holds no state dict of tensors (expected "
-            '{"model": {name: tensor}} as in the Swin release, {"state_dict": ...} or {name: tensor}).'
+            '{"model": {name: tensor}}, {"state_dict": {name: tensor}} (the ' + family + ' release formats) or {name: tensor}).'
         )
     state = {str(k): v for k, v in obj.items()}
     for prefix in _STRIPPED_PREFIXES:
@@ -169,7 +171,7 @@ def backbone_window_size(backbone: SwinTransformer) -> int:
     return backbone.layers[0].window_size
 
 
-def _listing(title: str, items: list[str]) -> str:
+def listing(title: str, items: list[str]) -> str:
     shown = ", ".join(items[:_MAX_LISTED])
     more = f" ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
     return f"{len(items)} {title}: {shown}{more}"
@@ -184,11 +186,11 @@ def _mismatch_message(
         f"patch_size={backbone.patch_size}, ape={backbone.ape})."
     ]
     if mismatched:
-        parts.append(_listing("keys with another shape", mismatched) + ".")
+        parts.append(listing("keys with another shape", mismatched) + ".")
     if unexpected:
-        parts.append(_listing("checkpoint keys the model does not have", unexpected) + ".")
+        parts.append(listing("checkpoint keys the model does not have", unexpected) + ".")
     if missing:
-        parts.append(_listing("model keys the checkpoint lacks", missing) + ".")
+        parts.append(listing("model keys the checkpoint lacks", missing) + ".")
     parts.append(
         "Set model.backbone.swin.type (or embed_dim/depths/num_heads/patch_size/ape) to the checkpoint's "
         "architecture, or point pretrained_weights at a matching file."

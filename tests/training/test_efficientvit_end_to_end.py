@@ -1,0 +1,79 @@
+"""A tiny EfficientViT Mask2Former through the CLI: train 1 epoch on synthetic coco_panoptic data (mIoU
+recorded), evaluate, infer, export to ONNX at 960x544 (verified against ONNX Runtime) and quantize."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from training_support import write_spec_file
+
+from mask2former.cli import main
+from mask2former.export.onnx_export import run_onnxruntime
+from skillkit.status.writer import read_status
+
+EFFICIENTVIT = {"model.backbone.type": "efficientvit", "model.backbone.efficientvit.name": "b0",
+                "train.num_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def efficientvit_run(panoptic_data, tmp_path_factory) -> tuple[Path, Path]:
+    """(spec file, results dir) of one 1-epoch EfficientViT-B0 training run."""
+    tmp = tmp_path_factory.mktemp("efficientvit")
+    spec = write_spec_file(tmp / "spec.yaml", panoptic_data, tmp / "run", **EFFICIENTVIT)
+    assert main(["train", "-e", str(spec)]) == 0
+    return spec, tmp / "run"
+
+
+def test_train_one_epoch_records_miou_and_an_efficientvit_checkpoint(efficientvit_run) -> None:
+    _, results = efficientvit_run
+    lines = read_status(results)
+    assert lines[-1]["status"] == "SUCCESS"
+    assert any("mIoU" in (line.get("kpi") or {}) for line in lines)
+    checkpoint = torch.load(results / "mask2former_model_latest.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["spec"]["model"]["backbone"]["type"] == "efficientvit"
+    assert "model.backbone.stages.3.op_list.1.context_module.main.qkv.conv.weight" in checkpoint["state_dict"]
+
+
+def test_evaluate_and_inference_run_from_the_checkpoint(efficientvit_run, tmp_path, capsys) -> None:
+    spec, results = efficientvit_run
+    checkpoint = results / "mask2former_model_latest.pth"
+    assert main(["evaluate", "-e", str(spec), f"evaluate.checkpoint={checkpoint}",
+                 f"results_dir={tmp_path / 'eval'}"]) == 0
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert {"mIoU", "PQ"} <= set(report["metrics"])
+    for mode in ("panoptic", "instance", "semantic"):
+        out = tmp_path / f"infer-{mode}"
+        assert main(["inference", "-e", str(spec), f"inference.checkpoint={checkpoint}", f"model.mode={mode}",
+                     f"results_dir={out}"]) == 0, capsys.readouterr().err
+        assert json.loads((out / "inference.json").read_text())["mode"] == mode
+
+
+def test_export_runs_in_onnx_runtime(efficientvit_run, tmp_path) -> None:
+    """At TAO's default 960x544 (LiteMLA in its linear form on every attention stage)."""
+    _, results = efficientvit_run
+    onnx_file = tmp_path / "model.onnx"
+    spec = {"model": {"mode": "panoptic"},
+            "export": {"checkpoint": str(results / "mask2former_model_latest.pth"), "onnx_file": str(onnx_file),
+                       "batch_size": 1},
+            "results_dir": str(tmp_path / "out")}
+    (tmp_path / "export.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["export", "-e", str(tmp_path / "export.yaml")]) == 0
+    report = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert report["input"]["shape"] == [1, 3, 544, 960]
+    assert report["verification"]["passed"]  # ONNX Runtime matched PyTorch on the export's own check
+    outputs = run_onnxruntime(onnx_file, np.random.default_rng(0).random((1, 3, 544, 960), dtype=np.float32))
+    assert outputs["prob_masks"].shape[-2:] == (544, 960) and np.isfinite(outputs["prob_masks"]).all()
+
+
+def test_quantize_torchao_int8(efficientvit_run, tmp_path) -> None:
+    pytest.importorskip("torchao")
+    spec, results = efficientvit_run
+    assert main(["quantize", "-e", str(spec), f"quantize.model_path={results / 'mask2former_model_latest.pth'}",
+                 "quantize.backend=torchao", "quantize.device=cpu", f"results_dir={tmp_path / 'q'}"]) == 0
+    report = json.loads((tmp_path / "q" / "quantize_report.json").read_text())
+    assert report["size_ratio"] < 1 and "mIoU" in report["metrics"]["quantized"]
