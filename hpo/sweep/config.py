@@ -20,8 +20,8 @@ from skillkit.errors import SweepConfigError
 from skillkit.skill_dir import default_skill_dir
 from skillkit.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
-    DEFAULT_ALGORITHM, KNOB_SCOPE, MFBO_MIN_POINTS, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
-    schema_problems, semantic_problems, sweep_schema,
+    DEFAULT_ALGORITHM, KNOB_SCOPE, MFBO_MIN_POINTS, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute,
+    did_you_mean, raise_problems, resolve_algorithm, schema_problems, semantic_problems, sweep_schema,
 )
 
 __all__ = [

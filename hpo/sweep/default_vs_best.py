@@ -10,7 +10,8 @@ is the best value any trial reached at an epoch <= E, so a trial that trained lo
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from hpo.backends.mfbo_sampler import default_values
 from hpo.space import SearchSpace

@@ -101,12 +101,11 @@ def test_first_trial_is_the_schema_defaults(tmp_path: Path) -> None:
 
 
 def test_a_sweep_naming_no_algorithm_runs_mfbo_and_reports_default_vs_best(write_sweep: Any, tmp_path: Path) -> None:
+    import yaml
     from rich.console import Console
 
     from hpo.sweep.live import render_outcome
     from hpo.sweep.runner import run_sweep
-
-    import yaml
 
     path = write_sweep(algorithm={"max_trials": 4, "max_epochs": 2, "n_startup_trials": 2})
     data = yaml.safe_load(path.read_text())
