@@ -28,7 +28,7 @@ import optuna
 import pytest
 import yaml
 
-from fixture_skill import make_real_space_skill
+from tests.engine.fixture_skill import make_real_space_skill
 from hpo.space import compile_space
 from hpo.space.optuna_backend import WeightedStartupSampler
 from skillkit.spec import get_dotted, validate_spec
