@@ -2,10 +2,12 @@
 searchers over the compiled space, trials as `HpoTrainable` actors with per-trial CPU/GPU resources
 (fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore`.
 
-Searchers: random/tpe/bayesian/cmaes/grid → `SpaceSearcher` (the compiled space's define-by-run sampling
+Searchers: random/tpe/bayesian/cmaes/grid/bfbo/dehb → `SpaceSearcher` (the compiled space's define-by-run sampling
 through an Optuna study that receives PRUNED, not COMPLETE, for scheduler-stopped trials — the flaw fix);
 bohb → `SpaceBOHB` (Ray's `TuneBOHB` on the space's static form, `ray_bohb.py`) with `HyperBandForBOHB`
-(BOHB models each budget separately, so a partial result is fed as exactly that); pbt → Ray's variant
+(BOHB models each budget separately, so a partial result is fed as exactly that); dehb → differential-
+evolution proposals (`de_sampler.py`) with synchronous HyperBand, whose promoted trials resume from their own
+checkpoints; hyperband_es → synchronous HyperBand plus learning-curve stopping (`curve_stop.py`); pbt → Ray's variant
 generator (PBT refuses searchers) drawing whole configurations from the space, with `space.perturb` as the
 explore step. PBT's space holds hot parameters only (`hpo.sweep.compatibility`): nothing it perturbs can
 change a checkpoint's shapes. `planned` are static points (`hpo.space.static`), the plan's first batch.
@@ -42,7 +44,7 @@ EXPERIMENT_NAME = "experiment"
 # Ray's concurrency limiter forbids (it counts paused trials as live, so brackets never fill). For those
 # schedulers `max_concurrent` is enforced by a custom resource instead: one slot per running trial.
 SLOT_RESOURCE = "hpo_trial_slot"
-SYNCHRONOUS_SCHEDULERS = ("hyperband", "bohb")
+SYNCHRONOUS_SCHEDULERS = ("hyperband", "hyperband_es", "bohb")
 # Ray snapshots its experiment state at most this often (and copies it into the workspace, see SyncConfig
 # below); a driver killed in between loses at most this much of Ray's bookkeeping, never results: those are
 # in each trial's status.json and replayed on restore. A trial Ray had not yet recorded is settled as FAILED
@@ -106,6 +108,12 @@ def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: Search
                              reduction_factor=algorithm.reduction_factor, brackets=algorithm.brackets, **common)
     if name == "hyperband":
         return HyperBandScheduler(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
+    if name == "hyperband_es":
+        from hpo.backends.curve_stop import hyperband_es_scheduler
+        from hpo.backends.optuna_factory import curve_rule
+
+        return hyperband_es_scheduler(curve_rule(algorithm, max_epochs), max_t=max_epochs,
+                                      reduction_factor=algorithm.reduction_factor)
     if name == "bohb":
         return HyperBandForBOHB(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
     if name == "pbt":
@@ -115,6 +123,15 @@ def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: Search
             log_config=False, **common,
         )
     raise SweepConfigError(f"early stopping {name!r} is not available on backend ray.")
+
+
+def pending_trials(scheduler: Any, max_trials: int) -> int:
+    """How many trials Ray may create ahead of running them under synchronous HyperBand: its largest bracket
+    (all of a bracket's trials must exist before it can halve). Not the whole budget: a trial is proposed
+    when it is created, and trials created after the first results come from a model-based searcher's model
+    (dehb, bfbo, tpe...) instead of all being drawn before anything is known."""
+    sizes = [scheduler._get_n0(s) for s in range(int(getattr(scheduler, "_s_max_1", 1)))]
+    return max(1, min(max_trials, max(sizes, default=max_trials)))
 
 
 def experiment_path(ctx: SweepContext) -> Path:
@@ -297,7 +314,7 @@ class RayBackend:
             os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1"
         if self.synchronous:
             # Ray creates one pending trial at a time for a searcher; a synchronous bracket needs all of them.
-            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(self.ctx.config.algorithm.max_trials)
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending_trials(scheduler, self.ctx.config.algorithm.max_trials))
         keeper = RayRecordKeeper(self.ctx, self.observers, self.guard)
         key = keeper.register()
         try:

@@ -20,8 +20,8 @@ from skillkit.errors import SweepConfigError
 from skillkit.skill_dir import default_skill_dir
 from skillkit.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
-    KNOB_SCOPE, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
-    schema_problems, semantic_problems, sweep_schema,
+    DEFAULT_ALGORITHM, KNOB_SCOPE, MFBO_MIN_POINTS, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute,
+    did_you_mean, raise_problems, resolve_algorithm, schema_problems, semantic_problems, sweep_schema,
 )
 
 __all__ = [
@@ -36,9 +36,10 @@ __all__ = [
 class AlgorithmConfig:
     """The search algorithm, resolved to one sampler (who proposes) and one scheduler (who stops early).
 
-    `name` is what the user wrote; `sampler` is one of random|tpe|bayesian|cmaes|grid|bohb and `scheduler`
-    one of none|median|asha|hyperband|bohb|pbt, already mapped for the backend (Optuna runs `bohb` as TPE +
-    Hyperband pruner, its documented BOHB equivalent).
+    `name` is what the user wrote; `sampler` is one of random|tpe|bayesian|cmaes|grid|bfbo|dehb|bohb and
+    `scheduler` one of none|median|asha|hyperband|hyperband_es|bohb|pbt, already mapped for the backend
+    (Optuna runs `bohb` as TPE + Hyperband pruner, its documented BOHB equivalent; `dehb` is differential-
+    evolution proposals with Hyperband budgets on both backends).
     """
 
     name: str
@@ -58,6 +59,11 @@ class AlgorithmConfig:
     grid_points: int = 3
     time_budget_s: float | None = None
     grid_values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    mutation_factor: float = 0.5
+    crossover_prob: float = 0.5
+    early_stop_threshold: float = 0.8
+    min_early_stop_epochs: int = 4
+    early_stop_margin: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -226,7 +232,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
     sampler, scheduler = resolve_algorithm(algorithm, backend)
     max_trials = algorithm.get("population_size", algorithm.get("max_trials", 10))
     algo = AlgorithmConfig(
-        name=algorithm["name"], sampler=sampler, scheduler=scheduler, max_trials=int(max_trials),
+        name=algorithm.get("name", DEFAULT_ALGORITHM), sampler=sampler, scheduler=scheduler, max_trials=int(max_trials),
         max_epochs=algorithm.get("max_epochs"),
         grace_period=int(algorithm.get("grace_period", 1)),
         reduction_factor=int(algorithm.get("reduction_factor", 3)),
@@ -236,10 +242,15 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         quantile_fraction=float(algorithm.get("quantile_fraction", 0.25)),
         resample_probability=float(algorithm.get("resample_probability", 0.25)),
         perturbation_factor=float(algorithm.get("perturbation_factor", 1.2)),
-        n_startup_trials=int(algorithm.get("n_startup_trials", 4)),
+        n_startup_trials=int(algorithm.get("n_startup_trials", MFBO_MIN_POINTS if sampler == "mfbo" else 4)),
         grid_points=int(algorithm.get("grid_points", 3)),
         time_budget_s=algorithm.get("time_budget_s"),
         grid_values={str(k): tuple(v) for k, v in (algorithm.get("grid_values") or {}).items()},
+        mutation_factor=float(algorithm.get("mutation_factor", 0.5)),
+        crossover_prob=float(algorithm.get("crossover_prob", 0.5)),
+        early_stop_threshold=float(algorithm.get("early_stop_threshold", 0.8)),
+        min_early_stop_epochs=int(algorithm.get("min_early_stop_epochs", 4)),
+        early_stop_margin=float(algorithm.get("early_stop_margin", 0.05)),
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(

@@ -114,7 +114,7 @@ def expected_epochs(algorithm: AlgorithmConfig, max_epochs: int) -> float:
     scheduler, rate = algorithm.scheduler, algorithm.reduction_factor
     if scheduler == "asha":
         return successive_halving_epochs(algorithm.grace_period, rate, max_epochs)
-    if scheduler in ("hyperband", "bohb"):
+    if scheduler in ("hyperband", "hyperband_es", "bohb"):  # hyperband_es: an upper bound (its curve stops vary)
         brackets = int(round(math.log(max_epochs) / math.log(rate))) + 1 if max_epochs > 1 else 1
         values = [successive_halving_epochs(max(1.0, max_epochs * rate ** -s), rate, max_epochs) for s in range(brackets)]
         return sum(values) / len(values)
@@ -132,6 +132,10 @@ def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], list[dict[str,
         return [plain(ctx.space.decode(p, epoch_budget=ctx.max_epochs)) for p in points], points, True
     rng = np.random.default_rng(ctx.config.seed)
     drawn = [ctx.space.sample_static(rng, epoch_budget=ctx.max_epochs) for _ in range(size)]
+    if algorithm.sampler == "mfbo":  # it starts from the schema defaults (hpo.backends.mfbo_sampler)
+        from hpo.backends.mfbo_sampler import default_point
+
+        drawn[0] = default_point(ctx.space, ctx.config.seed, epoch_budget=ctx.max_epochs)
     return [plain(values) for values, _ in drawn], [plain(point) for _, point in drawn], True
 
 
@@ -215,7 +219,8 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
         batch.add_row(str(index), *[_short(values.get(name)) for name in names])
     console.print(batch)
     scheduler = {"none": "no early stopping", "asha": "successive halving (ASHA)", "hyperband": "HyperBand",
-                 "median": "median stopping", "bohb": "BOHB", "pbt": "population-based training"}[algorithm.scheduler]
+                 "hyperband_es": "HyperBand with learning-curve early stopping", "median": "median stopping",
+                 "bohb": "BOHB", "pbt": "population-based training"}[algorithm.scheduler]
     console.print(
         f"[bold]Budget[/]: {algorithm.max_trials} trials x up to {ctx.max_epochs} epochs, {plan.concurrency} at a time; "
         f"sampler {algorithm.sampler}, {scheduler} on backend {ctx.config.backend}; expected "

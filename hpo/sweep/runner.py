@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from hpo.backends.base import Backend, backend_class
 from hpo.space import SearchSpace
 from hpo.sweep.baseline import run_baseline
 from hpo.sweep.config import SweepConfig, load_sweep_config
@@ -45,14 +46,10 @@ class SweepInterrupted(UserError):
     exit_code = ExitCode.INTERRUPTED
 
 
-def make_backend(ctx: SweepContext, observers: ObserverHub, guard: SweepGuard, planned: Sequence[Mapping[str, Any]]) -> Any:
-    if ctx.config.backend == "optuna":
-        from hpo.backends.optuna_backend import OptunaBackend
-
-        return OptunaBackend(ctx, observers, guard, planned=planned)
-    from hpo.backends.ray_backend import RayBackend
-
-    return RayBackend(ctx, observers, guard, planned=planned)
+def make_backend(ctx: SweepContext, observers: ObserverHub, guard: SweepGuard,
+                 planned: Sequence[Mapping[str, Any]]) -> Backend:
+    """The backend the config names (`hpo.backends.base.BACKENDS`), imported only now."""
+    return backend_class(ctx.config.backend)(ctx, observers, guard, planned=planned)
 
 
 def default_observers(ctx: SweepContext) -> list[SweepObserver]:
@@ -239,6 +236,7 @@ def load_workspace_context(sweep_dir: str | Path, *, name: str | None = None,
         if not name:
             raise SweepConfigError(f"resuming from {sweep_dir} needs the sweep's name (--name).")
         _, mirror = open_workspace(str(sweep_dir))
+        assert mirror is not None  # an s3:// workspace always has one
         sweep_dir = pull_sweep(mirror, name)
     root = find_sweep_dir(sweep_dir, name)
     workspace = SweepWorkspace(root)

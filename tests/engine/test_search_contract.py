@@ -28,16 +28,18 @@ import optuna
 import pytest
 import yaml
 
-from fixture_skill import make_real_space_skill
+from tests.engine.fixture_skill import make_real_space_skill
+from hpo.backends.mfbo_sampler import SameBudgetTPESampler
 from hpo.space import compile_space
 from hpo.space.optuna_backend import WeightedStartupSampler
 from skillkit.spec import get_dotted, validate_spec
 from hpo.trials.record import best_trial, load_records
 
-ALGORITHMS = ("random", "tpe", "bayesian", "cmaes", "grid", "hyperband", "asha", "bohb", "pbt")
+ALGORITHMS = ("random", "tpe", "bayesian", "cmaes", "grid", "hyperband", "asha", "bohb", "pbt", "mfbo")
 PAIRS = [(name, "optuna") for name in ALGORITHMS if name != "pbt"] + [(name, "ray") for name in ALGORITHMS]
 MAX_EPOCHS = 3
-MODEL_BASED = (optuna.samplers.TPESampler, optuna.samplers.GPSampler, optuna.samplers.CmaEsSampler)
+MODEL_BASED = (optuna.samplers.TPESampler, optuna.samplers.GPSampler, optuna.samplers.CmaEsSampler, SameBudgetTPESampler)
+PRUNED_COUNTS = (optuna.samplers.TPESampler, SameBudgetTPESampler)  # their startup counts pruned trials too
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def ray_session() -> Iterator[None]:
 
 def sweep_config(skill: Path, workspace: Path, algorithm: str, backend: str) -> dict[str, Any]:
     settings: dict[str, Any] = {"name": algorithm, "max_trials": 4, "max_epochs": MAX_EPOCHS}
-    if algorithm in ("tpe", "bayesian"):
+    if algorithm in ("tpe", "bayesian", "mfbo"):
         settings["n_startup_trials"] = 2  # the trials past startup run on the joint model
     if algorithm == "bayesian":
         settings["max_trials"] = 3  # one GP proposal: each costs seconds of CPU on 16 dimensions
@@ -101,7 +103,7 @@ def sampler_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SamplerWatch]:
     def spy(self, study, trial, param_name, param_distribution):  # noqa: ANN001
         base = self.base
         if isinstance(base, MODEL_BASED):
-            states = (optuna.trial.TrialState.COMPLETE,) if not isinstance(base, optuna.samplers.TPESampler) else \
+            states = (optuna.trial.TrialState.COMPLETE,) if not isinstance(base, PRUNED_COUNTS) else \
                 (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
             finished = len(study.get_trials(deepcopy=False, states=states))
             if finished >= max(1, int(getattr(base, "_n_startup_trials", 1))):

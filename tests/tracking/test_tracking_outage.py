@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import mlflow
-from synthetic_sweep import default_trials, replay_into, write_sweep
 
 from hpo.cli import main
 from hpo.promotion import promote
 from hpo.tracking import MlflowObserver
+from tests.tracking.synthetic_sweep import default_trials, replay_into, write_sweep
 
 
 def _timed(call, *args) -> float:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_sweep import default_trials, replay_into, write_sweep
 
 from hpo.tracking import MlflowObserver, Tracker, TrackingSettings, log_sweep_from_files
+from tests.tracking.synthetic_sweep import default_trials, replay_into, write_sweep
 
 
 def _log_sweep(tmp_path: Path, store, name: str, **kwargs) -> tuple[Path, MlflowObserver]:

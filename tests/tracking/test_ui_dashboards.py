@@ -19,10 +19,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
-
-from fixture_skill import make_fixture_skill  # noqa: E402
-from headless_chromium import HeadlessChromium  # noqa: E402
+from tests.engine.fixture_skill import make_fixture_skill
+from tests.tracking.headless_chromium import HeadlessChromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("HPO_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "hpo-ui"
