@@ -20,19 +20,38 @@ from typing import Any
 from benchmarks.search_efficiency.env import ROOT, BenchmarkEnvError, ensure_hash_seed, require_benchmark_env
 
 QUICK_SUITE = "mfh3_good"
-QUICK_ALGORITHMS = ("tao_hyperband", "tao_bayesian", "ours:bohb", "optuna:tpe+hb")
+QUICK_ALGORITHMS = ("tao_hyperband", "tao_bayesian", "ours:mfbo", "optuna:tpe+hb")
 DEFAULT_ALGORITHMS = (
     "tao_hyperband", "tao_bohb", "tao_bayesian", "optuna:random+hb", "optuna:tpe+hb", "optuna:tpe+sh",
     "optuna:gp+median", "optuna:cmaes+hb",
 )
 
 
-def _run_one(job: tuple[str, str, int, int, int]) -> Any:
+def _run_one(job: tuple[str, str, int, int, int, str | None]) -> Any:
+    """One sweep; with a cache folder, a sweep already run with the same (algorithm, suite, seed, budget,
+    workers) is read back instead, so a long run that was stopped, or one extended to more seeds, resumes."""
+    import hashlib
+    import pickle
+
     from benchmarks.search_efficiency.algorithms import run_algorithm
     from benchmarks.search_efficiency.suites import get_suite
 
-    algorithm, suite, seed, budget, workers = job
-    return run_algorithm(algorithm, get_suite(suite), seed=seed, budget_epochs=budget, workers=workers)
+    algorithm, suite, seed, budget, workers, cache = job
+    path = None
+    if cache:
+        key = hashlib.sha1(f"{algorithm}|{suite}|{seed}|{budget}|{workers}".encode()).hexdigest()[:20]
+        path = Path(cache) / f"{key}.pkl"
+        if path.is_file():
+            with path.open("rb") as handle:
+                return pickle.load(handle)
+    trace = run_algorithm(algorithm, get_suite(suite), seed=seed, budget_epochs=budget, workers=workers)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        with partial.open("wb") as handle:
+            pickle.dump(trace, handle)
+        partial.replace(path)
+    return trace
 
 
 def default_algorithm() -> str | None:
@@ -79,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4, help="simulated concurrent trials per sweep")
     parser.add_argument("--jobs", type=int, default=1, help="processes running sweeps in parallel")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="output folder")
+    parser.add_argument("--cache", help="folder keeping every finished sweep (reused: a stopped run resumes, more "
+                                        "--seeds extend a run); default: none")
     parser.add_argument("--list", action="store_true", help="list suites and algorithms and exit")
     args = parser.parse_args(argv)
     try:
@@ -135,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for suite_name in suites:
         suite = get_suite(suite_name)
         budget = protocol_budget(suite.max_epochs, iterations)
-        jobs = [(a, suite_name, seed, budget, args.workers) for a in chosen for seed in range(seeds)]
+        jobs = [(a, suite_name, seed, budget, args.workers, args.cache) for seed in range(seeds) for a in chosen]
         traces: dict[str, list[Any]] = {a: [] for a in chosen}
         if args.jobs > 1:
             with ProcessPoolExecutor(max_workers=args.jobs) as pool:

@@ -60,6 +60,8 @@ class Summary:
     ci_high: float
     success_rate: float
     auc: float
+    epochs: tuple[float, ...] = ()  # E per seed (censored at B), for the CI of the geometric mean over suites
+    budget: int = 0
 
     def to_dict(self) -> dict[str, float | int]:
         return {"seeds": self.seeds, "median_epochs_to_target": self.median_epochs_to_target,
@@ -98,9 +100,24 @@ def summarise(traces: Sequence[Trace], q: float, budget: int, cap: float, *, see
         seeds=len(traces), median_epochs_to_target=median_e, speedup=budget / median_e,
         ci_low=float(np.percentile(speedups, 2.5)), ci_high=float(np.percentile(speedups, 97.5)),
         success_rate=float(successes.mean()), auc=float(np.median([auc(t, budget, cap) for t in traces])),
+        epochs=tuple(float(v) for v in e), budget=budget,
     )
 
 
 def geometric_mean(values: Sequence[float]) -> float:
     values = [v for v in values if v > 0]
     return float(math.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def geometric_mean_ci(summaries: Sequence[Summary], *, seed: int = 0) -> tuple[float, float, float]:
+    """(geometric mean of the suites' speed-ups, 95 % CI): each bootstrap resample draws every suite's seeds
+    with replacement (independently per suite) and takes the geometric mean of the resampled speed-ups."""
+    point = geometric_mean([s.speedup for s in summaries])
+    rng = np.random.default_rng(seed)
+    logs = np.zeros(BOOTSTRAP_RESAMPLES)
+    for summary in summaries:
+        e = np.asarray(summary.epochs, dtype=float)
+        medians = np.median(rng.choice(e, size=(BOOTSTRAP_RESAMPLES, len(e)), replace=True), axis=1)
+        logs += np.log(summary.budget / medians)
+    resampled = np.exp(logs / max(1, len(summaries)))
+    return point, float(np.percentile(resampled, 2.5)), float(np.percentile(resampled, 97.5))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.search_efficiency.metrics import Summary, geometric_mean
+from benchmarks.search_efficiency.metrics import Summary, geometric_mean, geometric_mean_ci
 from benchmarks.search_efficiency.simulator import Trace
 
 REFERENCES = ("tao_hyperband", "tao_bohb", "tao_bayesian")
@@ -17,10 +17,20 @@ REFERENCES = ("tao_hyperband", "tao_bohb", "tao_bayesian")
 
 def results_json(*, command: str, default_algorithm: str | None, suites: Mapping[str, Mapping[str, Any]],
                  wall_time_s: float) -> dict[str, Any]:
+    by_algorithm: dict[str, list[Summary]] = {}
+    for data in suites.values():
+        for name, summary in data["algorithms"].items():
+            by_algorithm.setdefault(name, []).append(summary)
+    geo = {}
+    for name, summaries in by_algorithm.items():
+        point, low, high = geometric_mean_ci(summaries)
+        geo[name] = {"suites": len(summaries), "speedup": point, "ci_low": low, "ci_high": high}
     return {"command": command, "default_algorithm": default_algorithm, "wall_time_s": round(wall_time_s, 1),
             "suites": {name: {"target": s["target"], "budget_epochs": s["budget_epochs"],
                               "algorithms": {a: summary.to_dict() for a, summary in s["algorithms"].items()}}
-                       for name, s in suites.items()}}
+                       for name, s in suites.items()},
+            # over the suites: geometric mean of the speed-ups with a 95 % bootstrap CI (metrics.geometric_mean_ci)
+            "geometric_mean": geo}
 
 
 def _fmt(value: float, digits: int = 2) -> str:
@@ -52,9 +62,13 @@ def markdown(results: Mapping[str, Any], *, workers: int, image_suffix: str = ""
                          f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}] | {row['success_rate'] * 100:.0f}% | {_fmt(row['auc'], 3)} |")
         lines += ["", f"![anytime regret]({suite}{image_suffix}.png)", ""]
     if len(results["suites"]) > 1:
-        lines += ["## Geometric mean of speed-ups over suites", "", "| algorithm | suites | geo-mean speed-up |", "|---|---:|---:|"]
+        geo = results.get("geometric_mean") or {}
+        lines += ["## Geometric mean of speed-ups over suites", "",
+                  "| algorithm | suites | geo-mean speed-up | 95% CI |", "|---|---:|---:|---|"]
         for name, values in sorted(speedups.items(), key=lambda item: -geometric_mean(item[1])):
-            lines.append(f"| {name} | {len(values)} | {_fmt(geometric_mean(values))}x |")
+            ci = geo.get(name)
+            interval = f"[{_fmt(ci['ci_low'])}, {_fmt(ci['ci_high'])}]" if ci else "n/a"
+            lines.append(f"| {name} | {len(values)} | {_fmt(geometric_mean(values))}x | {interval} |")
         lines.append("")
     return "\n".join(lines)
 

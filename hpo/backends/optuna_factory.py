@@ -5,7 +5,9 @@ sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant 
            (`grid_points` levels per numeric dimension, every option of a choice, or explicit `grid_values`);
            dehb → `DifferentialEvolutionSampler` (de_sampler.py: DE/rand/1/bin over the best results of one
            budget); bfbo → `BatchGPSampler` (bfbo_sampler.py: GP expected improvement with local
-           penalisation around the points of running trials).
+           penalisation around the points of running trials); mfbo → `SameBudgetTPESampler` (multivariate TPE
+           on the results of one budget only, mfbo_sampler.py; `n_startup_trials` = the fewest same-budget
+           results it fits on).
            Every sampler sees the space's static form (`hpo.space.static`: one fixed distribution per
            primitive draw, relational children as fractions of their feasible range), so GP, CMA-ES and
            multivariate TPE model all parameters jointly; GP's and CMA-ES's independent-sampling warning stays
@@ -130,10 +132,14 @@ def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, *,
         from hpo.backends.bfbo_sampler import BatchGPSampler
 
         base = BatchGPSampler(space, seed=seed, epoch_budget=epoch_budget, n_startup_trials=startup)
+    elif name == "mfbo":
+        from hpo.backends.mfbo_sampler import SameBudgetTPESampler, default_values
+
+        base = SameBudgetTPESampler(seed=seed, min_points=max(2, startup), first=default_values(space))
     else:
         raise SweepConfigError(f"sampler {name!r} is not available on backend optuna.")
     weighted = space.optuna_sampler(base, seed=seed,
-                                    n_startup_trials=startup if name in ("tpe", "bayesian", "bfbo") else None)
+                                    n_startup_trials=startup if name in ("tpe", "bayesian", "bfbo", "mfbo") else None)
     # Each trial's draws depend on (seed, trial number, history) only, so a resumed sweep asks for what the
     # uninterrupted one would have (hpo.backends.trial_seeding).
     return TrialSeededSampler(weighted, seed)

@@ -47,8 +47,9 @@ SLOT_RESOURCE = "hpo_trial_slot"
 SYNCHRONOUS_SCHEDULERS = ("hyperband", "hyperband_es", "bohb")
 # Ray snapshots its experiment state at most this often (and copies it into the workspace, see SyncConfig
 # below); a driver killed in between loses at most this much of Ray's bookkeeping, never results: those are
-# in each trial's status.json and replayed on restore. A trial Ray had not yet recorded is settled as FAILED
-# (killed) with its results kept; the restored experiment samples a replacement.
+# in each trial's status.json and replayed on restore. A trial Ray had not yet recorded was recorded by the
+# engine when proposed and is re-attached on restore (SpaceSearcher.suggest); only under PBT and BOHB, whose
+# searchers are Ray's, is such a trial settled as FAILED (killed) with its results kept and replaced.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Frequent snapshots are intended (see above); Ray would warn about them every few seconds.

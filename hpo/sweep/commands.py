@@ -20,6 +20,7 @@ from rich.console import Console
 
 from skillkit.errors import SweepConfigError, UserError
 from skillkit.spec.dotted import get_dotted, set_dotted
+from hpo.sweep.config_rules import DEFAULT_ALGORITHM
 from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config_data, sweep_config_from_dict
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.estimate import check_estimate
@@ -146,7 +147,7 @@ def _counts(records: list) -> dict[str, int]:
 SWEEP_FLAGS: tuple[tuple[str, str, str, Any], ...] = (
     ("--spec", "spec", "base_spec", None),
     ("--workspace", "workspace", "workspace", "hpo_workspace"),
-    ("--algorithm", "algorithm", "algorithm.name", "asha"),
+    ("--algorithm", "algorithm", "algorithm.name", DEFAULT_ALGORITHM),
     ("--backend", "backend", "backend", "ray"),
     ("--max-trials", "max_trials", "algorithm.max_trials", 8),
 )
@@ -298,10 +299,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--spec", help="the train spec (default: the skill's template)")
     train.add_argument("--automl-policy", choices=("on", "off"), help="force AutoML on or off for this run only")
     train.add_argument("--request", help="the user's request text ('turn off AutoML' etc. means off)")
-    train.add_argument("--sweep", help="sweep config for the AutoML route (default: ASHA, --max-trials trials); the "
+    train.add_argument("--sweep", help="sweep config for the AutoML route (default: algorithm mfbo, --max-trials trials); the "
                        "flags below fill what it leaves unset, and naming a value it sets differently is an error")
     train.add_argument("--workspace", help="workspace for the AutoML route (default: hpo_workspace)")
-    train.add_argument("--algorithm", help="algorithm for the AutoML route (default: asha)")
+    train.add_argument("--algorithm", help=f"algorithm for the AutoML route (default: {DEFAULT_ALGORITHM})")
     train.add_argument("--backend", choices=("ray", "optuna"), help="backend for the AutoML route (default: ray)")
     train.add_argument("--max-trials", type=int, help="trials of the AutoML route (default: 8)")
     train.add_argument("--results-dir", help="results folder of a plain training")

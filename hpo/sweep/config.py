@@ -20,8 +20,8 @@ from skillkit.errors import SweepConfigError
 from skillkit.skill_dir import default_skill_dir
 from skillkit.spec.yaml_io import SpecLoader
 from hpo.sweep.config_rules import (
-    KNOB_SCOPE, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute, did_you_mean, raise_problems, resolve_algorithm,
-    schema_problems, semantic_problems, sweep_schema,
+    DEFAULT_ALGORITHM, KNOB_SCOPE, MFBO_MIN_POINTS, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute,
+    did_you_mean, raise_problems, resolve_algorithm, schema_problems, semantic_problems, sweep_schema,
 )
 
 __all__ = [
@@ -232,7 +232,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
     sampler, scheduler = resolve_algorithm(algorithm, backend)
     max_trials = algorithm.get("population_size", algorithm.get("max_trials", 10))
     algo = AlgorithmConfig(
-        name=algorithm["name"], sampler=sampler, scheduler=scheduler, max_trials=int(max_trials),
+        name=algorithm.get("name", DEFAULT_ALGORITHM), sampler=sampler, scheduler=scheduler, max_trials=int(max_trials),
         max_epochs=algorithm.get("max_epochs"),
         grace_period=int(algorithm.get("grace_period", 1)),
         reduction_factor=int(algorithm.get("reduction_factor", 3)),
@@ -242,7 +242,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         quantile_fraction=float(algorithm.get("quantile_fraction", 0.25)),
         resample_probability=float(algorithm.get("resample_probability", 0.25)),
         perturbation_factor=float(algorithm.get("perturbation_factor", 1.2)),
-        n_startup_trials=int(algorithm.get("n_startup_trials", 4)),
+        n_startup_trials=int(algorithm.get("n_startup_trials", MFBO_MIN_POINTS if sampler == "mfbo" else 4)),
         grid_points=int(algorithm.get("grid_points", 3)),
         time_budget_s=algorithm.get("time_budget_s"),
         grid_values={str(k): tuple(v) for k, v in (algorithm.get("grid_values") or {}).items()},

@@ -24,7 +24,13 @@ SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid", "bfbo")
 SCHEDULER_ALGORITHMS = ("hyperband", "asha", "hyperband_es")
 # Algorithms that are neither a sampler nor a scheduler propose configurations their own way.
-OWN_PROPOSALS = {"bohb": "a density model per budget", "dehb": "differential evolution", "pbt": "its population"}
+OWN_PROPOSALS = {"bohb": "a density model per budget", "dehb": "differential evolution", "pbt": "its population",
+                 "mfbo": "a same-budget TPE model"}
+#: What `hpo run` uses when the sweep config names no algorithm.name (and what the quickstart runs): the
+#: search-efficiency benchmark's winner (README "Default algorithm"; benchmarks/results/search_efficiency.json).
+DEFAULT_ALGORITHM = "mfbo"
+#: mfbo's default n_startup_trials: the fewest same-budget results its model is fitted on (benchmarked: 8).
+MFBO_MIN_POINTS = 8
 PRUNER_TO_SCHEDULER = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
 
 # Which resolved schedulers / samplers each knob acts on; a knob set for anything else is an error.
@@ -37,7 +43,7 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "quantile_fraction": (("scheduler", ("pbt",)),),
     "resample_probability": (("scheduler", ("pbt",)),),
     "perturbation_factor": (("scheduler", ("pbt",)),),
-    "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb", "bfbo")), ("scheduler", ("median",))),
+    "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb", "bfbo", "mfbo")), ("scheduler", ("median",))),
     "mutation_factor": (("sampler", ("dehb",)),),
     "crossover_prob": (("sampler", ("dehb",)),),
     "early_stop_threshold": (("scheduler", ("hyperband_es",)),),
@@ -159,9 +165,12 @@ def schema_problems(data: Mapping[str, Any]) -> list[str]:
 
 def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, str]:
     """(sampler, scheduler) for what the user wrote; assumes the semantic checks passed."""
-    name = algorithm["name"]
+    name = algorithm.get("name", DEFAULT_ALGORITHM)
     if name in SAMPLERS:
         return name, PRUNER_TO_SCHEDULER[algorithm.get("pruner", "none")]
+    if name == "mfbo":
+        # Same-budget TPE proposals with Hyperband early stopping, on either backend (hpo.backends.mfbo_sampler).
+        return "mfbo", "hyperband"
     if name in SCHEDULER_ALGORITHMS:
         return algorithm.get("sampler", "random"), name
     if name == "bohb":
@@ -177,7 +186,7 @@ def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, 
 def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     problems: list[str] = []
     algorithm = data["algorithm"]
-    name = algorithm["name"]
+    name = algorithm.get("name", DEFAULT_ALGORITHM)
     backend = data.get("backend", "ray")
     if name not in SCHEDULER_ALGORITHMS and "sampler" in algorithm:
         itself = ("is itself the sampler" if name in SAMPLERS

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hpo.sweep.default_vs_best import line as default_vs_best_line
 from hpo.sweep.observer import SweepObserver
 from hpo.trials.record import FAILED, RUNNING, TrialRecord, best_trial
 from skillkit.states import RunStatus
@@ -225,6 +226,9 @@ def render_outcome(summary: Mapping[str, Any], console: Console, *, sweep_dir: P
         console.print(f"[bold green]best[/]: {best['trial_id']} epoch {best['epoch']} {summary['metric']}="
                       f"{best['metric']:.4f} checkpoint {best.get('checkpoint')}")
         console.print(f"      params {json.dumps(best.get('params', {}))}")
+    comparison = summary.get("default_vs_best")
+    if comparison:
+        console.print(default_vs_best_line(comparison, summary["metric"]))
     test = summary.get("test") or {}
     if test.get("top_k"):
         rows = "; ".join(f"#{s['rank']} {s['trial_id']}@{s['epoch']} selection {_score(s.get('selection'))} "

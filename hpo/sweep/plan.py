@@ -132,6 +132,10 @@ def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], list[dict[str,
         return [plain(ctx.space.decode(p, epoch_budget=ctx.max_epochs)) for p in points], points, True
     rng = np.random.default_rng(ctx.config.seed)
     drawn = [ctx.space.sample_static(rng, epoch_budget=ctx.max_epochs) for _ in range(size)]
+    if algorithm.sampler == "mfbo":  # it starts from the schema defaults (hpo.backends.mfbo_sampler)
+        from hpo.backends.mfbo_sampler import default_point
+
+        drawn[0] = default_point(ctx.space, ctx.config.seed, epoch_budget=ctx.max_epochs)
     return [plain(values) for values, _ in drawn], [plain(point) for _, point in drawn], True
 
 

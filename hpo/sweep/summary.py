@@ -1,4 +1,5 @@
-"""`summary.json`: one object with every trial (its trial.json), the best trial and the baseline.
+"""`summary.json`: one object with every trial (its trial.json), the best trial, the baseline and the default
+configuration's score next to the best (`default_vs_best.py`).
 
 Rebuilt from the trial folders (not from backend state) so it always agrees with trial.json files, also
 after a resume, and includes trials a crashed driver's backend never recorded.
@@ -10,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from skillkit.files import BASELINE_FILE, atomic_write_json
+from hpo.sweep.default_vs_best import compare
 from hpo.trials.record import best_trial, load_records, now_iso
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ def build_summary(
         "stop_reason": stop_reason, "message": message, "counts": counts, "updated_at": now_iso(),
         "trials": [record.to_dict() for record in records], "best": best_entry, "baseline": baseline,
         "test": test,  # selection and test scores of the top-k side by side (test_scores.json)
+        # the schema defaults' score next to the best after the same epochs (None: no trial ran the defaults)
+        "default_vs_best": compare(records, ctx.space, ctx.direction) if records else None,
     }
 
 

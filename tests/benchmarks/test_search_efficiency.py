@@ -59,6 +59,21 @@ def test_table_round_trip_and_clear_errors(tmp_path: Path) -> None:
         table_from_dict(bad)
 
 
+def test_geometric_mean_over_suites_has_a_bootstrap_ci() -> None:
+    from benchmarks.search_efficiency.metrics import Summary, geometric_mean_ci
+
+    def suite(epochs: list[float], budget: int = 2340) -> Summary:
+        median = float(np.median(epochs))
+        return Summary(len(epochs), median, budget / median, 0, 0, 1.0, 0.1, tuple(epochs), budget)
+
+    steady = [suite([780.0] * 10), suite([390.0] * 10)]  # speed-ups 3 and 6: geo-mean sqrt(18), no spread
+    point, low, high = geometric_mean_ci(steady)
+    assert point == pytest.approx(18 ** 0.5) and low == pytest.approx(point) and high == pytest.approx(point)
+    noisy = [suite([300.0, 500.0, 900.0, 2340.0, 700.0, 400.0]), suite([390.0] * 6)]
+    point, low, high = geometric_mean_ci(noisy)
+    assert low < point < high and high / low > 1.2
+
+
 def test_simulator_is_deterministic_and_uses_the_engine_pruner() -> None:
     from benchmarks.search_efficiency import get_suite, run_algorithm
 
@@ -68,6 +83,22 @@ def test_simulator_is_deterministic_and_uses_the_engine_pruner() -> None:
     assert first.to_dict() == second.to_dict()
     assert first.trials > 300 // 27  # the successive-halving pruner stopped trials early
     assert first.epochs and all(r >= 0 for r in first.regret)
+
+
+def test_cache_resumes_a_run_without_rerunning_its_sweeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.search_efficiency import __main__ as cli
+    from benchmarks.search_efficiency import algorithms
+
+    job = ("ours:asha", "mfh3_good", 1, 120, 4, str(tmp_path / "cache"))
+    first = cli._run_one(job)
+
+    def not_again(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("a cached sweep ran again")
+
+    monkeypatch.setattr(algorithms, "run_algorithm", not_again)
+    assert cli._run_one(job).to_dict() == first.to_dict()
+    with pytest.raises(AssertionError, match="ran again"):
+        cli._run_one(("ours:asha", "mfh3_good", 2, 120, 4, str(tmp_path / "cache")))  # another seed is not cached
 
 
 def test_quick_run_writes_the_results_schema(tmp_path: Path) -> None:

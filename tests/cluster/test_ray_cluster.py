@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_support import base_sweep
+
+from tests.cluster.cluster_support import base_sweep
 
 RAY = Path(sys.executable).with_name("ray")
 HPO = [sys.executable, "-m", "hpo.cli"]

@@ -30,12 +30,13 @@ import yaml
 
 from hpo.backends.bfbo_sampler import BatchGPSampler
 from tests.engine.fixture_skill import make_real_space_skill
+from hpo.backends.mfbo_sampler import SameBudgetTPESampler
 from hpo.space import compile_space
 from hpo.space.optuna_backend import WeightedStartupSampler
 from skillkit.spec import get_dotted, validate_spec
 from hpo.trials.record import best_trial, load_records
 
-ALGORITHMS = ("random", "tpe", "bayesian", "cmaes", "grid", "hyperband", "asha", "bohb", "pbt")
+ALGORITHMS = ("random", "tpe", "bayesian", "cmaes", "grid", "hyperband", "asha", "bohb", "pbt", "mfbo")
 # TAO AutoML's other algorithms: one sweep each on optuna (their Ray side reuses the searcher and the Hyperband
 # scheduler the pairs above run; tests/engine/test_ray_sweeps.py runs each on Ray). hyperband_es proposes with
 # the random sampler, as hyperband does, and its curve rule needs more epochs than this budget of 3: `hpo
@@ -44,7 +45,9 @@ TAO_EXTRA = ("dehb", "bfbo", "hyperband_es")
 PAIRS = [(name, "optuna") for name in ALGORITHMS if name != "pbt"] + [(name, "ray") for name in ALGORITHMS] \
     + [("dehb", "optuna"), ("bfbo", "optuna")]
 MAX_EPOCHS = 3
-MODEL_BASED = (optuna.samplers.TPESampler, optuna.samplers.GPSampler, optuna.samplers.CmaEsSampler, BatchGPSampler)
+MODEL_BASED = (optuna.samplers.TPESampler, optuna.samplers.GPSampler, optuna.samplers.CmaEsSampler, SameBudgetTPESampler,
+               BatchGPSampler)
+PRUNED_COUNTS = (optuna.samplers.TPESampler, SameBudgetTPESampler)  # their startup counts pruned trials too
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def ray_session() -> Iterator[None]:
 
 def sweep_config(skill: Path, workspace: Path, algorithm: str, backend: str) -> dict[str, Any]:
     settings: dict[str, Any] = {"name": algorithm, "max_trials": 4, "max_epochs": MAX_EPOCHS}
-    if algorithm in ("tpe", "bayesian", "bfbo"):
+    if algorithm in ("tpe", "bayesian", "mfbo", "bfbo"):
         settings["n_startup_trials"] = 2  # the trials past startup run on the joint model
     if algorithm in ("bayesian", "bfbo"):
         settings["max_trials"] = 3  # one GP proposal: each costs seconds of CPU on 16 dimensions
@@ -112,7 +115,7 @@ def sampler_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[SamplerWatch]:
     def spy(self, study, trial, param_name, param_distribution):  # noqa: ANN001
         base = self.base
         if isinstance(base, MODEL_BASED):
-            states = (optuna.trial.TrialState.COMPLETE,) if not isinstance(base, optuna.samplers.TPESampler) else \
+            states = (optuna.trial.TrialState.COMPLETE,) if not isinstance(base, PRUNED_COUNTS) else \
                 (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
             finished = len(study.get_trials(deepcopy=False, states=states))
             if finished >= max(1, int(getattr(base, "_n_startup_trials", 1))):

@@ -43,7 +43,7 @@ def test_quickstart_config_comment_matches_the_quickstart_script() -> None:
 
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
-    """The quickstart as shipped (TPE + successive halving, MLflow tracking, promotion), on freshly generated
+    """The quickstart as shipped (mfbo: defaults first, Hyperband; MLflow tracking, promotion), on freshly generated
     synthetic data; only its data and workspace paths point into tmp."""
     from hpo.sweep.runner import run_sweep
     from mask2former.data.synth import write_synthetic_splits
@@ -58,6 +58,9 @@ def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "ws" / "quickstart"
     assert len(summary["trials"]) == 5 and summary["best"] is not None
     assert set(summary["counts"]) <= {"COMPLETED", "PRUNED"}
+    comparison = summary["default_vs_best"]  # the schema defaults ran first and are reported next to the best
+    assert comparison["default_trial"] == min(summary["trials"], key=lambda t: t["number"])["trial_id"]
+    assert comparison["best"] >= comparison["default"]
     best = json.loads((sweep_dir / "best" / "best.json").read_text())
     assert best["trial_id"] == summary["best"]["trial_id"]
     assert (sweep_dir / "mlflow.db").is_file()

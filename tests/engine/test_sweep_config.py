@@ -30,7 +30,7 @@ BAD_CONFIGS = [
     ({"algorithm": None}, r"missing required key 'algorithm'"),
     ({"name": "has space"}, r"'name' = 'has space' does not match the pattern"),
     ({"algoritm": {"name": "tpe"}}, r"unknown key 'algoritm'.*Did you mean 'algorithm'\?"),
-    ({"algorithm": {"name": "tpee"}}, r"'algorithm.name' = 'tpee' is not allowed; allowed: random, tpe, bayesian.*Did you mean 'tpe'\?"),
+    ({"algorithm": {"name": "tpee"}}, r"'algorithm.name' = 'tpee' is not allowed; allowed: mfbo, random, tpe, bayesian.*Did you mean 'tpe'\?"),
     ({"algorithm": {"max_trails": 3}}, r"unknown key 'algorithm.max_trails'.*Did you mean 'max_trials'\?"),
     ({"algorithm": {"max_trials": 0}}, r"'algorithm.max_trials' must be >= 1, got 0"),
     ({"algorithm": {"max_trials": "ten"}}, r"'algorithm.max_trials' must be of type integer, got 'ten'"),
@@ -118,11 +118,24 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name,backend,sampler,scheduler", [
     ("tpe", "optuna", "tpe", "none"), ("bohb", "optuna", "tpe", "hyperband"), ("bohb", "ray", "bohb", "bohb"),
     ("hyperband", "optuna", "random", "hyperband"), ("pbt", "ray", "random", "pbt"), ("grid", "ray", "grid", "none"),
+    ("mfbo", "optuna", "mfbo", "hyperband"), ("mfbo", "ray", "mfbo", "hyperband"),
 ])
 def test_algorithm_resolution(tmp_path: Path, name: str, backend: str, sampler: str, scheduler: str) -> None:
     config = sweep_config_from_dict(good(tmp_path, algorithm={"name": name, "max_epochs": 4}, backend=backend),
                                     base_dir=tmp_path)
     assert (config.algorithm.sampler, config.algorithm.scheduler) == (sampler, scheduler)
+
+
+def test_no_algorithm_name_means_the_default(tmp_path: Path) -> None:
+    """`hpo run` with no algorithm.name runs the benchmark's winner (hpo.sweep.config_rules.DEFAULT_ALGORITHM)."""
+    from hpo.sweep.config_rules import DEFAULT_ALGORITHM
+
+    config = sweep_config_from_dict(good(tmp_path, algorithm=None) | {"algorithm": {"max_trials": 4}, "backend": "optuna"},
+                                    base_dir=tmp_path)
+    assert DEFAULT_ALGORITHM == "mfbo"
+    assert (config.algorithm.name, config.algorithm.sampler, config.algorithm.scheduler) == ("mfbo", "mfbo", "hyperband")
+    with pytest.raises(SweepConfigError, match=r"'algorithm.grid_points' = 3 has no effect with algorithm 'mfbo'"):
+        sweep_config_from_dict(good(tmp_path, algorithm=None) | {"algorithm": {"grid_points": 3}}, base_dir=tmp_path)
 
 
 def test_pruner_maps_to_scheduler(tmp_path: Path) -> None:

@@ -39,9 +39,9 @@ def _finished_sweep(tmp_path: Path) -> Path:
 
 
 def _start_ui(sweep_dir: Path, log: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    handle = open(log, "w")
-    process = subprocess.Popen([sys.executable, "-u", "-m", "hpo.cli", "ui", str(sweep_dir)], stdout=handle,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-u", "-m", "hpo.cli", "ui", str(sweep_dir)], stdout=handle,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         text = log.read_text()

@@ -1,0 +1,162 @@
+"""`mfbo`: a model-based proposer that learns only from results at one budget — the highest with enough of them.
+
+Why: with early stopping most trials end at a low epoch count, and a sampler that pools every budget (Optuna's
+TPE ranks a pruned trial below every complete one; TAO's BOHB keeps a promoted configuration's lowest-budget
+score) learns mostly from 1-epoch scores, which rank configurations differently from full training (a high
+learning rate wins the first epoch and loses the last). BOHB's remedy, one model per budget, is kept here in
+its simplest form: the proposal model is fitted on the values every trial reported at budget `b`, where `b`
+is the highest epoch count that at least `min_points` trials have reached (so it moves up the rungs as the
+sweep goes: 1 epoch, then 3, 9, the full budget). Early stopping stays with the pruner (Hyperband brackets),
+which is what makes the low-budget results cheap.
+
+The model is Optuna's multivariate TPE, run on a private in-memory study that holds only those same-budget
+observations (params → value at `b`), pooled over the Hyperband brackets. Trials still running that have not reached `b` enter as the worst
+value seen (a constant liar), so parallel workers spread out instead of proposing the same point. Before
+`min_points` results exist at any budget, proposals come from the wrapped startup sampler (the space's
+weighted random draws). The first proposal is the schema's defaults (`hpo.sweep.plan.first_batch`), so a
+sweep starts from what the skill's authors chose and its score is the baseline to beat.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.sweep.config_rules import MFBO_MIN_POINTS
+
+if TYPE_CHECKING:
+    from hpo.space import SearchSpace
+
+#: The fewest same-budget results the model is fitted on (below that at every budget: random proposals).
+DEFAULT_MIN_POINTS = MFBO_MIN_POINTS
+
+
+def default_values(space: "SearchSpace") -> dict[str, Any]:
+    """The schema defaults of the space's plain scalar parameters (those whose primitive draw is the value
+    itself), where the default lies inside the searched range: static-point name → value."""
+    out: dict[str, Any] = {}
+    for param in space.parameters:
+        if param.is_conditional or param.default is None or space.value_problem(param.name, param.default) is not None:
+            continue
+        out[param.name] = param.default
+    return out
+
+
+def default_point(space: "SearchSpace", seed: int, *, epoch_budget: int | None = None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(configuration, static point) of the schema defaults: plain scalars at their default, the rest (lists,
+    relational children, defaults outside the searched range) drawn at random with `seed`."""
+    _, point = space.sample_static(np.random.default_rng(seed), epoch_budget=epoch_budget)
+    point.update({name: value for name, value in default_values(space).items() if name in point})
+    return space.decode(point, epoch_budget=epoch_budget), point
+
+
+def _all_trials(study: Study, states: tuple[TrialState, ...] | None) -> list[FrozenTrial]:
+    """Every trial of the study, from its storage. Optuna hands a sampler only the trials of the new trial's
+    Hyperband bracket (`HyperbandPruner`'s bracket study); a same-budget model wants all of them: a 3-epoch
+    result is a 3-epoch result whichever bracket ran it."""
+    return study._storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+
+
+class SameBudgetTPESampler(BaseSampler):
+    """Multivariate TPE fitted on the results of the highest budget that has `min_points` of them (module doc).
+
+    seed: seeds the model's candidate draws and the random fallback. min_points: see DEFAULT_MIN_POINTS
+    (at least 2). first: static-point values of the study's first trial (the schema defaults,
+    `default_values`); a value outside the parameter's distribution is drawn at random instead. Budgets are
+    Optuna steps: the epochs trained when the value was reported.
+    """
+
+    def __init__(self, *, seed: int | None = None, min_points: int = DEFAULT_MIN_POINTS,
+                 first: Mapping[str, Any] | None = None) -> None:
+        if min_points < 2:
+            raise ValueError(f"min_points must be >= 2, got {min_points}.")
+        self._min_points = min_points
+        # Read like TPE's by WeightedStartupSampler: its weighted startup draws stop when the model can start.
+        self._n_startup_trials = min_points
+        self._seed = seed
+        self._model = TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False)
+        self._random = RandomSampler(seed=seed)
+        self._space = IntersectionSearchSpace(include_pruned=True)
+        self._first = dict(first or {})
+        #: budget the last model-based proposal was fitted at (None: random), for tests and plans.
+        self.last_budget: int | None = None
+
+    # -- the budget and its observations -------------------------------------------------------------------
+    def model_budget(self, trials: Sequence[FrozenTrial]) -> int | None:
+        """The highest step that at least `min_points` trials reported a value at, or None."""
+        counts: dict[int, int] = {}
+        for trial in trials:
+            for step, value in trial.intermediate_values.items():
+                if value == value:  # NaN (a diverged epoch) is no observation
+                    counts[step] = counts.get(step, 0) + 1
+        for step in sorted(counts, reverse=True):
+            if counts[step] >= self._min_points:
+                return step
+        return None
+
+    def _observations(self, trials: Sequence[FrozenTrial], budget: int, space: dict[str, BaseDistribution],
+                      direction: StudyDirection) -> list[FrozenTrial]:
+        observed: list[tuple[dict[str, Any], float]] = []
+        waiting: list[dict[str, Any]] = []
+        for trial in trials:
+            if not space.keys() <= trial.params.keys():
+                continue
+            params = {name: trial.params[name] for name in space}
+            value = trial.intermediate_values.get(budget)
+            if value is not None and value == value:
+                observed.append((params, float(value)))
+            elif trial.state == TrialState.RUNNING:
+                waiting.append(params)
+        values = [value for _, value in observed]
+        worst = max(values) if direction == StudyDirection.MINIMIZE else min(values)
+        observed += [(params, worst) for params in waiting]
+        return [optuna.trial.create_trial(params=params, distributions=space, value=value)
+                for params, value in observed]
+
+    # -- BaseSampler ---------------------------------------------------------------------------------------
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {name: dist for name, dist in self._space.calculate(study).items() if not dist.single()}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        self.last_budget = None
+        if not search_space:
+            return {}
+        trials = [t for t in _all_trials(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+                  if t.number != trial.number]
+        budget = self.model_budget(trials)
+        if budget is None:
+            return {}
+        private = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction=study.direction,
+                                      sampler=self._model)
+        private.add_trials(self._observations(trials, budget, search_space, study.direction))
+        self.last_budget = budget
+        return self._model.sample_relative(private, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if param_name in self._first and self._is_first(study, trial):
+            value = self._first[param_name]
+            try:
+                inside = param_distribution._contains(param_distribution.to_internal_repr(value))
+            except (ValueError, TypeError):  # a choice the distribution does not have
+                inside = False
+            if inside:
+                return value
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    @staticmethod
+    def _is_first(study: Study, trial: FrozenTrial) -> bool:
+        return all(other.number >= trial.number for other in _all_trials(study, None))
+
+    def reseed_rng(self) -> None:
+        self._model.reseed_rng()
+        self._random.reseed_rng()
