@@ -15,6 +15,8 @@ Per-trial overhead = wall × C / N − floor (the mean direct trainer time); tri
     python benchmarks/engine_overhead.py                # 16 trials, 3 epochs of 0.1 s, concurrency 2
     python benchmarks/engine_overhead.py --quick        # 4 trials, for CI
     python benchmarks/engine_overhead.py --contenders floor,bare-optuna,ours-optuna --out out.json
+    python benchmarks/engine_overhead.py --at-scale --address HEAD_IP:6379 --contenders bare-ray,ours-ray
+                                                        # 200 trials, 8 at once, on a Ray cluster
 
 Prints a rich table and writes JSON (default benchmarks/results/engine_overhead.json).
 """
@@ -146,9 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 trials of 2 epochs (CI)")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated subset of {CONTENDERS}")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "engine_overhead.json"))
+    parser.add_argument("--address", default=None,
+                        help="run the Ray contenders on this existing Ray cluster (HOST:PORT; see "
+                             "docs/running-on-a-cluster.md) instead of a local Ray")
+    parser.add_argument("--at-scale", action="store_true",
+                        help="200 trials, concurrency 8 (with --address: the issue's cluster comparison)")
     args = parser.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.epoch_seconds = 4, 2, 0.05
+    if args.at_scale:
+        args.trials, args.concurrency = 200, 8
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     unknown = sorted(set(contenders) - set(CONTENDERS))
     if unknown:
@@ -160,13 +169,21 @@ def main(argv: list[str] | None = None) -> int:
     if any(c.endswith("ray") for c in contenders):
         import ray
 
-        if not ray.is_initialized():
+        if not ray.is_initialized() and args.address:
+            # A cluster's nodes: trials of both Ray contenders are placed across them by Ray.
+            ray.init(address=args.address, log_to_driver=False, configure_logging=False)
+            ray_started = True
+        elif not ray.is_initialized():
             ray.init(num_cpus=max(2, args.concurrency), include_dashboard=False, _node_ip_address="127.0.0.1",
                      log_to_driver=False, configure_logging=False)
             ray_started = True
         # Start Ray's worker processes before any timing, so neither Ray contender pays for the warm-up.
         warm = ray.remote(lambda: os.getpid())
         ray.get([warm.remote() for _ in range(max(2, args.concurrency))])
+        cluster = {"address": args.address or "local", "nodes": sum(1 for n in ray.nodes() if n["Alive"]),
+                   "cpus": ray.cluster_resources().get("CPU", 0.0)}
+    else:
+        cluster = None
     results: dict[str, dict[str, Any]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="engine_overhead_") as tmp:
@@ -191,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_trial_slot": round(effective, 3),
             "overhead_per_trial_s": None if name == "floor" else round(effective - per_trial_floor, 3),
         })
+    walls = {row["contender"]: row["wall_s"] for row in rows}
+    ratios = {f"{ours}/{bare}": round(walls[ours] / walls[bare], 3)
+              for ours, bare in (("ours-optuna", "bare-optuna"), ("ours-ray", "bare-ray")) if ours in walls and bare in walls}
     report = {
-        "benchmark": "engine_overhead", "trials": args.trials, "epochs": args.epochs,
+        "benchmark": "engine_overhead", "trials": args.trials, "epochs": args.epochs, "ray_cluster": cluster,
+        "wall_ratio_to_bare": ratios,
         "epoch_seconds": args.epoch_seconds, "concurrency": args.concurrency,
         "trainer_floor_s_per_trial": round(per_trial_floor, 3), "rows": rows,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
@@ -214,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(row["contender"], f"{row['wall_s']:.2f}", f"{row['trials_per_minute']:.1f}",
                       f"{row['seconds_per_trial_slot']:.2f}", "-" if overhead is None else f"{overhead:+.2f}")
     Console().print(table)
+    if cluster is not None:
+        print(f"Ray: {cluster['address']}, {cluster['nodes']} node(s), {cluster['cpus']:g} CPUs")
+    for pair, ratio in ratios.items():
+        print(f"wall-time ratio {pair}: {ratio:.2f}")
     print(f"wrote {out}")
     return 0 if all(math.isfinite(r["wall_s"]) for r in rows) else 1
 

@@ -167,6 +167,15 @@ class SkillDir:
         ids = self.info.get("x_gpu_ids_spec_key")
         return (str(count) if count else None), (str(ids) if ids else None)
 
+    @property
+    def handoff_keys(self) -> tuple[str, ...]:
+        """Spec keys the trained model's structure depends on (our `x_handoff_keys`): export and deploy specs
+        must carry them over from the training spec. Empty when the skill names none."""
+        keys = self.info.get("x_handoff_keys") or []
+        if not isinstance(keys, list) or not all(isinstance(key, str) and key for key in keys):
+            raise SchemaError(f"skill_info.yaml 'x_handoff_keys' must be a list of dotted spec keys, got {keys!r}.")
+        return tuple(keys)
+
     def config_root(self) -> str:
         """`module:Class` of the dataclass the schemas are generated from (our `x_config_root` key)."""
         root = self.info.get("x_config_root")

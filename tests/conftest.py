@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tao_compat.facts import full_reference, load_facts, materialize
+
+from tests.tao_compat.facts import full_reference, load_facts, materialize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

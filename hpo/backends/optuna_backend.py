@@ -57,6 +57,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 TRIAL_ID_ATTR = "hpo_trial_id"
 WORKER_ATTR = "hpo_worker"
+# The pruner's latest decision for a trial: {"step": epochs trained, "prune": bool} (see `_replay_reports`).
+DECISION_ATTR = "hpo_decision"
 
 
 def trial_id_for(number: int) -> str:
@@ -243,16 +245,27 @@ class OptunaBackend:
     def _continue_trial(self, trial: optuna.trial.Trial, trial_id: str, trial_dir: Path, stored: set[int]
                         ) -> tuple[optuna.trial.Trial, TrialRecord, Path | None] | None:
         """Adopt a trial that ran before (this worker's previous driver, or a worker that died): stop a trainer
-        of it still alive on this host, report what its status.json holds beyond `stored`, and continue it
-        from its last validated checkpoint (None when it had already finished its budget: told COMPLETE)."""
+        of it still alive on this host, replay what its status.json holds beyond `stored` through the pruner
+        (each report followed by the pruner's decision, as live), and continue it from its last validated
+        checkpoint. None when it needs no more training: it finished its budget (told COMPLETE), the pruner
+        stopped it before or during the replay (told PRUNED), or its previous driver recorded its end."""
         if stop_orphaned_trainer(trial_dir, grace_s=self.ctx.config.trial.stop_grace_s):
             log.warning("stopped trainer of %s left running by the previous driver", trial_id)
         record = self._load_or_create_record(trial_dir, trial_id, trial)
+        # What the previous driver recorded last: RUNNING/PAUSED, or an end it died before telling the study.
+        recorded = record.state
+        failure = Failure(record.failure_class or "internal", record.failure_reason or "failed before a restart")
         ingest_status(record, trial_dir)
         with self._study_lock:
-            self._report_new(trial, record, stored)
+            pruned = self._replay_reports(trial, record, stored)
         record.reopen()
         record.save(trial_dir)
+        if recorded == FAILED:
+            self._finish(trial, record, FAILED, failure)
+            return None
+        if pruned or recorded == PRUNED:
+            self._finish(trial, record, PRUNED, None)
+            return None
         if record.epochs_trained() >= self.ctx.max_epochs:
             self._finish(trial, record, COMPLETED, None)
             return None
@@ -271,14 +284,38 @@ class OptunaBackend:
             return TrialRecord(trial_id=trial_id, number=trial.number, params=params, metric=self.ctx.metric,
                                direction=self.ctx.direction)
 
-    def _report_new(self, trial: optuna.trial.Trial, record: TrialRecord, stored: set[int]) -> None:
-        """Report the record's validations the study lacks; Optuna's step is the epochs trained (the
-        resource its pruners count), not TAO's 0-based epoch index."""
+    def _replay_reports(self, trial: optuna.trial.Trial, record: TrialRecord, stored: set[int]) -> bool:
+        """Give the study the record's validations it lacks, oldest first, each followed by the pruner's
+        decision exactly as `_drive` makes it live; True when the trial is to be pruned.
+
+        Optuna's step is the epochs trained (the resource its pruners count), not TAO's 0-based epoch index.
+        A decision the previous driver made is read back from the trial (DECISION_ATTR, written before it
+        acted), never asked again: a pruner such as successive halving records a rung as done when asked,
+        so asking twice would not give the same answer. A report whose decision was never made (the
+        driver died between the two) is decided now."""
+        decided = trial.user_attrs.get(DECISION_ATTR) or {}
+        if decided.get("prune"):
+            return True
+        last = max(stored, default=0)
+        if last > int(decided.get("step", 0)) and self._decide(trial, last):
+            return True
         for epoch, value in record.metric_values():
             step = epochs_trained(epoch)
-            if step not in stored:
-                trial.report(value, step)
-                stored.add(step)
+            if step in stored:
+                continue
+            trial.report(value, step)
+            stored.add(step)
+            if self._decide(trial, step):
+                return True
+        return False
+
+    def _decide(self, trial: optuna.trial.Trial, step: int) -> bool:
+        """The pruner's decision at the trial's latest report (`step` epochs trained), recorded in the
+        trial before anyone acts on it, so a driver that dies right after cannot have it asked again.
+        Caller holds the study lock."""
+        prune = bool(step < self.ctx.max_epochs and trial.should_prune())
+        trial.set_user_attr(DECISION_ATTR, {"step": step, "prune": prune})
+        return prune
 
     # -- one trial (runs in a pool thread) -----------------------------------------------------------------
     def _drive(self, trial: optuna.trial.Trial, record: TrialRecord, resume_from: Path | None, cuda: str) -> None:
@@ -318,7 +355,7 @@ class OptunaBackend:
             stored.add(validation.epochs_trained)
             with self._study_lock:
                 trial.report(validation.value, validation.epochs_trained)
-                should_prune = validation.epochs_trained < self.ctx.max_epochs and trial.should_prune()
+                should_prune = self._decide(trial, validation.epochs_trained)
             if should_prune:
                 pruned = True
                 process.stop()

@@ -3,17 +3,24 @@
 sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant liar so parallel trials spread
            out); bayesian → GPSampler; cmaes → CmaEsSampler; grid → `LazyGridSampler` over the static space
            (`grid_points` levels per numeric dimension, every option of a choice, or explicit `grid_values`);
-           mfbo → `SameBudgetTPESampler` (multivariate TPE on the results of one budget only, mfbo_sampler.py;
-           `n_startup_trials` = the fewest same-budget results it fits on).
+           dehb → `DifferentialEvolutionSampler` (de_sampler.py: DE/rand/1/bin over the best results of one
+           budget); bfbo → `BatchGPSampler` (bfbo_sampler.py: GP expected improvement with local
+           penalisation around the points of running trials); mfbo → `SameBudgetTPESampler` (multivariate TPE
+           on the results of one budget only, mfbo_sampler.py; `n_startup_trials` = the fewest same-budget
+           results it fits on).
            Every sampler sees the space's static form (`hpo.space.static`: one fixed distribution per
            primitive draw, relational children as fractions of their feasible range), so GP, CMA-ES and
            multivariate TPE model all parameters jointly; GP's and CMA-ES's independent-sampling warning stays
            ON, so a parameter that ever escapes the joint model is reported, not hidden (TPE's was deprecated
            by Optuna 4.9; tests/engine/test_search_contract.py checks all three directly). All but grid are wrapped by
-           the space's `optuna_sampler`, so schema option weights shape the startup trials.
+           the space's `optuna_sampler`, so schema option weights shape the startup trials, and then by
+           `TrialSeededSampler`, so a trial's draw depends on the seed and its number, not on when the
+           driver last started (a resumed sweep samples what the uninterrupted one would have).
 scheduler: none → NopPruner; median → MedianPruner (no pruning before grace_period epochs);
            asha → SuccessiveHalvingPruner (asynchronous successive halving, min_resource = grace_period);
-           hyperband → HyperbandPruner (min grace_period, max the epoch budget).
+           hyperband → HyperbandPruner (min grace_period, max the epoch budget); hyperband_es → `HyperbandESPruner`
+           (curve_stop.py: the same Hyperband, and a trial whose extrapolated learning curve cannot beat the
+           incumbent is stopped too).
 Pruners see one intermediate value per validation, at step = epochs trained (the resource they count).
 """
 
@@ -26,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import optuna
 
 from hpo.backends.grid_sampler import GridOrder, LazyGridSampler
+from hpo.backends.trial_seeding import TrialSeededSampler
 from skillkit.errors import SweepConfigError
 from skillkit.redaction import redact
 from hpo.sweep.config import AlgorithmConfig
@@ -113,14 +121,28 @@ def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, *,
         base = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=True)
     elif name == "cmaes":
         base = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=True)
+    elif name == "dehb":
+        from hpo.backends.de_sampler import MIN_POPULATION, DifferentialEvolutionSampler
+
+        base = DifferentialEvolutionSampler(space, seed=seed, epoch_budget=epoch_budget,
+                                            mutation_factor=algorithm.mutation_factor,
+                                            crossover_prob=algorithm.crossover_prob)
+        return TrialSeededSampler(space.optuna_sampler(base, seed=seed, n_startup_trials=MIN_POPULATION), seed)
+    elif name == "bfbo":
+        from hpo.backends.bfbo_sampler import BatchGPSampler
+
+        base = BatchGPSampler(space, seed=seed, epoch_budget=epoch_budget, n_startup_trials=startup)
     elif name == "mfbo":
         from hpo.backends.mfbo_sampler import SameBudgetTPESampler, default_values
 
         base = SameBudgetTPESampler(seed=seed, min_points=max(2, startup), first=default_values(space))
     else:
         raise SweepConfigError(f"sampler {name!r} is not available on backend optuna.")
-    return space.optuna_sampler(base, seed=seed,
-                                n_startup_trials=startup if name in ("tpe", "bayesian", "mfbo") else None)
+    weighted = space.optuna_sampler(base, seed=seed,
+                                    n_startup_trials=startup if name in ("tpe", "bayesian", "bfbo", "mfbo") else None)
+    # Each trial's draws depend on (seed, trial number, history) only, so a resumed sweep asks for what the
+    # uninterrupted one would have (hpo.backends.trial_seeding).
+    return TrialSeededSampler(weighted, seed)
 
 
 def make_pruner(algorithm: AlgorithmConfig, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -135,7 +157,20 @@ def make_pruner(algorithm: AlgorithmConfig, max_epochs: int) -> optuna.pruners.B
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=grace, max_resource=max_epochs,
                                               reduction_factor=algorithm.reduction_factor)
+    if name == "hyperband_es":
+        from hpo.backends.curve_stop import HyperbandESPruner
+
+        return HyperbandESPruner(curve_rule(algorithm, max_epochs), min_resource=grace, max_resource=max_epochs,
+                                 reduction_factor=algorithm.reduction_factor)
     raise SweepConfigError(f"early stopping {name!r} is not available on backend optuna (use backend ray).")
+
+
+def curve_rule(algorithm: AlgorithmConfig, max_epochs: int) -> Any:
+    """hyperband_es's learning-curve rule from the sweep config's knobs (both backends build it here)."""
+    from hpo.backends.curve_stop import CurveRule
+
+    return CurveRule(max_epochs=max_epochs, min_points=algorithm.min_early_stop_epochs,
+                     threshold=algorithm.early_stop_threshold, margin=algorithm.early_stop_margin)
 
 
 def first_grid_points(grid: dict[str, list[Any]], seed: int, n: int) -> list[dict[str, Any]]:

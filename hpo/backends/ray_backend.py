@@ -2,10 +2,12 @@
 searchers over the compiled space, trials as `HpoTrainable` actors with per-trial CPU/GPU resources
 (fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore`.
 
-Searchers: random/tpe/bayesian/cmaes/grid → `SpaceSearcher` (the compiled space's define-by-run sampling
+Searchers: random/tpe/bayesian/cmaes/grid/bfbo/dehb → `SpaceSearcher` (the compiled space's define-by-run sampling
 through an Optuna study that receives PRUNED, not COMPLETE, for scheduler-stopped trials — the flaw fix);
 bohb → `SpaceBOHB` (Ray's `TuneBOHB` on the space's static form, `ray_bohb.py`) with `HyperBandForBOHB`
-(BOHB models each budget separately, so a partial result is fed as exactly that); pbt → Ray's variant
+(BOHB models each budget separately, so a partial result is fed as exactly that); dehb → differential-
+evolution proposals (`de_sampler.py`) with synchronous HyperBand, whose promoted trials resume from their own
+checkpoints; hyperband_es → synchronous HyperBand plus learning-curve stopping (`curve_stop.py`); pbt → Ray's variant
 generator (PBT refuses searchers) drawing whole configurations from the space, with `space.perturb` as the
 explore step. PBT's space holds hot parameters only (`hpo.sweep.compatibility`): nothing it perturbs can
 change a checkpoint's shapes. `planned` are static points (`hpo.space.static`), the plan's first batch.
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -40,11 +44,12 @@ EXPERIMENT_NAME = "experiment"
 # Ray's concurrency limiter forbids (it counts paused trials as live, so brackets never fill). For those
 # schedulers `max_concurrent` is enforced by a custom resource instead: one slot per running trial.
 SLOT_RESOURCE = "hpo_trial_slot"
-SYNCHRONOUS_SCHEDULERS = ("hyperband", "bohb")
+SYNCHRONOUS_SCHEDULERS = ("hyperband", "hyperband_es", "bohb")
 # Ray snapshots its experiment state at most this often (and copies it into the workspace, see SyncConfig
 # below); a driver killed in between loses at most this much of Ray's bookkeeping, never results: those are
-# in each trial's status.json and replayed on restore. A trial Ray had not yet recorded is settled as FAILED
-# (killed) with its results kept; the restored experiment samples a replacement.
+# in each trial's status.json and replayed on restore. A trial Ray had not yet recorded was recorded by the
+# engine when proposed and is re-attached on restore (SpaceSearcher.suggest); only under PBT and BOHB, whose
+# searchers are Ray's, is such a trial settled as FAILED (killed) with its results kept and replaced.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Frequent snapshots are intended (see above); Ray would warn about them every few seconds.
@@ -104,6 +109,12 @@ def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: Search
                              reduction_factor=algorithm.reduction_factor, brackets=algorithm.brackets, **common)
     if name == "hyperband":
         return HyperBandScheduler(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
+    if name == "hyperband_es":
+        from hpo.backends.curve_stop import hyperband_es_scheduler
+        from hpo.backends.optuna_factory import curve_rule
+
+        return hyperband_es_scheduler(curve_rule(algorithm, max_epochs), max_t=max_epochs,
+                                      reduction_factor=algorithm.reduction_factor)
     if name == "bohb":
         return HyperBandForBOHB(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
     if name == "pbt":
@@ -115,8 +126,55 @@ def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: Search
     raise SweepConfigError(f"early stopping {name!r} is not available on backend ray.")
 
 
+def pending_trials(scheduler: Any, max_trials: int) -> int:
+    """How many trials Ray may create ahead of running them under synchronous HyperBand: its largest bracket
+    (all of a bracket's trials must exist before it can halve). Not the whole budget: a trial is proposed
+    when it is created, and trials created after the first results come from a model-based searcher's model
+    (dehb, bfbo, tpe...) instead of all being drawn before anything is known."""
+    sizes = [scheduler._get_n0(s) for s in range(int(getattr(scheduler, "_s_max_1", 1)))]
+    return max(1, min(max_trials, max(sizes, default=max_trials)))
+
+
 def experiment_path(ctx: SweepContext) -> Path:
     return ctx.workspace.state_dir / "ray" / EXPERIMENT_NAME
+
+
+def _restorable(path: Path) -> bool:
+    """Whether Ray saved an experiment to restore at `path`. A driver killed while Ray was starting can
+    leave the folder and tuner.pkl without any experiment state; that folder is removed and the run starts
+    afresh (trials it had proposed are in the searcher's study and are re-attached, SpaceSearcher.suggest)."""
+    from ray import tune
+
+    if tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json")):
+        return True
+    if path.exists():
+        shutil.rmtree(path)
+    return False
+
+
+def cluster_note(address: str, nodes: list[dict[str, Any]], resources: Any) -> str:
+    """One line on the joined cluster: its live nodes, their CPUs/GPUs, and how many trials fit at once."""
+    alive = [n for n in nodes if n.get("Alive")]
+    cpus = sum(n.get("Resources", {}).get("CPU", 0.0) for n in alive)
+    gpus = sum(n.get("Resources", {}).get("GPU", 0.0) for n in alive)
+    fit = [cpus / resources.cpus_per_trial] + ([gpus / resources.gpus_per_trial] if resources.gpus_per_trial else [])
+    slots = min(int(min(fit)), resources.max_concurrent)
+    return (f"joined the Ray cluster at {address}: {len(alive)} node(s), {cpus:g} CPUs, {gpus:g} GPUs; up to "
+            f"{slots} trial(s) at once (resources.max_concurrent {resources.max_concurrent})")
+
+
+@contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """`ray.init` installs a SIGTERM handler that exits the driver at once (SystemExit mid-start-up, with
+    summary.json left behind as if the sweep had ended). Keep the sweep's own graceful handler instead."""
+    import ray._private.utils as ray_utils
+
+    original = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = original
 
 
 class RayBackend:
@@ -128,6 +186,7 @@ class RayBackend:
         self.planned = [dict(p) for p in planned]
         self.mode = "max" if ctx.direction == "maximize" else "min"
         self._started_ray = False
+        self._fitting = False
 
     # -- pieces --------------------------------------------------------------------------------------------
     def scheduler(self) -> Any:
@@ -160,6 +219,7 @@ class RayBackend:
             space=self.ctx.space, algorithm=algorithm, seed=self.ctx.config.seed,
             storage_url=storage_url(None, self.ctx.workspace.state_dir), study_name=self.ctx.config.name,
             metric=self.ctx.metric, mode=self.mode, max_epochs=self.ctx.max_epochs, planned=self.planned,
+            keeper_key=str(self.ctx.workspace.root.resolve()),
         ), {}
 
     def num_samples(self) -> int:
@@ -196,14 +256,26 @@ class RayBackend:
 
     # -- run -----------------------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:
+        """Join the cluster the sweep names (`ray.address`, else RAY_ADDRESS), or start a Ray of the sweep's
+        own on this machine. A joined cluster is never handed `resources` (Ray refuses them when connecting):
+        trials are placed by the cluster's own CPUs/GPUs, so trial slots are what its nodes offer."""
         import ray
 
-        if not ray.is_initialized():
-            address = os.environ.get("RAY_ADDRESS") or None
-            slots = {SLOT_RESOURCE: float(self.ctx.config.resources.max_concurrent)} if address is None else None
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     resources=slots)
-            self._started_ray = True
+        if ray.is_initialized():
+            return
+        address = self.ctx.config.ray.address or os.environ.get("RAY_ADDRESS") or None
+        with _keep_sigterm_handler():
+            if address is None:
+                # "local": never attach silently to a cluster someone started on this machine.
+                ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         resources={SLOT_RESOURCE: float(self.ctx.config.resources.max_concurrent)})
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        self._started_ray = True
+        if address is not None:
+            note = cluster_note(address, ray.nodes(), self.ctx.config.resources)
+            self.ctx.notes.append(note)
+            log.warning("%s", note)  # said on the console: where the trials of this sweep will run
 
     def _own_sigterm(self) -> Any:
         """`ray.init` replaces the driver's SIGTERM handler with one that exits at once; put back a graceful
@@ -220,8 +292,10 @@ class RayBackend:
         return signal.signal(signal.SIGTERM, on_sigterm)
 
     def stop(self) -> None:
-        """Ask Ray to end the run gracefully (its SIGUSR1 handler), leaving trials resumable."""
-        if hasattr(signal, "SIGUSR1"):
+        """Ask Ray to end the run gracefully (its SIGUSR1 handler), leaving trials resumable. Before `fit()`
+        the guard (already told) keeps the run from starting; SIGUSR1 would kill a process without Tune's
+        handler, so it is sent only while fitting (and `GuardStopper` sends it again from inside fit)."""
+        if self._fitting and hasattr(signal, "SIGUSR1"):
             os.kill(os.getpid(), signal.SIGUSR1)
 
     def run(self) -> None:
@@ -241,12 +315,12 @@ class RayBackend:
             os.environ["TUNE_RESULT_BUFFER_LENGTH"] = "1"
         if self.synchronous:
             # Ray creates one pending trial at a time for a searcher; a synchronous bracket needs all of them.
-            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(self.ctx.config.algorithm.max_trials)
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending_trials(scheduler, self.ctx.config.algorithm.max_trials))
         keeper = RayRecordKeeper(self.ctx, self.observers, self.guard)
         key = keeper.register()
         try:
             path = experiment_path(self.ctx)
-            if tune.Tuner.can_restore(str(path)):
+            if _restorable(path):
                 tuner = tune.Tuner.restore(str(path), self.trainable(), resume_unfinished=True,
                                            resume_errored=False, restart_errored=False)
             else:
@@ -268,10 +342,20 @@ class RayBackend:
                         # sync_period (default 300 s); every second keeps `hpo resume` close to the truth.
                         sync_config=tune.SyncConfig(sync_period=1),
                         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4),
-                        failure_config=tune.FailureConfig(max_failures=0),
+                        # A trial whose actor died (its node was lost) is restarted from its last checkpoint on
+                        # a node still alive; trainer failures are not retried (HpoTrainable._begin).
+                        failure_config=tune.FailureConfig(max_failures=self.ctx.config.ray.max_failures),
                     ),
                 )
-            tuner.fit()
+            if self.guard.stopped:  # interrupted while Ray was starting: nothing ran, nothing to settle
+                return
+            if hasattr(signal, "SIGUSR1"):  # until Tune installs its own: never die of our stop request
+                signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+            self._fitting = True
+            try:
+                tuner.fit()
+            finally:
+                self._fitting = False
             # Records still RUNNING after fit() belong to trials Ray left unfinished: it was interrupted.
             if keeper.unfinished() and self.guard.reason is None and not self.guard.stopped:
                 self.guard.interrupt()

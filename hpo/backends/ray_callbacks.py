@@ -34,6 +34,14 @@ if TYPE_CHECKING:
 _LIVE: dict[str, "RayRecordKeeper"] = {}
 
 
+def live_keeper(key: str | None) -> "RayRecordKeeper | None":
+    """The keeper of the sweep this process drives (by key; the only one when the key is unknown, e.g. a
+    searcher restored from an experiment whose workspace was moved)."""
+    if key is not None and key in _LIVE:
+        return _LIVE[key]
+    return next(iter(_LIVE.values())) if len(_LIVE) == 1 else None
+
+
 class RayRecordKeeper:
     def __init__(self, ctx: "SweepContext", observers: "ObserverHub", guard: "SweepGuard") -> None:
         self.ctx = ctx
@@ -57,15 +65,49 @@ class RayRecordKeeper:
         return self.ctx.workspace.trial_dir(trial_id)
 
     def _record(self, trial: Trial) -> TrialRecord:
+        return self._record_for(trial.trial_id, trial.config)
+
+    def _record_for(self, trial_id: str, config: dict[str, Any]) -> TrialRecord:
         from hpo.backends.ray_trainable import params_of
 
-        record = self.records.get(trial.trial_id)
+        record = self.records.get(trial_id)
         if record is None:
             number = max((r.number for r in self.records.values()), default=-1) + 1
-            record = TrialRecord(trial_id=trial.trial_id, number=number, params=params_of(trial.config),
+            record = TrialRecord(trial_id=trial_id, number=number, params=params_of(config),
                                  metric=self.ctx.metric, direction=self.ctx.direction)
-            self.records[trial.trial_id] = record
+            self.records[trial_id] = record
         return record
+
+    # -- searcher hooks (before Ray launches a trial) ------------------------------------------------------
+    def proposed(self, trial_id: str, params: dict[str, Any]) -> None:
+        """The searcher proposed Ray trial `trial_id`: record it now, before Ray launches it, so a driver
+        killed before Ray's next experiment snapshot leaves a record that the restore re-attaches
+        (`reattach`) instead of an unknown trial."""
+        if trial_id in self.records:
+            return
+        record = self._record_for(trial_id, params)
+        self._dir(trial_id).mkdir(parents=True, exist_ok=True)
+        record.save(self._dir(trial_id))
+
+    def reattach(self, old_id: str, new_id: str) -> None:
+        """Engine trial `old_id`, which the restored Ray experiment never knew (the driver died before Ray's
+        snapshot recorded it), continues as Ray trial `new_id`: its trainer (if still alive) is stopped, its
+        folder (status.json, checkpoints) becomes `new_id`'s, and its record keeps its number and history.
+        The trainable then replays its validations to the scheduler and continues from its last checkpoint."""
+        from hpo.trials.runner import stop_orphaned_trainer
+
+        old_dir, new_dir = self._dir(old_id), self._dir(new_id)
+        stop_orphaned_trainer(old_dir, grace_s=self.ctx.config.trial.stop_grace_s)
+        record = self.records.pop(old_id, None)
+        if old_dir.is_dir() and not new_dir.exists():
+            os.replace(old_dir, new_dir)
+        if record is None:
+            return
+        record.trial_id = new_id
+        record.reopen()
+        record.save(new_dir)
+        self.records[new_id] = record
+        self.finished_before.discard(old_id)
 
     # -- hooks ---------------------------------------------------------------------------------------------
     def started(self, trial: Trial) -> None:
@@ -79,7 +121,7 @@ class RayRecordKeeper:
         record.reopen()
         resources = self.ctx.config.resources
         record.resources = {"cpus": resources.cpus_per_trial, "gpus": resources.gpus_per_trial,
-                            "ray_trial_name": str(trial)}
+                            "ray_trial_name": str(trial), "ray_nodes": list(record.resources.get("ray_nodes", []))}
         self._dir(trial.trial_id).mkdir(parents=True, exist_ok=True)
         record.save(self._dir(trial.trial_id))
         self.observers.trial_started(record)
@@ -99,6 +141,10 @@ class RayRecordKeeper:
             record.params = plain(json.loads(result["params_json"]))
             record.lineage.append({**donor, "params": dict(record.params)})
         new = epoch not in record.epochs()
+        if result.get("node_id"):
+            nodes = record.resources.setdefault("ray_nodes", [])
+            if not nodes or nodes[-1] != result["node_id"]:
+                nodes.append(result["node_id"])  # the nodes the trial ran on, in order
         record.add_validation(validation, result.get("checkpoint_name"))
         record.save(self._dir(trial.trial_id))
         if new:
@@ -239,9 +285,10 @@ class RecordCallback(tune.Callback):
 class GuardStopper(tune.Stopper):
     """Ends the experiment when the sweep guard says so.
 
-    Every trial failing: Ray stops all trials (the sweep is over). The time budget: Ray is asked to end the
-    run the way Ctrl-C does (its SIGUSR1 handler), so unfinished trials stay unfinished in the experiment
-    state and `hpo resume` (Tuner.restore) continues them from their checkpoints.
+    Every trial failing: Ray stops all trials (the sweep is over). The time budget, or an interrupt that
+    arrived before Tune's own signal handler was in place: Ray is asked to end the run the way Ctrl-C does
+    (its SIGUSR1 handler), so unfinished trials stay unfinished in the experiment state and `hpo resume`
+    (Tuner.restore) continues them from their checkpoints.
     """
 
     def __init__(self, key: str) -> None:
@@ -257,7 +304,7 @@ class GuardStopper(tune.Stopper):
         keeper = _LIVE.get(self.key)
         if keeper is None or not keeper.guard.stopped:
             return False
-        if keeper.guard.reason == TIME_BUDGET and not self._interrupted and hasattr(signal, "SIGUSR1"):
+        if keeper.guard.reason in (TIME_BUDGET, INTERRUPTED) and not self._interrupted and hasattr(signal, "SIGUSR1"):
             self._interrupted = True
             os.kill(os.getpid(), signal.SIGUSR1)
         return keeper.guard.reason == ALL_FAILED

@@ -45,8 +45,10 @@ class SpaceSearcher(Searcher):
         mode: str,
         max_epochs: int,
         planned: Sequence[Mapping[str, Any]] = (),
+        keeper_key: str | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
+        self.keeper_key = keeper_key
         self.space = space
         self.algorithm = algorithm
         self.seed = seed
@@ -101,13 +103,42 @@ class SpaceSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        trial = self.study.ask()
-        params = plain(self.space.suggest(trial, epoch_budget=self.max_epochs))
+        """A new configuration, or first a trial the restored experiment lost (see `_orphan`), re-attached
+        under this Ray trial id with the params it had. The engine records the trial before Ray launches it."""
+        from hpo.backends.ray_callbacks import live_keeper
+
+        orphan = self._orphan()
+        keeper = live_keeper(getattr(self, "keeper_key", None))
+        if orphan is None and keeper is not None and len(keeper.records) >= self.algorithm.max_trials:
+            # Every budgeted trial is recorded (one that ran wholly after Ray's last snapshot included).
+            return Searcher.FINISHED
+        trial = optuna.trial.Trial(self.study, orphan._trial_id) if orphan is not None else self.study.ask()
+        params = plain(self.space.suggest(trial, epoch_budget=self.max_epochs))  # an orphan's drawn values stay
+        previous = orphan.user_attrs.get("hpo_trial_id") if orphan is not None else None
         trial.set_user_attr("hpo_trial_id", trial_id)
         self._numbers[trial_id] = trial.number
         self._trials[trial_id] = trial
-        self._reported[trial_id] = []
+        self._reported[trial_id] = sorted(orphan.intermediate_values) if orphan is not None else []
+        for value in (orphan.intermediate_values.values() if orphan is not None else ()):
+            if selection.better(float(value), self._best.get(trial_id), self.direction):
+                self._best[trial_id] = float(value)
+        if keeper is not None:
+            if previous and previous != trial_id:
+                log.warning("%s: started before the driver died but unknown to the restored experiment; it "
+                            "continues as %s from its last checkpoint", previous, trial_id)
+                keeper.reattach(previous, trial_id)
+            keeper.proposed(trial_id, params)
         return params
+
+    def _orphan(self) -> optuna.trial.FrozenTrial | None:
+        """The oldest study trial still RUNNING that no Ray trial of this experiment holds: asked before the
+        previous driver died, after Ray's last snapshot (so the restored experiment does not know it). It is
+        the trial the uninterrupted sweep was running, so it is taken up before anything new is asked."""
+        held = set(self._numbers.values())
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number not in held:
+                return frozen
+        return None
 
     @property
     def direction(self) -> str:
@@ -153,9 +184,4 @@ class SpaceSearcher(Searcher):
         self._reported = {k: list(v) for k, v in data["reported"].items()}
         self._best = {k: float(v) for k, v in data["best"].items()}
         self._trials = {}
-        # Trials asked after the last save belong to no Ray trial any more (Ray restores from the same
-        # snapshot and asks again): close them so they do not count as running forever.
-        known = set(self._numbers.values())
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.number not in known:
-                self.study.tell(frozen.number, state=TrialState.FAIL)
+        # Trials asked after the last save belong to no restored Ray trial: `suggest` re-attaches them first.

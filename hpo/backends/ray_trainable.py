@@ -47,6 +47,16 @@ OUTCOME_FILE = "outcome.json"
 PBT_PARAMS_KEY = "params_json"
 
 
+def _node_id() -> str | None:
+    """The Ray node this trial runs on (recorded, so a trial moved off a lost node shows where it went)."""
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside a Ray worker (unit tests drive the trainable directly)
+        return None
+
+
 class TrialFailed(RuntimeError):
     """A trainer run failed; the message starts with the failure class."""
 
@@ -69,6 +79,14 @@ def _recorded_final_state(trial_dir: Path) -> TrialRecord | None:
     return record if record.state in FINISHED_STATES else None
 
 
+def _recorded_failure(trial_dir: Path) -> Failure | None:
+    try:
+        outcome = json.loads((trial_dir / OUTCOME_FILE).read_text())
+        return Failure(outcome["failure_class"], outcome["failure_reason"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 class HpoTrainable(tune.Trainable):
     def setup(self, config: dict, ctx: SweepContext | None = None) -> None:
         if ctx is None:
@@ -82,7 +100,11 @@ class HpoTrainable(tune.Trainable):
         self.params = params_of(config)
         self.trial_dir = self.ctx.workspace.trial_dir(self.trial_id)
         self.trial_dir.mkdir(parents=True, exist_ok=True)
-        (self.trial_dir / OUTCOME_FILE).unlink(missing_ok=True)
+        failed = _recorded_failure(self.trial_dir)
+        if failed is not None:
+            # Tune restarts an errored trial (FailureConfig.max_failures) for a lost node; a trainer that
+            # failed on its own (crash, OOM, bad data) would only fail again: end with the same failure.
+            raise TrialFailed(f"{failed.failure_class}: {failed.reason}")
         self.replay: deque[Validation] = deque()
         self.last: Validation | None = None
         self.last_checkpoint: str | None = None
@@ -200,6 +222,7 @@ class HpoTrainable(tune.Trainable):
             "epoch": validation.epoch, "epochs_trained": validation.epochs_trained, "step": validation.step,
             self.ctx.metric: validation.value, "kpi": dict(validation.kpi), "validation": validation.to_history(),
             "checkpoint_name": self.last_checkpoint, "done": validation.epochs_trained >= self.ctx.max_epochs,
+            "node_id": _node_id(),
         }
         if self.exploited is not None:
             result["exploited_from"] = json.dumps(self.exploited)

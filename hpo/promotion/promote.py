@@ -103,7 +103,7 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
     templates = _templates(config)
     size = choose_export_size(train_spec, config, template_export_shape(train_spec, templates.get("export") or {}))
     specs = build_handoff_specs(train_spec, paths, templates=templates, actions=_actions(config),
-                                export_size=(size.width, size.height))
+                                export_size=(size.width, size.height), carried=_handoff_keys(config))
     validation = _validate(specs, config)
     kept_previous = _write_best_dir(best_dir, candidate.checkpoint, specs)
 
@@ -183,6 +183,14 @@ def _templates(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if skill.has_template(action):
             templates[action] = skill.template(action)
     return templates
+
+
+def _handoff_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The skill's structural spec keys that export and deploy specs carry over (none when it is unreadable)."""
+    try:
+        return _skill_dir(config).handoff_keys
+    except SchemaError:
+        return ()
 
 
 def _actions(config: Mapping[str, Any]) -> tuple[str, ...]:

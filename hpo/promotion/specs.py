@@ -2,7 +2,7 @@
 (gen_trt_engine, TensorRT evaluate, TensorRT inference).
 
 Each spec is the winning train spec (so every structural setting the downstream action needs travels with
-it: `model.mode`, `model.sem_seg_head.num_classes`, `dataset.contiguous_id`, the data sections) merged onto
+it: the skill's `x_handoff_keys`, e.g. `model.mode`, and the data sections) merged onto
 the skill's template for that action, with the action's inputs and outputs pointed at `best/`:
 
     best/model_epoch_XXX_step_XXXXX.pth   <- export.checkpoint, evaluate.checkpoint
@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ ONNX_RUNTIME, TENSORRT = "onnxruntime", "tensorrt"
 ONNX_NAME = "mask2former.onnx"
 ENGINE_NAME = "mask2former.engine"
 EXPORT_SHAPE = (960, 544)  # (width, height): the export input TAO's Mask2Former deploy path is built for
-CARRIED = ("model.mode", "model.sem_seg_head.num_classes", "dataset.contiguous_id")
 _ACTION_SECTIONS = ("export", "evaluate", "inference", "gen_trt_engine", "quantize")
 
 
@@ -149,7 +148,7 @@ def build_handoff_specs(train_spec: Mapping[str, Any], paths: HandoffPaths, *,
                         templates: Mapping[str, Mapping[str, Any]],
                         actions: Collection[str] = ("export", "evaluate"),
                         export_size: tuple[int, int] | None = None,
-                        runtime: str | None = None) -> HandoffSpecs:
+                        runtime: str | None = None, carried: Sequence[str] = ()) -> HandoffSpecs:
     """The handoff specs for the winning `train_spec`.
 
     `templates` maps an action (`export`, `evaluate`, `deploy_<action>`) to the skill's template; `actions`
@@ -157,12 +156,13 @@ def build_handoff_specs(train_spec: Mapping[str, Any], paths: HandoffPaths, *,
     deploy either); no evaluate action, no evaluate spec. `export_size` (width, height) is the export input
     size (`export_size.py` chooses it: the tuned test size or `deploy.input_size`); without it, the spec's or
     template's export section. `runtime` names what `deploy_<action>_spec.yaml` runs (default: what this
-    machine has, `deploy_runtime()`).
+    machine has, `deploy_runtime()`). `carried` are the spec keys the trained model's structure depends on
+    (the skill's `x_handoff_keys`): an export spec is only written when the training spec has them.
     """
     common = {key: copy.deepcopy(value) for key, value in train_spec.items() if key not in _ACTION_SECTIONS}
     export = evaluate = gen_engine = deploy_evaluate = deploy_inference = ort_evaluate = ort_inference = None
     if "export" in actions:
-        _check_carried(train_spec, templates.get("export"))
+        _check_carried(train_spec, templates.get("export"), carried)
         export = deep_merge(templates.get("export") or {}, common)
         export["results_dir"] = str(paths.export_dir)
         width, height = export_size or template_export_shape(train_spec, templates.get("export") or {})
@@ -202,9 +202,9 @@ def build_handoff_specs(train_spec: Mapping[str, Any], paths: HandoffPaths, *,
                         deploy_runtime=runtime or deploy_runtime())
 
 
-def _check_carried(train_spec: Mapping[str, Any], template: Mapping[str, Any] | None) -> None:
+def _check_carried(train_spec: Mapping[str, Any], template: Mapping[str, Any] | None, carried: Sequence[str]) -> None:
     """Export and deploy need the structural settings; a template that has them says the skill uses them."""
-    for dotted in CARRIED:
+    for dotted in carried:
         if template and get_dotted(template, dotted, None) is None:
             continue
         if get_dotted(train_spec, dotted, None) is None:

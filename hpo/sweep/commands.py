@@ -25,8 +25,9 @@ from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config
 from hpo.sweep.context import SweepContext, prepare_sweep
 from hpo.sweep.estimate import check_estimate
 from hpo.sweep.live import LiveTable, render_outcome, trials_table
-from hpo.sweep.plan import make_plan, render_plan, write_plan
-from hpo.sweep.runner import SweepInterrupted, execute, load_workspace_context, start_workspace
+from hpo.sweep.plan import make_plan, planned_points, render_plan, write_plan
+from hpo.sweep.runner import (SweepInterrupted, execute, load_workspace_context, refuse_existing_sweep,
+                              start_workspace)
 from hpo.sweep.summary import build_summary
 from hpo.sweep.workspace import SweepWorkspace, find_sweep_dir, read_lock_holder
 from skillkit.files import SPEC_FILE
@@ -45,8 +46,11 @@ def confirm(console: Console, question: str) -> bool:
 
 def _plan_and_run(ctx: SweepContext, args: argparse.Namespace, console: Console) -> int:
     plan = make_plan(ctx, probe=getattr(args, "probe", False))
-    start_workspace(ctx)
+    # The plan is written before sweep.yaml (which makes the folder resumable), so a driver killed while
+    # starting leaves either nothing to resume or a sweep whose resume runs the same first batch.
+    refuse_existing_sweep(ctx)
     write_plan(plan)
+    start_workspace(ctx)
     render_plan(plan, console)
     if not args.yes and interactive() and not confirm(console, "Start the sweep?"):
         console.print("not started; the plan is in " + str(ctx.workspace.plan_dir))
@@ -103,7 +107,7 @@ def _join_and_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     console = Console()
     ctx = load_workspace_context(args.workspace, name=args.name, time_budget_s=args.time_budget_s)
-    return _execute(ctx, args, console)
+    return _execute(ctx, args, console, planned=planned_points(ctx.workspace.plan_dir))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from hpo.sweep.config_rules import (
 
 __all__ = [
     "AlgorithmConfig", "CheckpointsConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
-    "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "WorkersConfig", "did_you_mean", "load_sweep_config",
+    "RayConfig", "SearchSpaceConfig", "SweepConfig", "TrackingConfig", "TrialConfig", "WorkersConfig", "did_you_mean", "load_sweep_config",
     "resolve_algorithm", "resolve_metric", "schema_problems", "semantic_problems", "sweep_config_from_dict",
     "sweep_schema",
 ]
@@ -36,9 +36,10 @@ __all__ = [
 class AlgorithmConfig:
     """The search algorithm, resolved to one sampler (who proposes) and one scheduler (who stops early).
 
-    `name` is what the user wrote; `sampler` is one of random|tpe|bayesian|cmaes|grid|bohb and `scheduler`
-    one of none|median|asha|hyperband|bohb|pbt, already mapped for the backend (Optuna runs `bohb` as TPE +
-    Hyperband pruner, its documented BOHB equivalent).
+    `name` is what the user wrote; `sampler` is one of random|tpe|bayesian|cmaes|grid|bfbo|dehb|bohb and
+    `scheduler` one of none|median|asha|hyperband|hyperband_es|bohb|pbt, already mapped for the backend
+    (Optuna runs `bohb` as TPE + Hyperband pruner, its documented BOHB equivalent; `dehb` is differential-
+    evolution proposals with Hyperband budgets on both backends).
     """
 
     name: str
@@ -58,6 +59,11 @@ class AlgorithmConfig:
     grid_points: int = 3
     time_budget_s: float | None = None
     grid_values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    mutation_factor: float = 0.5
+    crossover_prob: float = 0.5
+    early_stop_threshold: float = 0.8
+    min_early_stop_epochs: int = 4
+    early_stop_margin: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,15 @@ class CheckpointsConfig:
 
     retention: str = "bounded"
     keep_last: int = 1
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Backend ray on a cluster: the cluster to join (None: RAY_ADDRESS, else a Ray of the sweep's own) and
+    how often Tune restarts a trial whose actor died (a lost node); it continues from its last checkpoint."""
+
+    address: str | None = None
+    max_failures: int = 2
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,7 @@ class SweepConfig:
     workspace_uri: str | None = None  # an s3:// workspace, mirrored from the local `workspace` folder
     checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     @property
     def sweep_dir(self) -> Path:
@@ -230,6 +246,11 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         grid_points=int(algorithm.get("grid_points", 3)),
         time_budget_s=algorithm.get("time_budget_s"),
         grid_values={str(k): tuple(v) for k, v in (algorithm.get("grid_values") or {}).items()},
+        mutation_factor=float(algorithm.get("mutation_factor", 0.5)),
+        crossover_prob=float(algorithm.get("crossover_prob", 0.5)),
+        early_stop_threshold=float(algorithm.get("early_stop_threshold", 0.8)),
+        min_early_stop_epochs=int(algorithm.get("min_early_stop_epochs", 4)),
+        early_stop_margin=float(algorithm.get("early_stop_margin", 0.05)),
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(
@@ -261,6 +282,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         grace_period_s=int(workers_data.get("grace_period_s", 120)),
         max_retries=int(workers_data.get("max_retries", 2)),
     )
+    ray_data = data.get("ray", {})
+    ray = RayConfig(address=ray_data.get("address"), max_failures=int(ray_data.get("max_failures", 2)))
     ds = data.get("datasets", {})
 
     def dataset_root(value: str | None) -> str | None:
@@ -322,6 +345,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         raw["direction"] = data["direction"]
     if "workers" in data:
         raw["workers"] = dict(vars(workers))
+    if "ray" in data:
+        raw["ray"] = {k: v for k, v in vars(ray).items() if v is not None}
     for key in ("storage", "base_spec"):
         if raw[key] is None:
             del raw[key]
@@ -333,7 +358,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         trial=trial_config, baseline_enabled=bool(baseline.get("enabled", True)),
         baseline_timeout_s=baseline.get("timeout_s"), tracking=tracking,
         promotion_enabled=bool(data.get("promotion", {}).get("enabled", True)), source=source, raw=raw,
-        workspace_uri=workspace_uri, checkpoints=checkpoints, workers=workers,
+        workspace_uri=workspace_uri, checkpoints=checkpoints, workers=workers, ray=ray,
     )
 
 

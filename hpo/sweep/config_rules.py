@@ -21,33 +21,41 @@ from skillkit.errors import SweepConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 
-SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid")
+SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid", "bfbo")
+SCHEDULER_ALGORITHMS = ("hyperband", "asha", "hyperband_es")
+# Algorithms that are neither a sampler nor a scheduler propose configurations their own way.
+OWN_PROPOSALS = {"bohb": "a density model per budget", "dehb": "differential evolution", "pbt": "its population",
+                 "mfbo": "a same-budget TPE model"}
 #: What `hpo run` uses when the sweep config names no algorithm.name (and what the quickstart runs): the
 #: search-efficiency benchmark's winner (README "Default algorithm"; benchmarks/results/search_efficiency.json).
 DEFAULT_ALGORITHM = "mfbo"
 #: mfbo's default n_startup_trials: the fewest same-budget results its model is fitted on (benchmarked: 8).
 MFBO_MIN_POINTS = 8
-SCHEDULER_ALGORITHMS = ("hyperband", "asha")
 PRUNER_TO_SCHEDULER = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
 
 # Which resolved schedulers / samplers each knob acts on; a knob set for anything else is an error.
 KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "grace_period": (("scheduler", ("median", "asha", "hyperband", "bohb")),),
-    "reduction_factor": (("scheduler", ("asha", "hyperband", "bohb")),),
+    "grace_period": (("scheduler", ("median", "asha", "hyperband", "bohb", "hyperband_es")),),
+    "reduction_factor": (("scheduler", ("asha", "hyperband", "bohb", "hyperband_es")),),
     "brackets": (("scheduler", ("asha",)),),
     "population_size": (("scheduler", ("pbt",)),),
     "perturbation_interval": (("scheduler", ("pbt",)),),
     "quantile_fraction": (("scheduler", ("pbt",)),),
     "resample_probability": (("scheduler", ("pbt",)),),
     "perturbation_factor": (("scheduler", ("pbt",)),),
-    "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb", "mfbo")), ("scheduler", ("median",))),
+    "n_startup_trials": (("sampler", ("tpe", "bayesian", "bohb", "bfbo", "mfbo")), ("scheduler", ("median",))),
+    "mutation_factor": (("sampler", ("dehb",)),),
+    "crossover_prob": (("sampler", ("dehb",)),),
+    "early_stop_threshold": (("scheduler", ("hyperband_es",)),),
+    "min_early_stop_epochs": (("scheduler", ("hyperband_es",)),),
+    "early_stop_margin": (("scheduler", ("hyperband_es",)),),
     "grid_points": (("sampler", ("grid",)),),
     "grid_values": (("sampler", ("grid",)),),
 }
 # Knobs one backend's implementation of a scheduler does not have (Ray's HyperBand derives its rungs from
 # max_epochs and reduction_factor; Optuna's successive halving has a single bracket).
 BACKEND_UNSUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
-    "ray": {"grace_period": ("hyperband", "bohb")},
+    "ray": {"grace_period": ("hyperband", "bohb", "hyperband_es")},
     "optuna": {"brackets": ("asha",)},
 }
 # A PBT donor's checkpoint may be any of the newest ones Ray still holds a pointer to (its CheckpointConfig
@@ -169,6 +177,9 @@ def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, 
         return ("bohb", "bohb") if backend == "ray" else ("tpe", "hyperband")
     if name == "pbt":
         return "random", "pbt"
+    if name == "dehb":
+        # Differential-evolution proposals, Hyperband budgets; promoted trials continue (hpo.backends.de_sampler).
+        return "dehb", "hyperband"
     raise SweepConfigError(f"algorithm.name {name!r} is unknown.")
 
 
@@ -177,10 +188,12 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     algorithm = data["algorithm"]
     name = algorithm.get("name", DEFAULT_ALGORITHM)
     backend = data.get("backend", "ray")
-    if name in SAMPLERS and "sampler" in algorithm:
+    if name not in SCHEDULER_ALGORITHMS and "sampler" in algorithm:
+        itself = ("is itself the sampler" if name in SAMPLERS
+                  else f"brings its own proposals ({OWN_PROPOSALS.get(name, name)})")
         problems.append(
             f"'algorithm.sampler' only applies when algorithm.name is a scheduler ({', '.join(SCHEDULER_ALGORITHMS)}); "
-            f"algorithm.name {name!r} is itself the sampler. Remove algorithm.sampler."
+            f"algorithm.name {name!r} {itself}. Remove algorithm.sampler."
         )
     if name not in SAMPLERS and "pruner" in algorithm:
         problems.append(
@@ -225,6 +238,9 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     grace = algorithm.get("grace_period")
     if max_epochs is not None and grace is not None and grace > max_epochs:
         problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial cannot be given more epochs than its budget.")
+    min_points = algorithm.get("min_early_stop_epochs", 4)
+    if scheduler == "hyperband_es" and max_epochs is not None and min_points >= max_epochs:
+        problems.append(early_stop_budget_problem(min_points, max_epochs))
     interval = algorithm.get("perturbation_interval")
     if max_epochs is not None and interval is not None and interval >= max_epochs:
         problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = {max_epochs}, or PBT never perturbs.")
@@ -271,6 +287,13 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
         if value and "://" not in value and not _absolute(value, base_dir).is_dir():
             problems.append(f"'datasets.{split}' = {value!r} ({_absolute(value, base_dir)}) is not an existing folder.")
     return problems
+
+
+def early_stop_budget_problem(min_points: int, max_epochs: int) -> str:
+    """hyperband_es needs validations before the last epoch to extrapolate (shared with the run-time check)."""
+    return (f"'algorithm.min_early_stop_epochs' = {min_points} leaves hyperband_es nothing to stop with an epoch budget "
+            f"of {max_epochs}: a curve is extrapolated only after {min_points} validations, before the last epoch. "
+            f"Lower min_early_stop_epochs (4 at the least), raise the epoch budget above {min_points}, or use hyperband.")
 
 
 def _scale_out_problems(data: Mapping[str, Any], backend: str, scheduler: str) -> list[str]:

@@ -205,8 +205,12 @@ def build_base_spec(config: SweepConfig, skill: SkillDir, keys: SpecKeys, max_ep
         )
     set_dotted(spec, keys.num_epochs, epochs)
     grace = config.algorithm.grace_period
-    if config.algorithm.scheduler in ("median", "asha", "hyperband", "bohb") and grace > epochs:
+    if config.algorithm.scheduler in ("median", "asha", "hyperband", "hyperband_es", "bohb") and grace > epochs:
         raise SweepConfigError(f"'algorithm.grace_period' = {grace} exceeds the trial epoch budget {epochs}.")
+    if config.algorithm.scheduler == "hyperband_es" and config.algorithm.min_early_stop_epochs >= epochs:
+        from hpo.sweep.config_rules import early_stop_budget_problem
+
+        raise SweepConfigError(early_stop_budget_problem(config.algorithm.min_early_stop_epochs, epochs))
     return spec, epochs
 
 

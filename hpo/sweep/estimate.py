@@ -115,7 +115,7 @@ def trial_epochs(algorithm: AlgorithmConfig, max_epochs: int, trials: int) -> li
             stops = [boundary for k, boundary in enumerate(rungs) if index >= math.ceil(trials / rate ** (k + 1))]
             epochs.append(stops[0] if stops else max_epochs)
         return sorted(epochs, reverse=True)
-    if scheduler in ("hyperband", "bohb"):
+    if scheduler in ("hyperband", "hyperband_es", "bohb"):
         from hpo.sweep.plan import expected_epochs
 
         mean = expected_epochs(algorithm, max_epochs)

@@ -72,6 +72,7 @@ class SweepPlan:
             "hot_parameters": [p.name for p in self.ctx.space.parameters if p.hot],
             "held_parameters": [h.to_dict() for h in self.ctx.held],
             "first_batch": self.batch, "first_batch_runs_as_shown": self.batch_is_exact,
+            "first_batch_points": self.points if self.batch_is_exact else [],
             "spec_files": [str(p) for p in self.spec_files],
             "expected_epochs_per_trial": round(self.expected_epochs_per_trial, 3),
             "seconds_per_epoch": self.timing.seconds_per_epoch, "startup_s": self.timing.startup_s,
@@ -113,7 +114,7 @@ def expected_epochs(algorithm: AlgorithmConfig, max_epochs: int) -> float:
     scheduler, rate = algorithm.scheduler, algorithm.reduction_factor
     if scheduler == "asha":
         return successive_halving_epochs(algorithm.grace_period, rate, max_epochs)
-    if scheduler in ("hyperband", "bohb"):
+    if scheduler in ("hyperband", "hyperband_es", "bohb"):  # hyperband_es: an upper bound (its curve stops vary)
         brackets = int(round(math.log(max_epochs) / math.log(rate))) + 1 if max_epochs > 1 else 1
         values = [successive_halving_epochs(max(1.0, max_epochs * rate ** -s), rate, max_epochs) for s in range(brackets)]
         return sum(values) / len(values)
@@ -179,6 +180,16 @@ def write_plan(plan: SweepPlan) -> Path:
     return folder / PLAN_FILE
 
 
+def planned_points(plan_dir: Path) -> list[dict[str, Any]]:
+    """The first batch's static points recorded in `<sweep>/plan/plan.json` when the backend runs them as
+    shown: a sweep resumed before its first trial was asked (its driver died starting) runs the same batch."""
+    try:
+        recorded = json.loads((plan_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return list(recorded.get("first_batch_points") or []) if recorded.get("first_batch_runs_as_shown") else []
+
+
 def render_plan(plan: SweepPlan, console: Any) -> None:
     from rich.table import Table
 
@@ -208,7 +219,8 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
         batch.add_row(str(index), *[_short(values.get(name)) for name in names])
     console.print(batch)
     scheduler = {"none": "no early stopping", "asha": "successive halving (ASHA)", "hyperband": "HyperBand",
-                 "median": "median stopping", "bohb": "BOHB", "pbt": "population-based training"}[algorithm.scheduler]
+                 "hyperband_es": "HyperBand with learning-curve early stopping", "median": "median stopping",
+                 "bohb": "BOHB", "pbt": "population-based training"}[algorithm.scheduler]
     console.print(
         f"[bold]Budget[/]: {algorithm.max_trials} trials x up to {ctx.max_epochs} epochs, {plan.concurrency} at a time; "
         f"sampler {algorithm.sampler}, {scheduler} on backend {ctx.config.backend}; expected "

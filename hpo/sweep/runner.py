@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from hpo.backends.base import Backend, backend_class
 from hpo.space import SearchSpace
 from hpo.sweep.baseline import run_baseline
 from hpo.sweep.config import SweepConfig, load_sweep_config
@@ -45,14 +46,10 @@ class SweepInterrupted(UserError):
     exit_code = ExitCode.INTERRUPTED
 
 
-def make_backend(ctx: SweepContext, observers: ObserverHub, guard: SweepGuard, planned: Sequence[Mapping[str, Any]]) -> Any:
-    if ctx.config.backend == "optuna":
-        from hpo.backends.optuna_backend import OptunaBackend
-
-        return OptunaBackend(ctx, observers, guard, planned=planned)
-    from hpo.backends.ray_backend import RayBackend
-
-    return RayBackend(ctx, observers, guard, planned=planned)
+def make_backend(ctx: SweepContext, observers: ObserverHub, guard: SweepGuard,
+                 planned: Sequence[Mapping[str, Any]]) -> Backend:
+    """The backend the config names (`hpo.backends.base.BACKENDS`), imported only now."""
+    return backend_class(ctx.config.backend)(ctx, observers, guard, planned=planned)
 
 
 def default_observers(ctx: SweepContext) -> list[SweepObserver]:
@@ -197,14 +194,20 @@ def execute(
     return summary
 
 
-def start_workspace(ctx: SweepContext) -> None:
-    """Record the resolved config and the compiled space; refuse to start over an existing sweep."""
+def refuse_existing_sweep(ctx: SweepContext) -> None:
+    """Refuse to start a sweep over a folder that already holds one (with trials)."""
     workspace = ctx.workspace
     if workspace.sweep_file.is_file() and workspace.trial_ids():
         raise SweepConfigError(
             f"sweep folder '{workspace.root}' already holds a sweep with {len(workspace.trial_ids())} trial(s); continue it "
             f"with `hpo resume {workspace.root}`, or give this sweep another name."
         )
+
+
+def start_workspace(ctx: SweepContext) -> None:
+    """Record the resolved config and the compiled space; refuse to start over an existing sweep."""
+    refuse_existing_sweep(ctx)
+    workspace = ctx.workspace
     workspace.create()
     atomic_write_text(workspace.sweep_file, yaml.safe_dump(ctx.config.to_dict(), sort_keys=False))
     atomic_write_text(workspace.space_file, ctx.space.to_yaml())
@@ -233,6 +236,7 @@ def load_workspace_context(sweep_dir: str | Path, *, name: str | None = None,
         if not name:
             raise SweepConfigError(f"resuming from {sweep_dir} needs the sweep's name (--name).")
         _, mirror = open_workspace(str(sweep_dir))
+        assert mirror is not None  # an s3:// workspace always has one
         sweep_dir = pull_sweep(mirror, name)
     root = find_sweep_dir(sweep_dir, name)
     workspace = SweepWorkspace(root)
@@ -250,5 +254,8 @@ def resume_sweep(sweep_dir: str | Path, *, name: str | None = None, observers: I
                  use_default_observers: bool = True, time_budget_s: float | None = None) -> dict[str, Any]:
     """Continue a sweep: paused and interrupted trials go on from their checkpoints, the remaining budget runs.
     `algorithm.time_budget_s` bounds each driver run; pass `time_budget_s` to change it for this run."""
+    from hpo.sweep.plan import planned_points
+
     ctx = load_workspace_context(sweep_dir, name=name, time_budget_s=time_budget_s)
-    return execute(ctx, observers=observers, use_default_observers=use_default_observers)
+    return execute(ctx, observers=observers, planned=planned_points(ctx.workspace.plan_dir),
+                   use_default_observers=use_default_observers)

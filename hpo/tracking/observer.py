@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hpo.sweep.observer import SweepObserver
 from hpo.tracking import sweep_files
@@ -35,10 +35,14 @@ from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking.params import algorithm_name, sweep_params
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
+from hpo.trials.record import TrialRecord
 from skillkit.files import LOG_FILE, SPEC_FILE, TRIAL_FILE, TRIALS_DIR
 from skillkit.redaction import Redactor
 from skillkit.status import STATUS_FILE
 from skillkit.status.format import line_timestamp
+
+if TYPE_CHECKING:
+    from hpo.sweep.context import SweepContext
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +74,10 @@ def _never_raises(method: F) -> F:
 class MlflowObserver(SweepObserver):
     """Logs a sweep to MLflow through a journaled `Tracker`.
 
-    `sweep_dir` may be given here or discovered from the `sweep` object passed to `sweep_started`
-    (attribute or key `sweep_dir`, `root`, `workspace.root` or `path`). Settings come from the sweep
-    config's `tracking` section unless given.
+    The hooks take what the engine sends (`hpo.sweep.observer.SweepObserver`): the sweep context, trial
+    records, report entries (the whole status line) and the summary. `sweep_dir` may be given here or is the
+    context's workspace; a replay from files (`log_sweep_from_files`) gives it here and sends no context.
+    Settings come from the sweep config's `tracking` section unless given.
     """
 
     def __init__(self, sweep_dir: str | os.PathLike[str] | None = None, *, settings: TrackingSettings | None = None,
@@ -92,16 +97,16 @@ class MlflowObserver(SweepObserver):
 
     # -- SweepObserver ---------------------------------------------------------------------------------
     @_never_raises
-    def sweep_started(self, sweep: Any = None) -> None:
+    def sweep_started(self, sweep: SweepContext | None = None) -> None:
         self._open(sweep)
         if self.tracker is None:
             return
         tracker, config = self.tracker, self.config
         tags = {
             "hpo.run_kind": "sweep",
-            "hpo.sweep": config.get("name") or self.sweep_dir.name,
+            "hpo.sweep": config.get("name") or self._folder.name,
             "hpo.sweep_dir": str(self.sweep_dir),
-            "automl_policy": _attribute(sweep, "automl_policy") or config.get("automl_policy") or "on",
+            "automl_policy": config.get("automl_policy") or "on",
             "skill": sweep_files.skill_name(config),
             "backend": config.get("backend") or "ray",
             "algorithm": algorithm_name(config),
@@ -110,17 +115,17 @@ class MlflowObserver(SweepObserver):
         }
         tracker.ensure_experiment(tags={"hpo.sweep": tags["hpo.sweep"], EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
         if tracker.start_run(SWEEP_RUN, run_name=str(tags["hpo.sweep"]), tags=tags):
-            space = sweep_files.load_space(self.sweep_dir)
+            space = sweep_files.load_space(self._folder)
             tracker.log_params(SWEEP_RUN, sweep_params(config, space, metric=self.metric, direction=self.direction))
             tracker.log_yaml(SWEEP_RUN, config, "sweep.yaml")
             if space is not None:
-                tracker.log_artifact(SWEEP_RUN, self.sweep_dir / sweep_files.SPACE_FILE)
+                tracker.log_artifact(SWEEP_RUN, self._folder / sweep_files.SPACE_FILE)
 
     @_never_raises
-    def trial_started(self, trial_record: Any) -> None:
+    def trial_started(self, trial_record: TrialRecord) -> None:
         if self.tracker is None:
             return
-        trial = sweep_files.as_dict(trial_record)
+        trial = trial_record.to_dict()
         key = trial_key(trial["trial_id"])
         number = trial.get("number")
         tags = {"hpo.run_kind": "trial", "hpo.trial_id": trial["trial_id"], "hpo.sweep": self._sweep_name,
@@ -137,20 +142,19 @@ class MlflowObserver(SweepObserver):
         self._share_run_id(trial_record, key)
 
     @_never_raises
-    def trial_reported(self, trial_record: Any, report: Any) -> None:
+    def trial_reported(self, trial_record: TrialRecord, report: Mapping[str, Any]) -> None:
         if self.tracker is None:
             return
-        trial = sweep_files.as_dict(trial_record)
-        self._log_report(trial_key(trial["trial_id"]), sweep_files.as_dict(report))
+        self._log_report(trial_key(trial_record.trial_id), report)
 
     @_never_raises
-    def trial_finished(self, trial_record: Any) -> None:
+    def trial_finished(self, trial_record: TrialRecord) -> None:
         if self.tracker is None:
             return
-        trial = sweep_files.as_dict(trial_record)
+        trial = trial_record.to_dict()
         key = trial_key(trial["trial_id"])
         if not self.tracker.has_run(key):
-            self.trial_started(trial)
+            self.trial_started(trial_record)
         for entry in trial.get("history") or []:
             self._log_report(key, entry)  # anything the engine reported while we were not attached
         state = str(trial.get("state") or "")
@@ -183,20 +187,21 @@ class MlflowObserver(SweepObserver):
             self.tracker.end_run(key, MLFLOW_STATUS[state], end_time=sweep_files.parse_time(trial.get("ended_at")))
 
     @_never_raises
-    def sweep_finished(self, summary: Any = None) -> None:
+    def sweep_finished(self, summary: Mapping[str, Any] | None = None) -> None:
         if self.tracker is None:
             return
-        summary_dict = sweep_files.as_dict(summary) if summary is not None else {}
+        summary_dict = dict(summary or {})
         if not summary_dict.get("trials"):
-            summary_dict = sweep_files.load_summary(self.sweep_dir, self.config)
+            summary_dict = sweep_files.load_summary(self._folder, self.config)
         still_open = self.tracker.journal.open_runs()
         for trial in summary_dict.get("trials") or []:
             key = trial_key(trial.get("trial_id"))
             if str(trial.get("state")) in MLFLOW_STATUS and (key in still_open or not self.tracker.has_run(key)):
-                self.trial_finished(trial)  # a trial whose end the observer did not see (driver killed, late attach)
+                # a trial whose end the observer did not see (driver killed, late attach)
+                self.trial_finished(TrialRecord.from_dict(trial, metric=self.metric, direction=self.direction))
         from hpo.tracking.summary import log_sweep_summary
 
-        log_sweep_summary(self.tracker, self.sweep_dir, summary_dict, metric=self.metric, direction=self.direction,
+        log_sweep_summary(self.tracker, self._folder, summary_dict, metric=self.metric, direction=self.direction,
                           plots=self.plots)
         self.tracker.end_run(SWEEP_RUN, "FINISHED")
         result = self.tracker.flush(force=True)
@@ -208,16 +213,15 @@ class MlflowObserver(SweepObserver):
             )
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _open(self, sweep: Any) -> None:
+    def _open(self, sweep: SweepContext | None) -> None:
         if self.sweep_dir is None:
-            found = _sweep_dir_of(sweep)
-            if found is None:
-                raise ValueError("MlflowObserver needs the sweep folder: pass sweep_dir= or a sweep with sweep_dir")
-            self.sweep_dir = found
-        self.config = sweep_files.load_config(self.sweep_dir) or _config_of(sweep)
-        metric = _attribute(sweep, "metric")
-        self.metric = metric if isinstance(metric, str) and metric != "kpi" else sweep_files.resolve_metric(self.config)
-        direction = _attribute(sweep, "direction")
+            if sweep is None:
+                raise ValueError("MlflowObserver needs the sweep folder: pass sweep_dir= or the sweep context")
+            self.sweep_dir = Path(sweep.workspace.root).resolve()
+        self.config = sweep_files.load_config(self.sweep_dir) or (_config_of(sweep) if sweep is not None else {})
+        metric = sweep.metric if sweep is not None else None
+        self.metric = metric if metric and metric != "kpi" else sweep_files.resolve_metric(self.config)
+        direction = sweep.direction if sweep is not None else None
         self.direction = direction if direction in ("maximize", "minimize") else sweep_files.resolve_direction(
             self.config, self.metric)
         if self.tracker is None:
@@ -227,17 +231,30 @@ class MlflowObserver(SweepObserver):
             redactor = Redactor()
             redactor.learn(self.config)
             self.tracker = Tracker(settings, self.sweep_dir, redactor=redactor)
-        base_spec = _attribute(sweep, "base_spec")
-        if isinstance(base_spec, Mapping):
-            self.tracker.redactor.learn(base_spec)  # secrets of the spec are masked in logs before any spec is seen
+        if sweep is not None:
+            self.tracker.redactor.learn(sweep.base_spec)  # secrets of the spec are masked in logs before any spec is seen
         self._reported = _reported_steps(self.tracker)
+
+    @property
+    def _folder(self) -> Path:
+        """The sweep folder (known from construction or from `sweep_started`)."""
+        if self.sweep_dir is None:
+            raise RuntimeError("MlflowObserver: a hook ran before sweep_started named the sweep folder")
+        return self.sweep_dir
+
+    @property
+    def _live(self) -> Tracker:
+        """The tracker, for helpers that only run once a hook has checked tracking is on."""
+        if self.tracker is None:
+            raise RuntimeError("MlflowObserver: tracking is off for this sweep")
+        return self.tracker
 
     @property
     def _sweep_name(self) -> str:
         return str(self.config.get("name") or (self.sweep_dir.name if self.sweep_dir else ""))
 
     def _trial_dir(self, trial: Mapping[str, Any]) -> Path:
-        return self.sweep_dir / TRIALS_DIR / str(trial["trial_id"])
+        return self._folder / TRIALS_DIR / str(trial["trial_id"])
 
     def _log_report(self, key: str, report: Mapping[str, Any]) -> None:
         """Log one validation (a trial.json history entry: the whole status line) once per epoch."""
@@ -257,39 +274,30 @@ class MlflowObserver(SweepObserver):
             metrics.setdefault("global_step", step)
         # The status line's own clock makes the timestamp deterministic, so a replay or a resumed driver
         # re-sending this epoch is a no-op for MLflow instead of a second point.
-        self.tracker.log_metrics(key, metrics, step=epoch, timestamp=_report_time(report))
+        self._live.log_metrics(key, metrics, step=epoch, timestamp=_report_time(report))
         done.add(epoch)
 
     def _log_tail(self, key: str, path: Path) -> None:
         size = path.stat().st_size
         if size <= MAX_LOG_BYTES:
-            self.tracker.log_artifact(key, path, artifact_path="logs")
+            self._live.log_artifact(key, path, artifact_path="logs")
             return
         with open(path, "rb") as handle:
             handle.seek(size - MAX_LOG_BYTES)
             tail = handle.read().decode("utf-8", errors="replace")
-        self.tracker.log_text(key, f"[... first {size - MAX_LOG_BYTES} bytes left out ...]\n{tail}", path.name,
+        self._live.log_text(key, f"[... first {size - MAX_LOG_BYTES} bytes left out ...]\n{tail}", path.name,
                               artifact_path="logs")
 
-    def _share_run_id(self, trial_record: Any, key: str) -> None:
+    def _share_run_id(self, trial_record: TrialRecord, key: str) -> None:
         """Hand the child run id back to the engine's record (trial.json's `mlflow_run_id`) once it exists."""
-        run_id = self.tracker.run_id(key)
-        if not run_id:
-            return
-        if isinstance(trial_record, dict):
-            trial_record["mlflow_run_id"] = run_id
-        elif hasattr(trial_record, "mlflow_run_id"):
-            try:
-                trial_record.mlflow_run_id = run_id
-            except (AttributeError, TypeError):
-                pass  # a frozen record: promotion finds the id in the journal state instead
+        run_id = self._live.run_id(key)
+        if run_id:
+            trial_record.mlflow_run_id = run_id
 
 
-def make_sweep_observer(sweep: Any) -> MlflowObserver | None:
+def make_sweep_observer(sweep: SweepContext) -> MlflowObserver | None:
     """The engine's factory hook: an observer for the sweep context `sweep`, or None when tracking is off."""
-    sweep_dir = _sweep_dir_of(sweep)
-    if sweep_dir is None:
-        raise ValueError("the sweep context names no sweep folder (expected sweep.workspace.root)")
+    sweep_dir = Path(sweep.workspace.root).resolve()
     config = sweep_files.load_config(sweep_dir) or _config_of(sweep)
     settings = TrackingSettings.for_sweep(sweep_dir, config)
     return MlflowObserver(sweep_dir, settings=settings) if settings.enabled else None
@@ -304,48 +312,26 @@ def log_sweep_from_files(sweep_dir: str | os.PathLike[str], *, settings: Trackin
     """
     sweep_dir = Path(sweep_dir).resolve()
     observer = MlflowObserver(sweep_dir, settings=settings, plots=plots)
-    observer.sweep_started({"sweep_dir": sweep_dir})
+    observer.sweep_started()
     if observer.tracker is None:
         return observer
     summary = sweep_files.load_summary(sweep_dir, observer.config)
     for trial in summary["trials"]:
-        key = trial_key(trial.get("trial_id"))
-        if not observer.tracker.has_run(key):
-            observer.trial_started(trial)
-        for entry in trial.get("history") or []:
-            observer.trial_reported(trial, entry)
-        if str(trial.get("state")) in MLFLOW_STATUS:
-            observer.trial_finished(trial)
+        record = TrialRecord.from_dict(trial, metric=observer.metric, direction=observer.direction)
+        if not observer.tracker.has_run(trial_key(record.trial_id)):
+            observer.trial_started(record)
+        for entry in record.history:
+            observer.trial_reported(record, entry)
+        if record.state in MLFLOW_STATUS:
+            observer.trial_finished(record)
     if all(str(t.get("state")) in MLFLOW_STATUS for t in summary["trials"]):
         observer.sweep_finished(summary)
     return observer
 
 
-def _attribute(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _sweep_dir_of(sweep: Any) -> Path | None:
-    for name in ("sweep_dir", "root", "path"):
-        value = _attribute(sweep, name)
-        if isinstance(value, (str, os.PathLike)):
-            return Path(value).resolve()
-    workspace = _attribute(sweep, "workspace")
-    root = _attribute(workspace, "root")
-    return Path(root).resolve() if isinstance(root, (str, os.PathLike)) else None
-
-
-def _config_of(sweep: Any) -> dict[str, Any]:
-    config = _attribute(sweep, "config")
-    raw = _attribute(config, "raw") if config is not None else None
-    for candidate in (raw, config):
-        if isinstance(candidate, Mapping):
-            return dict(candidate)
-    return {}
+def _config_of(sweep: SweepContext) -> dict[str, Any]:
+    """The sweep config as the user wrote it (for a sweep folder that has no sweep.yaml yet)."""
+    return dict(sweep.config.raw)
 
 
 def _report_time(report: Mapping[str, Any]) -> float | None:

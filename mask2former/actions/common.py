@@ -11,13 +11,16 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from skillkit.errors import SpecError, UserError
 from skillkit.status.writer import ERROR, FAILURE, StatusWriter
+
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +62,7 @@ def _record_early_failure(args: argparse.Namespace, action: str, error: UserErro
             FAILURE, str(error), verbosity=ERROR, error_class="data" if isinstance(error, DataError) else "spec")
 
 
-def action_results_dir(cfg: Any, action: str) -> Path:
+def action_results_dir(cfg: ExperimentConfig, action: str) -> Path:
     """`<action>.results_dir`, else the top-level `results_dir`."""
     chosen = getattr(getattr(cfg, action), "results_dir", "") or cfg.results_dir
     if not chosen:
@@ -69,7 +72,7 @@ def action_results_dir(cfg: Any, action: str) -> Path:
     return path
 
 
-def reject_trt_engine(cfg: Any, action: str) -> None:
+def reject_trt_engine(cfg: ExperimentConfig, action: str) -> None:
     """The PyTorch path runs `<action>.checkpoint`; an engine/ONNX file belongs to the deploy path, which
     the CLI handlers pick when `<action>.trt_engine` is set."""
     engine = getattr(getattr(cfg, action), "trt_engine", "")
@@ -108,7 +111,7 @@ def eval_device(section: Any, *, action: str) -> EvalDevice:
     return EvalDevice("gpu", gpu_ids, int(section.num_nodes), torch.device("cuda", gpu_ids[0]))
 
 
-def batch_size_for(cfg: Any, action: str, split: str) -> int:
+def batch_size_for(cfg: ExperimentConfig, action: str, split: str) -> int:
     """`<action>.batch_size`, or the split's batch size when it is -1."""
     size = int(getattr(getattr(cfg, action), "batch_size", -1))
     return size if size > 0 else int(getattr(cfg.dataset, split).batch_size)

@@ -23,7 +23,7 @@ import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mask2former.actions.common import (
     action_results_dir,
@@ -37,10 +37,13 @@ from mask2former.actions.common import (
 from mask2former.training.failures import classify
 from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
 
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
+
 EVALUATION_FILENAME = "evaluation.json"
 
 
-def evaluation_split(cfg: Any) -> str:
+def evaluation_split(cfg: ExperimentConfig) -> str:
     """"test" when dataset.test names every annotation file its type needs, else "val"."""
     from mask2former.data.build import REQUIRED_FIELDS
 
@@ -49,7 +52,7 @@ def evaluation_split(cfg: Any) -> str:
     return "test" if needed and all(getattr(test, name, "") for name in needed) else "val"
 
 
-def run_evaluation(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
+def run_evaluation(cfg: ExperimentConfig, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate `cfg.evaluate.checkpoint`; returns the evaluation.json content (also written to disk)."""
     results_dir = action_results_dir(cfg, "evaluate")
     writer = StatusWriter(results_dir, num_epochs=None)
@@ -64,7 +67,7 @@ def run_evaluation(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     return report
 
 
-def _evaluate(cfg: Any, results_dir: Path) -> dict[str, Any]:
+def _evaluate(cfg: ExperimentConfig, results_dir: Path) -> dict[str, Any]:
     import lightning as L
 
     from mask2former.model.build import build_criterion, build_postprocessor

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from mask2former.training.failures import classify
 from skillkit.errors import DataError, SpecError
 from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, StatusWriter
 
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -51,7 +54,7 @@ def list_images(folder: Path) -> list[Path]:
     return found
 
 
-def image_folder(cfg: Any, root: Path, files: list[Path], transforms: Any) -> ImageFolder:
+def image_folder(cfg: ExperimentConfig, root: Path, files: list[Path], transforms: Any) -> ImageFolder:
     """The images of `dataset.test.img_dir`, each with its COCO image id (see `image_ids.py`)."""
     from mask2former.actions.image_ids import annotation_files, assign_image_ids
 
@@ -117,7 +120,7 @@ class ImageArrays(ImageFolder):
         return self.images[index], self.file_names[index]
 
 
-def _categories(cfg: Any, trained_cfg: Any, num_classes: int):
+def _categories(cfg: ExperimentConfig, trained_cfg: Any, num_classes: int):
     from mask2former.data.build import load_categories
 
     source = cfg if cfg.dataset.label_map else trained_cfg
@@ -130,7 +133,7 @@ def _categories(cfg: Any, trained_cfg: Any, num_classes: int):
     return categories
 
 
-def run_inference(cfg: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
+def run_inference(cfg: ExperimentConfig, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Predict every image of `dataset.test.img_dir`; returns the summary written to inference.json."""
     results_dir = action_results_dir(cfg, "inference")
     writer = StatusWriter(results_dir, num_epochs=None)
@@ -148,7 +151,7 @@ class Predictor:
     """The checkpoint's model with this spec's post-processing: what `mask2former inference` and the MLflow
     model (`mask2former.serving`) both predict with, so they return the same outputs for the same image."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: ExperimentConfig) -> None:
         from mask2former.data.transforms import AugmentationSettings, build_transforms
         from mask2former.model.build import build_postprocessor
 
@@ -181,7 +184,7 @@ class Predictor:
             yield from zip(metas, results)
 
 
-def _infer(cfg: Any, results_dir: Path) -> dict[str, Any]:
+def _infer(cfg: ExperimentConfig, results_dir: Path) -> dict[str, Any]:
     from mask2former.data.archive import resolve_folder
 
     reject_trt_engine(cfg, "inference")

@@ -19,12 +19,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mask2former.deploy.backends import InferenceBackend
 from skillkit.errors import SpecError
+
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
 
 EVALUATION_FILENAME = "evaluation.json"
 
@@ -40,7 +43,7 @@ class BackendEvaluation:
     notices: tuple[str, ...] = ()
 
 
-def evaluation_split(cfg: Any) -> str:
+def evaluation_split(cfg: ExperimentConfig) -> str:
     """The split the PyTorch evaluate uses: "test" when it names its annotations, else "val"."""
     from mask2former.actions.evaluate import evaluation_split as trainer_split
 
@@ -63,7 +66,7 @@ def _sized_dataset_cfg(dataset_cfg: Any, split: str, size: tuple[int, int] | Non
 @torch.no_grad()
 def evaluate_backend(
     backend: InferenceBackend,
-    cfg: Any,
+    cfg: ExperimentConfig,
     *,
     num_classes: int,
     split: str | None = None,
@@ -121,7 +124,7 @@ def evaluate_backend(
                              notices=tuple(notices))
 
 
-def check_graph_classes(cfg: Any, backend: InferenceBackend, key: str) -> int:
+def check_graph_classes(cfg: ExperimentConfig, backend: InferenceBackend, key: str) -> int:
     """The graph's K; SpecError when the spec's model.sem_seg_head.num_classes says otherwise."""
     graph_classes = backend.num_classes
     spec_classes = int(cfg.model.sem_seg_head.num_classes)
@@ -134,7 +137,7 @@ def check_graph_classes(cfg: Any, backend: InferenceBackend, key: str) -> int:
     return graph_classes
 
 
-def run_deploy_evaluation(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_deploy_evaluation(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `evaluate` action with `evaluate.trt_engine` set; writes evaluation.json and status.json lines."""
     from mask2former.actions.common import action_results_dir, batch_size_for
     from mask2former.deploy.action_status import recorded

@@ -25,10 +25,13 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mask2former.deploy.action_status import cli_handler, recorded
 from skillkit.errors import DataError, SpecError, UserError
+
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
 
 PRECISIONS = ("FP32", "FP16")
 LAYER_PRECISIONS = ("fp32", "fp16")
@@ -49,7 +52,7 @@ class EngineSettings:
     gpu_id: int = 0
 
 
-def engine_settings(cfg: Any) -> EngineSettings:
+def engine_settings(cfg: ExperimentConfig) -> EngineSettings:
     """Read and check `gen_trt_engine.*`; SpecError names the key and the rule."""
     section = cfg.gen_trt_engine
     trt_cfg = section.tensorrt
@@ -192,7 +195,7 @@ def _apply_layer_precisions(trt: Any, network: Any, config: Any,
     return matched
 
 
-def run_gen_trt_engine(cfg: Any) -> dict[str, Any]:
+def run_gen_trt_engine(cfg: ExperimentConfig) -> dict[str, Any]:
     from mask2former.actions.common import action_results_dir
     from skillkit.status.writer import SUCCESS
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from skillkit.errors import SpecError
 
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
+
 
 @torch.no_grad()
-def predict_folder(backend: Any, cfg: Any, results_dir: Path, *, num_classes: int) -> dict[str, Any]:
+def predict_folder(backend: Any, cfg: ExperimentConfig, results_dir: Path, *, num_classes: int) -> dict[str, Any]:
     """Predict every image of dataset.test.img_dir with `backend`; write the output files; return the summary."""
     from torch.utils.data import DataLoader
 
@@ -73,7 +76,7 @@ def predict_folder(backend: Any, cfg: Any, results_dir: Path, *, num_classes: in
     return summary
 
 
-def run_deploy_inference(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_deploy_inference(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `inference` action with `inference.trt_engine` set."""
     from mask2former.actions.common import action_results_dir
     from mask2former.deploy.action_status import recorded

@@ -17,14 +17,17 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mask2former.deploy.action_status import cli_handler, recorded
+
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
 
 EXPORT_REPORT = "export.json"
 
 
-def export_device(cfg: Any):
+def export_device(cfg: ExperimentConfig):
     """cuda:<export.gpu_id> unless export.on_cpu or no GPU is visible."""
     import torch
 
@@ -33,7 +36,7 @@ def export_device(cfg: Any):
     return torch.device("cuda", int(cfg.export.gpu_id))
 
 
-def run_export(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_export(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Export `cfg.export.checkpoint`; returns the export.json content (also written to disk)."""
     from mask2former.actions.common import action_results_dir
     from skillkit.status.writer import RUNNING, SUCCESS, WARNING

@@ -9,14 +9,17 @@ tensors the deployed graph will see. The size is fixed because the exported grap
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from skillkit.errors import DataError, SpecError
 
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
 
-def calibration_size(cfg: Any, graph_size: tuple[int, int]) -> tuple[int, int]:
+
+def calibration_size(cfg: ExperimentConfig, graph_size: tuple[int, int]) -> tuple[int, int]:
     """dataset.test.target_size checked against the graph's (H, W)."""
     target = list(cfg.dataset.test.target_size or [])
     if not target:
@@ -29,7 +32,7 @@ def calibration_size(cfg: Any, graph_size: tuple[int, int]) -> tuple[int, int]:
     return size
 
 
-def calibration_batches(cfg: Any, size: tuple[int, int], *, batch_size: int = 1) -> Iterator[torch.Tensor]:
+def calibration_batches(cfg: ExperimentConfig, size: tuple[int, int], *, batch_size: int = 1) -> Iterator[torch.Tensor]:
     """Yield float32 [B, 3, H, W] model inputs for every image of the calibration folder."""
     from torch.utils.data import DataLoader
 
@@ -53,7 +56,7 @@ def calibration_batches(cfg: Any, size: tuple[int, int], *, batch_size: int = 1)
         yield images
 
 
-def count_calibration_images(cfg: Any) -> int:
+def count_calibration_images(cfg: ExperimentConfig) -> int:
     from mask2former.actions.inference import list_images
     from mask2former.data.archive import resolve_folder
 

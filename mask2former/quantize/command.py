@@ -21,14 +21,17 @@ import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mask2former.deploy.action_status import cli_handler, recorded
+
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
 
 REPORT_NAME = "quantize_report.json"
 
 
-def _has_eval_data(cfg: Any) -> tuple[bool, str]:
+def _has_eval_data(cfg: ExperimentConfig) -> tuple[bool, str]:
     from mask2former.data.build import REQUIRED_FIELDS
     from mask2former.deploy.evaluate import evaluation_split
 
@@ -58,7 +61,7 @@ def _torch_device(settings: Any):
     return torch.device("cpu")
 
 
-def run_quantize(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_quantize(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Quantize per `cfg.quantize`; returns the report (also written to results_dir/quantize_report.json)."""
     from mask2former.actions.common import action_results_dir
     from mask2former.quantize.settings import quantize_settings
@@ -98,7 +101,7 @@ def run_quantize(cfg: Any, spec: Mapping[str, Any] | None = None) -> dict[str, A
     return report
 
 
-def _quantize_checkpoint(cfg: Any, settings: Any, results_dir: Path, evaluate: bool) -> dict[str, Any]:
+def _quantize_checkpoint(cfg: ExperimentConfig, settings: Any, results_dir: Path, evaluate: bool) -> dict[str, Any]:
     from mask2former.deploy.backends import TorchBackend
     from mask2former.training.checkpoint_io import load_model_from_checkpoint
 
@@ -129,7 +132,7 @@ def _quantize_checkpoint(cfg: Any, settings: Any, results_dir: Path, evaluate: b
     return _report(settings, out_file, record, float_bytes, quant_bytes, float_metrics, quant_metrics)
 
 
-def _quantize_onnx(cfg: Any, settings: Any, results_dir: Path, evaluate: bool) -> dict[str, Any]:
+def _quantize_onnx(cfg: ExperimentConfig, settings: Any, results_dir: Path, evaluate: bool) -> dict[str, Any]:
     from mask2former.deploy.backends import OnnxRuntimeBackend
     from mask2former.quantize.calibration import calibration_batches, calibration_size
     from skillkit.errors import DataError
@@ -159,7 +162,7 @@ def _quantize_onnx(cfg: Any, settings: Any, results_dir: Path, evaluate: bool) -
                    quant_metrics)
 
 
-def _evaluate(backend: Any, cfg: Any, num_classes: int) -> dict[str, Any]:
+def _evaluate(backend: Any, cfg: ExperimentConfig, num_classes: int) -> dict[str, Any]:
     from mask2former.deploy.evaluate import evaluate_backend
 
     result = evaluate_backend(backend, cfg, num_classes=num_classes, with_loss=False)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skillkit.errors import SpecError
+
+if TYPE_CHECKING:
+    from mask2former.config import ExperimentConfig
 
 BACKENDS = ("torchao", "onnxruntime", "modelopt.onnx", "modelopt.pytorch")
 SUPPORTED_DTYPES = ("int8",)
@@ -77,7 +80,7 @@ def parse_layers(layers: Iterable[Any]) -> tuple[LayerRule, ...]:
     return tuple(rules)
 
 
-def quantize_settings(cfg: Any) -> QuantizeSettings:
+def quantize_settings(cfg: ExperimentConfig) -> QuantizeSettings:
     """`cfg.quantize` validated for its backend (SpecError names the key, the value and what is allowed)."""
     q = cfg.quantize
     backend = str(q.backend)

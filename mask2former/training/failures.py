@@ -17,7 +17,8 @@ OOM_EXIT_CODE = ExitCode.OUT_OF_MEMORY
 INTERNAL_EXIT_CODE = ExitCode.INTERNAL
 
 OOM_ADVICE = (
-    "Out of memory. To fit: use a smaller Swin (model.backbone.swin.type tiny, fewer depths), lower the resolution "
+    "Out of memory. To fit: use a smaller Swin (model.backbone.swin.type tiny, fewer depths) or EfficientViT "
+    "(model.backbone.efficientvit.name l0 / b0-b2), lower the resolution "
     "(dataset.augmentation.train_crop_size / train_min_size / test_min_size), use a smaller "
     "dataset.train.batch_size, fewer model.mask_former.num_object_queries or train_num_points, "
     "train.precision fp16/bf16, or train.activation_checkpoint true."

@@ -10,12 +10,10 @@ from typing import Any
 
 from skillkit.errors import SpecError
 from skillkit.skill_dir import ACTIONS, SkillDir
-from skillkit.spec.class_count import class_count_problem
+from skillkit.spec.class_count import ClassCountRule, class_count_problem
 from skillkit.spec.dotted import apply_overrides, deep_merge
 from skillkit.spec.validate import missing_mandatory, raise_if_problems, schema_problems
 from skillkit.spec.yaml_io import read_yaml_file
-
-ACTIONS_NEEDING_CLASS_CHECK = ("train", "evaluate", "inference", "quantize")
 
 
 def _skill(skill_dir: SkillDir | str | os.PathLike[str] | None) -> SkillDir:
@@ -50,8 +48,9 @@ def validate_spec(
             f"'{path}' = '???': action '{action}' needs a value here"
             for path in missing_mandatory(spec, action, action_sections=set(ACTIONS))
         ]
-    if check_classes and action in ACTIONS_NEEDING_CLASS_CHECK and not problems:
-        problem = class_count_problem(spec)
+    rule = ClassCountRule.from_info(skill.info) if check_classes and not problems else None
+    if rule is not None and action in rule.actions:
+        problem = class_count_problem(spec, rule)
         if problem:
             problems.append(problem)
     raise_if_problems(problems, source=source)

@@ -3,7 +3,6 @@ database of our own on the server at 127.0.0.1:5432 (created per test, dropped a
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import uuid
@@ -14,21 +13,14 @@ from typing import Any
 
 import pytest
 
-ENGINE_TESTS = Path(__file__).resolve().parents[1] / "engine"
+from tests.engine.conftest import base_sweep as engine_base_sweep
+
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-
-
-def _engine_conftest() -> Any:
-    spec = importlib.util.spec_from_file_location("engine_tests_conftest", ENGINE_TESTS / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 def base_sweep(skill: Path, workspace: Path, **changes: Any) -> dict[str, Any]:
     """The engine tests' small, fast fixture sweep (tests/engine/conftest.py), with `changes` applied."""
-    return _engine_conftest().base_sweep(skill, workspace, **changes)
+    return engine_base_sweep(skill, workspace, **changes)
 
 
 @contextmanager

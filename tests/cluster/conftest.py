@@ -1,21 +1,16 @@
 """Fixtures for the scale-out tests: multi-process trials, many workers on one study, bounded disk.
 
 The engine fixtures (fixture skill and trainer, `base_sweep`) come from tests/engine; the helpers for a
-real PostgreSQL database from `postgres_db.py` here.
+real PostgreSQL database from `cluster_support.py` here.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "engine"))
-
-from fixture_skill import make_fixture_skill  # noqa: E402
+from tests.engine.fixture_skill import make_fixture_skill
 
 
 @pytest.fixture(scope="session")

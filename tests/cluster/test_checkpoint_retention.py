@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_support import base_sweep
 
 from hpo.sweep.config import load_sweep_config
 from hpo.sweep.observer import SweepObserver
@@ -21,6 +20,7 @@ from skillkit.checkpoints import list_checkpoints as checkpoints
 from skillkit.errors import SweepConfigError
 from skillkit.states import RunStatus
 from skillkit.status import StatusLine, Validation
+from tests.cluster.cluster_support import base_sweep
 
 
 def _trial(tmp_path: Path, values: list[float], *, extra: tuple[tuple[int, int], ...] = ()) -> tuple[TrialRecord, Path]:

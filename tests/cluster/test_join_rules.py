@@ -8,11 +8,11 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from cluster_support import base_sweep
 from optuna.trial import TrialState
 
 from hpo.backends.optuna_workers import budget_used, retry_callback
 from hpo.cli import main
+from tests.cluster.cluster_support import base_sweep
 
 
 def _write(tmp_path: Path, sweep: dict) -> Path:

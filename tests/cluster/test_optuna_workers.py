@@ -21,10 +21,10 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from cluster_support import base_sweep, postgres_database
 from optuna.trial import TrialState
 
 from hpo.backends.optuna_workers import budget_used, is_retry
+from tests.cluster.cluster_support import base_sweep, postgres_database
 
 HPO = Path(sys.executable).parent / "hpo"
 BUDGET = 6

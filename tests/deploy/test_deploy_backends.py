@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from deploy_fixtures import SMALL_SIZE, exported, write_spec
 from onnx import TensorProto, helper
 
 from mask2former.deploy.backends import InferenceBackend, OnnxRuntimeBackend, metadata_from_io, open_backend
 from skillkit.errors import DataError, SpecError, UserError
 from skillkit.status.writer import read_status
+from tests.deploy.deploy_fixtures import SMALL_SIZE, exported, write_spec
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

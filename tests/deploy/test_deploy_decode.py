@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from deploy_fixtures import NUM_CLASSES
 
 from mask2former.deploy.decode import decode_tao_outputs
 from mask2former.export.heads import ExportableMask2Former, output_names
 from mask2former.model.postprocessing import Postprocessor
 from mask2former.model.tiny import build_tiny_model
+from tests.deploy.deploy_fixtures import NUM_CLASSES
 
 SIZE = 64
 THINGS = (0, 1, 2)

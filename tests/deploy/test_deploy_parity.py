@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_spec, with_data, write_spec
 from PIL import Image
 
 from mask2former.config import config_from_dict
@@ -16,6 +15,7 @@ from mask2former.deploy.backends import OnnxRuntimeBackend, TorchBackend
 from mask2former.training.checkpoint_io import load_model_from_checkpoint
 from skillkit.spec import load_spec
 from skillkit.status.writer import read_status
+from tests.deploy.deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_spec, with_data, write_spec
 
 MODES = ["semantic", "instance", "panoptic"]
 METRIC_TOLERANCE = 1e-3

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_spec, with_data, write_spec
+
+from tests.deploy.deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_spec, with_data, write_spec
 
 pytestmark = [
     pytest.mark.gpu,

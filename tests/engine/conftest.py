@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fixture_skill import make_fixture_skill  # noqa: E402
+from tests.engine.fixture_skill import make_fixture_skill
 
 
 @pytest.fixture(scope="session")

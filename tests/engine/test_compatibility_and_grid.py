@@ -3,7 +3,6 @@ grid levels and explicit grid points over the static space, the lazy grid order,
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,10 +58,8 @@ def test_grid_levels_and_explicit_points(write_sweep: Callable[..., Path]) -> No
 
 
 def _relational_space():  # noqa: ANN202
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "space"))
-    from space_schemas import tao_schema
-
     from hpo.space import compile_space
+    from tests.space.space_schemas import tao_schema
 
     return compile_space(tao_schema({
         "a.min": {"type": "int", "default": 4, "minimum": 2, "maximum": 8},

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from fixture_skill import make_fixture_skill
 from optuna.trial import TrialState
 
 from hpo.backends.ray_searcher import SpaceSearcher
 from hpo.space import compile_space
 from hpo.sweep.config import AlgorithmConfig
 from skillkit.skill_dir import SkillDir
+from tests.engine.fixture_skill import make_fixture_skill
 
 pytest.importorskip("ray")
 

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixture_skill import make_fixture_skill
 
 from hpo.policy import PLAIN, SWEEP, resolve_policy, route_train
 from skillkit.errors import UserError
 from skillkit.skill_dir import SkillDir
+from tests.engine.fixture_skill import make_fixture_skill
 
 # Requests that turn AutoML off, each with the phrase that must be reported as the reason.
 OFF_REQUESTS = [

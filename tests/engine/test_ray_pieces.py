@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixture_skill import make_fixture_skill
 
 from hpo.space import compile_space
 from skillkit.skill_dir import SkillDir
+from tests.engine.fixture_skill import make_fixture_skill
 
 pytest.importorskip("ray")
 

@@ -144,3 +144,55 @@ def test_time_budget_leaves_trials_resumable(write_sweep: Callable[..., Path], t
         runs = epochs_run(sweep_dir, trial["trial_id"])
         assert runs == ["1", "2", "3", "4"], (trial["trial_id"], runs)
     assert_every_report_in_summary(sweep_dir, second)
+
+
+def test_dehb_resumes_promoted_trials_from_their_own_checkpoints(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    # Synchronous HyperBand under DE proposals: the promoted trial of a bracket is paused at its rung and
+    # continues from its own checkpoint (the dehb package would train it again from scratch). The seed gives
+    # a bracket whose promoted trial is not the last to reach the rung (that one goes on without a pause);
+    # draws depend only on (seed, trial number) since the samplers are reseeded per trial.
+    summary = run(write_sweep, algorithm={"name": "dehb", "max_trials": 5, "max_epochs": 3, "reduction_factor": 3},
+                  spec_overrides={"fixture.sleep_s": 0.3}, seed=4)
+    sweep_dir = tmp_path / "ws" / "fx"
+    resumed = []
+    for trial in summary["trials"]:
+        runs = epochs_run(sweep_dir, trial["trial_id"])
+        assert runs == [str(e) for e in range(1, len(runs) + 1)], (trial["trial_id"], runs)  # each epoch once
+        if (sweep_dir / "trials" / trial["trial_id"] / "status.json").read_text().count('"STARTED"') > 1:
+            resumed.append(trial)
+            launches = (sweep_dir / "trials" / trial["trial_id"] / "launches.jsonl").read_text().splitlines()
+            assert "model_epoch_" in json.loads(launches[-1])["resume"]  # from its own checkpoint
+    assert resumed and any(t["state"] == "COMPLETED" for t in resumed)
+    assert_every_report_in_summary(sweep_dir, summary)
+
+
+def test_hyperband_es_stops_a_trial_whose_curve_cannot_beat_the_incumbent(write_sweep: Callable[..., Path],
+                                                                          tmp_path: Path) -> None:
+    # max 6 epochs at factor 6, brackets in Ray's order: 2 trials with no rung before epoch 6, 6 one-epoch
+    # trials (the best goes on to 6), 2 more without a rung. Hyperband alone stops trials only after 1 epoch;
+    # a trial stopped after 4 or 5 epochs was stopped by its extrapolated curve against the best complete one.
+    summary = run(write_sweep, algorithm={"name": "hyperband_es", "max_trials": 10, "max_epochs": 6, "reduction_factor": 6,
+                                          "early_stop_margin": 0.0},
+                  resources={"max_concurrent": 1}, spec_overrides={"fixture.sleep_s": 0.05}, seed=3)
+    sweep_dir = tmp_path / "ws" / "fx"
+    by_curve = [t for t in summary["trials"] if t["state"] == "PRUNED" and 4 <= len(t["history"]) < 6]
+    assert by_curve, [(t["trial_id"], t["state"], len(t["history"])) for t in summary["trials"]]
+    incumbent = max(t["best"]["metric"] for t in summary["trials"] if t["state"] == "COMPLETED")
+    for trial in by_curve:
+        assert trial["best"]["metric"] < incumbent
+    for trial in summary["trials"]:
+        runs = epochs_run(sweep_dir, trial["trial_id"])
+        assert runs == [str(e) for e in range(1, len(runs) + 1)], (trial["trial_id"], runs)
+    assert_every_report_in_summary(sweep_dir, summary)
+
+
+def test_bfbo_proposes_beside_running_trials(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    summary = run(write_sweep, algorithm={"name": "bfbo", "max_trials": 5, "max_epochs": 1, "n_startup_trials": 2},
+                  spec_overrides={"fixture.sleep_s": 0.3}, seed=6)
+    sweep_dir = tmp_path / "ws" / "fx"
+    assert summary["counts"] == {"COMPLETED": 5}
+    study = optuna.load_study(study_name="fx", storage=f"sqlite:///{sweep_dir / 'state' / 'optuna.db'}")
+    notes = [t.system_attrs["hpo_proposal"] for t in study.trials if "hpo_proposal" in t.system_attrs]
+    assert notes and any(note["pending"] >= 1 for note in notes), notes
+    params = [json.dumps(t["params"], sort_keys=True) for t in summary["trials"]]
+    assert len(set(params)) == len(params)

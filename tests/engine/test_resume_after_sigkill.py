@@ -123,11 +123,10 @@ def test_ray_resume_after_sigkill_restores_the_experiment(write_sweep: Callable[
                              timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    # A trial started within Ray's last ~second before the kill is unknown to the restored experiment: it is
-    # settled as FAILED (killed) with its results kept, and Ray samples a replacement.
-    orphans = [t for t in summary["trials"] if t["state"] == "FAILED"]
-    assert all(t["failure_class"] == "killed" and "before Ray recorded" in t["failure_reason"] for t in orphans)
-    assert len(summary["trials"]) - len(orphans) == 4 and len(orphans) <= 1, summary["counts"]
+    # A trial started within Ray's last ~second before the kill is unknown to the restored experiment; the
+    # engine recorded it before Ray launched it, so it is re-attached and continued: nothing is lost or replaced.
+    assert len(summary["trials"]) == 4 and "FAILED" not in summary["counts"], summary["counts"]
+    assert sorted(t["number"] for t in summary["trials"]) == [0, 1, 2, 3]
     for trial in summary["trials"]:
         trial_dir = sweep_dir / "trials" / trial["trial_id"]
         epochs = (trial_dir / "epochs_run.txt").read_text().split()

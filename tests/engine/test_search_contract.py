@@ -28,7 +28,8 @@ import optuna
 import pytest
 import yaml
 
-from fixture_skill import make_real_space_skill
+from hpo.backends.bfbo_sampler import BatchGPSampler
+from tests.engine.fixture_skill import make_real_space_skill
 from hpo.backends.mfbo_sampler import SameBudgetTPESampler
 from hpo.space import compile_space
 from hpo.space.optuna_backend import WeightedStartupSampler
@@ -36,9 +37,16 @@ from skillkit.spec import get_dotted, validate_spec
 from hpo.trials.record import best_trial, load_records
 
 ALGORITHMS = ("random", "tpe", "bayesian", "cmaes", "grid", "hyperband", "asha", "bohb", "pbt", "mfbo")
-PAIRS = [(name, "optuna") for name in ALGORITHMS if name != "pbt"] + [(name, "ray") for name in ALGORITHMS]
+# TAO AutoML's other algorithms: one sweep each on optuna (their Ray side reuses the searcher and the Hyperband
+# scheduler the pairs above run; tests/engine/test_ray_sweeps.py runs each on Ray). hyperband_es proposes with
+# the random sampler, as hyperband does, and its curve rule needs more epochs than this budget of 3: `hpo
+# plan` covers it here, tests/engine/test_tao_algorithms.py its stopping.
+TAO_EXTRA = ("dehb", "bfbo", "hyperband_es")
+PAIRS = [(name, "optuna") for name in ALGORITHMS if name != "pbt"] + [(name, "ray") for name in ALGORITHMS] \
+    + [("dehb", "optuna"), ("bfbo", "optuna")]
 MAX_EPOCHS = 3
-MODEL_BASED = (optuna.samplers.TPESampler, optuna.samplers.GPSampler, optuna.samplers.CmaEsSampler, SameBudgetTPESampler)
+MODEL_BASED = (optuna.samplers.TPESampler, optuna.samplers.GPSampler, optuna.samplers.CmaEsSampler, SameBudgetTPESampler,
+               BatchGPSampler)
 PRUNED_COUNTS = (optuna.samplers.TPESampler, SameBudgetTPESampler)  # their startup counts pruned trials too
 
 
@@ -63,10 +71,14 @@ def ray_session() -> Iterator[None]:
 
 def sweep_config(skill: Path, workspace: Path, algorithm: str, backend: str) -> dict[str, Any]:
     settings: dict[str, Any] = {"name": algorithm, "max_trials": 4, "max_epochs": MAX_EPOCHS}
-    if algorithm in ("tpe", "bayesian", "mfbo"):
+    if algorithm in ("tpe", "bayesian", "mfbo", "bfbo"):
         settings["n_startup_trials"] = 2  # the trials past startup run on the joint model
-    if algorithm == "bayesian":
+    if algorithm in ("bayesian", "bfbo"):
         settings["max_trials"] = 3  # one GP proposal: each costs seconds of CPU on 16 dimensions
+    if algorithm == "dehb":
+        settings["max_trials"] = 6  # differential evolution needs 4 results at one budget
+    if algorithm == "hyperband_es":
+        settings["max_epochs"] = 5  # the curve rule needs 4 validations before the last epoch
     if algorithm == "grid":
         settings["grid_points"] = 2
     if algorithm == "pbt":
@@ -213,6 +225,10 @@ def test_search_contract_on_the_real_default_space(algorithm: str, backend: str,
     else:
         assert set(searched) == set(default_space.names)  # every default parameter searched
 
+    if algorithm == "dehb":  # differential evolution proposed on the static space, after the random start
+        study = optuna.load_study(study_name=config["name"], storage=f"sqlite:///{sweep_dir / 'state' / 'optuna.db'}")
+        assert any("hpo_proposal" in t.system_attrs for t in study.trials)
+
     # model-based samplers stay on their joint model
     assert sampler_watch.warnings == []
     assert sampler_watch.late_independent == []
@@ -234,7 +250,7 @@ def test_search_contract_on_the_real_default_space(algorithm: str, backend: str,
 def test_hpo_plan_accepts_every_algorithm_on_the_default_space(backend: str, real_skill: Path, tmp_path: Path) -> None:
     """The CLI itself, as a user runs it: exit 0 for each pair (pbt on optuna refused before launch)."""
     hpo = [str(Path(sys.executable).parent / "hpo")]
-    for algorithm in ALGORITHMS:
+    for algorithm in ALGORITHMS + TAO_EXTRA:
         path = tmp_path / f"{algorithm}.yaml"
         path.write_text(yaml.safe_dump(sweep_config(real_skill, tmp_path / "ws", algorithm, backend)))
         done = subprocess.run([*hpo, "plan", str(path), "--json"], capture_output=True, text=True, timeout=300)

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from fixture_skill import make_real_space_skill
 
 from hpo.promotion import promote
 from skillkit.spec import get_dotted
+from tests.engine.fixture_skill import make_real_space_skill
 
 PENALTY = 2.0
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixture_skill import make_fixture_skill
 
 from hpo.cli import main
 from hpo.sweep.commands import sweep_data_for_train
+from tests.engine.fixture_skill import make_fixture_skill
 
 
 @pytest.fixture()

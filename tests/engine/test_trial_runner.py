@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
-from fixture_skill import FIXTURE_TRAINER, TRAIN_TEMPLATE
 
 from hpo.trials.lifecycle import resume_point
 from hpo.trials.runner import TrainerProcess, TrialLaunch, stop_orphaned_trainer
 from skillkit.checkpoints import checkpoint_for, list_checkpoints
 from skillkit.files import PID_FILE
 from skillkit.status import StatusFollower, read_validations
+from tests.engine.fixture_skill import FIXTURE_TRAINER, TRAIN_TEMPLATE
 
 
 def launch(tmp_path: Path, *, epochs: int = 3, sleep_s: float = 0.02, fixture: dict[str, Any] | None = None,

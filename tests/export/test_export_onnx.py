@@ -11,7 +11,6 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
-from deploy_fixtures import NUM_CLASSES, SMALL_SIZE, exported, tiny_checkpoint, write_spec
 
 from mask2former.export.graph_checks import inspect_graph, read_metadata
 from mask2former.export.heads import ExportableMask2Former, output_shapes
@@ -24,6 +23,7 @@ from mask2former.export.onnx_export import (
 from mask2former.model.tiny import build_tiny_model
 from skillkit.errors import SpecError
 from skillkit.status.writer import read_status
+from tests.deploy.deploy_fixtures import NUM_CLASSES, SMALL_SIZE, exported, tiny_checkpoint, write_spec
 
 TAO_OUTPUTS = {
     "semantic": ["pred_masks"],

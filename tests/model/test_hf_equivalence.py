@@ -10,7 +10,6 @@ import torch
 
 pytest.importorskip("transformers")
 
-from hf_mask2former_oracle import build_hf_twin, hf_config  # noqa: E402
 from transformers.models.mask2former.modeling_mask2former import (  # noqa: E402
     Mask2FormerHungarianMatcher,
     Mask2FormerLoss,
@@ -19,6 +18,7 @@ from transformers.models.mask2former.modeling_mask2former import (  # noqa: E402
 from mask2former.model.build import build_criterion, build_model, model_constructor_args  # noqa: E402
 from mask2former.model.matcher import HungarianMatcher  # noqa: E402
 from mask2former.model.tiny import tiny_config  # noqa: E402
+from tests.model.hf_mask2former_oracle import build_hf_twin, hf_config
 
 # Settings HF can express (see the oracle's docstring); drop_path/dropout 0 so train mode is deterministic.
 _HF_COMPATIBLE = {

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from synthetic_sweep import free_port
+
+from tests.tracking.synthetic_sweep import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64

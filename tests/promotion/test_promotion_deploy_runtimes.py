@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_sweep import default_trials, write_sweep
 
 from hpo.promotion import promote
 from hpo.promotion import specs as handoff
 from skillkit.spec import load_spec
+from tests.tracking.synthetic_sweep import default_trials, write_sweep
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

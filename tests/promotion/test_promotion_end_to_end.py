@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_sweep import REPO_ROOT
+
+from tests.tracking.synthetic_sweep import REPO_ROOT
 
 
 def _sweep_config(tmp_path: Path) -> Path:

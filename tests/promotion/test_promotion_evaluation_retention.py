@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep
 
 from hpo.promotion import EvaluationResult, SkillEvaluator, apply_retention, promote
 from hpo.tracking import MlflowObserver
+from tests.tracking.synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep
 
 LATEST_LINK = "mask2former_model_latest.pth"
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_sweep import REPO_ROOT, default_trials, train_template, write_sweep
 
 from hpo.promotion import promote
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
+from skillkit.skill_dir import SkillDir
 from skillkit.spec import get_dotted, load_spec
+from tests.tracking.synthetic_sweep import REPO_ROOT, default_trials, train_template, write_sweep
 
 
 def _flat_keys(data, prefix=""):
@@ -93,8 +94,9 @@ def test_a_spec_missing_the_structural_keys_is_refused(tmp_path):
     spec = train_template()
     del spec["model"]["mode"]
     paths = HandoffPaths(best_dir=tmp_path, checkpoint=tmp_path / "x.pth")
+    carried = SkillDir(REPO_ROOT).handoff_keys  # the skill names them (x_handoff_keys), not the engine
     with pytest.raises(PromotionError, match="'model.mode'"):
-        build_handoff_specs(spec, paths, templates={})
+        build_handoff_specs(spec, paths, templates={}, carried=carried)
     only_evaluate = build_handoff_specs(spec, paths, templates={}, actions=("evaluate",))
     assert only_evaluate.export is None and set(only_evaluate.files()) == {"train_spec.yaml", "evaluate_spec.yaml"}
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from synthetic_sweep import default_trials, write_sweep
-
 from hpo.cli import main
 from hpo.promotion import promote
+from tests.tracking.synthetic_sweep import default_trials, write_sweep
 
 
 def _promote(sweep_dir, **kwargs):

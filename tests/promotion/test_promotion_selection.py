@@ -6,10 +6,10 @@ import json
 import os
 
 import pytest
-from synthetic_sweep import FakeTrial, default_trials, params, write_sweep
 
 from hpo.cli import main
 from hpo.promotion import PromotionError, promote, select
+from tests.tracking.synthetic_sweep import FakeTrial, default_trials, params, write_sweep
 
 
 def _promote(sweep_dir, **kwargs):

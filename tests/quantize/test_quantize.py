@@ -10,10 +10,18 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from deploy_fixtures import SMALL_SIZE, exported, synthetic_data, tiny_checkpoint, tiny_spec, with_data, write_spec
 
 from skillkit.errors import SpecError, UserError
 from skillkit.status.writer import read_status
+from tests.deploy.deploy_fixtures import (
+    SMALL_SIZE,
+    exported,
+    synthetic_data,
+    tiny_checkpoint,
+    tiny_spec,
+    with_data,
+    write_spec,
+)
 
 METRICS = {"mIoU", "pixel_acc"}
 

@@ -9,10 +9,10 @@ import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from space_schemas import tao_schema
 
 from hpo.space import SearchSpace, compile_space
 from skillkit.errors import SearchSpaceError
+from tests.space.space_schemas import tao_schema
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -14,11 +14,11 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from space_schemas import spec_from, tao_schema
 
 from hpo.space import compile_space
 from skillkit.errors import SearchSpaceError
 from skillkit.spec.validate import schema_problems
+from tests.space.space_schemas import spec_from, tao_schema
 
 SAMPLES_PER_SCHEMA = 40
 BUDGETS = (None, 1, 2, 5, 13)

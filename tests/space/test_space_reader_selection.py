@@ -6,11 +6,11 @@ import json
 import math
 
 import pytest
-from space_schemas import tao_schema
 
 from hpo.space import compile_space, load_schema_file, read_schema
 from hpo.space.selection import topological_order
 from skillkit.errors import SchemaError, SearchSpaceError
+from tests.space.space_schemas import tao_schema
 
 LEAVES = {
     "train.optim.lr": {"type": "float", "default": 2e-4, "minimum": 0.0, "maximum": 1.0, "math_cond": "> 0.0", "automl_enabled": "TRUE"},

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from space_schemas import spec_from
 
 from hpo.space import SearchSpace, compile_space, load_schema_file
 from skillkit.spec import load_spec
 from skillkit.spec.validate import schema_problems
+from tests.space.space_schemas import spec_from
 
 
 def _check_mask2former_space(space: SearchSpace) -> None:

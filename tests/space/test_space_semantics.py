@@ -7,10 +7,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from space_schemas import tao_schema
 
 from hpo.space import compile_space
 from skillkit.errors import SearchSpaceError
+from tests.space.space_schemas import tao_schema
 
 N = 2000
 

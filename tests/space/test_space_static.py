@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from space_schemas import tao_schema
 
 from hpo.space import compile_space, load_schema_file
 from hpo.space.draw import from_fraction
 from hpo.space.ir import Parameter
 from hpo.space.relations import relational_bounds
 from hpo.space.static import grid_levels
+from tests.space.space_schemas import tao_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,6 @@ storage calls the driver makes: `stage_sweep_data`, `WorkspaceSyncObserver`, `op
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -22,26 +21,17 @@ import yaml
 from hpo.storage import Storage
 from hpo.sweep.observer import SweepObserver
 from skillkit.errors import StorageError
+from tests.engine.fixture_skill import make_fixture_skill
 
 HERE = Path(__file__).resolve().parent
-FIXTURE_SKILL = HERE.parent / "engine" / "fixture_skill.py"
 DATA_TRAINER = HERE / "data_trainer.py"
 SWEEP = "s3demo"
-
-
-def _fixture_skill_module():
-    if not FIXTURE_SKILL.is_file():
-        pytest.skip("the engine's fixture skill (tests/engine/fixture_skill.py) is not present")
-    spec = importlib.util.spec_from_file_location("storage_tests_fixture_skill", FIXTURE_SKILL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_data_skill(folder: Path) -> Path:
     """The engine's fixture skill, plus dataset inputs (TAO's data_sources layout) and the data-checking
     trainer as its train command."""
-    skill = _fixture_skill_module().make_fixture_skill(folder)
+    skill = make_fixture_skill(folder)
     info_path = skill / "references" / "skill_info.yaml"
     info = yaml.safe_load(info_path.read_text())
     info["actions"]["train"]["command"] = f"{sys.executable} {DATA_TRAINER} train -e {{config_path}}"

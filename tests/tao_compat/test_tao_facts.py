@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 import yaml
-from tao_compat.facts import (
+
+from tests.tao_compat.facts import (
     FACTS_FILE,
     SCHEMA_ACTIONS,
     build_facts,

@@ -2,9 +2,4 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tracking_fixtures import migrated_sqlite_db, mlflow_server, store, unique_name  # noqa: E402,F401
+from tests.tracking.tracking_fixtures import migrated_sqlite_db, mlflow_server, store, unique_name  # noqa: F401

@@ -17,7 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from synthetic_sweep import free_port
+
+from tests.tracking.synthetic_sweep import free_port
 
 PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres"}
 

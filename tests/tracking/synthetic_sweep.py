@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from hpo.trials.record import TrialRecord
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 10
 
@@ -188,14 +190,14 @@ def default_trials() -> list[FakeTrial]:
 def replay_into(observer: Any, sweep_dir: Path, *, finish: bool = True) -> None:
     """Drive an observer with the events the engine would have sent for this sweep folder."""
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    observer.sweep_started({"sweep_dir": sweep_dir})
+    observer.sweep_started()  # the observer was given the sweep folder; a replay has no sweep context
     for record in summary["trials"]:
-        started = dict(record, history=[], best=None, state="RUNNING", ended_at=None)
+        started = TrialRecord.from_dict(dict(record, history=[], best=None, state="RUNNING", ended_at=None))
         observer.trial_started(started)
         for entry in record["history"]:
             observer.trial_reported(started, entry)
         if finish:
-            observer.trial_finished(record)
+            observer.trial_finished(TrialRecord.from_dict(record))
     if finish:
         observer.sweep_finished(summary)
 

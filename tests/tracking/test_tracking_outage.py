@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import mlflow
-from synthetic_sweep import default_trials, replay_into, write_sweep
 
 from hpo.cli import main
 from hpo.promotion import promote
 from hpo.tracking import MlflowObserver
+from hpo.trials.record import TrialRecord
+from tests.tracking.synthetic_sweep import default_trials, replay_into, write_sweep
 
 
 def _timed(call, *args) -> float:
@@ -31,22 +32,22 @@ def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tm
         "tracking_uri": mlflow_server.uri, "http_timeout_s": 2, "retry_interval_s": 0,
         "registered_model_name": model})
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    t0, t1, t2, t3 = summary["trials"]
+    t0, t1, t2, t3 = (TrialRecord.from_dict(trial) for trial in summary["trials"])
     observer = MlflowObserver(sweep_dir, plots=False)
-    observer.sweep_started({"sweep_dir": sweep_dir})
+    observer.sweep_started()
     journal = observer.tracker.journal
     observer.trial_started(t0)
-    for entry in t0["history"][:2]:
+    for entry in t0.history[:2]:
         observer.trial_reported(t0, entry)
     assert journal.pending() == []
 
     mlflow_server.stop()
     durations = []
-    for entry in t0["history"][2:]:
+    for entry in t0.history[2:]:
         durations.append(_timed(observer.trial_reported, t0, entry))
     durations.append(_timed(observer.trial_finished, t0))
     durations.append(_timed(observer.trial_started, t1))
-    for entry in t1["history"]:
+    for entry in t1.history:
         durations.append(_timed(observer.trial_reported, t1, entry))
     durations.append(_timed(observer.trial_finished, t1))
     assert max(durations) < 3.0, durations  # the sweep never waits on the dead server
@@ -60,7 +61,7 @@ def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tm
     mlflow_server.start()
     for trial in (t2, t3):
         observer.trial_started(trial)
-        for entry in trial["history"]:
+        for entry in trial.history:
             observer.trial_reported(trial, entry)
         observer.trial_finished(trial)
     observer.sweep_finished(summary)
@@ -76,10 +77,10 @@ def test_server_stopped_mid_sweep_then_restarted_gets_everything_exactly_once(tm
     children = {run.data.tags["hpo.trial_id"]: run for run in runs if run.data.tags.get("hpo.run_kind") == "trial"}
     assert len(parents) == 1 and set(children) == {"t0", "t1", "t2", "t3"}
     for trial in (t0, t1, t2, t3):
-        run_id = children[trial["trial_id"]].info.run_id
+        run_id = children[trial.trial_id].info.run_id
         for metric in ("mIoU", "val_loss", "epoch_time"):
             steps = [m.step for m in client.get_metric_history(run_id, metric)]
-            assert sorted(steps) == [entry["epoch"] for entry in trial["history"]], (trial["trial_id"], metric)
+            assert sorted(steps) == [entry["epoch"] for entry in trial.history], (trial.trial_id, metric)
     assert {tid: run.info.status for tid, run in children.items()} == {
         "t0": "FINISHED", "t1": "FINISHED", "t2": "FINISHED", "t3": "FAILED"}
     assert {item.path for item in client.list_artifacts(children["t1"].info.run_id, "logs")} >= {"logs/status.json"}

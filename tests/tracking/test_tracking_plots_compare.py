@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 import yaml
-from synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep
 
 from hpo.cli import main
 from hpo.tracking import MlflowObserver
 from hpo.tracking.compare import compare
 from hpo.tracking.plots import PLOTS, best_so_far, make_plots, read_plot_set, study_from_summary
+from tests.tracking.synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep
 
 
 def test_study_rebuilt_from_a_ray_summary_has_values_curves_and_states(tmp_path):

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import mlflow
-from synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep, write_trial
 
 from hpo.promotion import promote
 from hpo.tracking import MlflowObserver
+from tests.tracking.synthetic_sweep import FakeTrial, default_trials, params, replay_into, write_sweep, write_trial
 
 
 def _download(monkeypatch, uri: str, model_uri: str, dst: Path) -> Path:

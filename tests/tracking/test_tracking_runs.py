@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic_sweep import default_trials, replay_into, write_sweep
 
 from hpo.tracking import MlflowObserver, Tracker, TrackingSettings, log_sweep_from_files
+from hpo.trials.record import TrialRecord
+from tests.tracking.synthetic_sweep import default_trials, replay_into, write_sweep
 
 
 def _log_sweep(tmp_path: Path, store, name: str, **kwargs) -> tuple[Path, MlflowObserver]:
@@ -109,20 +110,20 @@ def test_resumed_driver_reattaches_to_its_runs(tmp_path, store, unique_name):
     sweep_dir = write_sweep(tmp_path, default_trials()[:2], name=name, tracking=store.tracking())
     first = MlflowObserver(sweep_dir, plots=False)
     summary = json.loads((sweep_dir / "summary.json").read_text())
-    first.sweep_started({"sweep_dir": sweep_dir})
-    t0 = summary["trials"][0]
+    first.sweep_started()
+    t0, t1 = (TrialRecord.from_dict(trial) for trial in summary["trials"])
     first.trial_started(t0)
-    for entry in t0["history"][:3]:
+    for entry in t0.history[:3]:
         first.trial_reported(t0, entry)
     # The driver dies here; a new one resumes the sweep and replays what the trial status holds.
     second = MlflowObserver(sweep_dir, plots=False)
-    second.sweep_started({"sweep_dir": sweep_dir, "resumed": True})
+    second.sweep_started()
     second.trial_started(t0)
-    for entry in t0["history"]:
+    for entry in t0.history:
         second.trial_reported(t0, entry)
     second.trial_finished(t0)
-    second.trial_started(summary["trials"][1])
-    second.trial_finished(summary["trials"][1])
+    second.trial_started(t1)
+    second.trial_finished(t1)
     second.sweep_finished(summary)
 
     client = store.client(sweep_dir)

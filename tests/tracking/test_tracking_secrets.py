@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from synthetic_sweep import default_trials, replay_into, write_sweep
 
 from hpo.tracking import MlflowObserver
 from skillkit.redaction import REDACTED, Redactor, is_secret_key
+from tests.tracking.synthetic_sweep import default_trials, replay_into, write_sweep
 
 ENCRYPTION_KEY = "tlt-enc-Key-9f8e7d6c"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

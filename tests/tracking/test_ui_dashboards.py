@@ -19,10 +19,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
-
-from fixture_skill import make_fixture_skill  # noqa: E402
-from headless_chromium import HeadlessChromium  # noqa: E402
+from tests.engine.fixture_skill import make_fixture_skill
+from tests.tracking.headless_chromium import HeadlessChromium
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("HPO_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "hpo-ui"
@@ -41,9 +39,9 @@ def _finished_sweep(tmp_path: Path) -> Path:
 
 
 def _start_ui(sweep_dir: Path, log: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    handle = open(log, "w")
-    process = subprocess.Popen([sys.executable, "-u", "-m", "hpo.cli", "ui", str(sweep_dir)], stdout=handle,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-u", "-m", "hpo.cli", "ui", str(sweep_dir)], stdout=handle,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         text = log.read_text()

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow_server import MlflowServer, start_server  # noqa: E402
+
+from tests.tracking.mlflow_server import MlflowServer, start_server
 
 
 @pytest.fixture(scope="session")

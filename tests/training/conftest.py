@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_support import SHARED_RUN, make_config
 
 from mask2former.data.synth import write_synthetic_splits
+from tests.training.training_support import SHARED_RUN, make_config
 
 
 @pytest.fixture(scope="session", autouse=True)

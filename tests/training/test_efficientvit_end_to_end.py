@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from training_support import write_spec_file
 
 from mask2former.cli import main
 from mask2former.export.onnx_export import run_onnxruntime
 from skillkit.status.writer import read_status
+from tests.training.training_support import write_spec_file
 
 EFFICIENTVIT = {"model.backbone.type": "efficientvit", "model.backbone.efficientvit.name": "b0",
                 "train.num_epochs": 1}

@@ -11,9 +11,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from training_support import write_spec_file
 
 from mask2former.cli import main
+from tests.training.training_support import write_spec_file
 
 ID_OFFSET = 4200  # ids no sequential numbering would produce: a prediction must carry the annotation's id
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from training_support import make_config
 
 from mask2former.actions.evaluate import run_evaluation
 from mask2former.data.io import id_to_rgb
 from mask2former.evaluation.panoptic import PanopticEvaluator
 from mask2former.evaluation.semantic import SemanticEvaluator
+from tests.training.training_support import make_config
 
 
 def _checkpoint(trained_run: Path) -> Path:

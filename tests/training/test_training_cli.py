@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_support import write_spec_file
 
 from mask2former.cli import main
 from skillkit.status.writer import read_status
+from tests.training.training_support import write_spec_file
 
 MASK2FORMER = [sys.executable, "-m", "mask2former.cli"]
 
@@ -100,7 +100,8 @@ def test_inference_writes_maps_json_and_overlays(panoptic_data, trained_run, tmp
     label_ids = {c["id"] for c in json.loads((panoptic_data / "train" / "label_map_panoptic.json").read_text())}
     assert set(np.unique(semantic).tolist()) <= label_ids
     assert np.asarray(Image.open(out / "panoptic" / "b.png")).shape == (70, 50, 3)
-    assert Image.open(out / "overlays" / "sub" / "a.jpg").size == (80, 48)
+    with Image.open(out / "overlays" / "sub" / "a.jpg") as overlay:
+        assert overlay.size == (80, 48)
     panoptic = json.loads((out / "panoptic.json").read_text())
     # The spec's test annotations (ids 1, 2) do not name these images: fresh COCO ids above them, in path
     # order, with the file names kept beside them.

@@ -21,13 +21,13 @@ import json
 
 import pytest
 import torch
-from training_support import make_config
 
 from mask2former.actions.evaluate import run_evaluation
 from mask2former.data.synth import write_synthetic_splits
 from mask2former.training import run_training
 from mask2former.training.runtime import seed_everything
 from skillkit.status.writer import read_status
+from tests.training.training_support import make_config
 
 CONVERGENCE = {
     "model.mask_former.hidden_dim": 64,

@@ -63,3 +63,8 @@ def test_activation_checkpoint_switches_on_the_backbone_checkpointing():
     assert not any(layer.use_checkpoint for layer in plain.backbone.layers)
     assert all(layer.use_checkpoint for layer in checkpointed.backbone.layers)
     assert cfg.model.backbone.swin.use_checkpoint is False  # the caller's config is left as it was
+    evit = tiny_config(overrides={"model.backbone.type": "efficientvit", "model.backbone.efficientvit.name": "b0"})
+    assert not build_model_and_criterion(evit)[0].backbone.use_checkpoint
+    evit.train.activation_checkpoint = True
+    assert build_model_and_criterion(evit)[0].backbone.use_checkpoint
+    assert evit.model.backbone.efficientvit.use_checkpoint is False

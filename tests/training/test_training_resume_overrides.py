@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from training_support import SHARED_RUN, make_config
 
 from mask2former.training import read_checkpoint, run_training
 from skillkit.status.writer import read_status
+from tests.training.training_support import SHARED_RUN, make_config
 
 
 def test_resume_applies_the_specs_lr_weight_decay_and_momentum(panoptic_data, tmp_path, monkeypatch):

@@ -7,13 +7,13 @@ import os
 
 import pytest
 import torch
-from training_support import NUM_CLASSES, SHARED_RUN, make_config
 
 from mask2former.training import load_model_from_checkpoint, read_checkpoint, run_training
 from mask2former.training.failures import OOM_EXIT_CODE, TrainingOutOfMemory
 from skillkit.checkpoints import checkpoint_name
 from skillkit.errors import SpecError
 from skillkit.status.writer import read_status
+from tests.training.training_support import NUM_CLASSES, SHARED_RUN, make_config
 
 CONTRACT_KPI = {"mIoU", "pixel_acc", "val_loss", "train_loss", "lr", "PQ"}
 
