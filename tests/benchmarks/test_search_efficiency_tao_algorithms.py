@@ -4,14 +4,11 @@ simulator: built by the engine's own factories, deterministic, and each showing 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # benchmarks/ is a folder of the checkout, not an installed package
+ROOT = Path(__file__).resolve().parents[2]  # benchmarks/ is importable through pytest's pythonpath (pyproject)
 
 BUDGET = 234  # one TAO-Hyperband iteration at R = 27
 
