@@ -16,8 +16,10 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -31,6 +33,8 @@ from hpo.storage.retry import RetryPolicy, call_with_retries
 from hpo.storage.uri import S3Location, display_endpoint, parse_s3_uri
 from skillkit.errors import StorageError
 from skillkit.redaction import register_secret
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -251,13 +255,17 @@ class S3Backend(StorageBackend):
                     )
             return sorted(found, key=lambda info: info.uri)
 
+        return self._listing(location, target.bucket, list_all)
+
+    def _listing(self, location: str, bucket: str, list_fn: Callable[[], T]) -> T:
+        """Run a listing with the usual retries; a missing bucket is said plainly (S3 only hints at it)."""
         try:
-            return self._call(location, "list", list_all)
+            return self._call(location, "list", list_fn)
         except StorageError as error:
             cause = error.__cause__
             if cause is not None and "NoSuchBucket" in str(cause):
                 raise StorageError(
-                    f"cannot list {location}: the bucket {target.bucket!r} does not exist at "
+                    f"cannot list {location}: the bucket {bucket!r} does not exist at "
                     f"{display_endpoint(self.endpoint_url)}."
                 ) from None
             raise
@@ -276,16 +284,7 @@ class S3Backend(StorageBackend):
             names.discard("")  # the prefix's own "directory marker"
             return sorted(names)
 
-        try:
-            return self._call(location, "list", list_level)
-        except StorageError as error:
-            cause = error.__cause__
-            if cause is not None and "NoSuchBucket" in str(cause):
-                raise StorageError(
-                    f"cannot list {location}: the bucket {target.bucket!r} does not exist at "
-                    f"{display_endpoint(self.endpoint_url)}."
-                ) from None
-            raise
+        return self._listing(location, target.bucket, list_level)
 
     def download(self, location: str, destination: Path) -> ObjectInfo:
         target = parse_s3_uri(location)
