@@ -32,7 +32,7 @@ from hpo.backends.bfbo_sampler import BatchGPSampler
 from tests.engine.fixture_skill import make_real_space_skill
 from hpo.backends.mfbo_sampler import SameBudgetTPESampler
 from hpo.space import compile_space
-from hpo.space.optuna_backend import WeightedStartupSampler
+from hpo.space.to_optuna import WeightedStartupSampler
 from skillkit.spec import get_dotted, validate_spec
 from hpo.trials.record import best_trial, load_records
 
