@@ -21,7 +21,7 @@ from typing import Mapping
 from torch import Tensor
 
 from mask2former.model.backbone.efficientvit import EfficientViT
-from mask2former.model.backbone.swin_checkpoint import listing, read_checkpoint_state_dict
+from mask2former.model.backbone.swin_checkpoint import key_mismatch_message, read_checkpoint_state_dict
 from mask2former.model.errors import PretrainedWeightsError
 
 _MODEL_PREFIX = "backbone."
@@ -64,21 +64,12 @@ def adapt_efficientvit_state_dict(
             adapted[key] = value.to(target[key].dtype)
     missing = [k for k in target if k not in adapted and k not in {m.split(" ")[0] for m in mismatched}]
     if unexpected or mismatched or missing:
-        parts = [
+        raise PretrainedWeightsError(key_mismatch_message(
             f"model.backbone.pretrained_weights: {source!r} does not fit the EfficientViT backbone built from "
-            f"model.backbone.efficientvit.name {backbone.name!r} (stage widths {backbone.num_features})."
-        ]
-        if mismatched:
-            parts.append(listing("keys with another shape", mismatched) + ".")
-        if unexpected:
-            parts.append(listing("checkpoint keys the model does not have", unexpected) + ".")
-        if missing:
-            parts.append(listing("model keys the checkpoint lacks", missing) + ".")
-        parts.append(
+            f"model.backbone.efficientvit.name {backbone.name!r} (stage widths {backbone.num_features}).",
+            mismatched, unexpected, missing,
             "Set model.backbone.efficientvit.name (b0-b3, l0-l3) to the checkpoint's model, or point "
-            "pretrained_weights at a matching EfficientViT release file."
-        )
-        raise PretrainedWeightsError(" ".join(parts))
+            "pretrained_weights at a matching EfficientViT release file."))
     return adapted, EfficientViTLoadReport(tuple(adapted), tuple(dropped))
 
 

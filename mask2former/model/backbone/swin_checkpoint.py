@@ -177,22 +177,28 @@ def listing(title: str, items: list[str]) -> str:
     return f"{len(items)} {title}: {shown}{more}"
 
 
-def _mismatch_message(
-    source: str, backbone: SwinTransformer, mismatched: list[str], unexpected: list[str], missing: list[str]
-) -> str:
-    parts = [
-        f"model.backbone.pretrained_weights: {source!r} does not fit the Swin backbone built from model.backbone.swin "
-        f"(embed_dim={backbone.num_features[0]}, depths={[len(s.blocks) for s in backbone.layers]}, "
-        f"patch_size={backbone.patch_size}, ape={backbone.ape})."
-    ]
+def key_mismatch_message(what: str, mismatched: list[str], unexpected: list[str], missing: list[str], advice: str) -> str:
+    """One paragraph for a backbone checkpoint that does not fit: what was built, each kind of key problem with
+    a bounded listing, then what to change (shared by the Swin and EfficientViT loaders)."""
+    parts = [what]
     if mismatched:
         parts.append(listing("keys with another shape", mismatched) + ".")
     if unexpected:
         parts.append(listing("checkpoint keys the model does not have", unexpected) + ".")
     if missing:
         parts.append(listing("model keys the checkpoint lacks", missing) + ".")
-    parts.append(
-        "Set model.backbone.swin.type (or embed_dim/depths/num_heads/patch_size/ape) to the checkpoint's "
-        "architecture, or point pretrained_weights at a matching file."
-    )
+    parts.append(advice)
     return " ".join(parts)
+
+
+def _mismatch_message(
+    source: str, backbone: SwinTransformer, mismatched: list[str], unexpected: list[str], missing: list[str]
+) -> str:
+    return key_mismatch_message(
+        f"model.backbone.pretrained_weights: {source!r} does not fit the Swin backbone built from model.backbone.swin "
+        f"(embed_dim={backbone.num_features[0]}, depths={[len(s.blocks) for s in backbone.layers]}, "
+        f"patch_size={backbone.patch_size}, ape={backbone.ape}).",
+        mismatched, unexpected, missing,
+        "Set model.backbone.swin.type (or embed_dim/depths/num_heads/patch_size/ape) to the checkpoint's "
+        "architecture, or point pretrained_weights at a matching file.",
+    )
