@@ -112,7 +112,7 @@ def bare_ray(work: Path, n: int, epochs: int, sleep_s: float, concurrency: int) 
 
 def ours(backend: str) -> Callable[..., dict[str, Any]]:
     def run(work: Path, n: int, epochs: int, sleep_s: float, concurrency: int) -> dict[str, Any]:
-        from hpo.sweep.runner import run_sweep
+        from hpo.driver.runner import run_sweep
 
         skill = make_fixture_skill(work / "skill")
         config = {

@@ -97,7 +97,7 @@ def bench_schema(label: str, schema: dict[str, Any], *, samples: int, repeats: i
     import optuna
 
     from hpo.space import compile_space
-    from hpo.space.ray_backend import optuna_search
+    from hpo.space.to_ray import optuna_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     compile_space(schema)  # warm-up

@@ -28,11 +28,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("promote", "hpo.promotion.commands",
             "promote a sweep's best trial/epoch: best/ checkpoint, export and deploy specs, registry"),
     Command("storage", "hpo.storage.commands", "check, stage and sync data and workspaces on S3"),
-    Command("plan", "hpo.sweep.commands", "show (and write) what a sweep will run, before running it"),
-    Command("run", "hpo.sweep.commands", "plan and run a sweep"),
-    Command("resume", "hpo.sweep.commands", "continue a sweep whose driver stopped (even by SIGKILL)"),
-    Command("status", "hpo.sweep.commands", "show a sweep's trials (from another terminal)"),
-    Command("train", "hpo.sweep.commands", "train: a sweep or one plain training, per automl_policy"),
+    Command("plan", "hpo.driver.commands", "show (and write) what a sweep will run, before running it"),
+    Command("run", "hpo.driver.commands", "plan and run a sweep"),
+    Command("resume", "hpo.driver.commands", "continue a sweep whose driver stopped (even by SIGKILL)"),
+    Command("status", "hpo.driver.commands", "show a sweep's trials (from another terminal)"),
+    Command("train", "hpo.driver.commands", "train: a sweep or one plain training, per automl_policy"),
 )
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(command.module for command in COMMANDS))
 

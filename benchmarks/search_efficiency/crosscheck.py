@@ -2,7 +2,7 @@
 simulator must make the same decisions — the same configurations, in the same order, each trained to the
 same epoch and ending the same way (completed or pruned).
 
-The real path is `hpo run` itself (`hpo.sweep.runner.run_sweep`, backend optuna, one trial at a time so the
+The real path is `hpo run` itself (`hpo.driver.runner.run_sweep`, backend optuna, one trial at a time so the
 order is deterministic) on a skill dir whose train command is `replay_trainer.py`, which replays the suite's
 curve under the status.json contract; the simulator runs `OptunaPolicy` with the SweepConfig loaded from the
 same sweep config. Only deterministic curves (Hartmann) are used, so both see identical values.
@@ -65,8 +65,8 @@ def sweep_dict(*, skill: Path, workspace: Path, suite: Any, algorithm: dict, tri
 
 
 def real_decisions(data: dict, base_dir: Path) -> list[TrialDecision]:
+    from hpo.driver.runner import run_sweep
     from hpo.sweep.config import sweep_config_from_dict
-    from hpo.sweep.runner import run_sweep
     from hpo.trials.record import COMPLETED, load_records
 
     config = sweep_config_from_dict(data, base_dir=base_dir)

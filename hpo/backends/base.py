@@ -1,6 +1,6 @@
 """What every search backend is to the sweep driver, and which backend a config's `backend:` names.
 
-Contract (the driver, `hpo.sweep.runner`, is the only caller):
+Contract (the driver, `hpo.driver.runner`, is the only caller):
 
 - Construction: `Backend(ctx, observers, guard, planned=...)`. `ctx` is the prepared sweep (config, search
   space, workspace, metric and direction); `observers` receive every trial event, in order, from whatever
@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
-    from hpo.sweep.guard import SweepGuard
-    from hpo.sweep.observer import ObserverHub
+    from hpo.driver.context import SweepContext
+    from hpo.driver.guard import SweepGuard
+    from hpo.driver.observer import ObserverHub
 
 
 class Backend(Protocol):

@@ -13,7 +13,7 @@ The model is Optuna's multivariate TPE, run on a private in-memory study that ho
 observations (params → value at `b`), pooled over the Hyperband brackets. Trials still running that have not reached `b` enter as the worst
 value seen (a constant liar), so parallel workers spread out instead of proposing the same point. Before
 `min_points` results exist at any budget, proposals come from the wrapped startup sampler (the space's
-weighted random draws). The first proposal is the schema's defaults (`hpo.sweep.plan.first_batch`), so a
+weighted random draws). The first proposal is the schema's defaults (`hpo.driver.plan.first_batch`), so a
 sweep starts from what the skill's authors chose and its score is the baseline to beat.
 """
 

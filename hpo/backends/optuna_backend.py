@@ -42,9 +42,9 @@ from hpo.backends.optuna_workers import (
     HeartbeatKeeper, StudyMutex, budget_used, fail_stale_trials, is_retry, is_shared_storage,
     quiet_heartbeat_warnings, retry_callback,
 )
-from hpo.sweep.context import SweepContext, plain
-from hpo.sweep.guard import SweepGuard
-from hpo.sweep.observer import ObserverHub
+from hpo.driver.context import SweepContext, plain
+from hpo.driver.guard import SweepGuard
+from hpo.driver.observer import ObserverHub
 from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, final_state, ingest_status, record_validation, resume_point
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, TrialRecord

@@ -9,7 +9,7 @@ bohb → `SpaceBOHB` (Ray's `TuneBOHB` on the space's static form, `ray_bohb.py`
 evolution proposals (`de_sampler.py`) with synchronous HyperBand, whose promoted trials resume from their own
 checkpoints; hyperband_es → synchronous HyperBand plus learning-curve stopping (`curve_stop.py`); pbt → Ray's variant
 generator (PBT refuses searchers) drawing whole configurations from the space, with `space.perturb` as the
-explore step. PBT's space holds hot parameters only (`hpo.sweep.compatibility`): nothing it perturbs can
+explore step. PBT's space holds hot parameters only (`hpo.driver.compatibility`): nothing it perturbs can
 change a checkpoint's shapes. `planned` are static points (`hpo.space.static`), the plan's first batch.
 
 The scheduler's time attribute is `epochs_trained` (a count; a result's `epoch` is TAO's 0-based index),
@@ -33,9 +33,9 @@ from hpo.backends.optuna_factory import storage_url
 from skillkit.errors import SweepConfigError
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
-from hpo.sweep.context import SweepContext
-from hpo.sweep.guard import SweepGuard
-from hpo.sweep.observer import ObserverHub
+from hpo.driver.context import SweepContext
+from hpo.driver.guard import SweepGuard
+from hpo.driver.observer import ObserverHub
 
 log = logging.getLogger(__name__)
 

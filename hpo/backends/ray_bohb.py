@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 from ray.tune.search.bohb import TuneBOHB
 
 from hpo.space import SearchSpace, static
-from hpo.sweep.context import plain
+from hpo.driver.context import plain
 
 
 def stepped_levels(space: SearchSpace, *, epoch_budget: int | None = None) -> dict[str, list[Any]]:

@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 from ray.tune.experiment import Trial
 
-from hpo.sweep.context import plain
-from hpo.sweep.guard import INTERRUPTED, TIME_BUDGET
+from hpo.driver.context import plain
+from hpo.driver.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
 from hpo.trials.record import COMPLETED, FAILED, FINISHED_STATES, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
 from skillkit.status import Validation
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
-    from hpo.sweep.guard import SweepGuard
-    from hpo.sweep.observer import ObserverHub
+    from hpo.driver.context import SweepContext
+    from hpo.driver.guard import SweepGuard
+    from hpo.driver.observer import ObserverHub
 
 _LIVE: dict[str, "RayRecordKeeper"] = {}
 
@@ -299,7 +299,7 @@ class GuardStopper(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        from hpo.sweep.guard import ALL_FAILED
+        from hpo.driver.guard import ALL_FAILED
 
         keeper = _LIVE.get(self.key)
         if keeper is None or not keeper.guard.stopped:

@@ -27,7 +27,7 @@ from hpo import selection
 from hpo.backends.optuna_factory import make_sampler, make_storage
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
-from hpo.sweep.context import plain
+from hpo.driver.context import plain
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 from ray import tune
 
-from hpo.sweep.context import SweepContext, plain
+from hpo.driver.context import SweepContext, plain
 from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, final_state
 from hpo.trials.record import FAILED, FINISHED_STATES, TrialRecord

@@ -138,7 +138,7 @@ class CubeSampler(BaseSampler):
     """
 
     def __init__(self, space: "SearchSpace", *, seed: int, epoch_budget: int | None) -> None:
-        from hpo.space.optuna_backend import static_distributions
+        from hpo.space.to_optuna import static_distributions
 
         self.cube = UnitCube(space.static_dimensions(epoch_budget=epoch_budget))
         self._distributions = static_distributions(space, epoch_budget=epoch_budget)

@@ -1,7 +1,7 @@
 """`SearchSpace`: an ordered set of `Parameter`s plus the values of parents that are not searched.
 
 It draws values (numpy random sampling, Optuna define-by-run), converts itself to backend search
-spaces (Optuna distributions, Ray Tune param spaces — see `optuna_backend`/`ray_backend`), perturbs
+spaces (Optuna distributions, Ray Tune param spaces — see `to_optuna`/`to_ray`), perturbs
 values for PBT, checks values against every rule, and round-trips through YAML.
 
 `is_conditional` is true when some parameter's value cannot come from one independent one-value
@@ -172,18 +172,18 @@ class SearchSpace:
 
     # -- backends --------------------------------------------------------------------------------
     def optuna_distributions(self) -> dict[str, Any]:
-        from hpo.space.optuna_backend import distributions
+        from hpo.space.to_optuna import distributions
 
         return distributions(self)
 
     def optuna_sampler(self, base: Any = None, *, seed: int | None = None, n_startup_trials: int | None = None) -> Any:
         """An Optuna sampler that draws weighted options by their weights during the startup trials."""
-        from hpo.space.optuna_backend import WeightedStartupSampler
+        from hpo.space.to_optuna import WeightedStartupSampler
 
         return WeightedStartupSampler(self.categorical_weights(), base=base, seed=seed, n_startup_trials=n_startup_trials)
 
     def ray_param_space(self) -> dict[str, Any]:
-        from hpo.space.ray_backend import param_space
+        from hpo.space.to_ray import param_space
 
         return param_space(self)
 

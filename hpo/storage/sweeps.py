@@ -1,6 +1,6 @@
 """What the sweep driver calls to run on S3: stage data before trials, mirror the workspace while it runs.
 
-The engine (`hpo.sweep`) owns the sweep; this module adds three steps to it, each a single call:
+The driver (`hpo.driver`) owns the sweep; this module adds three steps to it, each a single call:
 
 1. `stage_sweep_data(ctx)` after `prepare_sweep` and before any trial (also on resume, since another
    machine has another cache): every `s3://` data source of `ctx.base_spec` is staged
@@ -24,16 +24,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.driver.observer import SweepObserver
 from hpo.storage.router import Storage
 from hpo.storage.staging import StagingReport, collect_s3_sources, data_paths_for, stage_spec_sources
 from hpo.storage.sync import WorkspaceMirror, default_mirror_dir
 from hpo.storage.uri import is_s3_uri
-from hpo.sweep.observer import SweepObserver
 from skillkit.errors import StorageError
 from skillkit.files import TRIALS_DIR
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
+    from hpo.driver.context import SweepContext
     from hpo.trials.record import TrialRecord
 
 logger = logging.getLogger(__name__)

@@ -86,7 +86,7 @@ def optuna_storage(sweep_dir: Path, config: dict[str, Any]) -> str | None:
     if (config.get("backend") or "ray") != "optuna":
         return None
     from hpo.backends.optuna_factory import storage_url
-    from hpo.sweep.workspace import SweepWorkspace
+    from hpo.driver.workspace import SweepWorkspace
 
     return storage_url(config.get("storage"), SweepWorkspace(sweep_dir).state_dir)
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hpo.sweep.observer import SweepObserver
+from hpo.driver.observer import SweepObserver
 from hpo.tracking import sweep_files
 from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from hpo.tracking.params import algorithm_name, sweep_params
@@ -42,7 +42,7 @@ from skillkit.status import STATUS_FILE
 from skillkit.status.format import line_timestamp
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
+    from hpo.driver.context import SweepContext
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _never_raises(method: F) -> F:
 class MlflowObserver(SweepObserver):
     """Logs a sweep to MLflow through a journaled `Tracker`.
 
-    The hooks take what the engine sends (`hpo.sweep.observer.SweepObserver`): the sweep context, trial
+    The hooks take what the engine sends (`hpo.driver.observer.SweepObserver`): the sweep context, trial
     records, report entries (the whole status line) and the summary. `sweep_dir` may be given here or is the
     context's workspace; a replay from files (`log_sweep_from_files`) gives it here and sends no context.
     Settings come from the sweep config's `tracking` section unless given.

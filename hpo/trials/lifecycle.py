@@ -22,7 +22,7 @@ from skillkit.states import TrialState
 from skillkit.status import STATUS_FILE, Validation, read_validations
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
+    from hpo.driver.context import SweepContext
 
 
 def resume_point(trial_dir: Path, validated_epochs: list[tuple[int, int | None]]) -> CheckpointFile | None:

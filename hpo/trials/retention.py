@@ -35,7 +35,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from hpo.sweep.observer import SweepObserver
+from hpo.driver.observer import SweepObserver
 from hpo.trials.record import COMPLETED, FAILED, PRUNED, TrialRecord
 from skillkit.checkpoints import CheckpointFile, find_latest_link, list_checkpoints
 

@@ -36,7 +36,7 @@ from mask2former.model.criterion import SetCriterion
 from mask2former.model.layers import GN_NUM_GROUPS, NORM_CHOICES
 from mask2former.model.mask2former import Mask2FormerModel
 from mask2former.model.matcher import HungarianMatcher
-from mask2former.model.pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder
+from mask2former.model.pixel_decoder.deformable_decoder import MSDeformAttnPixelDecoder
 from mask2former.model.postprocessing import MODES, Postprocessor
 from mask2former.model.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
 

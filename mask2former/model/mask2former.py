@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from mask2former.model.pixel_decoder.msdeformattn import MSDeformAttnPixelDecoder
+from mask2former.model.pixel_decoder.deformable_decoder import MSDeformAttnPixelDecoder
 from mask2former.model.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
 from mask2former.model.versioning import VersionedModule
 

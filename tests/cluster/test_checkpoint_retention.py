@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from hpo.driver.observer import SweepObserver
+from hpo.driver.runner import resume_sweep, run_sweep
 from hpo.sweep.config import load_sweep_config
-from hpo.sweep.observer import SweepObserver
-from hpo.sweep.runner import resume_sweep, run_sweep
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, RUNNING, TrialRecord
 from hpo.trials.retention import apply_trial_retention, checkpoints_to_keep
 from skillkit.checkpoints import list_checkpoints as checkpoints

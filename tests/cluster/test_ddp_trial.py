@@ -63,9 +63,9 @@ def _env() -> dict[str, str]:
 
 def _first_planned_lr(config: Path) -> float:
     """The lr of the first trial, as `hpo plan` shows it (the grid's visiting order is the sampler's)."""
+    from hpo.driver.context import prepare_sweep
+    from hpo.driver.plan import make_plan
     from hpo.sweep.config import load_sweep_config
-    from hpo.sweep.context import prepare_sweep
-    from hpo.sweep.plan import make_plan
 
     plan = make_plan(prepare_sweep(load_sweep_config(config)))
     assert plan.batch_is_exact and len(plan.batch) == 1

@@ -44,10 +44,10 @@ def test_join_waits_for_the_first_worker_then_names_what_is_missing(fixture_skil
 
 
 def test_join_refuses_a_different_sweep(fixture_skill: Path, tmp_path: Path) -> None:
+    from hpo.driver.context import prepare_sweep
+    from hpo.driver.join import join_sweep_context
+    from hpo.driver.runner import start_workspace
     from hpo.sweep.config import load_sweep_config
-    from hpo.sweep.context import prepare_sweep
-    from hpo.sweep.join import join_sweep_context
-    from hpo.sweep.runner import start_workspace
     from skillkit.errors import SweepConfigError
 
     url = "postgresql://u@db:5432/optuna"

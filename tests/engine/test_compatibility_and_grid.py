@@ -10,8 +10,8 @@ import pytest
 
 from hpo.backends.grid_sampler import GridOrder
 from hpo.backends.optuna_factory import grid_size, grid_values
+from hpo.driver.context import prepare_sweep
 from hpo.sweep.config import load_sweep_config
-from hpo.sweep.context import prepare_sweep
 from skillkit.errors import SweepConfigError
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from hpo.driver.context import prepare_sweep
+from hpo.driver.estimate import TimingEstimate, estimate_wall, makespan, trial_epochs
+from hpo.driver.plan import make_plan
+from hpo.driver.runner import execute, start_workspace
 from hpo.sweep.config import AlgorithmConfig, load_sweep_config
-from hpo.sweep.context import prepare_sweep
-from hpo.sweep.estimate import TimingEstimate, estimate_wall, makespan, trial_epochs
-from hpo.sweep.plan import make_plan
-from hpo.sweep.runner import execute, start_workspace
 
 
 def _algorithm(**changes) -> AlgorithmConfig:
@@ -47,7 +47,7 @@ def test_the_estimate_adds_start_up_promotion_and_tracking(write_sweep: Callable
 
 
 def test_probe_measures_even_with_history_and_history_says_so(write_sweep: Callable[..., Path]) -> None:
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
 
     path = write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 2})
     run_sweep(path)

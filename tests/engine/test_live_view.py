@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hpo.sweep.live import render_outcome, trials_table
+from hpo.driver.live import render_outcome, trials_table
 from hpo.trials.record import COMPLETED, PRUNED, RUNNING, TrialRecord
 
 
@@ -50,7 +50,7 @@ def test_outcome_names_the_plots_and_why_one_was_not_drawn(tmp_path: Path) -> No
 
 
 def test_eta_comes_from_the_epoch_times_observed(tmp_path: Path) -> None:
-    from hpo.sweep.live import trial_eta
+    from hpo.driver.live import trial_eta
 
     trial = tmp_path / "trial_0000"
     trial.mkdir()

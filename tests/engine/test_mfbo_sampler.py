@@ -104,8 +104,8 @@ def test_a_sweep_naming_no_algorithm_runs_mfbo_and_reports_default_vs_best(write
     import yaml
     from rich.console import Console
 
-    from hpo.sweep.live import render_outcome
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.live import render_outcome
+    from hpo.driver.runner import run_sweep
 
     path = write_sweep(algorithm={"max_trials": 4, "max_epochs": 2, "n_startup_trials": 2})
     data = yaml.safe_load(path.read_text())

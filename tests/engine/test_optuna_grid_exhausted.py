@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hpo.sweep.runner import run_sweep
+from hpo.driver.runner import run_sweep
 
 
 def test_a_grid_sweep_runs_the_whole_grid(write_sweep: Callable[..., Path]) -> None:

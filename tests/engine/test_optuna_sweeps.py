@@ -14,8 +14,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from hpo.sweep.observer import SweepObserver
-from hpo.sweep.runner import SweepFailedError, resume_sweep, run_sweep
+from hpo.driver.observer import SweepObserver
+from hpo.driver.runner import SweepFailedError, resume_sweep, run_sweep
 from hpo.trials.resources import GpuPool
 from skillkit.status.follower import read_validations
 
@@ -227,9 +227,9 @@ def test_gpu_pool_packs_fractions_and_whole_gpus() -> None:
 
 def test_a_trial_the_driver_died_creating_is_adopted_with_its_draws(write_sweep: Callable[..., Path],
                                                                     tmp_path: Path) -> None:
+    from hpo.driver.context import prepare_sweep
+    from hpo.driver.runner import start_workspace
     from hpo.sweep.config import load_sweep_config
-    from hpo.sweep.context import prepare_sweep
-    from hpo.sweep.runner import start_workspace
 
     path = write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 2})
     start_workspace(prepare_sweep(load_sweep_config(path)))
@@ -266,7 +266,7 @@ def test_each_trial_gets_its_gpus_and_thread_count(write_sweep: Callable[..., Pa
 
 
 def test_a_slow_healthy_trial_keeps_fast_failures_from_stopping_the_sweep() -> None:
-    from hpo.sweep.guard import SweepGuard
+    from hpo.driver.guard import SweepGuard
     from hpo.trials.record import TrialRecord
 
     def failed(trial_id: str) -> TrialRecord:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpo.driver.context import prepare_sweep
+from hpo.driver.plan import expected_epochs, make_plan, successive_halving_epochs, write_plan
 from hpo.sweep.config import AlgorithmConfig, load_sweep_config
-from hpo.sweep.context import prepare_sweep
-from hpo.sweep.plan import expected_epochs, make_plan, successive_halving_epochs, write_plan
 
 
 def hpo(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -84,7 +84,7 @@ def test_expected_epochs_follow_the_scheduler() -> None:
 
 
 def test_plan_uses_trial_history_when_there_is_one(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
 
     path = write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 2})
     run_sweep(path)
@@ -98,8 +98,8 @@ def test_plan_uses_trial_history_when_there_is_one(write_sweep: Callable[..., Pa
 def test_live_table_renders_trials_on_a_terminal(write_sweep: Callable[..., Path]) -> None:
     from rich.console import Console
 
-    from hpo.sweep.live import LiveTable
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.live import LiveTable
+    from hpo.driver.runner import run_sweep
 
     console = Console(record=True, force_terminal=True, width=160)
     summary = run_sweep(write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 2}),

@@ -30,7 +30,7 @@ def ray_session() -> Iterator[None]:
 
 
 def run(write_sweep: Callable[..., Path], **changes: Any) -> dict[str, Any]:
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
 
     return run_sweep(write_sweep(backend="ray", **changes))
 
@@ -131,7 +131,7 @@ def test_failures_on_ray_are_classified_and_never_best(write_sweep: Callable[...
 
 
 def test_time_budget_leaves_trials_resumable(write_sweep: Callable[..., Path], tmp_path: Path) -> None:
-    from hpo.sweep.runner import resume_sweep
+    from hpo.driver.runner import resume_sweep
 
     first = run(write_sweep, algorithm={"name": "random", "max_trials": 2, "max_epochs": 4, "time_budget_s": 2.0},
                 spec_overrides={"fixture.sleep_s": 1.0})

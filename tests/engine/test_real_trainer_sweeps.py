@@ -41,7 +41,7 @@ def ray_session() -> Iterator[None]:
 
 
 def sweep(tmp_path: Path, data: Path, **changes: Any) -> dict[str, Any]:
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
 
     config: dict[str, Any] = {
         "name": "real", "skill_dir": str(REPO), "base_spec": str(REPO / "configs" / "quickstart_spec.yaml"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.sweep.workspace import read_lock_holder
+from hpo.driver.workspace import read_lock_holder
 from skillkit.status.follower import read_validations
 
 HPO = [sys.executable, "-m", "hpo.cli"]

@@ -36,7 +36,7 @@ def s3_bucket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
 
 def test_s3_workspace_is_mirrored_and_resumable_from_scratch(write_sweep: Callable[..., Path], tmp_path: Path,
                                                              s3_bucket: str) -> None:
-    from hpo.sweep.runner import resume_sweep, run_sweep
+    from hpo.driver.runner import resume_sweep, run_sweep
 
     remote = f"s3://{s3_bucket}/sweeps"
     path = write_sweep(workspace=remote, algorithm={"name": "random", "max_trials": 2, "max_epochs": 3,

@@ -32,7 +32,7 @@ from hpo.backends.bfbo_sampler import BatchGPSampler
 from tests.engine.fixture_skill import make_real_space_skill
 from hpo.backends.mfbo_sampler import SameBudgetTPESampler
 from hpo.space import compile_space
-from hpo.space.optuna_backend import WeightedStartupSampler
+from hpo.space.to_optuna import WeightedStartupSampler
 from skillkit.spec import get_dotted, validate_spec
 from hpo.trials.record import best_trial, load_records
 
@@ -172,9 +172,9 @@ def test_search_contract_on_the_real_default_space(algorithm: str, backend: str,
                                                    tmp_path: Path, sampler_watch: SamplerWatch,
                                                    bohb_results: list, request: pytest.FixtureRequest) -> None:
     from hpo.sweep.config import load_sweep_config
-    from hpo.sweep.context import prepare_sweep
-    from hpo.sweep.plan import make_plan
-    from hpo.sweep.runner import execute, start_workspace
+    from hpo.driver.context import prepare_sweep
+    from hpo.driver.plan import make_plan
+    from hpo.driver.runner import execute, start_workspace
 
     if backend == "ray":
         request.getfixturevalue("ray_session")

@@ -45,7 +45,7 @@ def test_quickstart_config_comment_matches_the_quickstart_script() -> None:
 def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     """The quickstart as shipped (mfbo: defaults first, Hyperband; MLflow tracking, promotion), on freshly generated
     synthetic data; only its data and workspace paths point into tmp."""
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
     from mask2former.data.synth import write_synthetic_splits
 
     write_synthetic_splits(tmp_path / "data", fmt="coco_panoptic", num_train=8, num_val=4, seed=0, size=64)

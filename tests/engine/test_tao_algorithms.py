@@ -23,9 +23,9 @@ from hpo.backends.curve_stop import EARLY_STOP_ATTR, CurveRule
 from hpo.backends.de_sampler import DifferentialEvolutionSampler
 from hpo.backends.optuna_factory import make_sampler
 from hpo.backends.unit_cube import PROPOSAL_ATTR, UnitCube
+from hpo.driver.runner import run_sweep
 from hpo.space import compile_space
 from hpo.sweep.config import sweep_config_from_dict
-from hpo.sweep.runner import run_sweep
 from skillkit.errors import SweepConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -56,7 +56,7 @@ def hpo(*args: str) -> subprocess.CompletedProcess:
 
 def test_a_sweep_with_a_test_dataset_reports_selection_and_test_scores_side_by_side(real_skill: Path,
                                                                                    tmp_path: Path) -> None:
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
 
     test_root = held_out_root(tmp_path / "held_out")
     path = write_config(tmp_path / "sweep.yaml", real_skill, tmp_path / "ws", datasets={"test": str(test_root)},
@@ -123,7 +123,7 @@ def test_a_sweep_with_a_test_dataset_reports_selection_and_test_scores_side_by_s
 
 def test_without_a_test_dataset_the_outputs_say_the_final_score_is_the_selection_score(real_skill: Path,
                                                                                       tmp_path: Path) -> None:
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
 
     path = write_config(tmp_path / "sweep.yaml", real_skill, tmp_path / "ws", tracking={"enabled": False},
                         algorithm={"name": "random", "max_trials": 2, "max_epochs": 1})

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hpo.cli import main
-from hpo.sweep.commands import sweep_data_for_train
+from hpo.driver.commands import sweep_data_for_train
 from tests.engine.fixture_skill import make_fixture_skill
 
 

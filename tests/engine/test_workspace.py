@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hpo.sweep.workspace import DriverLock, WorkspaceLockedError, find_sweep_dir, read_lock_holder
+from hpo.driver.workspace import DriverLock, WorkspaceLockedError, find_sweep_dir, read_lock_holder
 from skillkit.errors import SweepConfigError
 
 HOLD = (
-    "import sys, time; from pathlib import Path; from hpo.sweep.workspace import DriverLock;"
+    "import sys, time; from pathlib import Path; from hpo.driver.workspace import DriverLock;"
     "lock = DriverLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
 )
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mask2former.model.build import build_postprocessor
-from mask2former.model.pixel_decoder.ms_deform_attn import MSDeformAttn
+from mask2former.model.pixel_decoder.deformable_attention import MSDeformAttn
 from mask2former.model.tiny import build_tiny_criterion, build_tiny_model, tiny_config
 
 

@@ -138,7 +138,7 @@ def test_the_champion_loads_predicts_and_serves_like_the_inference_command(tmp_p
     import mlflow
     import pandas as pd
 
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
 
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)

@@ -53,7 +53,7 @@ def _sweep_config(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_cpu_sweep_promotes_a_checkpoint_whose_evaluation_reproduces_the_metric(tmp_path, monkeypatch):
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
     from skillkit.spec import load_spec
 
     # The skill's commands (`mask2former train/evaluate`) are console scripts of this environment.

@@ -37,7 +37,7 @@ def module_name(path: Path, root: Path = REPO_ROOT) -> str:
 
 
 def is_module_path(text: str) -> bool:
-    """True when `text` names an existing module or package of this repository (e.g. 'hpo.sweep.commands')."""
+    """True when `text` names an existing module or package of this repository (e.g. 'hpo.driver.commands')."""
     parts = text.split(".")
     if parts[0] not in PACKAGES or not all(part.isidentifier() for part in parts):
         return False
@@ -115,7 +115,7 @@ def test_no_package_imports_its_sibling_or_upward() -> None:
 def test_the_scan_sees_function_level_and_literal_imports(tmp_path: Path) -> None:
     """The scanner itself must catch the sneaky forms, or the boundary test proves nothing."""
     source = (
-        '"""hpo.sweep.commands in a docstring is not an import."""\n'
+        '"""hpo.driver.commands in a docstring is not an import."""\n'
         "import importlib\n"
         "def later():\n"
         "    from mask2former.training import trainer\n"
@@ -138,7 +138,7 @@ def test_the_scan_sees_function_level_and_literal_imports(tmp_path: Path) -> Non
     assert ("skillkit.errors", "from") in targets  # relative import resolved against the module's package
     assert ("hpo.sweep", "from") in targets
     assert ("hpo", "literal") in targets and ("mask2former", "literal") not in targets
-    assert not any(item.target == "hpo.sweep.commands" for item in found)
+    assert not any(item.target == "hpo.driver.commands" for item in found)
 
 
 ENTRY_POINT_CHECK = r"""

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hpo.driver.compatibility import COLD_REASON, unsearchable
 from hpo.space import compile_space, load_schema_file
-from hpo.sweep.compatibility import COLD_REASON, unsearchable
 from hpo.sweep.config import sweep_config_from_dict
 from skillkit.errors import SearchSpaceError
 from skillkit.spec import load_spec

@@ -182,7 +182,7 @@ def test_ray_weighted_choice_and_seeding(flat):
 
 
 def test_ray_optuna_search_route_for_conditional_spaces(conditional):
-    from hpo.space.ray_backend import optuna_search
+    from hpo.space.to_ray import optuna_search
 
     def configs(seed):
         searcher = optuna_search(conditional, metric="mIoU", mode="max", seed=seed, epoch_budget=9)

@@ -127,8 +127,8 @@ def test_a_continuous_child_keeps_its_distribution(scale):
 
 
 def test_backend_static_spaces_cover_the_same_dimensions():
-    from hpo.space.optuna_backend import static_distributions
-    from hpo.space.ray_backend import static_param_space
+    from hpo.space.to_optuna import static_distributions
+    from hpo.space.to_ray import static_param_space
 
     space = compile_space(MIXED)
     names = [d.name for d in space.static_dimensions(epoch_budget=12)]

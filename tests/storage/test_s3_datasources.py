@@ -110,7 +110,7 @@ def test_listing_without_credentials_says_it_once(bucket: str, monkeypatch: pyte
 def test_coco_panoptic_s3_sweep_without_a_dataset_type(bucket: str, s3_client, moto_env: str, tmp_path: Path) -> None:
     """A real tiny sweep (`mask2former train` trials) whose datasets are s3:// prefixes in COCO-panoptic
     layout, with no `datasets.type`: detected, staged, trained."""
-    from hpo.sweep.runner import run_sweep
+    from hpo.driver.runner import run_sweep
     from mask2former.data.synth import write_synthetic_splits
 
     local = tmp_path / "synth"

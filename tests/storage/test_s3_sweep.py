@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpo.driver.observer import SweepObserver
 from hpo.storage import Storage
-from hpo.sweep.observer import SweepObserver
 from skillkit.errors import StorageError
 from tests.engine.fixture_skill import make_fixture_skill
 
@@ -91,10 +91,10 @@ def test_sweep_on_s3_data_and_workspace_resumes_in_a_fresh_folder(
 ) -> None:
     """`same-path`: machine A's folder is deleted and B restores the sweep into an empty folder at the same
     path (e.g. the same mount point). `other-path`: B restores it somewhere else."""
-    runner = pytest.importorskip("hpo.sweep.runner")
+    runner = pytest.importorskip("hpo.driver.runner")
+    from hpo.driver.context import prepare_sweep
     from hpo.storage.sweeps import WorkspaceSyncObserver, open_workspace, pull_sweep, stage_sweep_data
     from hpo.sweep.config import load_sweep_config
-    from hpo.sweep.context import prepare_sweep
 
     roots = upload_dataset(s3_client, bucket, tar_factory)
     skill = make_data_skill(tmp_path / "skill")

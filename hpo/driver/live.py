@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hpo.sweep.default_vs_best import line as default_vs_best_line
-from hpo.sweep.observer import SweepObserver
+from hpo.driver.default_vs_best import line as default_vs_best_line
+from hpo.driver.observer import SweepObserver
 from hpo.trials.record import FAILED, RUNNING, TrialRecord, best_trial
 from skillkit.states import RunStatus
 from skillkit.status import STATUS_FILE, read_lines
@@ -157,7 +157,7 @@ class LiveTable(SweepObserver):
             self._live.update(self._render())
 
     def sweep_started(self, sweep: Any) -> None:
-        from hpo.sweep.estimate import machine_slots, trial_epochs
+        from hpo.driver.estimate import machine_slots, trial_epochs
 
         self.metric, self.direction, self.max_epochs = sweep.metric, sweep.direction, sweep.max_epochs
         self.trials_dir = sweep.workspace.trials_dir

@@ -116,7 +116,7 @@ def trial_epochs(algorithm: AlgorithmConfig, max_epochs: int, trials: int) -> li
             epochs.append(stops[0] if stops else max_epochs)
         return sorted(epochs, reverse=True)
     if scheduler in ("hyperband", "hyperband_es", "bohb"):
-        from hpo.sweep.plan import expected_epochs
+        from hpo.driver.plan import expected_epochs
 
         mean = expected_epochs(algorithm, max_epochs)
         total = int(round(mean * trials))

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
+    from hpo.driver.context import SweepContext
     from hpo.trials.record import TrialRecord
 
 log = logging.getLogger(__name__)

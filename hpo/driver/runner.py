@@ -20,15 +20,15 @@ from typing import Any
 import yaml
 
 from hpo.backends.base import Backend, backend_class
+from hpo.driver.baseline import run_baseline
+from hpo.driver.context import SweepContext, prepare_sweep
+from hpo.driver.guard import ALL_FAILED, INTERRUPTED, SweepGuard
+from hpo.driver.join import joined_worker_lock
+from hpo.driver.observer import ObserverHub, SweepObserver
+from hpo.driver.summary import build_summary, write_summary
+from hpo.driver.workspace import DriverLock, SweepWorkspace, find_sweep_dir
 from hpo.space import SearchSpace
-from hpo.sweep.baseline import run_baseline
 from hpo.sweep.config import SweepConfig, load_sweep_config
-from hpo.sweep.context import SweepContext, prepare_sweep
-from hpo.sweep.guard import ALL_FAILED, INTERRUPTED, SweepGuard
-from hpo.sweep.join import joined_worker_lock
-from hpo.sweep.observer import ObserverHub, SweepObserver
-from hpo.sweep.summary import build_summary, write_summary
-from hpo.sweep.workspace import DriverLock, SweepWorkspace, find_sweep_dir
 from hpo.trials.record import load_records
 from skillkit.errors import ExitCode, SweepConfigError, UserError
 from skillkit.files import atomic_write_text
@@ -254,7 +254,7 @@ def resume_sweep(sweep_dir: str | Path, *, name: str | None = None, observers: I
                  use_default_observers: bool = True, time_budget_s: float | None = None) -> dict[str, Any]:
     """Continue a sweep: paused and interrupted trials go on from their checkpoints, the remaining budget runs.
     `algorithm.time_budget_s` bounds each driver run; pass `time_budget_s` to change it for this run."""
-    from hpo.sweep.plan import planned_points
+    from hpo.driver.plan import planned_points
 
     ctx = load_workspace_context(sweep_dir, name=name, time_budget_s=time_budget_s)
     return execute(ctx, observers=observers, planned=planned_points(ctx.workspace.plan_dir),

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from hpo.driver.workspace import SweepWorkspace
 from hpo.space import SearchSpace, compile_space
 from hpo.spec import resolve_data_sources
 from hpo.sweep.config import SweepConfig, resolve_metric
-from hpo.sweep.workspace import SweepWorkspace
 from skillkit.errors import SweepConfigError
 from skillkit.files import SPEC_FILE, atomic_write_text
 from skillkit.skill_dir import SkillDir
@@ -240,7 +240,7 @@ def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSp
     _check_test_dataset(config, skill, base_spec)
     held: list[Any] = []
     if space is None:
-        from hpo.sweep.compatibility import fit_space
+        from hpo.driver.compatibility import fit_space
 
         schema = skill.schema(config.action)
         options = config.search_space
@@ -261,7 +261,7 @@ def prepare_sweep(config: SweepConfig, *, resumed: bool = False, space: SearchSp
     if not space.parameters:
         raise SweepConfigError("the search space is empty: no AutoML parameter was selected (search_space.parameters).")
     metric, direction = resolve_metric(config.metric, config.direction, skill.monitoring_metric)
-    from hpo.sweep.compatibility import held_note
+    from hpo.driver.compatibility import held_note
 
     return SweepContext(
         config=config, workspace=workspace, skill=skill, metric=metric, direction=direction, base_spec=base_spec,

@@ -63,7 +63,7 @@ def param_space(space: SearchSpace) -> dict[str, Any]:
     if space.is_conditional:
         raise SearchSpaceError(
             "the search space is conditional (" + ", ".join(space.conditional_names) + "); Tune's param_space "
-            "cannot express it — use hpo.space.ray_backend.optuna_search(space, ...) (define-by-run)."
+            "cannot express it — use hpo.space.to_ray.optuna_search(space, ...) (define-by-run)."
         )
     out: dict[str, Any] = {}
     for param in space.parameters:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hpo.sweep.context import SweepContext
+from hpo.driver.context import SweepContext
 from hpo.trials.failures import log_tail
 from hpo.trials.runner import TrainerProcess, TrialLaunch
 from skillkit.errors import UserError

@@ -22,14 +22,14 @@ from skillkit.errors import SweepConfigError, UserError
 from skillkit.spec.dotted import get_dotted, set_dotted
 from hpo.sweep.config_rules import DEFAULT_ALGORITHM
 from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config_data, sweep_config_from_dict
-from hpo.sweep.context import SweepContext, prepare_sweep
-from hpo.sweep.estimate import check_estimate
-from hpo.sweep.live import LiveTable, render_outcome, trials_table
-from hpo.sweep.plan import make_plan, planned_points, render_plan, write_plan
-from hpo.sweep.runner import (SweepInterrupted, execute, load_workspace_context, refuse_existing_sweep,
+from hpo.driver.context import SweepContext, prepare_sweep
+from hpo.driver.estimate import check_estimate
+from hpo.driver.live import LiveTable, render_outcome, trials_table
+from hpo.driver.plan import make_plan, planned_points, render_plan, write_plan
+from hpo.driver.runner import (SweepInterrupted, execute, load_workspace_context, refuse_existing_sweep,
                               start_workspace)
-from hpo.sweep.summary import build_summary
-from hpo.sweep.workspace import SweepWorkspace, find_sweep_dir, read_lock_holder
+from hpo.driver.summary import build_summary
+from hpo.driver.workspace import SweepWorkspace, find_sweep_dir, read_lock_holder
 from skillkit.files import SPEC_FILE
 from hpo.trials.record import load_records
 
@@ -94,8 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _join_and_run(args: argparse.Namespace, console: Console) -> int:
-    """`hpo run SWEEP.yaml --join`: one more worker for the sweep a first worker started (hpo/sweep/join.py)."""
-    from hpo.sweep.join import join_sweep_context
+    """`hpo run SWEEP.yaml --join`: one more worker for the sweep a first worker started (hpo/driver/join.py)."""
+    from hpo.driver.join import join_sweep_context
 
     config = load_sweep_config(args.sweep)
     console.print(f"joining sweep '{config.name}' (study in the shared storage, workspace {config.sweep_dir})")
@@ -244,7 +244,7 @@ def run_plain_training(skill: Any, args: argparse.Namespace, console: Console) -
     import copy
 
     from skillkit.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
-    from hpo.sweep.context import spec_keys
+    from hpo.driver.context import spec_keys
 
     results_dir = Path(args.results_dir or f"results/train-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}").resolve()
     spec = copy.deepcopy(skill.template("train")) if skill.has_template("train") else {}

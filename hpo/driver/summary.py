@@ -11,11 +11,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from skillkit.files import BASELINE_FILE, atomic_write_json
-from hpo.sweep.default_vs_best import compare
+from hpo.driver.default_vs_best import compare
 from hpo.trials.record import best_trial, load_records, now_iso
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
+    from hpo.driver.context import SweepContext
 
 
 def build_summary(

@@ -24,8 +24,8 @@ import numpy as np
 from hpo.backends.optuna_factory import first_grid_points, grid_values
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
-from hpo.sweep.context import SweepContext, plain
-from hpo.sweep.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
+from hpo.driver.context import SweepContext, plain
+from hpo.driver.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
                                 probe_timing, trial_epochs)
 from skillkit.files import BEST_DIR, BEST_FILE, PLAN_FILE, atomic_write_json
 
@@ -141,7 +141,7 @@ def first_batch(ctx: SweepContext) -> tuple[list[dict[str, Any]], list[dict[str,
 
 def _has_baseline(ctx: SweepContext) -> bool:
     """Whether the driver will evaluate a baseline first (a pretrained start, not evaluated yet)."""
-    from hpo.sweep.baseline import BASELINE_FILE, baseline_checkpoint
+    from hpo.driver.baseline import BASELINE_FILE, baseline_checkpoint
 
     return (ctx.config.baseline_enabled and baseline_checkpoint(ctx) is not None
             and not (ctx.workspace.baseline_dir / BASELINE_FILE).is_file())
@@ -241,7 +241,7 @@ def render_plan(plan: SweepPlan, console: Any) -> None:
         console.print(f"  from {plan.timing.source}")
     if plan.spec_files:
         console.print(f"First-batch specs: {plan.spec_files[0].parent}/")
-    from hpo.sweep.compatibility import held_note
+    from hpo.driver.compatibility import held_note
 
     shown = {held_note(item) for item in ctx.held}  # already in the table above
     for note in ctx.notes:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mask2former.model.layers import Conv2dNorm, PositionEmbeddingSine, c2_xavier_fill, make_norm
-from mask2former.model.pixel_decoder.ms_deform_attn import MSDeformAttn
+from mask2former.model.pixel_decoder.deformable_attention import MSDeformAttn
 
 
 class MSDeformAttnEncoderLayer(nn.Module):

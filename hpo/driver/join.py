@@ -26,12 +26,12 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpo.driver.workspace import SweepWorkspace
 from hpo.sweep.config import SweepConfig
-from hpo.sweep.workspace import SweepWorkspace
 from skillkit.errors import SweepConfigError
 
 if TYPE_CHECKING:
-    from hpo.sweep.context import SweepContext
+    from hpo.driver.context import SweepContext
 
 MUST_MATCH = ("backend", "storage", "algorithm", "metric", "direction", "search_space", "seed")
 WORKERS_DIR = "workers"
@@ -51,7 +51,7 @@ def join_sweep_context(config: SweepConfig, *, worker_id: str | None = None, wai
     """The context of a joined worker of `config`'s sweep (see the module docstring); raises
     SweepConfigError naming what is missing."""
     from hpo.backends.optuna_workers import is_shared_storage
-    from hpo.sweep.runner import load_workspace_context
+    from hpo.driver.runner import load_workspace_context
 
     if config.backend != "optuna" or not is_shared_storage(config.storage):
         raise SweepConfigError(
