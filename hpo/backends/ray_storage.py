@@ -5,8 +5,8 @@ A trial's files are in three places:
 
 - **its scratch folder on the node running it**, `$HPO_TRIAL_SCRATCH/<sweep>/trials/<trial id>/` (default
   `<temp dir>/hpo-scratch`): the trainer's results folder (spec.yaml, status.json, train.log, checkpoints).
-  No other node reads it. Once the trial stops on that node its checkpoints there are deleted (they are in
-  the storage); the small files stay.
+  No other node reads it. Once the trial stops on that node its checkpoints there are deleted up to the last
+  one in the storage; the small files stay.
 - **Ray's storage**, `<ray.storage>/<sweep>/experiment/`: Ray's experiment state (`hpo resume` restores
   from it) and, per trial, Ray checkpoints `<ray trial folder>/checkpoint_NNNNNN/`. Each holds the pointer
   `hpo_checkpoint.json` and the files that travel (`pack_checkpoint`): the trainer checkpoint of the trial's
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from skillkit.checkpoints import is_checkpoint_name, list_checkpoints
+from skillkit.checkpoints import is_checkpoint_name, list_checkpoints, parse_checkpoint_name
 from skillkit.files import SPEC_FILE, STATUS_FILE, TRIALS_DIR
 
 if TYPE_CHECKING:
@@ -139,28 +139,56 @@ def read_pointer(checkpoint_dir: Path) -> dict[str, Any]:
     return json.loads((checkpoint_dir / POINTER_FILE).read_text())
 
 
+def _last_status_epoch(path: Path) -> int:
+    """The newest epoch a status.json has a line for (-1: none, or no file)."""
+    try:
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return -1
+    return max((line["epoch"] for line in lines if isinstance(line.get("epoch"), int)), default=-1)
+
+
 def unpack_checkpoint(checkpoint_dir: Path, target_dir: Path, *, names: tuple[str, ...]) -> list[str]:
     """Copy `names` that the Ray checkpoint folder holds into `target_dir` (the trial's scratch folder);
-    returns the names copied. Ray deletes its download when `load_checkpoint` returns."""
+    returns the names copied. A status.json already there that reaches a later epoch than the checkpoint's is
+    kept: this node ran the trial past its last saved checkpoint (an epoch finished while Ray stopped it),
+    and the trainable replays those validations. Ray deletes its download when `load_checkpoint` returns."""
     target_dir.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in names:
         source = checkpoint_dir / name
-        if source.is_file():
-            shutil.copyfile(source, target_dir / name)
-            copied.append(name)
+        if not source.is_file():
+            continue
+        if name == STATUS_FILE and _last_status_epoch(target_dir / name) > _last_status_epoch(source):
+            continue
+        shutil.copyfile(source, target_dir / name)
+        copied.append(name)
     return copied
 
 
-def drop_scratch_checkpoints(trial_dir: Path) -> int:
-    """Delete the trainer checkpoints in a scratch folder (they are in the storage); returns how many."""
+def drop_scratch_checkpoints(trial_dir: Path, *, saved: str | None, metric: str) -> int:
+    """Delete the trainer checkpoints in a scratch folder that the storage makes useless; returns how many.
+    `saved`: the newest one saved to the storage (None: none was, so all stay). What stays is a checkpoint
+    of a validated epoch newer than that (the trainer finished an epoch after Ray's last save, while being
+    stopped): it is taken up again if the trial resumes on this node (`unpack_checkpoint`)."""
+    from hpo.trials.retention import repoint_latest_link
+    from skillkit.checkpoints import checkpoint_for
+    from skillkit.status import read_validations
+
+    limit = parse_checkpoint_name(saved) if saved else None
+    if limit is None:
+        return 0
+    keep = set()
+    for validation in read_validations(trial_dir / STATUS_FILE, metric):
+        found = checkpoint_for(trial_dir, validation.epoch, validation.step)
+        if found is not None and (found.epoch, found.step) > limit:
+            keep.add(found.path)
     count = 0
     for checkpoint in list_checkpoints(trial_dir):
-        checkpoint.path.unlink(missing_ok=True)
-        count += 1
-    for link in trial_dir.glob("*_latest.pth"):
-        if link.is_symlink():
-            link.unlink()
+        if checkpoint.path not in keep:
+            checkpoint.path.unlink(missing_ok=True)
+            count += 1
+    repoint_latest_link(trial_dir)
     return count
 
 

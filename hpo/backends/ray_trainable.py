@@ -117,6 +117,7 @@ class HpoTrainable(tune.Trainable):
         self.replay: deque[Validation] = deque()
         self.last: Validation | None = None
         self.last_checkpoint: str | None = None
+        self.saved_checkpoint: str | None = None  # the newest trainer checkpoint in the storage (ray.storage)
         self.resume_from: Path | None = None
         self.exploited: dict[str, Any] | None = None
         # A trial the driver had already recorded as finished, which Ray restarts because its last experiment
@@ -170,7 +171,7 @@ class HpoTrainable(tune.Trainable):
                 # continue from the checkpoint the storage holds, with the status lines written up to it.
                 unpack_checkpoint(folder, self.trial_dir, names=(*TRAVELLING_FILES, *([name] if name else [])))
             self.resume_from = self.trial_dir / name if name else None
-            self.last_checkpoint = name
+            self.last_checkpoint = self.saved_checkpoint = name
             self._adopt_own_progress(after_epochs=self.last.epochs_trained if self.last else 0)
             return
         if name is None:
@@ -193,13 +194,15 @@ class HpoTrainable(tune.Trainable):
             "validation": last.to_history() if last else None,
         }
         pack_checkpoint(Path(checkpoint_dir), pointer, self.trial_dir if self.storage else None)
+        self.saved_checkpoint = self.last_checkpoint
         return checkpoint_dir
 
     def reset_config(self, new_config: dict) -> bool:
         """Ray reuses this actor for another trial (or for a PBT exploit): stop our trainer, start over."""
         self._halt()
         if self.storage is not None:
-            drop_scratch_checkpoints(self.trial_dir)  # they are in the storage
+            drop_scratch_checkpoints(self.trial_dir, saved=self.saved_checkpoint,
+                                     metric=self.ctx.metric)  # they are in the storage
         self._begin(new_config)
         return True
 
@@ -307,4 +310,5 @@ class HpoTrainable(tune.Trainable):
         self._halt()
         if self.storage is not None:
             # This node is done with the trial: whatever it resumes from next is in the storage.
-            drop_scratch_checkpoints(self.trial_dir)
+            drop_scratch_checkpoints(self.trial_dir, saved=self.saved_checkpoint,
+                                     metric=self.ctx.metric)

@@ -33,7 +33,8 @@ from skillkit.spec import get_dotted
 
 def trial_folder(root: Path, epochs: int) -> Path:
     root.mkdir(parents=True)
-    lines = [{"status": "RUNNING", "epoch": e, "kpi": {"mIoU": 0.1 * (e + 1)}} for e in range(epochs)]
+    lines = [{"status": "RUNNING", "epoch": e, "step": 4 * (e + 1), "kpi": {"mIoU": 0.1 * (e + 1)}}
+             for e in range(epochs)]
     (root / "status.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
     (root / "spec.yaml").write_text("train: {num_epochs: 4}\n")
     for epoch in range(epochs):
@@ -60,8 +61,19 @@ def test_a_checkpoint_carries_its_trainer_checkpoint_and_comes_back_on_another_n
     shared = tmp_path / "pointer_only"
     pack_checkpoint(shared, pointer, None)  # a shared workspace: the pointer is enough
     assert [p.name for p in shared.iterdir()] == [POINTER_FILE]
-    assert drop_scratch_checkpoints(node_a) == 2 and not list(node_a.glob("model_epoch_*"))
+    (node_a / "status.json").write_bytes((packed / "status.json").read_bytes())
+    (node_a / checkpoint_name(2, 10)).write_bytes(b"mid-epoch, written on SIGTERM")  # never validated
+    assert drop_scratch_checkpoints(node_a, saved=None, metric="mIoU") == 0  # nothing is in the storage yet
+    # a validated epoch newer than the saved checkpoint stays; the rest goes
+    assert drop_scratch_checkpoints(node_a, saved=checkpoint_name(0, 4), metric="mIoU") == 2
+    assert [p.name for p in node_a.glob("model_epoch_*")] == [name]
+    assert drop_scratch_checkpoints(node_a, saved=name, metric="mIoU") == 1 and not list(node_a.glob("model_epoch_*"))
     assert (node_a / "spec.yaml").is_file()
+
+    # A node that ran the trial past its last saved checkpoint keeps its newer status lines.
+    ahead = trial_folder(tmp_path / "c" / "t1", epochs=3)
+    assert unpack_checkpoint(packed, ahead, names=("status.json", name)) == [name]
+    assert len((ahead / "status.json").read_text().splitlines()) == 3
 
 
 def test_the_driver_fetches_an_ended_trials_files_and_any_node_sees_its_failure(moto_env: str, bucket: str,
