@@ -142,13 +142,15 @@ def experiment_path(ctx: SweepContext) -> Path:
 
 def experiment_location(ctx: SweepContext) -> tuple[str, Any]:
     """(Ray's experiment path, its pyarrow filesystem): the workspace's state/ray/experiment (filesystem None:
-    a local path), or `<ray.storage>/<sweep>/experiment` on the storage's S3 filesystem."""
+    a local path), or `<ray.storage>/<sweep>/experiment` on the storage's S3 filesystem, checked writable."""
     from hpo.backends.ray_storage import cluster_storage
 
     storage = cluster_storage(ctx)
     if storage is None:
         return str(experiment_path(ctx)), None
-    return f"{storage.storage_path}/{EXPERIMENT_NAME}", storage.filesystem()
+    filesystem = storage.filesystem()
+    storage.check(filesystem)
+    return f"{storage.storage_path}/{EXPERIMENT_NAME}", filesystem
 
 
 def _restorable(path: str, filesystem: Any = None) -> bool:

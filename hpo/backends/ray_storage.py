@@ -80,6 +80,27 @@ class ClusterStorage:
     def trial_scratch(self, trial_id: str) -> Path:
         return scratch_root() / self.sweep_name / TRIALS_DIR / trial_id
 
+    def check(self, filesystem: pyarrow.fs.FileSystem) -> None:
+        """Prove before any trial that this process may write to the storage (a marker written, then deleted);
+        a StorageError naming the URI and the cause otherwise, instead of a failure deep inside Ray."""
+        from hpo.storage.s3 import resolve_endpoint
+        from hpo.storage.uri import display_endpoint
+        from skillkit.errors import StorageError
+        from skillkit.redaction import redact
+
+        marker = f"{self.storage_path}/.hpo-write-check-{os.getpid()}"
+        try:
+            with filesystem.open_output_stream(marker) as stream:
+                stream.write(b"ok")
+            filesystem.delete_file(marker)
+        except OSError as error:
+            endpoint = display_endpoint(resolve_endpoint(None))
+            raise StorageError(redact(
+                f"'ray.storage' = '{self.uri}' cannot be written from this machine ({endpoint}): {error}. The "
+                "driver and every Ray node need credentials for it in their environment (the standard AWS "
+                "variables, a profile or an instance role) and, for an S3-compatible store, AWS_ENDPOINT_URL; "
+                "the bucket must exist.")) from None
+
 
 def cluster_storage(ctx: SweepContext) -> ClusterStorage | None:
     """The sweep's `ray.storage`, or None when every node sees the workspace (the default)."""

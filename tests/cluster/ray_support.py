@@ -58,6 +58,36 @@ def stop_group(process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
     process.wait(timeout=30)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, theirs, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def lose_node(process: subprocess.Popen) -> None:
+    """The node is lost, as a machine is: every process of it (`ray start`, the raylet, its Ray workers and
+    the trainers they started, whatever process group each is in) is frozen at once, then killed."""
+    pids = [process.pid, *descendants(process.pid)]
+    for signum in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+    stop_group(process)
+
+
 @contextmanager
 def two_ray_nodes(head_env: Mapping[str, str], worker_env: Mapping[str, str]) -> Iterator[dict[str, Any]]:
     """Head (1 CPU, resource head_node) and worker (1 CPU, resource worker_node), each `ray start --block` in

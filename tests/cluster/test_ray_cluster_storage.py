@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.cluster.cluster_support import base_sweep
-from tests.cluster.ray_support import cluster_env, stop_group, two_ray_nodes
+from tests.cluster.ray_support import cluster_env, lose_node, stop_group, two_ray_nodes
 from tests.storage.moto_support import MOTO_SERVER, moto_server
 
 HPO = [sys.executable, "-m", "hpo.cli"]
@@ -132,7 +132,7 @@ def test_a_cluster_without_a_shared_filesystem_moves_a_lost_nodes_trial_through_
                 # The nodes share no folder: the head has never seen this trial's files.
                 assert not (head_root / "scratch" / "fx" / "trials" / on_worker).exists()
                 assert (worker_root / "scratch" / "fx" / "trials" / on_worker / "status.json").is_file()
-                stop_group(cluster["worker"])  # the node is lost mid-trial: raylet, its workers, the trainer
+                lose_node(cluster["worker"])  # mid-trial: raylet, its Ray workers, the trainer, all at once
                 output, _ = driver.communicate(timeout=240)
             finally:
                 if driver.poll() is None:

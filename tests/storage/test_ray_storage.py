@@ -126,3 +126,15 @@ def test_s3_data_is_staged_on_the_node_that_runs_the_trial(moto_env: str, datase
     node_copy = get_dotted(on_node.base_spec, "dataset.train.img_dir")
     assert node_copy.startswith(str(tmp_path / "node-cache")) and Path(node_copy).is_dir()
     assert get_dotted(ctx.base_spec, "dataset.train.img_dir") == driver_copy  # the driver's context is untouched
+
+
+def test_a_storage_nobody_can_write_is_one_clear_error_before_any_trial(moto_env: str, bucket: str,
+                                                                        tmp_path: Path, fake_secret: str) -> None:
+    from hpo.backends.ray_storage import ClusterStorage
+    from skillkit.errors import StorageError
+
+    ClusterStorage(uri=f"s3://{bucket}/sweeps", sweep_name="fx").check(pyarrow_s3_filesystem())  # writable
+    with pytest.raises(StorageError, match=r"'ray.storage' = 's3://no-such-bucket-hpo/sweeps' cannot be written "
+                                           r"from this machine \(http://127.0.0.1:\d+\): .*the bucket must exist") as caught:
+        ClusterStorage(uri="s3://no-such-bucket-hpo/sweeps", sweep_name="fx").check(pyarrow_s3_filesystem())
+    assert fake_secret not in str(caught.value)
