@@ -25,7 +25,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mask2former.deploy.action_status import cli_handler, recorded
 from skillkit.errors import DataError, SpecError, UserError
@@ -50,6 +50,14 @@ class EngineSettings:
     timing_cache: str = ""
     verbose: bool = False
     gpu_id: int = 0
+
+
+class GraphInput(NamedTuple):
+    """The image input of an exported graph: batch (-1 = dynamic), height and width."""
+
+    batch: int
+    height: int
+    width: int
 
 
 def engine_settings(cfg: ExperimentConfig) -> EngineSettings:
@@ -92,7 +100,7 @@ def engine_settings(cfg: ExperimentConfig) -> EngineSettings:
                           gpu_id=int(section.gpu_id))
 
 
-def check_onnx_batch(onnx_file: Path, settings: EngineSettings) -> tuple[int, int, int]:
+def check_onnx_batch(onnx_file: Path, settings: EngineSettings) -> GraphInput:
     """(batch, H, W) of the graph input (batch -1 = dynamic); a fixed-batch graph needs a matching profile."""
     import onnx
 
@@ -110,7 +118,7 @@ def check_onnx_batch(onnx_file: Path, settings: EngineSettings) -> tuple[int, in
             f"'{onnx_file}' was exported with a fixed batch of {batch} (export.batch_size), so the engine profile "
             f"must be {batch}/{batch}/{batch}, got min/opt/max {settings.min_batch}/{settings.opt_batch}/"
             f"{settings.max_batch}. Set gen_trt_engine.batch_size={batch}, or export with export.batch_size=-1.")
-    return batch, values[2], values[3]
+    return GraphInput(batch, values[2], values[3])
 
 
 def build_engine(onnx_file: str | Path, engine_file: str | Path, settings: EngineSettings, *,
@@ -120,7 +128,8 @@ def build_engine(onnx_file: str | Path, engine_file: str | Path, settings: Engin
     from mask2former.export.graph_checks import read_metadata, sidecar_path
 
     onnx_file, engine_file = Path(onnx_file), Path(engine_file)
-    _, height, width = check_onnx_batch(onnx_file, settings)
+    graph_input = check_onnx_batch(onnx_file, settings)
+    height, width = graph_input.height, graph_input.width
     trt = import_tensorrt()
     import torch
 
@@ -150,8 +159,8 @@ def build_engine(onnx_file: str | Path, engine_file: str | Path, settings: Engin
                       (settings.opt_batch, channels, height, width), (settings.max_batch, channels, height, width))
     config.add_optimization_profile(profile)
     cache_path = Path(timing_cache) if timing_cache else None
-    cache_reused = bool(cache_path and cache_path.is_file())
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_reused else b"")
+    cache_reused = cache_path is not None and cache_path.is_file()
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path is not None and cache_reused else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
