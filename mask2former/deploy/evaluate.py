@@ -142,7 +142,7 @@ def check_graph_classes(cfg: ExperimentConfig, backend: InferenceBackend, key: s
 def run_deploy_evaluation(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `evaluate` action with `evaluate.trt_engine` set; writes evaluation.json and status.json lines."""
     from mask2former.actions.common import action_results_dir, batch_size_for
-    from mask2former.deploy.action_status import recorded
+    from mask2former.actions.status import recorded
     from mask2former.deploy.backends import open_backend
     from skillkit.status.writer import RUNNING, SUCCESS, WARNING
 
