@@ -239,7 +239,7 @@ def override_list(value: Any) -> tuple[str, ...]:
 
 
 def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConfig:
-    algorithm = dict(data["algorithm"])
+    algorithm: dict[str, Any] = dict(data["algorithm"])
     backend = data.get("backend", "ray")
     sampler, scheduler = resolve_algorithm(algorithm, backend)
     max_trials = algorithm.get("population_size", algorithm.get("max_trials", 10))
