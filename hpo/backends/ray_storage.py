@@ -237,7 +237,7 @@ def read_outcome(fs: pyarrow.fs.FileSystem, trial_fs_path: str) -> dict[str, Any
 
 
 def stored_checkpoints(fs: pyarrow.fs.FileSystem, trial_fs_path: str) -> list[tuple[str, dict[str, Any]]]:
-    """(Ray checkpoint folder, its pointer) for every checkpoint Ray kept of a trial, oldest first."""
+    """(Ray checkpoint folder, its pointer) for every checkpoint stored of a trial, oldest epoch first."""
     import pyarrow.fs as pafs
 
     found = []
@@ -250,7 +250,12 @@ def stored_checkpoints(fs: pyarrow.fs.FileSystem, trial_fs_path: str) -> list[tu
             continue
         with fs.open_input_stream(pointer_path) as stream:
             found.append((info.path, json.loads(stream.read().decode())))
-    return found
+
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
+        epoch, step = item[1].get("epoch"), item[1].get("step")
+        return (epoch if isinstance(epoch, int) else -1, step if isinstance(step, int) else -1, item[0])
+
+    return sorted(found, key=order)
 
 
 def _download(fs: pyarrow.fs.FileSystem, fs_path: str, target: Path) -> bool:
@@ -263,6 +268,29 @@ def _download(fs: pyarrow.fs.FileSystem, fs_path: str, target: Path) -> bool:
     pafs.copy_files(fs_path, str(partial), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     os.replace(partial, target)
     return True
+
+
+def fetch_newest_checkpoint(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path) -> str | None:
+    """Bring the newest checkpoint the storage holds of a trial into its scratch folder (trainer checkpoint,
+    status.json by `unpack_checkpoint`'s rule, spec.yaml); returns the trainer checkpoint's name, None when
+    there is none. For a trial Ray restarts without a checkpoint although one was saved: the driver stopped
+    before Ray recorded it (the trainable then continues from it, as from its own folder on one machine)."""
+    stored = [(folder, pointer) for folder, pointer in stored_checkpoints(fs, trial_fs_path)
+              if pointer.get("trial_id") and pointer.get("checkpoint")]
+    if not stored:
+        return None
+    folder, pointer = stored[-1]
+    name = str(pointer["checkpoint"])
+    if (trial_dir / name).is_file():
+        return name
+    download = trial_dir / f".fetch-{os.getpid()}"
+    try:
+        for file in (*TRAVELLING_FILES, name):
+            _download(fs, f"{folder}/{file}", download / file)
+        unpack_checkpoint(download, trial_dir, names=(*TRAVELLING_FILES, name))
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+    return name if (trial_dir / name).is_file() else None
 
 
 def fetch_finished_trial(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path,

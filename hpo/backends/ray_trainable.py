@@ -37,8 +37,9 @@ from typing import Any, Mapping
 from ray import tune
 
 from hpo.backends.ray_storage import (OUTCOME_FILE, TRAVELLING_FILES, ClusterStorage, cluster_storage,
-                                      drop_scratch_checkpoints, pack_checkpoint, read_outcome, read_pointer,
-                                      stage_on_this_node, unpack_checkpoint, write_outcome)
+                                      drop_scratch_checkpoints, fetch_newest_checkpoint, pack_checkpoint,
+                                      read_outcome, read_pointer, stage_on_this_node, unpack_checkpoint,
+                                      write_outcome)
 from hpo.driver.context import SweepContext, plain
 from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, final_state
@@ -123,8 +124,9 @@ class HpoTrainable(tune.Trainable):
         # A trial the driver had already recorded as finished, which Ray restarts because its last experiment
         # snapshot predates that (a driver killed in between): it is not trained again.
         self.recorded_final = _recorded_final_state(self.trial_dir)
-        # A trial Ray restarts without a checkpoint of its own (the driver died before Ray recorded one)
-        # still continues from what its folder holds.
+        # A trial Ray restarts without a checkpoint of its own (the driver died or stopped before Ray recorded
+        # one) still continues from what its folder holds -- under ray.storage, from what the storage holds.
+        self._fetch_stored_progress()
         self._adopt_own_progress(after_epochs=0)
 
     # -- resume / exploit ----------------------------------------------------------------------------------
@@ -140,6 +142,10 @@ class HpoTrainable(tune.Trainable):
         found = checkpoint_for(self.trial_dir, newer[-1].epoch, newer[-1].step)
         self.replay.extend(newer)
         self.resume_from = found.path if found else None
+
+    def _fetch_stored_progress(self) -> None:
+        if self.storage is not None and self._storage is not None:
+            fetch_newest_checkpoint(self._storage.storage_filesystem, self._storage.trial_fs_path, self.trial_dir)
 
     def _stored_failure(self) -> Failure | None:
         """A trainer failure recorded beside this trial's Ray checkpoints (by whichever node ran it)."""

@@ -14,6 +14,7 @@ from hpo.backends.ray_storage import (
     cluster_storage,
     drop_scratch_checkpoints,
     fetch_finished_trial,
+    fetch_newest_checkpoint,
     pack_checkpoint,
     read_outcome,
     read_pointer,
@@ -97,6 +98,13 @@ def test_the_driver_fetches_an_ended_trials_files_and_any_node_sees_its_failure(
     assert sorted(p.name for p in driver.glob("model_epoch_*")) == [checkpoint_name(0, 4)]
     assert len((driver / "status.json").read_text().splitlines()) == 3
     assert fetch_finished_trial(fs, f"{bucket}/sweeps/fx/experiment/never_ran", tmp_path / "none", None) == []
+
+    # A trial Ray restarts without a recorded checkpoint continues from the newest one the storage holds.
+    elsewhere = tmp_path / "other-node" / "t1"
+    assert fetch_newest_checkpoint(fs, trial_fs, elsewhere) == checkpoint_name(2, 12)
+    assert (elsewhere / checkpoint_name(2, 12)).read_bytes() == b"weights of epoch 2"
+    assert len((elsewhere / "status.json").read_text().splitlines()) == 3 and not list(elsewhere.glob(".fetch-*"))
+    assert fetch_newest_checkpoint(fs, f"{bucket}/sweeps/fx/experiment/never_ran", tmp_path / "none") is None
 
     assert read_outcome(fs, trial_fs) is None
     write_outcome(fs, trial_fs, {"failure_class": "oom", "failure_reason": "CUDA out of memory"})
