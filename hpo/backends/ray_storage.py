@@ -13,9 +13,11 @@ A trial's files are in three places:
   last validated epoch, its status.json and spec.yaml. Ray Tune uploads and downloads them itself (RunConfig
   `storage_path` + `storage_filesystem`, a pyarrow S3 filesystem): a trial restarted on another node after
   its node was lost, a paused trial resumed, a PBT exploit taking a donor's weights and a restored experiment
-  all begin from such a checkpoint (`unpack_checkpoint`). Ray keeps each trial's best checkpoints by the
-  sweep's metric and always its latest one (`checkpoint_config`). A trainer failure is written beside them
-  (`outcome.json`), so a restart on any node ends with the same failure instead of training again.
+  all begin from such a checkpoint (`unpack_checkpoint`); a trial Ray restarts without one although one was
+  saved (the driver stopped before Ray recorded it) begins from the newest stored (`fetch_newest_checkpoint`).
+  Ray keeps each trial's best checkpoints by the sweep's metric and always its latest one
+  (`RayBackend.checkpoint_config`). A trainer failure is written beside them (`outcome.json`), so a restart
+  on any node ends with the same failure instead of training again.
 - **the driver's workspace**, `trials/<id>/`: trial.json (the driver writes it) and, once the trial has
   ended, its status.json, spec.yaml and the checkpoint of its best epoch fetched from the storage
   (`fetch_finished_trial`): what the summary, MLflow and promotion read, as on one machine.
@@ -188,17 +190,16 @@ def unpack_checkpoint(checkpoint_dir: Path, target_dir: Path, *, names: tuple[st
 
 
 def drop_scratch_checkpoints(trial_dir: Path, *, saved: str | None, metric: str) -> int:
-    """Delete the trainer checkpoints in a scratch folder that the storage makes useless; returns how many.
-    `saved`: the newest one saved to the storage (None: none was, so all stay). What stays is a checkpoint
-    of a validated epoch newer than that (the trainer finished an epoch after Ray's last save, while being
-    stopped): it is taken up again if the trial resumes on this node (`unpack_checkpoint`)."""
+    """Delete the trainer checkpoints in a scratch folder that are of no more use here; returns how many.
+    `saved`: the newest one saved to the storage (None: none was). What stays is the checkpoint of a
+    validated epoch newer than that (the trainer finished an epoch after Ray's last save, while being
+    stopped): it is taken up again if the trial resumes on this node (`unpack_checkpoint`). Checkpoints the
+    storage has, and mid-epoch ones a stop wrote (never resumed from), go."""
     from hpo.trials.retention import repoint_latest_link
     from skillkit.checkpoints import checkpoint_for
     from skillkit.status import read_validations
 
-    limit = parse_checkpoint_name(saved) if saved else None
-    if limit is None:
-        return 0
+    limit = (parse_checkpoint_name(saved) if saved else None) or (-1, -1)
     keep = set()
     for validation in read_validations(trial_dir / STATUS_FILE, metric):
         found = checkpoint_for(trial_dir, validation.epoch, validation.step)

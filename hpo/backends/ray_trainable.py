@@ -125,9 +125,10 @@ class HpoTrainable(tune.Trainable):
         # snapshot predates that (a driver killed in between): it is not trained again.
         self.recorded_final = _recorded_final_state(self.trial_dir)
         # A trial Ray restarts without a checkpoint of its own (the driver died or stopped before Ray recorded
-        # one) still continues from what its folder holds -- under ray.storage, from what the storage holds.
-        self._fetch_stored_progress()
+        # one) still continues from what its folder holds -- under ray.storage, from what the storage holds
+        # (looked up at its first step, once Ray has restored whatever checkpoint it has).
         self._adopt_own_progress(after_epochs=0)
+        self._storage_checked = self.storage is None
 
     # -- resume / exploit ----------------------------------------------------------------------------------
     def _adopt_own_progress(self, after_epochs: int) -> None:
@@ -143,9 +144,14 @@ class HpoTrainable(tune.Trainable):
         self.replay.extend(newer)
         self.resume_from = found.path if found else None
 
-    def _fetch_stored_progress(self) -> None:
-        if self.storage is not None and self._storage is not None:
-            fetch_newest_checkpoint(self._storage.storage_filesystem, self._storage.trial_fs_path, self.trial_dir)
+    def _adopt_stored_progress(self) -> None:
+        """Under `ray.storage`, before the first step of a trial with nothing to continue from (Ray restored
+        no checkpoint, this node holds none): the newest checkpoint the storage holds of it, if any."""
+        self._storage_checked = True
+        if self.resume_from is not None or self.last is not None or self.replay or self._storage is None:
+            return
+        if fetch_newest_checkpoint(self._storage.storage_filesystem, self._storage.trial_fs_path, self.trial_dir):
+            self._adopt_own_progress(after_epochs=0)
 
     def _stored_failure(self) -> Failure | None:
         """A trainer failure recorded beside this trial's Ray checkpoints (by whichever node ran it)."""
@@ -216,6 +222,8 @@ class HpoTrainable(tune.Trainable):
     def step(self) -> dict:
         if self.recorded_final is not None:
             return self._replay_final(self.recorded_final)
+        if not self._storage_checked:
+            self._adopt_stored_progress()
         if self.replay:
             return self._result(self.replay.popleft())
         done = self.last.epochs_trained if self.last else 0

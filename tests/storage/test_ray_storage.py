@@ -64,9 +64,9 @@ def test_a_checkpoint_carries_its_trainer_checkpoint_and_comes_back_on_another_n
     assert [p.name for p in shared.iterdir()] == [POINTER_FILE]
     (node_a / "status.json").write_bytes((packed / "status.json").read_bytes())
     (node_a / checkpoint_name(2, 10)).write_bytes(b"mid-epoch, written on SIGTERM")  # never validated
-    assert drop_scratch_checkpoints(node_a, saved=None, metric="mIoU") == 0  # nothing is in the storage yet
+    assert drop_scratch_checkpoints(node_a, saved=None, metric="mIoU") == 1  # none saved: only the mid-epoch one
     # a validated epoch newer than the saved checkpoint stays; the rest goes
-    assert drop_scratch_checkpoints(node_a, saved=checkpoint_name(0, 4), metric="mIoU") == 2
+    assert drop_scratch_checkpoints(node_a, saved=checkpoint_name(0, 4), metric="mIoU") == 1
     assert [p.name for p in node_a.glob("model_epoch_*")] == [name]
     assert drop_scratch_checkpoints(node_a, saved=name, metric="mIoU") == 1 and not list(node_a.glob("model_epoch_*"))
     assert (node_a / "spec.yaml").is_file()
