@@ -37,7 +37,8 @@ from typing import Any, Mapping, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from hpo.backends.optuna_factory import grid_size, grid_values, make_pruner, make_sampler, make_storage, storage_url
+from hpo.backends import algorithms
+from hpo.backends.optuna_factory import make_pruner, make_sampler, make_storage, storage_url
 from hpo.backends.optuna_workers import (
     HeartbeatKeeper, StudyMutex, budget_used, fail_stale_trials, is_retry, is_shared_storage,
     quiet_heartbeat_warnings, retry_callback,
@@ -81,10 +82,8 @@ class OptunaBackend:
         self.mutex = StudyMutex(self.storage, ctx.config.name, shared=self.shared)
         workers = ctx.config.workers
         self.heartbeats = HeartbeatKeeper(self.storage, workers.heartbeat_interval_s) if self.shared else None
-        self.max_trials = self.algorithm.max_trials
-        if self.algorithm.sampler == "grid":
-            self.max_trials = min(self.max_trials, grid_size(grid_values(
-                ctx.space, self.algorithm.grid_points, self.algorithm.grid_values, epoch_budget=ctx.max_epochs)))
+        # A grid sweep never asks for more trials than its grid has points.
+        self.max_trials = algorithms.trial_budget(self.algorithm, ctx.space, ctx.max_epochs)
         self.gpus = GpuPool(detect_gpus(ctx.config.resources.gpus), ctx.config.resources.gpus_per_trial)
         if planned and not self.study.get_trials(deepcopy=False):
             # The plan's first batch runs exactly as shown by `hpo plan` (static points: one value per
