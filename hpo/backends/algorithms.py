@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from hpo.space import SearchSpace
     from hpo.sweep.config import AlgorithmConfig
 
-    OptunaSamplerBuilder = Callable[[AlgorithmConfig, SearchSpace, int, "int | None"], optuna.samplers.BaseSampler]
+    OptunaSamplerBuilder = Callable[[AlgorithmConfig, SearchSpace, int, int | None], optuna.samplers.BaseSampler]
     OptunaPrunerBuilder = Callable[[AlgorithmConfig, int], optuna.pruners.BasePruner]
     RaySchedulerBuilder = Callable[[AlgorithmConfig, int, SearchSpace, int], Any]
     # (ctx, planned static points, mode "max"|"min") -> (Ray search_alg or None, param_space)

@@ -30,9 +30,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -40,8 +41,14 @@ from optuna.trial import TrialState
 from hpo.backends import algorithms
 from hpo.backends.optuna_factory import make_pruner, make_sampler, make_storage, storage_url
 from hpo.backends.optuna_workers import (
-    HeartbeatKeeper, StudyMutex, budget_used, fail_stale_trials, is_retry, is_shared_storage,
-    quiet_heartbeat_warnings, retry_callback,
+    HeartbeatKeeper,
+    StudyMutex,
+    budget_used,
+    fail_stale_trials,
+    is_retry,
+    is_shared_storage,
+    quiet_heartbeat_warnings,
+    retry_callback,
 )
 from hpo.driver.context import SweepContext, plain
 from hpo.driver.guard import SweepGuard
@@ -103,13 +110,14 @@ class OptunaBackend:
 
     def _open_study(self) -> optuna.Study:
         storage = self.storage
-        direction = "maximize" if self.ctx.direction == "maximize" else "minimize"
+        direction: Literal["maximize", "minimize"] = "maximize" if self.ctx.direction == "maximize" else "minimize"
         with quiet_heartbeat_warnings():
             study = self._create_study(storage, direction)
         study.set_user_attr("metric", self.ctx.metric)
         return study
 
-    def _create_study(self, storage: optuna.storages.RDBStorage, direction: str) -> optuna.Study:
+    def _create_study(self, storage: optuna.storages.RDBStorage,
+                      direction: Literal["maximize", "minimize"]) -> optuna.Study:
         return optuna.create_study(
             study_name=self.ctx.config.name, storage=storage, direction=direction, load_if_exists=True,
             sampler=make_sampler(self.algorithm, self.ctx.space, self.ctx.config.seed, epoch_budget=self.ctx.max_epochs),

@@ -4,8 +4,9 @@ algorithm registry (`hpo.backends.algorithms`), through `make_sampler` and `make
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import optuna
 

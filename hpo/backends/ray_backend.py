@@ -24,9 +24,10 @@ import logging
 import os
 import shutil
 import signal
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -264,7 +265,7 @@ class RayBackend:
                                            resume_errored=False, restart_errored=False)
             else:
                 search_alg, param_space = self.search()
-                algorithm, resources = self.ctx.config.algorithm, self.ctx.config.resources
+                resources = self.ctx.config.resources
                 tuner = tune.Tuner(
                     self.trainable(),
                     param_space=param_space,

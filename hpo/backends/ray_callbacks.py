@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from hpo.driver.guard import SweepGuard
     from hpo.driver.observer import ObserverHub
 
-_LIVE: dict[str, "RayRecordKeeper"] = {}
+_LIVE: dict[str, RayRecordKeeper] = {}
 
 
-def live_keeper(key: str | None) -> "RayRecordKeeper | None":
+def live_keeper(key: str | None) -> RayRecordKeeper | None:
     """The keeper of the sweep this process drives (by key; the only one when the key is unknown, e.g. a
     searcher restored from an experiment whose workspace was moved)."""
     if key is not None and key in _LIVE:
@@ -43,7 +43,7 @@ def live_keeper(key: str | None) -> "RayRecordKeeper | None":
 
 
 class RayRecordKeeper:
-    def __init__(self, ctx: "SweepContext", observers: "ObserverHub", guard: "SweepGuard") -> None:
+    def __init__(self, ctx: SweepContext, observers: ObserverHub, guard: SweepGuard) -> None:
         self.ctx = ctx
         self.observers = observers
         self.guard = guard

@@ -28,8 +28,9 @@ import json
 import os
 import shutil
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, NoReturn
 
 from ray import tune
 
@@ -230,7 +231,7 @@ class HpoTrainable(tune.Trainable):
             self.exploited = None
         return result
 
-    def _fail_from_exit(self) -> None:
+    def _fail_from_exit(self) -> NoReturn:
         exit = self.process.exit() if self.process else None
         record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
                              direction=self.ctx.direction)
@@ -239,7 +240,7 @@ class HpoTrainable(tune.Trainable):
         _, failure = final_state(record, exit, max_epochs=self.ctx.max_epochs, pruned=False, paused=False)
         self._raise(failure or Failure("internal", "the trainer ended without a new validation"))
 
-    def _raise(self, failure: Failure) -> None:
+    def _raise(self, failure: Failure) -> NoReturn:
         (self.trial_dir / OUTCOME_FILE).write_text(json.dumps(
             {"failure_class": failure.failure_class, "failure_reason": failure.reason}))
         raise TrialFailed(f"{failure.failure_class}: {failure.reason}")
