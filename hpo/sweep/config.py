@@ -10,19 +10,31 @@ the key, the value and what is allowed, with a did-you-mean for misspelt keys an
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from hpo.sweep.config_rules import (
+    DEFAULT_ALGORITHM,
+    KNOB_SCOPE,
+    MFBO_MIN_POINTS,
+    PBT_KEEP_LAST,
+    SAMPLERS,
+    SCHEDULER_ALGORITHMS,
+    _absolute,
+    did_you_mean,
+    raise_problems,
+    resolve_algorithm,
+    schema_problems,
+    semantic_problems,
+    sweep_schema,
+)
 from skillkit.errors import SweepConfigError
 from skillkit.skill_dir import default_skill_dir
 from skillkit.spec.yaml_io import SpecLoader
-from hpo.sweep.config_rules import (
-    DEFAULT_ALGORITHM, KNOB_SCOPE, MFBO_MIN_POINTS, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute,
-    did_you_mean, raise_problems, resolve_algorithm, schema_problems, semantic_problems, sweep_schema,
-)
 
 __all__ = [
     "AlgorithmConfig", "CheckpointsConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
@@ -227,7 +239,7 @@ def override_list(value: Any) -> tuple[str, ...]:
 
 
 def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConfig:
-    algorithm = dict(data["algorithm"])
+    algorithm: dict[str, Any] = dict(data["algorithm"])
     backend = data.get("backend", "ray")
     sampler, scheduler = resolve_algorithm(algorithm, backend)
     max_trials = algorithm.get("population_size", algorithm.get("max_trials", 10))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jsonschema
 

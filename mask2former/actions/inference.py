@@ -42,6 +42,7 @@ from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, StatusWrite
 
 if TYPE_CHECKING:
     from mask2former.config import ExperimentConfig
+    from mask2former.data.label_map import Categories
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -120,7 +121,7 @@ class ImageArrays(ImageFolder):
         return self.images[index], self.file_names[index]
 
 
-def _categories(cfg: ExperimentConfig, trained_cfg: Any, num_classes: int):
+def _categories(cfg: ExperimentConfig, trained_cfg: ExperimentConfig, num_classes: int) -> Categories:
     from mask2former.data.build import load_categories
 
     source = cfg if cfg.dataset.label_map else trained_cfg

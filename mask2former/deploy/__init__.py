@@ -1,5 +1,5 @@
-"""Deployment: inference backends (PyTorch, ONNX Runtime, TensorRT) behind one interface, TensorRT engine
-building, and the deploy-side evaluate / inference runs on an engine or ONNX file.
+"""Deployment: inference backends (PyTorch, ONNX Runtime, TensorRT) behind one interface, the TensorRT engine
+builder (`trt_engine.py`), and the deploy-side evaluate / inference runs on an engine or ONNX file.
 
 Names are imported lazily so that `mask2former --help` does not load onnx / onnxruntime.
 """

@@ -27,16 +27,17 @@ from mask2former.deploy.backends import InferenceBackend
 from skillkit.errors import SpecError
 
 if TYPE_CHECKING:
-    from mask2former.config import ExperimentConfig
+    from mask2former.config import DatasetConfig, ExperimentConfig
 
 EVALUATION_FILENAME = "evaluation.json"
 
 
 @dataclass(frozen=True)
 class BackendEvaluation:
-    """metrics: the MetricsSuite keys plus val_loss; seconds: wall time of the forward passes only."""
+    """metrics: the MetricsSuite keys plus val_loss (None without a loss or images); seconds: wall time of the
+    forward passes only."""
 
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     split: str
     num_images: int
     seconds: float
@@ -50,7 +51,8 @@ def evaluation_split(cfg: ExperimentConfig) -> str:
     return trainer_split(cfg)
 
 
-def _sized_dataset_cfg(dataset_cfg: Any, split: str, size: tuple[int, int] | None) -> tuple[Any, list[str]]:
+def _sized_dataset_cfg(dataset_cfg: DatasetConfig, split: str, size: tuple[int, int] | None
+                       ) -> tuple[DatasetConfig, list[str]]:
     """A copy of `cfg.dataset` whose `split` is resized to the graph's input size."""
     notices: list[str] = []
     if size is None:
@@ -117,7 +119,7 @@ def evaluate_backend(
         images_seen += count
         if progress is not None:
             progress(images_seen)
-    metrics = dict(suite.compute())
+    metrics: dict[str, float | None] = dict(suite.compute())
     if criterion is not None:
         metrics["val_loss"] = loss_sum / loss_images if loss_images else None
     return BackendEvaluation(metrics=metrics, split=split, num_images=images_seen, seconds=forward_seconds,
@@ -140,7 +142,7 @@ def check_graph_classes(cfg: ExperimentConfig, backend: InferenceBackend, key: s
 def run_deploy_evaluation(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `evaluate` action with `evaluate.trt_engine` set; writes evaluation.json and status.json lines."""
     from mask2former.actions.common import action_results_dir, batch_size_for
-    from mask2former.deploy.action_status import recorded
+    from mask2former.actions.status import recorded
     from mask2former.deploy.backends import open_backend
     from skillkit.status.writer import RUNNING, SUCCESS, WARNING
 

@@ -79,7 +79,7 @@ def predict_folder(backend: Any, cfg: ExperimentConfig, results_dir: Path, *, nu
 def run_deploy_inference(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `inference` action with `inference.trt_engine` set."""
     from mask2former.actions.common import action_results_dir
-    from mask2former.deploy.action_status import recorded
+    from mask2former.actions.status import recorded
     from mask2former.deploy.backends import open_backend
     from mask2former.deploy.evaluate import check_graph_classes
     from skillkit.status.writer import SUCCESS

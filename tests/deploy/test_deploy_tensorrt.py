@@ -21,7 +21,7 @@ pytestmark = [
 
 
 def _build(tmp_path: Path, precision: str, *, layers=()) -> tuple[Path, dict]:
-    from mask2former.deploy.gen_trt_engine import EngineSettings, build_engine
+    from mask2former.deploy.trt_engine import EngineSettings, build_engine
 
     settings = EngineSettings(data_type=precision, workspace_mib=1024, min_batch=1, opt_batch=2, max_batch=4,
                               layers_precision=tuple(layers))
