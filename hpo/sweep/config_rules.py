@@ -226,13 +226,15 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     max_epochs = algorithm.get("max_epochs")
     grace = algorithm.get("grace_period")
     if max_epochs is not None and grace is not None and grace > max_epochs:
-        problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial cannot be given more epochs than its budget.")
+        problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial "
+                        "cannot be given more epochs than its budget.")
     min_points = algorithm.get("min_early_stop_epochs", 4)
     if scheduler == "hyperband_es" and max_epochs is not None and min_points >= max_epochs:
         problems.append(early_stop_budget_problem(min_points, max_epochs))
     interval = algorithm.get("perturbation_interval")
     if max_epochs is not None and interval is not None and interval >= max_epochs:
-        problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = {max_epochs}, or PBT never perturbs.")
+        problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = "
+                        f"{max_epochs}, or PBT never perturbs.")
     population = algorithm.get("population_size")
     if population is not None and "max_trials" in algorithm and population != algorithm["max_trials"]:
         problems.append(
@@ -242,9 +244,13 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     resources = data.get("resources", {})
     gpus_per_trial = resources.get("gpus_per_trial", 0)
     if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
-        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: fractions are allowed only below 1 (GPU sharing); above 1 use a whole number.")
-    if gpus_per_trial and 0 < gpus_per_trial < 1 and not math.isclose(1 / gpus_per_trial, round(1 / gpus_per_trial), rel_tol=1e-6) and backend == "optuna":
-        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: on backend optuna a fraction must be 1/N (0.5, 0.25, ...) so trials pack evenly onto GPUs.")
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: fractions are allowed only below 1 (GPU "
+                        "sharing); above 1 use a whole number.")
+    uneven_fraction = 0 < gpus_per_trial < 1 and not math.isclose(1 / gpus_per_trial, round(1 / gpus_per_trial),
+                                                                  rel_tol=1e-6)
+    if uneven_fraction and backend == "optuna":
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: on backend optuna a fraction must be 1/N "
+                        "(0.5, 0.25, ...) so trials pack evenly onto GPUs.")
     total_gpus = resources.get("gpus")
     if total_gpus is not None and gpus_per_trial > total_gpus:
         problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial} exceeds 'resources.gpus' = {total_gpus}: no trial could ever start.")
@@ -256,14 +262,16 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     storage = data.get("storage")
     if storage is not None:
         if backend != "optuna":
-            problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the workspace (state/ray). Remove storage or set backend: optuna.")
+            problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the "
+                            "workspace (state/ray). Remove storage or set backend: optuna.")
         elif not storage.startswith(STORAGE_SCHEMES):
             problems.append(f"'storage' = {storage!r} is not a database URL; allowed: {', '.join(s + '...' for s in STORAGE_SCHEMES)}.")
     problems += _scale_out_problems(data, backend, scheduler)
     direction = data.get("direction")
     metric = data.get("metric", "kpi")
     if direction == "maximize" and "loss" in metric.lower():
-        problems.append(f"'direction' = 'maximize' with metric {metric!r}: a loss is minimised. Set direction: minimize (or leave it out to infer it).")
+        problems.append(f"'direction' = 'maximize' with metric {metric!r}: a loss is minimised. Set direction: minimize "
+                        "(or leave it out to infer it).")
     for key, must_be in (("skill_dir", "folder"), ("base_spec", "file")):
         value = data.get(key)
         if value:
