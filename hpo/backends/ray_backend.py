@@ -1,6 +1,8 @@
 """Ray Tune backend: schedulers (ASHA, synchronous HyperBand with pause/resume, BOHB, PBT, median, FIFO) and
 searchers over the compiled space, trials as `HpoTrainable` actors with per-trial CPU/GPU resources
-(fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore`.
+(fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore` — or, with
+`ray.storage: s3://...` (nodes without a shared filesystem), in `<ray.storage>/<sweep>/experiment`, through
+which trial checkpoints travel too (`hpo.backends.ray_storage`).
 
 Which scheduler and searcher an algorithm gets is looked up in `hpo.backends.algorithms`. Searchers:
 random/tpe/bayesian/cmaes/grid/bfbo/dehb/mfbo → `SpaceSearcher` (the compiled space's define-by-run sampling
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -110,16 +111,33 @@ def experiment_path(ctx: SweepContext) -> Path:
     return ctx.workspace.state_dir / "ray" / EXPERIMENT_NAME
 
 
-def _restorable(path: Path) -> bool:
+def experiment_location(ctx: SweepContext) -> tuple[str, Any]:
+    """(Ray's experiment path, its pyarrow filesystem): the workspace's state/ray/experiment (filesystem None:
+    a local path), or `<ray.storage>/<sweep>/experiment` on the storage's S3 filesystem, checked writable."""
+    from hpo.backends.ray_storage import cluster_storage
+
+    storage = cluster_storage(ctx)
+    if storage is None:
+        return str(experiment_path(ctx)), None
+    filesystem = storage.filesystem()
+    storage.check(filesystem)
+    return f"{storage.storage_path}/{EXPERIMENT_NAME}", filesystem
+
+
+def _restorable(path: str, filesystem: Any = None) -> bool:
     """Whether Ray saved an experiment to restore at `path`. A driver killed while Ray was starting can
     leave the folder and tuner.pkl without any experiment state; that folder is removed and the run starts
     afresh (trials it had proposed are in the searcher's study and are re-attached, SpaceSearcher.suggest)."""
+    import pyarrow.fs
     from ray import tune
 
-    if tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json")):
+    fs = filesystem or pyarrow.fs.LocalFileSystem()
+    listing = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    states = [i for i in listing if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json")]
+    if states and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         return True
-    if path.exists():
-        shutil.rmtree(path)
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+        fs.delete_dir(path)
     return False
 
 
@@ -194,6 +212,22 @@ class RayBackend:
                 )
         return tune.with_resources(tune.with_parameters(HpoTrainable, ctx=self.ctx), request)
 
+    def checkpoint_config(self) -> Any:
+        """A Ray checkpoint after every result. With a shared workspace it is a pointer into the trial folder:
+        Ray keeps the 4 newest (PBT hands an exploiting trial its donor's latest). Under `ray.storage` it
+        carries the trainer checkpoint, so Ray's retention is the disk rule: the best `keep_last + 1` by the
+        sweep's metric, and always the newest (resume, PBT donors); all of them with `checkpoints.retention: keep_all`."""
+        from ray import tune
+
+        from hpo.backends.ray_storage import cluster_storage
+
+        if cluster_storage(self.ctx) is None:
+            return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4)
+        checkpoints = self.ctx.config.checkpoints
+        keep = None if checkpoints.retention == "keep_all" else checkpoints.keep_last + 1
+        return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=keep,
+                                     checkpoint_score_attribute=self.ctx.metric, checkpoint_score_order=self.mode)
+
     # -- run -----------------------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:
         """Join the cluster the sweep names (`ray.address`, else RAY_ADDRESS), or start a Ray of the sweep's
@@ -259,10 +293,10 @@ class RayBackend:
         keeper = RayRecordKeeper(self.ctx, self.observers, self.guard)
         key = keeper.register()
         try:
-            path = experiment_path(self.ctx)
-            if _restorable(path):
-                tuner = tune.Tuner.restore(str(path), self.trainable(), resume_unfinished=True,
-                                           resume_errored=False, restart_errored=False)
+            path, filesystem = experiment_location(self.ctx)
+            if _restorable(path, filesystem):
+                tuner = tune.Tuner.restore(path, self.trainable(), resume_unfinished=True, resume_errored=False,
+                                           restart_errored=False, storage_filesystem=filesystem)
             else:
                 search_alg, param_space = self.search()
                 resources = self.ctx.config.resources
@@ -276,12 +310,13 @@ class RayBackend:
                         reuse_actors=True,
                     ),
                     run_config=tune.RunConfig(
-                        name=EXPERIMENT_NAME, storage_path=str(path.parent), callbacks=[RecordCallback(key)],
-                        stop=GuardStopper(key), verbose=0,
-                        # Ray stages its experiment state on the driver and copies it into the workspace every
-                        # sync_period (default 300 s); every second keeps `hpo resume` close to the truth.
+                        name=EXPERIMENT_NAME, storage_path=path.rsplit("/", 1)[0], storage_filesystem=filesystem,
+                        callbacks=[RecordCallback(key)], stop=GuardStopper(key), verbose=0,
+                        # Ray stages its experiment state on the driver and copies it into the workspace (or the
+                        # storage) every sync_period (default 300 s); every second keeps `hpo resume` close to
+                        # the truth.
                         sync_config=tune.SyncConfig(sync_period=1),
-                        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4),
+                        checkpoint_config=self.checkpoint_config(),
                         # A trial whose actor died (its node was lost) is restarted from its last checkpoint on
                         # a node still alive; trainer failures are not retried (HpoTrainable._begin).
                         failure_config=tune.FailureConfig(max_failures=self.ctx.config.ray.max_failures),

@@ -293,6 +293,25 @@ def early_stop_budget_problem(min_points: int, max_epochs: int) -> str:
             f"Lower min_early_stop_epochs (4 at the least), raise the epoch budget above {min_points}, or use hyperband.")
 
 
+def _ray_storage_problems(value: str, backend: str) -> list[str]:
+    """`ray.storage`: an s3:// URI the Ray nodes share (never echoed with credentials: a URI holds none)."""
+    if backend != "ray":
+        return [f"'ray.storage' = {value!r} applies to backend ray (the storage Ray's nodes share); remove it or set "
+                "backend: ray."]
+    if not value.lower().startswith("s3://"):
+        return [f"'ray.storage' = {value!r} is not an s3:// URI: it is where the Ray nodes exchange checkpoints and "
+                "Ray's experiment state when they share no filesystem, written s3://<bucket>/<prefix>. Leave it out "
+                "when the workspace is the same path on every node."]
+    from hpo.storage.uri import parse_s3_uri
+    from skillkit.errors import StorageError
+
+    try:
+        parse_s3_uri(value)
+    except StorageError as error:
+        return [f"'ray.storage': {error}"]
+    return []
+
+
 def _scale_out_problems(data: Mapping[str, Any], backend: str, scheduler: str) -> list[str]:
     """`workers` (many Optuna workers on one study) and `checkpoints` (disk during the sweep)."""
     problems: list[str] = []
@@ -306,6 +325,9 @@ def _scale_out_problems(data: Mapping[str, Any], backend: str, scheduler: str) -
         if grace <= heartbeat:
             problems.append(f"'workers.grace_period_s' = {grace} must exceed 'workers.heartbeat_interval_s' = {heartbeat}: "
                             "a live worker's trial would be taken for dead between two heartbeats.")
+    ray_storage = (data.get("ray") or {}).get("storage")
+    if ray_storage is not None:
+        problems += _ray_storage_problems(ray_storage, backend)
     checkpoints = data.get("checkpoints", {})
     keep_all_promotion = data.get("promotion", {}).get("keep_all_checkpoints")
     if checkpoints.get("retention") == "bounded" and keep_all_promotion:
