@@ -112,11 +112,14 @@ class CheckpointsConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """Backend ray on a cluster: the cluster to join (None: RAY_ADDRESS, else a Ray of the sweep's own) and
-    how often Tune restarts a trial whose actor died (a lost node); it continues from its last checkpoint."""
+    """Backend ray on a cluster: the cluster to join (None: RAY_ADDRESS, else a Ray of the sweep's own), how
+    often Tune restarts a trial whose actor died (a lost node; it continues from its last checkpoint), and
+    `storage`: an `s3://bucket/prefix` through which trial checkpoints and Ray's experiment state travel, so
+    the nodes need no shared filesystem (`hpo.backends.ray_storage`); None: the workspace, on every node."""
 
     address: str | None = None
     max_failures: int = 2
+    storage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,7 +298,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         max_retries=int(workers_data.get("max_retries", 2)),
     )
     ray_data = data.get("ray", {})
-    ray = RayConfig(address=ray_data.get("address"), max_failures=int(ray_data.get("max_failures", 2)))
+    ray = RayConfig(address=ray_data.get("address"), max_failures=int(ray_data.get("max_failures", 2)),
+                    storage=ray_data.get("storage"))
     ds = data.get("datasets", {})
 
     def dataset_root(value: str | None) -> str | None:
