@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 from ray.tune.experiment import Trial
 
-from hpo.backends.ray_storage import OUTCOME_FILE, cluster_storage, fetch_finished_trial, fs_path_of, fs_uri, read_outcome
+from hpo.backends.ray_storage import (
+    OUTCOME_FILE,
+    cluster_storage,
+    fetch_finished_trial,
+    fs_path_of,
+    fs_uri,
+    read_outcome,
+)
 from hpo.driver.context import plain
 from hpo.driver.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
@@ -36,10 +43,10 @@ if TYPE_CHECKING:
     from hpo.driver.observer import ObserverHub
 
 log = logging.getLogger(__name__)
-_LIVE: dict[str, "RayRecordKeeper"] = {}
+_LIVE: dict[str, RayRecordKeeper] = {}
 
 
-def live_keeper(key: str | None) -> "RayRecordKeeper | None":
+def live_keeper(key: str | None) -> RayRecordKeeper | None:
     """The keeper of the sweep this process drives (by key; the only one when the key is unknown, e.g. a
     searcher restored from an experiment whose workspace was moved)."""
     if key is not None and key in _LIVE:
@@ -48,7 +55,7 @@ def live_keeper(key: str | None) -> "RayRecordKeeper | None":
 
 
 class RayRecordKeeper:
-    def __init__(self, ctx: "SweepContext", observers: "ObserverHub", guard: "SweepGuard") -> None:
+    def __init__(self, ctx: SweepContext, observers: ObserverHub, guard: SweepGuard) -> None:
         self.ctx = ctx
         self.observers = observers
         self.guard = guard

@@ -33,9 +33,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from skillkit.checkpoints import is_checkpoint_name, list_checkpoints, parse_checkpoint_name
 from skillkit.files import SPEC_FILE, STATUS_FILE, TRIALS_DIR

@@ -31,15 +31,26 @@ import json
 import os
 import shutil
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, NoReturn
 
 from ray import tune
 
-from hpo.backends.ray_storage import (OUTCOME_FILE, TRAVELLING_FILES, ClusterStorage, cluster_storage,
-                                      drop_scratch_checkpoints, fetch_newest_checkpoint, pack_checkpoint,
-                                      read_outcome, read_pointer, stage_on_this_node, unpack_checkpoint,
-                                      write_outcome)
+from hpo.backends.ray_storage import (
+    OUTCOME_FILE,
+    TRAVELLING_FILES,
+    ClusterStorage,
+    cluster_storage,
+    drop_scratch_checkpoints,
+    fetch_newest_checkpoint,
+    pack_checkpoint,
+    read_outcome,
+    read_pointer,
+    stage_on_this_node,
+    unpack_checkpoint,
+    write_outcome,
+)
 from hpo.driver.context import SweepContext, plain
 from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, final_state
@@ -290,7 +301,7 @@ class HpoTrainable(tune.Trainable):
             self.exploited = None
         return result
 
-    def _fail_from_exit(self) -> None:
+    def _fail_from_exit(self) -> NoReturn:
         exit = self.process.exit() if self.process else None
         record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
                              direction=self.ctx.direction)
@@ -299,7 +310,7 @@ class HpoTrainable(tune.Trainable):
         _, failure = final_state(record, exit, max_epochs=self.ctx.max_epochs, pruned=False, paused=False)
         self._raise(failure or Failure("internal", "the trainer ended without a new validation"))
 
-    def _raise(self, failure: Failure) -> None:
+    def _raise(self, failure: Failure) -> NoReturn:
         outcome = {"failure_class": failure.failure_class, "failure_reason": failure.reason}
         (self.trial_dir / OUTCOME_FILE).write_text(json.dumps(outcome))
         if self.storage is not None and self._storage is not None:

@@ -18,21 +18,22 @@ from typing import Any
 
 import jsonschema
 
+from hpo.backends import algorithms
 from skillkit.errors import SweepConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 
-SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid", "bfbo")
-SCHEDULER_ALGORITHMS = ("hyperband", "asha", "hyperband_es")
+# The algorithm names and what they resolve to are the algorithm registry's (`hpo.backends.algorithms`).
+SAMPLERS = algorithms.names_of("sampler")
+SCHEDULER_ALGORITHMS = algorithms.names_of("scheduler")
 # Algorithms that are neither a sampler nor a scheduler propose configurations their own way.
-OWN_PROPOSALS = {"bohb": "a density model per budget", "dehb": "differential evolution", "pbt": "its population",
-                 "mfbo": "a same-budget TPE model"}
+OWN_PROPOSALS = {name: algorithms.ALGORITHMS[name].proposals for name in algorithms.names_of("own")}
 #: What `hpo run` uses when the sweep config names no algorithm.name (and what the quickstart runs): the
 #: search-efficiency benchmark's winner (README "Default algorithm"; benchmarks/results/search_efficiency.json).
 DEFAULT_ALGORITHM = "mfbo"
 #: mfbo's default n_startup_trials: the fewest same-budget results its model is fitted on (benchmarked: 8).
 MFBO_MIN_POINTS = 8
-PRUNER_TO_SCHEDULER = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
+PRUNER_TO_SCHEDULER = algorithms.PRUNERS
 
 # Which resolved schedulers / samplers each knob acts on; a knob set for anything else is an error.
 KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
@@ -166,22 +167,8 @@ def schema_problems(data: Mapping[str, Any]) -> list[str]:
 
 def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, str]:
     """(sampler, scheduler) for what the user wrote; assumes the semantic checks passed."""
-    name = algorithm.get("name", DEFAULT_ALGORITHM)
-    if name in SAMPLERS:
-        return name, PRUNER_TO_SCHEDULER[algorithm.get("pruner", "none")]
-    if name == "mfbo":
-        # Same-budget TPE proposals with Hyperband early stopping, on either backend (hpo.backends.mfbo_sampler).
-        return "mfbo", "hyperband"
-    if name in SCHEDULER_ALGORITHMS:
-        return algorithm.get("sampler", "random"), name
-    if name == "bohb":
-        return ("bohb", "bohb") if backend == "ray" else ("tpe", "hyperband")
-    if name == "pbt":
-        return "random", "pbt"
-    if name == "dehb":
-        # Differential-evolution proposals, Hyperband budgets; promoted trials continue (hpo.backends.de_sampler).
-        return "dehb", "hyperband"
-    raise SweepConfigError(f"algorithm.name {name!r} is unknown.")
+    return algorithms.resolve(algorithm.get("name", DEFAULT_ALGORITHM), backend,
+                              pruner=algorithm.get("pruner"), sampler=algorithm.get("sampler"))
 
 
 def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
@@ -201,8 +188,9 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
             f"'algorithm.pruner' only applies when algorithm.name is a sampler ({', '.join(SAMPLERS)}); "
             f"{name!r} already decides early stopping. Remove algorithm.pruner."
         )
-    if name == "pbt" and backend != "ray":
-        problems.append("algorithm 'pbt' needs backend 'ray' (Optuna has no population-based training); set backend: ray.")
+    unsupported = algorithms.backend_problem(name, backend)
+    if unsupported:
+        problems.append(unsupported)
     if name == "bohb" and backend == "ray":
         try:
             import ConfigSpace  # noqa: F401
@@ -238,13 +226,15 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     max_epochs = algorithm.get("max_epochs")
     grace = algorithm.get("grace_period")
     if max_epochs is not None and grace is not None and grace > max_epochs:
-        problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial cannot be given more epochs than its budget.")
+        problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial "
+                        "cannot be given more epochs than its budget.")
     min_points = algorithm.get("min_early_stop_epochs", 4)
     if scheduler == "hyperband_es" and max_epochs is not None and min_points >= max_epochs:
         problems.append(early_stop_budget_problem(min_points, max_epochs))
     interval = algorithm.get("perturbation_interval")
     if max_epochs is not None and interval is not None and interval >= max_epochs:
-        problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = {max_epochs}, or PBT never perturbs.")
+        problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = "
+                        f"{max_epochs}, or PBT never perturbs.")
     population = algorithm.get("population_size")
     if population is not None and "max_trials" in algorithm and population != algorithm["max_trials"]:
         problems.append(
@@ -254,9 +244,13 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     resources = data.get("resources", {})
     gpus_per_trial = resources.get("gpus_per_trial", 0)
     if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
-        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: fractions are allowed only below 1 (GPU sharing); above 1 use a whole number.")
-    if gpus_per_trial and 0 < gpus_per_trial < 1 and not math.isclose(1 / gpus_per_trial, round(1 / gpus_per_trial), rel_tol=1e-6) and backend == "optuna":
-        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: on backend optuna a fraction must be 1/N (0.5, 0.25, ...) so trials pack evenly onto GPUs.")
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: fractions are allowed only below 1 (GPU "
+                        "sharing); above 1 use a whole number.")
+    uneven_fraction = 0 < gpus_per_trial < 1 and not math.isclose(1 / gpus_per_trial, round(1 / gpus_per_trial),
+                                                                  rel_tol=1e-6)
+    if uneven_fraction and backend == "optuna":
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: on backend optuna a fraction must be 1/N "
+                        "(0.5, 0.25, ...) so trials pack evenly onto GPUs.")
     total_gpus = resources.get("gpus")
     if total_gpus is not None and gpus_per_trial > total_gpus:
         problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial} exceeds 'resources.gpus' = {total_gpus}: no trial could ever start.")
@@ -268,14 +262,16 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     storage = data.get("storage")
     if storage is not None:
         if backend != "optuna":
-            problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the workspace (state/ray). Remove storage or set backend: optuna.")
+            problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the "
+                            "workspace (state/ray). Remove storage or set backend: optuna.")
         elif not storage.startswith(STORAGE_SCHEMES):
             problems.append(f"'storage' = {storage!r} is not a database URL; allowed: {', '.join(s + '...' for s in STORAGE_SCHEMES)}.")
     problems += _scale_out_problems(data, backend, scheduler)
     direction = data.get("direction")
     metric = data.get("metric", "kpi")
     if direction == "maximize" and "loss" in metric.lower():
-        problems.append(f"'direction' = 'maximize' with metric {metric!r}: a loss is minimised. Set direction: minimize (or leave it out to infer it).")
+        problems.append(f"'direction' = 'maximize' with metric {metric!r}: a loss is minimised. Set direction: minimize "
+                        "(or leave it out to infer it).")
     for key, must_be in (("skill_dir", "folder"), ("base_spec", "file")):
         value = data.get(key)
         if value:
