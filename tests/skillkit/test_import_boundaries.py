@@ -22,8 +22,9 @@ PACKAGES = ("hpo", "mask2former", "skillkit")
 # package -> packages it must never import
 FORBIDDEN = {"hpo": {"mask2former"}, "mask2former": {"hpo"}, "skillkit": {"hpo", "mask2former"}}
 # Layers inside a package: subpackage -> subpackages it must never import. The sweep config (names, rules,
-# resolution: `hpo.sweep.algorithms`) sits below the backends, which build what it names.
-LAYERS = {"hpo.sweep": {"hpo.backends"}}
+# resolution: `hpo.sweep.algorithms`) sits below the backends, which build what it names; tracking sits below
+# promotion (the best candidate both report is `hpo.trials.candidates`'s).
+LAYERS = {"hpo.sweep": {"hpo.backends"}, "hpo.tracking": {"hpo.promotion"}}
 
 
 class Import(NamedTuple):
@@ -136,8 +137,9 @@ def test_no_package_imports_its_sibling_or_upward() -> None:
     assert not found, "imports across the engine/trainer boundary:\n" + "\n".join(found)
 
 
-def test_the_sweep_config_never_imports_the_backends() -> None:
-    assert any(within(module_name(path), "hpo.sweep") for path in all_modules())
+def test_no_layer_imports_a_layer_above_it() -> None:
+    """hpo.sweep never imports hpo.backends; hpo.tracking never imports hpo.promotion (LAYERS)."""
+    assert all(any(within(module_name(path), layer) for path in all_modules()) for layer in LAYERS)
     found = layer_violations(all_modules())
     assert not found, "imports against the layering (LAYERS):\n" + "\n".join(found)
 
