@@ -12,7 +12,7 @@
   The COCO JSON files carry each image's integer id from the dataset's annotations when known
   (`image_ids.py`), so pycocotools and panopticapi score them as written.
 * `inference.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
-  (`mask2former.deploy.inference.run_deploy_inference`), which writes the same files.
+  (`mask2former.actions.deploy_inference.run_deploy_inference`), which writes the same files.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def handle(args: argparse.Namespace) -> int:
     cfg, spec = load_action_config(args, "inference")
     if cfg.inference.trt_engine:
         # A TensorRT engine or an ONNX file: the deploy side runs it and writes the same files.
-        from mask2former.deploy.inference import run_deploy_inference
+        from mask2former.actions.deploy_inference import run_deploy_inference
 
         run_deploy_inference(cfg, spec)
         return 0

@@ -32,10 +32,9 @@ REPORT_NAME = "quantize_report.json"
 
 
 def _has_eval_data(cfg: ExperimentConfig) -> tuple[bool, str]:
-    from mask2former.data.build import REQUIRED_FIELDS
-    from mask2former.deploy.evaluate import evaluation_split
+    from mask2former.data.build import REQUIRED_FIELDS, evaluation_split
 
-    split = evaluation_split(cfg)
+    split = evaluation_split(cfg.dataset)
     split_cfg = getattr(cfg.dataset, split)
     needed = REQUIRED_FIELDS.get(split_cfg.type, ())
     missing = [name for name in needed if not getattr(split_cfg, name, "")]
@@ -197,7 +196,7 @@ def _report(settings: Any, out_file: Path, record: dict[str, Any], float_bytes: 
 
 
 def _print_report(report: Mapping[str, Any]) -> None:
-    from mask2former.deploy.evaluate import print_metrics
+    from mask2former.actions.common import print_metrics
 
     sizes = report["size_bytes"]
     print(f"{report['backend']}: {sizes['float'] / 2**20:.2f} MiB -> {sizes['quantized'] / 2**20:.2f} MiB "

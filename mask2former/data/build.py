@@ -37,6 +37,14 @@ MODE_DATASET_TYPES = {
 }
 
 
+def evaluation_split(dataset_cfg: DatasetConfig) -> str:
+    """The split an evaluation scores: "test" when dataset.test names every annotation file its type needs,
+    else "val"."""
+    test = dataset_cfg.test
+    needed = REQUIRED_FIELDS.get(test.type, ())
+    return "test" if needed and all(getattr(test, name, "") for name in needed) else "val"
+
+
 def _split_name(split: str | None, is_train: bool) -> str:
     return split or ("train" if is_train else "val")
 

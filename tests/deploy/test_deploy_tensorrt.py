@@ -59,10 +59,10 @@ def test_layer_precisions_are_applied(tmp_path: Path) -> None:
 
 
 def test_deploy_evaluate_on_an_fp16_engine_matches_pytorch(tmp_path: Path) -> None:
+    from mask2former.actions.deploy_evaluate import run_deploy_evaluation
     from mask2former.actions.evaluate import run_evaluation
     from mask2former.config import config_from_dict
     from mask2former.deploy.backends import TensorRTBackend
-    from mask2former.deploy.evaluate import run_deploy_evaluation
     from skillkit.spec import load_spec
 
     engine, _ = _build(tmp_path, "FP16")

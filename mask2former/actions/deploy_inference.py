@@ -1,5 +1,5 @@
-"""Deploy-side inference: `inference.trt_engine` (a TensorRT engine, or an ONNX file for ONNX Runtime)
-over every image of `dataset.test.img_dir`, writing the same files as the PyTorch inference
+"""The `inference` action on a deployed graph: `inference.trt_engine` (a TensorRT engine, or an ONNX file for
+ONNX Runtime) over every image of `dataset.test.img_dir`, writing the same files as the PyTorch inference
 (`mask2former.actions.outputs`: semantic PNGs, COCO panoptic PNG + JSON, instance RLE JSON, overlays,
 inference.json).
 
