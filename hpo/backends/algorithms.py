@@ -1,13 +1,9 @@
-"""The search algorithms, in one place: every `algorithm.name` a sweep config may give, which backends run it,
-what it resolves to, and what builds its parts on each backend. The backends only look names up here.
+"""What builds each search algorithm's parts on each backend. The algorithm names, which backends run each, and
+the sampler/scheduler names each resolves to are the sweep config's (`hpo.sweep.algorithms`); this module
+keys its builders by those resolved names, and the backends only look builders up here.
 
-Three tables:
+Two tables:
 
-- `ALGORITHMS`: algorithm.name -> `Algorithm`: the backends that run it and how it resolves to a sampler (who
-  proposes) and a scheduler (who stops early). A sampler algorithm (random, tpe, ...) takes its scheduler from
-  `algorithm.pruner`; a scheduler algorithm (hyperband, asha, hyperband_es) takes its sampler from
-  `algorithm.sampler`; the others bring both (bohb, dehb, mfbo, pbt). The sweep config's rules
-  (`hpo.sweep.config_rules`: names, "pbt needs backend ray", resolution) read this table.
 - `SAMPLERS`: resolved sampler -> its Optuna sampler builder and its Ray searcher builder.
 - `SCHEDULERS`: resolved scheduler -> its Optuna pruner builder and its Ray scheduler builder, whether Ray runs
   it in synchronous brackets, and the Ray search of a scheduler that brings its own proposals (PBT).
@@ -37,16 +33,16 @@ Ray: every Optuna-backed sampler proposes through `SpaceSearcher` (ray_searcher.
 `space.perturb` as the explore step. Ray schedulers count `epochs_trained` (time_attr), so grace periods, rungs
 and perturbation intervals are in epochs.
 
-This module imports no backend library when imported (the sweep config's validation reads it): each builder
-imports what it builds.
+This module imports no backend library when imported: each builder imports what it builds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from hpo.sweep.algorithms import OPTUNA, RAY
 from skillkit.errors import SweepConfigError
 
 if TYPE_CHECKING:
@@ -62,28 +58,7 @@ if TYPE_CHECKING:
     # (ctx, planned static points, mode "max"|"min") -> (Ray search_alg or None, param_space)
     RaySearchBuilder = Callable[[SweepContext, Sequence[Mapping[str, Any]], str], tuple[Any, dict[str, Any]]]
 
-OPTUNA, RAY = "optuna", "ray"
-BACKEND_NAMES = (RAY, OPTUNA)
-
-
 # ------------------------------------------------------------------------------------------------ entries
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """One `algorithm.name`: which backends run it and what it resolves to.
-
-    `kind` "sampler": the name is the sampler, the scheduler comes from `algorithm.pruner`; "scheduler": the
-    name is the scheduler, the sampler comes from `algorithm.sampler`; "own": it brings both, per backend in
-    `resolves`, and `proposals` says how it proposes. `refusal` says why a backend not in `backends` cannot run it.
-    """
-
-    name: str
-    kind: Literal["sampler", "scheduler", "own"]
-    backends: tuple[str, ...] = BACKEND_NAMES
-    resolves: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    proposals: str = ""
-    refusal: str = ""
 
 
 @dataclass(frozen=True)
@@ -332,28 +307,6 @@ def _population(ctx: SweepContext, planned: Sequence[Mapping[str, Any]], mode: s
 
 # ------------------------------------------------------------------------------------------- tables
 
-ALGORITHMS: dict[str, Algorithm] = {entry.name: entry for entry in (
-    Algorithm("mfbo", "own", resolves={RAY: ("mfbo", "hyperband"), OPTUNA: ("mfbo", "hyperband")},
-              proposals="a same-budget TPE model"),
-    Algorithm("random", "sampler"),
-    Algorithm("tpe", "sampler"),
-    Algorithm("bayesian", "sampler"),
-    Algorithm("cmaes", "sampler"),
-    Algorithm("grid", "sampler"),
-    Algorithm("hyperband", "scheduler"),
-    Algorithm("asha", "scheduler"),
-    # Optuna runs BOHB as TPE + Hyperband pruner, its documented BOHB equivalent.
-    Algorithm("bohb", "own", resolves={RAY: ("bohb", "bohb"), OPTUNA: ("tpe", "hyperband")},
-              proposals="a density model per budget"),
-    Algorithm("pbt", "own", backends=(RAY,), resolves={RAY: ("random", "pbt")}, proposals="its population",
-              refusal="Optuna has no population-based training"),
-    # Differential-evolution proposals, Hyperband budgets; promoted trials continue (hpo.backends.de_sampler).
-    Algorithm("dehb", "own", resolves={RAY: ("dehb", "hyperband"), OPTUNA: ("dehb", "hyperband")},
-              proposals="differential evolution"),
-    Algorithm("bfbo", "sampler"),
-    Algorithm("hyperband_es", "scheduler"),
-)}
-
 SAMPLERS: dict[str, Sampler] = {entry.name: entry for entry in (
     Sampler("random", _random, _space_searcher),
     Sampler("tpe", _tpe, _space_searcher),
@@ -376,42 +329,7 @@ SCHEDULERS: dict[str, Scheduler] = {entry.name: entry for entry in (
     Scheduler("pbt", None, _pbt, ray_search=_population),
 )}
 
-# `algorithm.pruner` of a sampler algorithm -> the scheduler it names.
-PRUNERS = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
-
-
 # ------------------------------------------------------------------------------------------ lookups
-
-
-def names_of(kind: str) -> tuple[str, ...]:
-    """The algorithm names of one kind ("sampler", "scheduler", "own"), in the table's order."""
-    return tuple(name for name, entry in ALGORITHMS.items() if entry.kind == kind)
-
-
-def algorithm(name: str) -> Algorithm:
-    if name not in ALGORITHMS:
-        raise SweepConfigError(f"algorithm.name {name!r} is unknown; allowed: {', '.join(ALGORITHMS)}.")
-    return ALGORITHMS[name]
-
-
-def backend_problem(name: str, backend: str) -> str | None:
-    """Why `backend` cannot run algorithm `name` (a sentence for the sweep config's problems), or None."""
-    entry = algorithm(name)
-    if backend in entry.backends:
-        return None
-    needed = " or ".join(repr(b) for b in entry.backends)
-    return f"algorithm {name!r} needs backend {needed} ({entry.refusal}); set backend: {entry.backends[0]}."
-
-
-def resolve(name: str, backend: str, *, pruner: str | None = None, sampler: str | None = None) -> tuple[str, str]:
-    """(sampler, scheduler) that algorithm `name` runs on `backend`, with the config's `algorithm.pruner`
-    (sampler algorithms) or `algorithm.sampler` (scheduler algorithms); assumes the config's checks passed."""
-    entry = algorithm(name)
-    if entry.kind == "sampler":
-        return name, PRUNERS[pruner or "none"]
-    if entry.kind == "scheduler":
-        return sampler or "random", name
-    return entry.resolves[backend]
 
 
 def _unavailable_sampler(name: str, backend: str) -> SweepConfigError:

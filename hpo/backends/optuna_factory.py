@@ -1,5 +1,5 @@
 """Optuna storage and the grid over a search space; the sampler and pruner of an algorithm are built by the
-algorithm registry (`hpo.backends.algorithms`), through `make_sampler` and `make_pruner` here."""
+builders of `hpo.backends.algorithms`, through `make_sampler` and `make_pruner` here."""
 
 from __future__ import annotations
 

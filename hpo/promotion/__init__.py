@@ -9,7 +9,7 @@ deploy specs in `best/`, a Model Registry version under an alias, a final evalua
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner, SkillEvaluator
 from hpo.promotion.promote import PromotionResult, promote
 from hpo.promotion.retention import RetentionReport, apply_retention
-from hpo.promotion.selection import Candidate, PromotionError, best_epoch, select
+from hpo.trials.candidates import Candidate, PromotionError, best_epoch, select
 
 __all__ = [
     "Candidate", "EvaluationResult", "EvaluationRunner", "PromotionError", "PromotionResult", "RetentionReport",

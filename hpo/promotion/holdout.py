@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hpo.promotion.evaluation import EvaluationResult, EvaluationRunner
-from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
+from hpo.trials.candidates import Candidate, PromotionError, select
 from skillkit.files import SPEC_FILE, TEST_SCORES_FILE, TRIALS_DIR
 from skillkit.spec import dump_spec, get_dotted, read_spec_file, set_dotted
 

@@ -37,12 +37,12 @@ from hpo.promotion.export_size import choose_export_size
 from hpo.promotion.mlflow_model import package_model
 from hpo.promotion.registry import registry_checkpoint
 from hpo.promotion.retention import RetentionReport, apply_retention
-from hpo.promotion.selection import Candidate, PromotionError, select
 from hpo.promotion.specs import HandoffPaths, HandoffSpecs, build_handoff_specs, template_export_shape
 from hpo.tracking import sweep_files
 from hpo.tracking.observer import SWEEP_RUN, log_sweep_from_files, trial_key
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.tracker import Tracker
+from hpo.trials.candidates import Candidate, PromotionError, select
 from skillkit.errors import SchemaError, SpecError
 from skillkit.files import BEST_DIR, BEST_FILE, SPEC_FILE, TRIALS_DIR, atomic_write_json
 from skillkit.redaction import Redactor

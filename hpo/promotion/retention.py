@@ -8,7 +8,7 @@ A sweep of N trials x E epochs writes N x E checkpoints of hundreds of MB each. 
 - the promoted checkpoint, always, and any path the caller protects.
 `keep_all_checkpoints: true` keeps everything. The latest link (`<model>_latest.pth`) is pointed at the
 newest checkpoint that is left (or removed when none is), so it never dangles. The best epoch is the
-record's (`hpo.promotion.selection.best_epoch`); file names are the kit's (`skillkit.checkpoints`).
+record's (`hpo.trials.candidates.best_epoch`); file names are the kit's (`skillkit.checkpoints`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hpo.promotion.selection import as_record, best_epoch
+from hpo.trials.candidates import as_record, best_epoch
 from hpo.trials.record import TrialRecord
 from hpo.trials.retention import repoint_latest_link
 from skillkit.checkpoints import list_checkpoints

@@ -34,7 +34,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hpo.promotion.selection import PromotionError
+from hpo.trials.candidates import PromotionError
 from skillkit.spec import deep_merge, get_dotted, set_dotted
 
 ONNX_RUNTIME, TENSORRT = "onnxruntime", "tensorrt"

@@ -18,12 +18,12 @@ from typing import Any
 
 import jsonschema
 
-from hpo.backends import algorithms
+from hpo.sweep import algorithms
 from skillkit.errors import SweepConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 
-# The algorithm names and what they resolve to are the algorithm registry's (`hpo.backends.algorithms`).
+# The algorithm names and what they resolve to: `hpo.sweep.algorithms` (the backends key their builders by them).
 SAMPLERS = algorithms.names_of("sampler")
 SCHEDULER_ALGORITHMS = algorithms.names_of("scheduler")
 # Algorithms that are neither a sampler nor a scheduler propose configurations their own way.

@@ -45,7 +45,7 @@ def sweep_stats(trials: list[Mapping[str, Any]]) -> SweepStats:
 
 def best_of(summary: Mapping[str, Any], sweep_dir: Path, metric: str, direction: str) -> dict[str, Any] | None:
     """The sweep's best (trial, epoch, metric, params, checkpoint) by the same rule promotion uses."""
-    from hpo.promotion.selection import PromotionError, select
+    from hpo.trials.candidates import PromotionError, select
 
     try:
         candidate = select(summary.get("trials") or [], sweep_dir, metric, direction)

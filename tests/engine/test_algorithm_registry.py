@@ -1,7 +1,8 @@
-"""The algorithm registry (`hpo.backends.algorithms`) and the sweep config agree: every algorithm name the
-schema allows, on every backend the config (hence `hpo plan`) accepts, has an Optuna sampler and pruner or a
-Ray search and scheduler in the registry; a pair the config refuses is one the registry says its backend
-cannot run; and every registry entry is reachable from some accepted config (no dead builder)."""
+"""The algorithm names (`hpo.sweep.algorithms`), the builders keyed by them (`hpo.backends.algorithms`) and
+the sweep config agree: every algorithm name the schema allows, on every backend the config (hence
+`hpo plan`) accepts, has an Optuna sampler and pruner or a Ray search and scheduler among the builders; a pair
+the config refuses is one the names say its backend cannot run; and every builder is reachable from some
+accepted config (no dead builder)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from hpo.backends import algorithms
+from hpo.backends import algorithms as builders
 from hpo.backends.base import BACKENDS
 from hpo.space import compile_space
+from hpo.sweep import algorithms
 from hpo.sweep.config import SweepConfig, sweep_config_from_dict, sweep_schema
 from skillkit.errors import SweepConfigError
 
@@ -82,14 +84,14 @@ def test_the_config_accepts_a_pair_exactly_when_the_registry_builds_it(case: tup
     config = load(section, backend, tmp_path)
     sampler, scheduler = config.algorithm.sampler, config.algorithm.scheduler
     assert algorithms.backend_problem(name, backend) is None
-    assert sampler in algorithms.SAMPLERS and scheduler in algorithms.SCHEDULERS, (sampler, scheduler)
+    assert sampler in builders.SAMPLERS and scheduler in builders.SCHEDULERS, (sampler, scheduler)
     if backend == "optuna":
-        assert algorithms.SAMPLERS[sampler].optuna is not None, sampler
-        assert algorithms.SCHEDULERS[scheduler].optuna is not None, scheduler
+        assert builders.SAMPLERS[sampler].optuna is not None, sampler
+        assert builders.SCHEDULERS[scheduler].optuna is not None, scheduler
     else:
-        assert algorithms.SCHEDULERS[scheduler].ray is not None, scheduler
-        own = algorithms.SCHEDULERS[scheduler].ray_search
-        assert own is not None or algorithms.SAMPLERS[sampler].ray is not None, sampler
+        assert builders.SCHEDULERS[scheduler].ray is not None, scheduler
+        own = builders.SCHEDULERS[scheduler].ray_search
+        assert own is not None or builders.SAMPLERS[sampler].ray is not None, sampler
 
 
 def test_every_registry_builder_is_reached_by_an_accepted_config(tmp_path: Path) -> None:
@@ -100,10 +102,10 @@ def test_every_registry_builder_is_reached_by_an_accepted_config(tmp_path: Path)
             used["sampler"].add((config.algorithm.sampler, backend))
             used["scheduler"].add((config.algorithm.scheduler, backend))
     for backend in BACKEND_CHOICES:
-        for sampler in algorithms.SAMPLERS.values():
+        for sampler in builders.SAMPLERS.values():
             built = sampler.optuna if backend == "optuna" else sampler.ray
             assert (built is not None) == ((sampler.name, backend) in used["sampler"]), (sampler.name, backend)
-        for scheduler in algorithms.SCHEDULERS.values():
+        for scheduler in builders.SCHEDULERS.values():
             built = scheduler.optuna if backend == "optuna" else scheduler.ray
             assert (built is not None) == ((scheduler.name, backend) in used["scheduler"]), (scheduler.name, backend)
 
@@ -118,30 +120,30 @@ def test_the_optuna_builders_build_for_every_accepted_pair(tmp_path: Path) -> No
         if backend != "optuna" or backend not in algorithms.ALGORITHMS[section["name"]].backends:
             continue
         config = load(section, backend, tmp_path)
-        assert isinstance(algorithms.optuna_sampler(config.algorithm, space, 0, epoch_budget=6),
+        assert isinstance(builders.optuna_sampler(config.algorithm, space, 0, epoch_budget=6),
                           optuna.samplers.BaseSampler)
-        assert isinstance(algorithms.optuna_pruner(config.algorithm, 6), optuna.pruners.BasePruner)
+        assert isinstance(builders.optuna_pruner(config.algorithm, 6), optuna.pruners.BasePruner)
 
 
 def test_a_resolved_name_the_registry_lacks_is_a_clear_error(tmp_path: Path) -> None:
     config = load({"name": "pbt"}, "ray", tmp_path)
     with pytest.raises(SweepConfigError, match=r"early stopping 'pbt' is not available on backend optuna \(use backend ray\)"):
-        algorithms.optuna_pruner(config.algorithm, 6)
+        builders.optuna_pruner(config.algorithm, 6)
     bohb = load({"name": "bohb"}, "ray", tmp_path).algorithm
     with pytest.raises(SweepConfigError, match=r"sampler 'bohb' is not available on backend optuna\."):
-        algorithms.optuna_sampler(bohb, tiny_space(), 0)
+        builders.optuna_sampler(bohb, tiny_space(), 0)
 
 
 def test_the_trial_budget_is_capped_by_a_grid_only(tmp_path: Path) -> None:
     space = tiny_space()  # grid_points 2: 2 x 2 levels and 3 options = 12 points
     for backend in BACKEND_CHOICES:
-        assert algorithms.trial_budget(load({"name": "grid"}, backend, tmp_path, grid_points=2).algorithm, space, 6) == 4
+        assert builders.trial_budget(load({"name": "grid"}, backend, tmp_path, grid_points=2).algorithm, space, 6) == 4
         grid = load({"name": "grid"}, backend, tmp_path, grid_points=2, max_trials=50).algorithm
-        assert algorithms.trial_budget(grid, space, 6) == 12
-        assert algorithms.trial_budget(load({"name": "random"}, backend, tmp_path, max_trials=50).algorithm, space, 6) == 50
+        assert builders.trial_budget(grid, space, 6) == 12
+        assert builders.trial_budget(load({"name": "random"}, backend, tmp_path, max_trials=50).algorithm, space, 6) == 50
 
 
 def test_ray_runs_hyperband_and_bohb_in_synchronous_brackets(tmp_path: Path) -> None:
     expected = {"hyperband": True, "hyperband_es": True, "bohb": True, "asha": False, "pbt": False, "tpe": False}
     for name, synchronous in expected.items():
-        assert algorithms.synchronous(load({"name": name}, "ray", tmp_path).algorithm) is synchronous, name
+        assert builders.synchronous(load({"name": name}, "ray", tmp_path).algorithm) is synchronous, name

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from hpo.promotion.selection import ELIGIBLE_STATES
 from hpo.tracking.compare import _best_child
+from hpo.trials.candidates import ELIGIBLE_STATES
 from hpo.trials.record import COMPLETED, FAILED, PAUSED, PRUNED, TrialRecord, best_trial
 
 

@@ -1,7 +1,7 @@
 """The search contract, run against every backend through the `Backend` protocol (in the style of Optuna's
 `pytest_samplers` suite): the `backend` fixture is parametrised over `hpo.backends.base.BACKENDS` and builds
 each backend with `backend_class(name)(ctx, observers, guard, planned=...)`, and every algorithm the registry
-(`hpo.backends.algorithms`) says that backend runs gets the same checks. The sweeps run on the REAL default
+(`hpo.sweep.algorithms`) says that backend runs gets the same checks. The sweeps run on the REAL default
 space of our train schema (16 parameters, one relational: test_max_size >= test_min_size), with the fixture
 trainer.
 
@@ -35,12 +35,12 @@ import optuna
 import pytest
 import yaml
 
-from hpo.backends import algorithms
 from hpo.backends.base import BACKENDS, BackendFactory, backend_class
 from hpo.backends.bfbo_sampler import BatchGPSampler
 from hpo.backends.mfbo_sampler import SameBudgetTPESampler
 from hpo.space import compile_space
 from hpo.space.to_optuna import WeightedStartupSampler
+from hpo.sweep import algorithms
 from hpo.trials.record import best_trial, load_records
 from skillkit.spec import get_dotted, validate_spec
 from tests.engine.fixture_skill import make_real_space_skill

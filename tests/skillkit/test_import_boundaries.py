@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +21,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("hpo", "mask2former", "skillkit")
 # package -> packages it must never import
 FORBIDDEN = {"hpo": {"mask2former"}, "mask2former": {"hpo"}, "skillkit": {"hpo", "mask2former"}}
+# Layers inside a package: subpackage -> subpackages it must never import. The sweep config (names, rules,
+# resolution: `hpo.sweep.algorithms`) sits below the backends, which build what it names; tracking sits below
+# promotion (the best candidate both report is `hpo.trials.candidates`'s).
+LAYERS = {"hpo.sweep": {"hpo.backends"}, "hpo.tracking": {"hpo.promotion"}}
 
 
 class Import(NamedTuple):
@@ -86,6 +91,12 @@ def imports_of(path: Path, root: Path = REPO_ROOT) -> Iterator[Import]:
                 yield Import(name, node.lineno, text, "literal")
 
 
+@cache
+def scanned(path: Path, root: Path = REPO_ROOT) -> tuple[Import, ...]:
+    """`imports_of`, parsed once per test session (the package and the layer checks read the same files)."""
+    return tuple(imports_of(path, root))
+
+
 def all_modules() -> list[Path]:
     return sorted(path for package in PACKAGES for path in (REPO_ROOT / package).rglob("*.py"))
 
@@ -93,11 +104,25 @@ def all_modules() -> list[Path]:
 def violations() -> list[str]:
     found = []
     for path in all_modules():
-        for item in imports_of(path):
+        for item in scanned(path, REPO_ROOT):
             top = item.module.split(".")[0]
             target_top = item.target.split(".")[0]
             if target_top in FORBIDDEN[top]:
                 found.append(f"{path.relative_to(REPO_ROOT)}:{item.line}: {item.module} -> {item.target} ({item.how})")
+    return found
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def layer_violations(paths: list[Path], root: Path = REPO_ROOT) -> list[str]:
+    found = []
+    for path in paths:
+        for item in scanned(path, root):
+            for layer, below_not in LAYERS.items():
+                if within(item.module, layer) and any(within(item.target, other) for other in below_not):
+                    found.append(f"{path.relative_to(root)}:{item.line}: {item.module} -> {item.target} ({item.how})")
     return found
 
 
@@ -110,6 +135,25 @@ def test_every_package_is_scanned() -> None:
 def test_no_package_imports_its_sibling_or_upward() -> None:
     found = violations()
     assert not found, "imports across the engine/trainer boundary:\n" + "\n".join(found)
+
+
+def test_no_layer_imports_a_layer_above_it() -> None:
+    """hpo.sweep never imports hpo.backends; hpo.tracking never imports hpo.promotion (LAYERS)."""
+    assert all(any(within(module_name(path), layer) for path in all_modules()) for layer in LAYERS)
+    found = layer_violations(all_modules())
+    assert not found, "imports against the layering (LAYERS):\n" + "\n".join(found)
+
+
+def test_the_layer_rule_catches_a_function_level_backend_import(tmp_path: Path) -> None:
+    probe = tmp_path / "hpo" / "sweep" / "layer_probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text("from hpo.sweep import algorithms\n"
+                     "def later():\n"
+                     "    from ..backends import algorithms as builders\n"
+                     "    return builders\n")
+    found = layer_violations([probe], root=tmp_path)
+    assert found and all(line.startswith("hpo/sweep/layer_probe.py:3: hpo.sweep.layer_probe -> hpo.backends")
+                         for line in found), found
 
 
 def test_the_scan_sees_function_level_and_literal_imports(tmp_path: Path) -> None:
@@ -165,6 +209,14 @@ def test_trainer_data_and_spec_path_loads_neither_the_engine_nor_boto3() -> None
     import of the engine's storage once pulled boto3 into every trainer start."""
     loaded = _loaded_by("mask2former.actions.common", "import mask2former.data.archive")
     assert not loaded & {"hpo", "boto3", "botocore"}, loaded
+
+
+def test_loading_a_sweep_config_loads_no_backend() -> None:
+    code = ("import json, sys\nfrom hpo.sweep import algorithms, load_sweep_config, sweep_config_from_dict\n"
+            "print(json.dumps(sorted(name for name in sys.modules if name.startswith('hpo.'))))")
+    output = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    loaded = json.loads(output.stdout.strip().splitlines()[-1])
+    assert "hpo.sweep.config_rules" in loaded and not [name for name in loaded if name.startswith("hpo.backends")], loaded
 
 
 def test_engine_cli_loads_no_trainer_module() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hpo.promotion.selection import PromotionError
 from hpo.promotion.specs import HandoffPaths, build_handoff_specs
+from hpo.trials.candidates import PromotionError
 from skillkit.errors import SchemaError, SpecError
 from skillkit.skill_dir import SkillDir
 from skillkit.spec import ClassCountRule, check_class_count

@@ -1,4 +1,6 @@
-"""Which trial and which epoch to promote (the rule for "best" itself is `hpo.selection`'s).
+"""Which trial and which epoch to promote, with the checkpoint that scored it (the rule for "best" itself is
+`hpo.selection`'s). Promotion, the sweep summary and `hpo compare` all pick through `select` here; it sits with
+the trial records, below both promotion and tracking, so neither has to import the other for it.
 
 The handoff must name the exact checkpoint that scored best, never a guessed "latest": a trial whose metric
 peaks at epoch 3 of 10 is promoted with `model_epoch_003_step_*.pth`. Everything comes from the trial records
