@@ -153,7 +153,7 @@ def _tensorrt_backend(onnx_file: Path, scratch: Path, runtime: str, args: argpar
         row["skipped"] = "no CUDA GPU"
         return None
     from mask2former.deploy.backends import TensorRTBackend
-    from mask2former.deploy.gen_trt_engine import EngineSettings, build_engine
+    from mask2former.deploy.trt_engine import EngineSettings, build_engine
 
     precision = runtime.split("-")[1].upper()
     settings = EngineSettings(data_type=precision, workspace_mib=4096, min_batch=1, opt_batch=args.batch_size,

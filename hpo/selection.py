@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from skillkit.states import TrialState
 
-MAXIMIZE = "maximize"
-MINIMIZE = "minimize"
+MAXIMIZE: Final = "maximize"
+MINIMIZE: Final = "minimize"
 DIRECTIONS = (MAXIMIZE, MINIMIZE)
 PROMOTABLE_STATES: tuple[TrialState, ...] = (TrialState.COMPLETED,)
 

@@ -21,13 +21,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("evaluate", "mask2former.actions.evaluate",
             "evaluate a trained checkpoint (mIoU, pixel accuracy, PQ or AP)"),
     Command("inference", "mask2former.actions.inference", "predict a folder of images (PNG maps, COCO JSON, overlays)"),
-    Command("dataset", "mask2former.data.commands", "dataset utilities (synthetic data)"),
-    Command("export", "mask2former.export.command", "export a checkpoint to a verified float32 ONNX graph"),
-    Command("quantize", "mask2former.quantize.command",
+    Command("dataset", "mask2former.actions.dataset", "dataset utilities (synthetic data)"),
+    Command("export", "mask2former.actions.export", "export a checkpoint to a verified float32 ONNX graph"),
+    Command("quantize", "mask2former.actions.quantize",
             "quantize a checkpoint (torchao) or an ONNX file (onnxruntime, modelopt) and report size and metric change"),
-    Command("gen_trt_engine", "mask2former.deploy.gen_trt_engine",
+    Command("gen_trt_engine", "mask2former.actions.gen_trt_engine",
             "build a TensorRT FP32/FP16 engine from an exported ONNX file"),
-    Command("mlflow_model", "mask2former.serving.commands",
+    Command("mlflow_model", "mask2former.actions.mlflow_model",
             "package inference.checkpoint as an MLflow pyfunc model (load_model / models serve)"),
 )
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(command.module for command in COMMANDS))

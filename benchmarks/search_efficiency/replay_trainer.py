@@ -3,17 +3,18 @@ simulator-vs-real cross-check.
 
 `python -m benchmarks.search_efficiency.replay_trainer train -e SPEC` reads the spec YAML (the suite's
 parameters at their dotted names, `train.num_epochs`, `results_dir`, `train.resume_training_checkpoint_path`)
-and, for each epoch, writes the checkpoint `model_epoch_{e:03d}_step_{s:05d}.pth` (plus the
-`mask2former_model_latest.pth` link) and then one RUNNING status.json line whose kpi holds the suite's value
-for that epoch; it ends with SUCCESS. It honours SIGTERM (stops after the current epoch, exit 0),
-`EARLY_STOP_EPOCH`, and resume (continues with the epoch after the checkpoint's). The suite is named by the
+and, for each epoch, writes the checkpoint (`skillkit.checkpoints`: `model_epoch_{e:03d}_step_{s:05d}.pth` with
+TAO's 0-based epoch index, plus the `mask2former_model_latest.pth` link) and then one RUNNING status.json line
+through the shared writer (`skillkit.status.StatusWriter`, TAO's numbering: the line closing the first epoch
+says epoch 0) whose kpi holds the suite's value after that many epochs; it ends with SUCCESS. It honours
+SIGTERM (stops after the current epoch, exit 0), `EARLY_STOP_EPOCH` (epochs trained), and resume (continues
+with the epoch after the checkpoint's). The suite is named by the
 environment variable REPLAY_SUITE (the sweep config's `trial.env`); only deterministic curves (the Hartmann
 suites) are replayed, so the real path and the simulator see the same values.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -23,8 +24,12 @@ from pathlib import Path
 
 import yaml
 
+from skillkit.checkpoints import checkpoint_name, epochs_trained, point_latest_link
+from skillkit.status.writer import RUNNING, STARTED, SUCCESS, StatusWriter
+
 STOP = {"requested": False}
 STEPS_PER_EPOCH = 1
+MODEL_NAME = "mask2former_model"  # the latest link is mask2former_model_latest.pth, as the real trainer's
 
 
 def _get(spec: dict, dotted: str, default: object = None) -> object:
@@ -36,25 +41,17 @@ def _get(spec: dict, dotted: str, default: object = None) -> object:
     return node
 
 
-def _status(path: Path, status: str, message: str, *, epoch: int | None, max_epoch: int, kpi: dict | None = None) -> None:
-    now = dt.datetime.now()
-    record = {"date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H:%M:%S"), "status": status, "verbosity": "INFO",
-              "message": message, "epoch": epoch, "max_epoch": max_epoch, "step": (epoch or 0) * STEPS_PER_EPOCH,
-              "time_per_epoch": 0.01, "eta": 0.0, "kpi": kpi or {}}
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+def _step(index: int) -> int:
+    """The global step once epoch index `index` is complete."""
+    return epochs_trained(index) * STEPS_PER_EPOCH
 
 
-def _checkpoint(results_dir: Path, epoch: int) -> None:
-    name = f"model_epoch_{epoch:03d}_step_{epoch * STEPS_PER_EPOCH:05d}.pth"
+def _checkpoint(results_dir: Path, index: int) -> None:
+    name = checkpoint_name(index, _step(index))
     tmp = results_dir / f".{name}.tmp"
-    tmp.write_text(json.dumps({"epoch": epoch}))
+    tmp.write_text(json.dumps({"epoch": index}))
     os.replace(tmp, results_dir / name)
-    link, tmp_link = results_dir / "mask2former_model_latest.pth", results_dir / ".latest.tmp"
-    if tmp_link.is_symlink() or tmp_link.exists():
-        tmp_link.unlink()
-    os.symlink(name, tmp_link)
-    os.replace(tmp_link, link)
+    point_latest_link(results_dir, MODEL_NAME, name)
 
 
 def train(spec: dict) -> int:
@@ -68,30 +65,34 @@ def train(spec: dict) -> int:
 
     suite = get_suite(os.environ["REPLAY_SUITE"])
     results_dir = Path(str(spec["results_dir"]))
-    results_dir.mkdir(parents=True, exist_ok=True)
-    status = results_dir / "status.json"
     max_epoch = int(_get(spec, "train.num_epochs", suite.max_epochs))  # type: ignore[arg-type]
+    writer = StatusWriter(results_dir, num_epochs=max_epoch)
     config = {name: _get(spec, name) for name in suite.names}
     curve = suite.curve(config, np.random.default_rng(0))
     resume = str(_get(spec, "train.resume_training_checkpoint_path", "") or "")
-    start = int(json.loads(Path(resume).read_text())["epoch"]) if resume else 0
+    start = int(json.loads(Path(resume).read_text())["epoch"]) + 1 if resume else 0  # the first index to train
     early = os.environ.get("EARLY_STOP_EPOCH", "").strip()
-    stop_at = min(max_epoch, int(early)) if early else max_epoch
-    _status(status, "STARTED", f"replaying {suite.name} from epoch {start}", epoch=start, max_epoch=max_epoch)
+    stop_at = min(max_epoch, int(early)) if early else max_epoch  # epochs trained when the run ends
+    writer.write(STARTED, f"replaying {suite.name} from epoch {start}")
+
+    def stopped(last: int) -> int:  # `last`: the index of the last epoch completed (-1: none)
+        writer.write(SUCCESS, "stopped on SIGTERM after a checkpoint", epoch=last if last >= 0 else None,
+                     step=_step(last) if last >= 0 else None)
+        return 0
+
     epoch_s = float(os.environ.get("REPLAY_EPOCH_S", "0.5"))
-    for epoch in range(start + 1, stop_at + 1):
-        if epoch > start + 1:
+    for index in range(start, stop_at):
+        if index > start:
             time.sleep(epoch_s)  # an epoch is long next to the engine's 0.05 s poll, as with real training
         if STOP["requested"]:
-            _status(status, "SUCCESS", "stopped on SIGTERM after a checkpoint", epoch=epoch - 1, max_epoch=max_epoch)
-            return 0
-        _checkpoint(results_dir, epoch)
-        _status(status, "RUNNING", f"epoch {epoch}", epoch=epoch, max_epoch=max_epoch,
-                kpi={suite.metric: curve.value(epoch)})
+            return stopped(index - 1)
+        _checkpoint(results_dir, index)
+        writer.write(RUNNING, f"epoch {index}", epoch=index, step=_step(index), time_per_epoch=0.01, eta=0.0,
+                     kpi={suite.metric: curve.value(epochs_trained(index))})
         if STOP["requested"]:
-            _status(status, "SUCCESS", "stopped on SIGTERM after a checkpoint", epoch=epoch, max_epoch=max_epoch)
-            return 0
-    _status(status, "SUCCESS", "training finished", epoch=stop_at, max_epoch=max_epoch)
+            return stopped(index)
+    last = stop_at - 1
+    writer.write(SUCCESS, "training finished", epoch=last if last >= 0 else None, step=_step(last) if last >= 0 else None)
     return 0
 
 

@@ -56,7 +56,7 @@ _HARDNESS = 5.0  # Alvi et al.'s p
 class BatchGPSampler(CubeSampler):
     """See the module docstring."""
 
-    def __init__(self, space: "SearchSpace", *, seed: int, epoch_budget: int | None, n_startup_trials: int = 4) -> None:
+    def __init__(self, space: SearchSpace, *, seed: int, epoch_budget: int | None, n_startup_trials: int = 4) -> None:
         super().__init__(space, seed=seed, epoch_budget=epoch_budget)
         self._n_startup_trials = max(1, int(n_startup_trials))
 
@@ -74,7 +74,7 @@ class BatchGPSampler(CubeSampler):
             model.fit(X, y)
         return model
 
-    def propose(self, study: "Study", trial: FrozenTrial, rng: np.random.Generator) -> Proposal | None:
+    def propose(self, study: Study, trial: FrozenTrial, rng: np.random.Generator) -> Proposal | None:
         done = [(float(t.value), x) for t, x in self.points(study, (TrialState.COMPLETE,))
                 if t.value is not None and np.isfinite(t.value)]
         if len(done) < self._n_startup_trials:

@@ -40,7 +40,7 @@ _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 class DifferentialEvolutionSampler(CubeSampler):
     """See the module docstring. `mutation_factor` is DE's F in (0, 2]; `crossover_prob` its CR in [0, 1]."""
 
-    def __init__(self, space: "SearchSpace", *, seed: int, epoch_budget: int | None,
+    def __init__(self, space: SearchSpace, *, seed: int, epoch_budget: int | None,
                  mutation_factor: float = 0.5, crossover_prob: float = 0.5) -> None:
         if not 0.0 < mutation_factor <= 2.0:
             raise ValueError(f"mutation_factor must be in (0, 2], got {mutation_factor}")
@@ -51,7 +51,7 @@ class DifferentialEvolutionSampler(CubeSampler):
         self.crossover_prob = float(crossover_prob)
         self._n_startup_trials = MIN_POPULATION  # read by the space's weighted-startup wrapper
 
-    def population(self, study: "Study", trial: FrozenTrial) -> tuple[int, np.ndarray] | None:
+    def population(self, study: Study, trial: FrozenTrial) -> tuple[int, np.ndarray] | None:
         """(budget, population vectors best first), or None while no budget has MIN_POPULATION results."""
         # Optuna's Hyperband pruner shows a sampler only the trials of its bracket; DEHB's populations are per
         # budget across all brackets, so read the whole study (the private attribute is guarded).
@@ -82,7 +82,7 @@ class DifferentialEvolutionSampler(CubeSampler):
         cross[rng.integers(len(mutant))] = True
         return np.where(cross, mutant, population[target])
 
-    def propose(self, study: "Study", trial: FrozenTrial, rng: np.random.Generator) -> Proposal | None:
+    def propose(self, study: Study, trial: FrozenTrial, rng: np.random.Generator) -> Proposal | None:
         found = self.population(study, trial)
         if found is None:
             return None

@@ -19,7 +19,8 @@ sweep starts from what the skill's authors chose and its score is the baseline t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 DEFAULT_MIN_POINTS = MFBO_MIN_POINTS
 
 
-def default_values(space: "SearchSpace") -> dict[str, Any]:
+def default_values(space: SearchSpace) -> dict[str, Any]:
     """The schema defaults of the space's plain scalar parameters (those whose primitive draw is the value
     itself), where the default lies inside the searched range: static-point name → value."""
     out: dict[str, Any] = {}
@@ -49,7 +50,7 @@ def default_values(space: "SearchSpace") -> dict[str, Any]:
     return out
 
 
-def default_point(space: "SearchSpace", seed: int, *, epoch_budget: int | None = None
+def default_point(space: SearchSpace, seed: int, *, epoch_budget: int | None = None
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(configuration, static point) of the schema defaults: plain scalars at their default, the rest (lists,
     relational children, defaults outside the searched range) drawn at random with `seed`."""

@@ -30,17 +30,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
 
-from hpo.backends.optuna_factory import grid_size, grid_values, make_pruner, make_sampler, make_storage, storage_url
+from hpo.backends import algorithms
+from hpo.backends.optuna_factory import make_pruner, make_sampler, make_storage, storage_url
 from hpo.backends.optuna_workers import (
-    HeartbeatKeeper, StudyMutex, budget_used, fail_stale_trials, is_retry, is_shared_storage,
-    quiet_heartbeat_warnings, retry_callback,
+    HeartbeatKeeper,
+    StudyMutex,
+    budget_used,
+    fail_stale_trials,
+    is_retry,
+    is_shared_storage,
+    quiet_heartbeat_warnings,
+    retry_callback,
 )
 from hpo.driver.context import SweepContext, plain
 from hpo.driver.guard import SweepGuard
@@ -81,10 +89,8 @@ class OptunaBackend:
         self.mutex = StudyMutex(self.storage, ctx.config.name, shared=self.shared)
         workers = ctx.config.workers
         self.heartbeats = HeartbeatKeeper(self.storage, workers.heartbeat_interval_s) if self.shared else None
-        self.max_trials = self.algorithm.max_trials
-        if self.algorithm.sampler == "grid":
-            self.max_trials = min(self.max_trials, grid_size(grid_values(
-                ctx.space, self.algorithm.grid_points, self.algorithm.grid_values, epoch_budget=ctx.max_epochs)))
+        # A grid sweep never asks for more trials than its grid has points.
+        self.max_trials = algorithms.trial_budget(self.algorithm, ctx.space, ctx.max_epochs)
         self.gpus = GpuPool(detect_gpus(ctx.config.resources.gpus), ctx.config.resources.gpus_per_trial)
         if planned and not self.study.get_trials(deepcopy=False):
             # The plan's first batch runs exactly as shown by `hpo plan` (static points: one value per
@@ -104,13 +110,14 @@ class OptunaBackend:
 
     def _open_study(self) -> optuna.Study:
         storage = self.storage
-        direction = "maximize" if self.ctx.direction == "maximize" else "minimize"
+        direction: Literal["maximize", "minimize"] = "maximize" if self.ctx.direction == "maximize" else "minimize"
         with quiet_heartbeat_warnings():
             study = self._create_study(storage, direction)
         study.set_user_attr("metric", self.ctx.metric)
         return study
 
-    def _create_study(self, storage: optuna.storages.RDBStorage, direction: str) -> optuna.Study:
+    def _create_study(self, storage: optuna.storages.RDBStorage,
+                      direction: Literal["maximize", "minimize"]) -> optuna.Study:
         return optuna.create_study(
             study_name=self.ctx.config.name, storage=storage, direction=direction, load_if_exists=True,
             sampler=make_sampler(self.algorithm, self.ctx.space, self.ctx.config.seed, epoch_budget=self.ctx.max_epochs),

@@ -1,43 +1,21 @@
-"""Optuna samplers, pruners and storage for a sweep config (one tested place for the mapping).
-
-sampler:   random → RandomSampler; tpe → TPESampler (multivariate; constant liar so parallel trials spread
-           out); bayesian → GPSampler; cmaes → CmaEsSampler; grid → `LazyGridSampler` over the static space
-           (`grid_points` levels per numeric dimension, every option of a choice, or explicit `grid_values`);
-           dehb → `DifferentialEvolutionSampler` (de_sampler.py: DE/rand/1/bin over the best results of one
-           budget); bfbo → `BatchGPSampler` (bfbo_sampler.py: GP expected improvement with local
-           penalisation around the points of running trials); mfbo → `SameBudgetTPESampler` (multivariate TPE
-           on the results of one budget only, mfbo_sampler.py; `n_startup_trials` = the fewest same-budget
-           results it fits on).
-           Every sampler sees the space's static form (`hpo.space.static`: one fixed distribution per
-           primitive draw, relational children as fractions of their feasible range), so GP, CMA-ES and
-           multivariate TPE model all parameters jointly; GP's and CMA-ES's independent-sampling warning stays
-           ON, so a parameter that ever escapes the joint model is reported, not hidden (TPE's was deprecated
-           by Optuna 4.9; tests/engine/test_search_contract.py checks all three directly). All but grid are wrapped by
-           the space's `optuna_sampler`, so schema option weights shape the startup trials, and then by
-           `TrialSeededSampler`, so a trial's draw depends on the seed and its number, not on when the
-           driver last started (a resumed sweep samples what the uninterrupted one would have).
-scheduler: none → NopPruner; median → MedianPruner (no pruning before grace_period epochs);
-           asha → SuccessiveHalvingPruner (asynchronous successive halving, min_resource = grace_period);
-           hyperband → HyperbandPruner (min grace_period, max the epoch budget); hyperband_es → `HyperbandESPruner`
-           (curve_stop.py: the same Hyperband, and a trial whose extrapolated learning curve cannot beat the
-           incumbent is stopped too).
-Pruners see one intermediate value per validation, at step = epochs trained (the resource they count).
-"""
+"""Optuna storage and the grid over a search space; the sampler and pruner of an algorithm are built by the
+algorithm registry (`hpo.backends.algorithms`), through `make_sampler` and `make_pruner` here."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import optuna
 
-from hpo.backends.grid_sampler import GridOrder, LazyGridSampler
-from hpo.backends.trial_seeding import TrialSeededSampler
+from hpo.backends import algorithms
+from hpo.backends.grid_sampler import GridOrder
+from hpo.space import SearchSpace, static
+from hpo.sweep.config import AlgorithmConfig
 from skillkit.errors import SweepConfigError
 from skillkit.redaction import redact
-from hpo.sweep.config import AlgorithmConfig
-from hpo.space import SearchSpace, static
 
 
 def storage_url(storage: str | None, state_dir: Path) -> str:
@@ -106,71 +84,13 @@ def grid_size(grid: dict[str, list[Any]]) -> int:
 
 def make_sampler(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, *,
                  epoch_budget: int | None = None) -> optuna.samplers.BaseSampler:
-    name = algorithm.sampler
-    startup = algorithm.n_startup_trials
-    if name == "grid":
-        return LazyGridSampler(grid_values(space, algorithm.grid_points, algorithm.grid_values,
-                                           epoch_budget=epoch_budget), seed=seed)
-    if name == "random":
-        base: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
-    elif name == "tpe":
-        base = optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True,
-        )
-    elif name == "bayesian":
-        base = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=True)
-    elif name == "cmaes":
-        base = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=True)
-    elif name == "dehb":
-        from hpo.backends.de_sampler import MIN_POPULATION, DifferentialEvolutionSampler
-
-        base = DifferentialEvolutionSampler(space, seed=seed, epoch_budget=epoch_budget,
-                                            mutation_factor=algorithm.mutation_factor,
-                                            crossover_prob=algorithm.crossover_prob)
-        return TrialSeededSampler(space.optuna_sampler(base, seed=seed, n_startup_trials=MIN_POPULATION), seed)
-    elif name == "bfbo":
-        from hpo.backends.bfbo_sampler import BatchGPSampler
-
-        base = BatchGPSampler(space, seed=seed, epoch_budget=epoch_budget, n_startup_trials=startup)
-    elif name == "mfbo":
-        from hpo.backends.mfbo_sampler import SameBudgetTPESampler, default_values
-
-        base = SameBudgetTPESampler(seed=seed, min_points=max(2, startup), first=default_values(space))
-    else:
-        raise SweepConfigError(f"sampler {name!r} is not available on backend optuna.")
-    weighted = space.optuna_sampler(base, seed=seed,
-                                    n_startup_trials=startup if name in ("tpe", "bayesian", "bfbo", "mfbo") else None)
-    # Each trial's draws depend on (seed, trial number, history) only, so a resumed sweep asks for what the
-    # uninterrupted one would have (hpo.backends.trial_seeding).
-    return TrialSeededSampler(weighted, seed)
+    """The Optuna sampler of a resolved algorithm (`hpo.backends.algorithms.SAMPLERS`)."""
+    return algorithms.optuna_sampler(algorithm, space, seed, epoch_budget=epoch_budget)
 
 
 def make_pruner(algorithm: AlgorithmConfig, max_epochs: int) -> optuna.pruners.BasePruner:
-    name = algorithm.scheduler
-    grace = algorithm.grace_period
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=algorithm.n_startup_trials, n_warmup_steps=max(0, grace - 1))
-    if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=algorithm.reduction_factor)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=grace, max_resource=max_epochs,
-                                              reduction_factor=algorithm.reduction_factor)
-    if name == "hyperband_es":
-        from hpo.backends.curve_stop import HyperbandESPruner
-
-        return HyperbandESPruner(curve_rule(algorithm, max_epochs), min_resource=grace, max_resource=max_epochs,
-                                 reduction_factor=algorithm.reduction_factor)
-    raise SweepConfigError(f"early stopping {name!r} is not available on backend optuna (use backend ray).")
-
-
-def curve_rule(algorithm: AlgorithmConfig, max_epochs: int) -> Any:
-    """hyperband_es's learning-curve rule from the sweep config's knobs (both backends build it here)."""
-    from hpo.backends.curve_stop import CurveRule
-
-    return CurveRule(max_epochs=max_epochs, min_points=algorithm.min_early_stop_epochs,
-                     threshold=algorithm.early_stop_threshold, margin=algorithm.early_stop_margin)
+    """The Optuna pruner of a resolved algorithm (`hpo.backends.algorithms.SCHEDULERS`)."""
+    return algorithms.optuna_pruner(algorithm, max_epochs)
 
 
 def first_grid_points(grid: dict[str, list[Any]], seed: int, n: int) -> list[dict[str, Any]]:

@@ -29,7 +29,8 @@ import hashlib
 import logging
 import threading
 import warnings
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState

@@ -1,8 +1,11 @@
 """Ray Tune backend: schedulers (ASHA, synchronous HyperBand with pause/resume, BOHB, PBT, median, FIFO) and
 searchers over the compiled space, trials as `HpoTrainable` actors with per-trial CPU/GPU resources
-(fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore`.
+(fractional GPUs allowed), experiment state in `<sweep>/state/ray/experiment` for `Tuner.restore` — or, with
+`ray.storage: s3://...` (nodes without a shared filesystem), in `<ray.storage>/<sweep>/experiment`, through
+which trial checkpoints travel too (`hpo.backends.ray_storage`).
 
-Searchers: random/tpe/bayesian/cmaes/grid/bfbo/dehb → `SpaceSearcher` (the compiled space's define-by-run sampling
+Which scheduler and searcher an algorithm gets is looked up in `hpo.backends.algorithms`. Searchers:
+random/tpe/bayesian/cmaes/grid/bfbo/dehb/mfbo → `SpaceSearcher` (the compiled space's define-by-run sampling
 through an Optuna study that receives PRUNED, not COMPLETE, for scheduler-stopped trials — the flaw fix);
 bohb → `SpaceBOHB` (Ray's `TuneBOHB` on the space's static form, `ray_bohb.py`) with `HyperBandForBOHB`
 (BOHB models each budget separately, so a partial result is fed as exactly that); dehb → differential-
@@ -21,21 +24,20 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from hpo.backends.optuna_factory import storage_url
-from skillkit.errors import SweepConfigError
-from hpo.space import SearchSpace
-from hpo.sweep.config import AlgorithmConfig
+from hpo.backends import algorithms
 from hpo.driver.context import SweepContext
 from hpo.driver.guard import SweepGuard
 from hpo.driver.observer import ObserverHub
+from hpo.space import SearchSpace
+from hpo.sweep.config import AlgorithmConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ EXPERIMENT_NAME = "experiment"
 # Ray's concurrency limiter forbids (it counts paused trials as live, so brackets never fill). For those
 # schedulers `max_concurrent` is enforced by a custom resource instead: one slot per running trial.
 SLOT_RESOURCE = "hpo_trial_slot"
-SYNCHRONOUS_SCHEDULERS = ("hyperband", "hyperband_es", "bohb")
 # Ray snapshots its experiment state at most this often (and copies it into the workspace, see SyncConfig
 # below); a driver killed in between loses at most this much of Ray's bookkeeping, never results: those are
 # in each trial's status.json and replayed on restore. A trial Ray had not yet recorded was recorded by the
@@ -91,39 +92,10 @@ class PbtExplorer:
 
 
 def make_scheduler(algorithm: AlgorithmConfig, *, max_epochs: int, space: SearchSpace, seed: int) -> Any:
-    """The Ray Tune scheduler for a resolved algorithm (one place: `RayBackend` and the search-efficiency
-    benchmark's simulator both build it here). Its time attribute is `epochs_trained` (a count; a result's
-    `epoch` is TAO's 0-based index); metric and mode come later (TuneConfig, or `set_search_properties`)."""
-    from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler,
-                                     MedianStoppingRule, PopulationBasedTraining)
-
-    name = algorithm.scheduler
-    common = {"time_attr": "epochs_trained"}
-    if name == "none":
-        return FIFOScheduler()
-    if name == "median":
-        return MedianStoppingRule(grace_period=algorithm.grace_period,
-                                  min_samples_required=max(1, algorithm.n_startup_trials), **common)
-    if name == "asha":
-        return ASHAScheduler(max_t=max_epochs, grace_period=algorithm.grace_period,
-                             reduction_factor=algorithm.reduction_factor, brackets=algorithm.brackets, **common)
-    if name == "hyperband":
-        return HyperBandScheduler(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
-    if name == "hyperband_es":
-        from hpo.backends.curve_stop import hyperband_es_scheduler
-        from hpo.backends.optuna_factory import curve_rule
-
-        return hyperband_es_scheduler(curve_rule(algorithm, max_epochs), max_t=max_epochs,
-                                      reduction_factor=algorithm.reduction_factor)
-    if name == "bohb":
-        return HyperBandForBOHB(max_t=max_epochs, reduction_factor=algorithm.reduction_factor, **common)
-    if name == "pbt":
-        return PopulationBasedTraining(
-            perturbation_interval=algorithm.perturbation_interval, quantile_fraction=algorithm.quantile_fraction,
-            custom_explore_fn=PbtExplorer(space, seed, algorithm.perturbation_factor, algorithm.resample_probability),
-            log_config=False, **common,
-        )
-    raise SweepConfigError(f"early stopping {name!r} is not available on backend ray.")
+    """The Ray Tune scheduler for a resolved algorithm (`hpo.backends.algorithms.SCHEDULERS`; `RayBackend` and
+    the search-efficiency benchmark's simulator both build it here). Its time attribute is `epochs_trained`;
+    metric and mode come later (TuneConfig, or `set_search_properties`)."""
+    return algorithms.ray_scheduler(algorithm, max_epochs=max_epochs, space=space, seed=seed)
 
 
 def pending_trials(scheduler: Any, max_trials: int) -> int:
@@ -139,16 +111,33 @@ def experiment_path(ctx: SweepContext) -> Path:
     return ctx.workspace.state_dir / "ray" / EXPERIMENT_NAME
 
 
-def _restorable(path: Path) -> bool:
+def experiment_location(ctx: SweepContext) -> tuple[str, Any]:
+    """(Ray's experiment path, its pyarrow filesystem): the workspace's state/ray/experiment (filesystem None:
+    a local path), or `<ray.storage>/<sweep>/experiment` on the storage's S3 filesystem, checked writable."""
+    from hpo.backends.ray_storage import cluster_storage
+
+    storage = cluster_storage(ctx)
+    if storage is None:
+        return str(experiment_path(ctx)), None
+    filesystem = storage.filesystem()
+    storage.check(filesystem)
+    return f"{storage.storage_path}/{EXPERIMENT_NAME}", filesystem
+
+
+def _restorable(path: str, filesystem: Any = None) -> bool:
     """Whether Ray saved an experiment to restore at `path`. A driver killed while Ray was starting can
     leave the folder and tuner.pkl without any experiment state; that folder is removed and the run starts
     afresh (trials it had proposed are in the searcher's study and are re-attached, SpaceSearcher.suggest)."""
+    import pyarrow.fs
     from ray import tune
 
-    if tune.Tuner.can_restore(str(path)) and any(path.glob("experiment_state-*.json")):
+    fs = filesystem or pyarrow.fs.LocalFileSystem()
+    listing = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    states = [i for i in listing if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json")]
+    if states and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         return True
-    if path.exists():
-        shutil.rmtree(path)
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+        fs.delete_dir(path)
     return False
 
 
@@ -194,47 +183,16 @@ class RayBackend:
                               seed=self.ctx.config.seed)
 
     def search(self) -> tuple[Any, dict[str, Any]]:
-        """(search_alg or None, param_space)."""
-        from ray import tune
-
-        algorithm = self.ctx.config.algorithm
-        if algorithm.scheduler == "pbt":
-            from ray.tune.search.basic_variant import BasicVariantGenerator
-
-            from hpo.backends.ray_trainable import PBT_PARAMS_KEY, pack_params
-
-            points = [{PBT_PARAMS_KEY: pack_params(self.ctx.space.decode(p, epoch_budget=self.ctx.max_epochs))}
-                      for p in self.planned] or None
-            sampler = SpaceSampler(self.ctx.space, self.ctx.config.seed, self.ctx.max_epochs, skip=len(self.planned))
-            return (BasicVariantGenerator(points_to_evaluate=points, random_state=self.ctx.config.seed),
-                    {PBT_PARAMS_KEY: tune.sample_from(sampler)})
-        if algorithm.sampler == "bohb":
-            from hpo.backends.ray_bohb import SpaceBOHB
-
-            return SpaceBOHB(space=self.ctx.space, epoch_budget=self.ctx.max_epochs, metric=self.ctx.metric,
-                             mode=self.mode, seed=self.ctx.config.seed, points_to_evaluate=self.planned or None), {}
-        from hpo.backends.ray_searcher import SpaceSearcher
-
-        return SpaceSearcher(
-            space=self.ctx.space, algorithm=algorithm, seed=self.ctx.config.seed,
-            storage_url=storage_url(None, self.ctx.workspace.state_dir), study_name=self.ctx.config.name,
-            metric=self.ctx.metric, mode=self.mode, max_epochs=self.ctx.max_epochs, planned=self.planned,
-            keeper_key=str(self.ctx.workspace.root.resolve()),
-        ), {}
+        """(search_alg or None, param_space): the scheduler's own proposals (PBT) or the sampler's searcher."""
+        return algorithms.ray_search(self.ctx, self.planned, self.mode)
 
     def num_samples(self) -> int:
         """The trial budget; a grid sweep never asks for more trials than its grid has points."""
-        algorithm = self.ctx.config.algorithm
-        if algorithm.sampler != "grid":
-            return algorithm.max_trials
-        from hpo.backends.optuna_factory import grid_size, grid_values
-
-        grid = grid_values(self.ctx.space, algorithm.grid_points, algorithm.grid_values, epoch_budget=self.ctx.max_epochs)
-        return min(algorithm.max_trials, grid_size(grid))
+        return algorithms.trial_budget(self.ctx.config.algorithm, self.ctx.space, self.ctx.max_epochs)
 
     @property
     def synchronous(self) -> bool:
-        return self.ctx.config.algorithm.scheduler in SYNCHRONOUS_SCHEDULERS
+        return algorithms.synchronous(self.ctx.config.algorithm)
 
     def trainable(self) -> Any:
         import ray
@@ -253,6 +211,22 @@ class RayBackend:
                     "for synchronous HyperBand/BOHB; running trials are bounded by per-trial cpus/gpus only."
                 )
         return tune.with_resources(tune.with_parameters(HpoTrainable, ctx=self.ctx), request)
+
+    def checkpoint_config(self) -> Any:
+        """A Ray checkpoint after every result. With a shared workspace it is a pointer into the trial folder:
+        Ray keeps the 4 newest (PBT hands an exploiting trial its donor's latest). Under `ray.storage` it
+        carries the trainer checkpoint, so Ray's retention is the disk rule: the best `keep_last + 1` by the
+        sweep's metric, and always the newest (resume, PBT donors); all of them with `checkpoints.retention: keep_all`."""
+        from ray import tune
+
+        from hpo.backends.ray_storage import cluster_storage
+
+        if cluster_storage(self.ctx) is None:
+            return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4)
+        checkpoints = self.ctx.config.checkpoints
+        keep = None if checkpoints.retention == "keep_all" else checkpoints.keep_last + 1
+        return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=keep,
+                                     checkpoint_score_attribute=self.ctx.metric, checkpoint_score_order=self.mode)
 
     # -- run -----------------------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:
@@ -319,13 +293,13 @@ class RayBackend:
         keeper = RayRecordKeeper(self.ctx, self.observers, self.guard)
         key = keeper.register()
         try:
-            path = experiment_path(self.ctx)
-            if _restorable(path):
-                tuner = tune.Tuner.restore(str(path), self.trainable(), resume_unfinished=True,
-                                           resume_errored=False, restart_errored=False)
+            path, filesystem = experiment_location(self.ctx)
+            if _restorable(path, filesystem):
+                tuner = tune.Tuner.restore(path, self.trainable(), resume_unfinished=True, resume_errored=False,
+                                           restart_errored=False, storage_filesystem=filesystem)
             else:
                 search_alg, param_space = self.search()
-                algorithm, resources = self.ctx.config.algorithm, self.ctx.config.resources
+                resources = self.ctx.config.resources
                 tuner = tune.Tuner(
                     self.trainable(),
                     param_space=param_space,
@@ -336,12 +310,13 @@ class RayBackend:
                         reuse_actors=True,
                     ),
                     run_config=tune.RunConfig(
-                        name=EXPERIMENT_NAME, storage_path=str(path.parent), callbacks=[RecordCallback(key)],
-                        stop=GuardStopper(key), verbose=0,
-                        # Ray stages its experiment state on the driver and copies it into the workspace every
-                        # sync_period (default 300 s); every second keeps `hpo resume` close to the truth.
+                        name=EXPERIMENT_NAME, storage_path=path.rsplit("/", 1)[0], storage_filesystem=filesystem,
+                        callbacks=[RecordCallback(key)], stop=GuardStopper(key), verbose=0,
+                        # Ray stages its experiment state on the driver and copies it into the workspace (or the
+                        # storage) every sync_period (default 300 s); every second keeps `hpo resume` close to
+                        # the truth.
                         sync_config=tune.SyncConfig(sync_period=1),
-                        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4),
+                        checkpoint_config=self.checkpoint_config(),
                         # A trial whose actor died (its node was lost) is restarted from its last checkpoint on
                         # a node still alive; trainer failures are not retried (HpoTrainable._begin).
                         failure_config=tune.FailureConfig(max_failures=self.ctx.config.ray.max_failures),

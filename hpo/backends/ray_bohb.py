@@ -19,12 +19,13 @@ results of the HyperBand rungs are fed as exactly that (their budget), never as 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ray.tune.search.bohb import TuneBOHB
 
-from hpo.space import SearchSpace, static
 from hpo.driver.context import plain
+from hpo.space import SearchSpace, static
 
 
 def stepped_levels(space: SearchSpace, *, epoch_budget: int | None = None) -> dict[str, list[Any]]:

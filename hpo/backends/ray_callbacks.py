@@ -2,6 +2,8 @@
 
 Ray runs trainables in worker processes; the contract says observers run in the driver. `RayRecordKeeper`
 lives in the driver and is the single writer of every Ray trial's trial.json; Ray's callback hooks feed it.
+Under `ray.storage` (nodes without a shared filesystem) it also brings an ended trial's files from the storage
+into the workspace before anyone reads them (`hpo.backends.ray_storage.fetch_finished_trial`).
 
 Ray pickles `RunConfig` (callbacks, stopper) into the experiment folder for `Tuner.restore`, so the
 callback and the stopper carry only a key and look the live keeper up in `_LIVE` — a restored experiment
@@ -11,6 +13,7 @@ talks to the new driver's keeper, observers and guard, never to unpickled copies
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -20,6 +23,14 @@ from typing import TYPE_CHECKING, Any
 from ray import tune
 from ray.tune.experiment import Trial
 
+from hpo.backends.ray_storage import (
+    OUTCOME_FILE,
+    cluster_storage,
+    fetch_finished_trial,
+    fs_path_of,
+    fs_uri,
+    read_outcome,
+)
 from hpo.driver.context import plain
 from hpo.driver.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
@@ -31,10 +42,11 @@ if TYPE_CHECKING:
     from hpo.driver.guard import SweepGuard
     from hpo.driver.observer import ObserverHub
 
-_LIVE: dict[str, "RayRecordKeeper"] = {}
+log = logging.getLogger(__name__)
+_LIVE: dict[str, RayRecordKeeper] = {}
 
 
-def live_keeper(key: str | None) -> "RayRecordKeeper | None":
+def live_keeper(key: str | None) -> RayRecordKeeper | None:
     """The keeper of the sweep this process drives (by key; the only one when the key is unknown, e.g. a
     searcher restored from an experiment whose workspace was moved)."""
     if key is not None and key in _LIVE:
@@ -43,7 +55,7 @@ def live_keeper(key: str | None) -> "RayRecordKeeper | None":
 
 
 class RayRecordKeeper:
-    def __init__(self, ctx: "SweepContext", observers: "ObserverHub", guard: "SweepGuard") -> None:
+    def __init__(self, ctx: SweepContext, observers: ObserverHub, guard: SweepGuard) -> None:
         self.ctx = ctx
         self.observers = observers
         self.guard = guard
@@ -53,6 +65,14 @@ class RayRecordKeeper:
         # Trials finished in an earlier driver run: Ray may restart one whose end its last snapshot missed;
         # the trainable then only repeats its final result, and the record and observers are left alone.
         self.finished_before = {r.trial_id for r in self.records.values() if r.state in FINISHED_STATES}
+        self.storage = cluster_storage(ctx)
+        self._filesystem: Any = None
+
+    def filesystem(self) -> Any:
+        """The storage's pyarrow filesystem (under `ray.storage`), built once."""
+        if self._filesystem is None and self.storage is not None:
+            self._filesystem = self.storage.filesystem()
+        return self._filesystem
 
     def register(self) -> str:
         _LIVE[self.key] = self
@@ -122,6 +142,8 @@ class RayRecordKeeper:
         resources = self.ctx.config.resources
         record.resources = {"cpus": resources.cpus_per_trial, "gpus": resources.gpus_per_trial,
                             "ray_trial_name": str(trial), "ray_nodes": list(record.resources.get("ray_nodes", []))}
+        if self.storage is not None:  # where its checkpoints are kept: what the driver fetches when it ends
+            record.resources["ray_storage"] = fs_uri(trial.storage.trial_fs_path)
         self._dir(trial.trial_id).mkdir(parents=True, exist_ok=True)
         record.save(self._dir(trial.trial_id))
         self.observers.trial_started(record)
@@ -167,9 +189,11 @@ class RayRecordKeeper:
         if trial.trial_id in self.finished_before:
             return
         record = self._record(trial)
-        outcome_file = self._dir(trial.trial_id) / "outcome.json"
-        if outcome_file.is_file():
-            outcome = json.loads(outcome_file.read_text())
+        outcome_file = self._dir(trial.trial_id) / OUTCOME_FILE
+        outcome = json.loads(outcome_file.read_text()) if outcome_file.is_file() else None
+        if outcome is None and self.storage is not None:  # written on the node that ran it
+            outcome = read_outcome(self.filesystem(), trial.storage.trial_fs_path)
+        if outcome:
             klass, reason = outcome["failure_class"], outcome["failure_reason"]
         else:
             klass, reason = "internal", _ray_error(trial)
@@ -200,6 +224,8 @@ class RayRecordKeeper:
         - a record Ray never knew (created after Ray's last snapshot before the driver died, so not restored)
           is COMPLETED if its trainer finished the budget, else FAILED as killed: its results are kept."""
         for record in self.records.values():
+            if record.state == RUNNING:
+                self._fetch_from_storage(record)  # under ray.storage: its status.json is on a node, and stored
             if ingest_status(record, self._dir(record.trial_id)):
                 record.save(self._dir(record.trial_id))
         interrupted = self.guard.reason in (INTERRUPTED, TIME_BUDGET)
@@ -217,8 +243,21 @@ class RayRecordKeeper:
                 self._finish(record, FAILED, "killed", "the driver died before Ray recorded this trial, so the "
                              "restored experiment could not continue it; its reported results are kept")
 
+    def _fetch_from_storage(self, record: TrialRecord) -> None:
+        """Under `ray.storage`: the ended trial's status.json, spec.yaml and best checkpoint into the workspace
+        (a failed fetch is logged; the record and its history are complete without it)."""
+        where = record.resources.get("ray_storage")
+        if self.storage is None or not where:
+            return
+        best = (record.best or {}).get("checkpoint")
+        try:
+            fetch_finished_trial(self.filesystem(), fs_path_of(where), self._dir(record.trial_id), best)
+        except OSError as error:
+            log.warning("could not fetch trial %s's files from %s: %s", record.trial_id, where, error)
+
     def _finish(self, record: TrialRecord, state: str, failure_class: str | None = None,
                 failure_reason: str | None = None, *, count: bool = True) -> None:
+        self._fetch_from_storage(record)
         record.finish(state, failure_class=failure_class, failure_reason=failure_reason)
         record.save(self._dir(record.trial_id))
         if count:

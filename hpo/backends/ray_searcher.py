@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -25,9 +26,9 @@ from ray.tune.search import Searcher
 
 from hpo import selection
 from hpo.backends.optuna_factory import make_sampler, make_storage
+from hpo.driver.context import plain
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
-from hpo.driver.context import plain
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class SpaceSearcher(Searcher):
         return None
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["maximize", "minimize"]:
         return selection.MAXIMIZE if self.mode == "max" else selection.MINIMIZE
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -163,7 +164,7 @@ class SpaceSearcher(Searcher):
             return
         if result:
             self.on_trial_result(trial_id, result)
-        reached = bool(result) and isinstance(result.get("epochs_trained"), int) and result["epochs_trained"] >= self.max_epochs
+        reached = result is not None and isinstance(result.get("epochs_trained"), int) and result["epochs_trained"] >= self.max_epochs
         if error:
             self.study.tell(trial, state=TrialState.FAIL)
         elif reached and trial_id in self._best:

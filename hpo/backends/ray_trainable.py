@@ -15,11 +15,14 @@ Life of a trial (calls from Ray, in this order):
   checkpoint it just wrote. A result carries `epoch` (TAO's 0-based index, as in status.json and the
   checkpoint name), `epochs_trained` (the scheduler's time attribute) and the whole status line under
   `validation`; the one with epochs_trained == budget has done=True (the trainer then finishes).
-- `save_checkpoint()`: returns a tiny pointer {trial_id, trial_dir, checkpoint, epoch, step, validation}; the trainer's
-  own checkpoint stays in the trial folder (the workspace must be on storage every Ray node can reach).
+- `save_checkpoint()`: writes a tiny pointer {trial_id, trial_dir, checkpoint, epoch, step, validation}. With a
+  shared workspace the trainer's own checkpoint stays in the trial folder, which every node reads; with
+  `ray.storage` (no shared filesystem) the trial folder is node-local scratch and the checkpoint file,
+  status.json and spec.yaml travel inside Ray's checkpoint through the storage (`hpo.backends.ray_storage`).
 - `cleanup()`: the trainer is stopped cleanly with SIGTERM (a frozen one is thawed to handle it); one that
   reached the budget is allowed to finish.
-A failure is written to `outcome.json` (class + reason, read by the driver's callback) and raised.
+A failure is written to `outcome.json` (class + reason, read by the driver's callback; with `ray.storage` also
+beside the trial's Ray checkpoints, so a restart on another node sees it) and raised.
 """
 
 from __future__ import annotations
@@ -28,11 +31,25 @@ import json
 import os
 import shutil
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, NoReturn
 
 from ray import tune
 
+from hpo.backends.ray_storage import (
+    OUTCOME_FILE,
+    TRAVELLING_FILES,
+    ClusterStorage,
+    cluster_storage,
+    drop_scratch_checkpoints,
+    pack_checkpoint,
+    read_outcome,
+    read_pointer,
+    stage_on_this_node,
+    unpack_checkpoint,
+    write_outcome,
+)
 from hpo.driver.context import SweepContext, plain
 from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, final_state
@@ -41,7 +58,6 @@ from hpo.trials.runner import TrainerProcess
 from skillkit.checkpoints import checkpoint_for
 from skillkit.status import STATUS_FILE, Validation, read_validations
 
-OUTCOME_FILE = "outcome.json"
 # Under PBT the whole configuration travels as one JSON string: Ray's variant generator and PBT treat nested
 # dicts as spaces to merge into, and a conditional space must be drawn (and perturbed) as a whole.
 PBT_PARAMS_KEY = "params_json"
@@ -92,15 +108,19 @@ class HpoTrainable(tune.Trainable):
         if ctx is None:
             raise TrialFailed("internal: HpoTrainable needs the sweep context (tune.with_parameters(ctx=...))")
         self.ctx = ctx
+        self.storage: ClusterStorage | None = cluster_storage(ctx)
         self.process: TrainerProcess | None = None
+        self._staged = False
         self._begin(config)
 
     def _begin(self, config: Mapping[str, Any]) -> None:
         """State for the trial this actor now runs (a fresh actor, or a reused one after `reset_config`)."""
         self.params = params_of(config)
-        self.trial_dir = self.ctx.workspace.trial_dir(self.trial_id)
+        # No shared filesystem: the trainer writes into this node's scratch; else into the workspace.
+        self.trial_dir = (self.storage.trial_scratch(self.trial_id) if self.storage
+                          else self.ctx.workspace.trial_dir(self.trial_id))
         self.trial_dir.mkdir(parents=True, exist_ok=True)
-        failed = _recorded_failure(self.trial_dir)
+        failed = _recorded_failure(self.trial_dir) or self._stored_failure()
         if failed is not None:
             # Tune restarts an errored trial (FailureConfig.max_failures) for a lost node; a trainer that
             # failed on its own (crash, OOM, bad data) would only fail again: end with the same failure.
@@ -108,6 +128,7 @@ class HpoTrainable(tune.Trainable):
         self.replay: deque[Validation] = deque()
         self.last: Validation | None = None
         self.last_checkpoint: str | None = None
+        self.saved_checkpoint: str | None = None  # the newest trainer checkpoint in the storage (ray.storage)
         self.resume_from: Path | None = None
         self.exploited: dict[str, Any] | None = None
         # A trial the driver had already recorded as finished, which Ray restarts because its last experiment
@@ -131,9 +152,24 @@ class HpoTrainable(tune.Trainable):
         self.replay.extend(newer)
         self.resume_from = found.path if found else None
 
-    def load_checkpoint(self, checkpoint: dict | None) -> None:
+    def _stored_failure(self) -> Failure | None:
+        """A trainer failure recorded beside this trial's Ray checkpoints (by whichever node ran it)."""
+        if self.storage is None or self._storage is None:
+            return None
+        outcome = read_outcome(self._storage.storage_filesystem, self._storage.trial_fs_path)
+        if not outcome:
+            return None
+        return Failure(outcome["failure_class"], outcome["failure_reason"])
+
+    def load_checkpoint(self, checkpoint: dict | str | None) -> None:
+        """`checkpoint`: the folder Ray downloaded (a pointer, plus the travelling files under `ray.storage`),
+        or the pointer itself (experiments saved before checkpoints were folders)."""
         if not checkpoint:
             return
+        folder = Path(checkpoint) if isinstance(checkpoint, str) else None
+        if folder is not None:
+            checkpoint = read_pointer(folder)
+        assert isinstance(checkpoint, dict)
         self._halt()
         self.replay.clear()
         name = checkpoint.get("checkpoint")
@@ -141,30 +177,43 @@ class HpoTrainable(tune.Trainable):
         self.last = Validation.from_history(checkpoint.get("validation") or {}, self.ctx.metric)
         epoch = self.last.epoch if self.last else None
         if checkpoint["trial_id"] == self.trial_id:
+            if folder is not None and self.storage is not None and not (name and (self.trial_dir / name).is_file()):
+                # Restarted on a node that has not run this trial (its own was lost), or resumed after a pause:
+                # continue from the checkpoint the storage holds, with the status lines written up to it.
+                unpack_checkpoint(folder, self.trial_dir, names=(*TRAVELLING_FILES, *([name] if name else [])))
             self.resume_from = self.trial_dir / name if name else None
-            self.last_checkpoint = name
+            self.last_checkpoint = self.saved_checkpoint = name
             self._adopt_own_progress(after_epochs=self.last.epochs_trained if self.last else 0)
             return
         if name is None:
             raise TrialFailed(f"internal: donor {checkpoint['trial_id']} has no checkpoint file for epoch {epoch}")
         target = self.trial_dir / "exploits" / checkpoint["trial_id"] / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(donor_dir / name, target)
+        # The donor's checkpoint came through the storage with Ray's checkpoint; with a shared workspace it is
+        # read from the donor's folder.
+        source = folder / name if folder is not None and (folder / name).is_file() else donor_dir / name
+        shutil.copy2(source, target)
         self.resume_from = target
         self.last_checkpoint = None
         self.exploited = {"donor": checkpoint["trial_id"], "epoch": epoch, "checkpoint": name}
 
-    def save_checkpoint(self, checkpoint_dir: str) -> dict:
+    def save_checkpoint(self, checkpoint_dir: str) -> str:
         last = self.last
-        return {
+        pointer = {
             "trial_id": self.trial_id, "trial_dir": str(self.trial_dir), "checkpoint": self.last_checkpoint,
             "epoch": last.epoch if last else None, "step": last.step if last else None,
             "validation": last.to_history() if last else None,
         }
+        pack_checkpoint(Path(checkpoint_dir), pointer, self.trial_dir if self.storage else None)
+        self.saved_checkpoint = self.last_checkpoint
+        return checkpoint_dir
 
     def reset_config(self, new_config: dict) -> bool:
         """Ray reuses this actor for another trial (or for a PBT exploit): stop our trainer, start over."""
         self._halt()
+        if self.storage is not None:
+            drop_scratch_checkpoints(self.trial_dir, saved=self.saved_checkpoint,
+                                     metric=self.ctx.metric)  # they are in the storage
         self._begin(new_config)
         return True
 
@@ -203,6 +252,8 @@ class HpoTrainable(tune.Trainable):
         return result
 
     def _start(self) -> None:
+        if self.storage is not None:
+            self._stage_data_here()
         record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
                              direction=self.ctx.direction)
         cuda = "" if self.ctx.gpus_per_trial == 0 else os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -212,6 +263,12 @@ class HpoTrainable(tune.Trainable):
             self._raise(process)
         process.start()
         self.process = process
+
+    def _stage_data_here(self) -> None:
+        """`s3://` dataset roots are staged on the node that runs the trial, once per actor."""
+        if not self._staged:
+            self.ctx = stage_on_this_node(self.ctx)
+            self._staged = True
 
     def _result(self, validation: Validation, *, repeat: bool = False) -> dict:
         found = checkpoint_for(self.trial_dir, validation.epoch, validation.step)
@@ -230,7 +287,7 @@ class HpoTrainable(tune.Trainable):
             self.exploited = None
         return result
 
-    def _fail_from_exit(self) -> None:
+    def _fail_from_exit(self) -> NoReturn:
         exit = self.process.exit() if self.process else None
         record = TrialRecord(trial_id=self.trial_id, number=0, params=self.params, metric=self.ctx.metric,
                              direction=self.ctx.direction)
@@ -239,9 +296,11 @@ class HpoTrainable(tune.Trainable):
         _, failure = final_state(record, exit, max_epochs=self.ctx.max_epochs, pruned=False, paused=False)
         self._raise(failure or Failure("internal", "the trainer ended without a new validation"))
 
-    def _raise(self, failure: Failure) -> None:
-        (self.trial_dir / OUTCOME_FILE).write_text(json.dumps(
-            {"failure_class": failure.failure_class, "failure_reason": failure.reason}))
+    def _raise(self, failure: Failure) -> NoReturn:
+        outcome = {"failure_class": failure.failure_class, "failure_reason": failure.reason}
+        (self.trial_dir / OUTCOME_FILE).write_text(json.dumps(outcome))
+        if self.storage is not None and self._storage is not None:
+            write_outcome(self._storage.storage_filesystem, self._storage.trial_fs_path, outcome)
         raise TrialFailed(f"{failure.failure_class}: {failure.reason}")
 
     # -- stopping ------------------------------------------------------------------------------------------
@@ -260,3 +319,7 @@ class HpoTrainable(tune.Trainable):
 
     def cleanup(self) -> None:
         self._halt()
+        if self.storage is not None:
+            # This node is done with the trial: whatever it resumes from next is in the storage.
+            drop_scratch_checkpoints(self.trial_dir, saved=self.saved_checkpoint,
+                                     metric=self.ctx.metric)

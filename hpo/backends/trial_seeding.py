@@ -11,7 +11,8 @@ history, which is exactly what a resumed study restores from storage.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import optuna

@@ -20,7 +20,8 @@ second worker proposes what the first would have.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from optuna.distributions import BaseDistribution
@@ -137,7 +138,7 @@ class CubeSampler(BaseSampler):
     relative search space is the whole static space, the same for every trial (`hpo.space.static`).
     """
 
-    def __init__(self, space: "SearchSpace", *, seed: int, epoch_budget: int | None) -> None:
+    def __init__(self, space: SearchSpace, *, seed: int, epoch_budget: int | None) -> None:
         from hpo.space.to_optuna import static_distributions
 
         self.cube = UnitCube(space.static_dimensions(epoch_budget=epoch_budget))
@@ -148,19 +149,19 @@ class CubeSampler(BaseSampler):
     def rng(self, trial: FrozenTrial) -> np.random.Generator:
         return np.random.default_rng([self.seed, trial.number])
 
-    def points(self, study: "Study", states: tuple[TrialState, ...]) -> list[tuple[FrozenTrial, np.ndarray]]:
+    def points(self, study: Study, states: tuple[TrialState, ...]) -> list[tuple[FrozenTrial, np.ndarray]]:
         """(trial, its vector) of the study's trials in `states` whose point is complete."""
         return [(t, self.cube.encode(t.params)) for t in study.get_trials(deepcopy=False, states=states)
                 if self.cube.covers(t.params)]
 
-    def propose(self, study: "Study", trial: FrozenTrial, rng: np.random.Generator) -> Proposal | None:
+    def propose(self, study: Study, trial: FrozenTrial, rng: np.random.Generator) -> Proposal | None:
         raise NotImplementedError
 
     # -- Optuna's sampler API ------------------------------------------------------------------------------
-    def infer_relative_search_space(self, study: "Study", trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return dict(self._distributions)
 
-    def sample_relative(self, study: "Study", trial: FrozenTrial,
+    def sample_relative(self, study: Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
             return {}
@@ -172,7 +173,7 @@ class CubeSampler(BaseSampler):
         point = self.cube.decode(proposal.vector)
         return {name: value for name, value in point.items() if name in search_space}
 
-    def sample_independent(self, study: "Study", trial: FrozenTrial, param_name: str,
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 

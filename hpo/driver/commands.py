@@ -18,20 +18,19 @@ from typing import Any
 
 from rich.console import Console
 
-from skillkit.errors import SweepConfigError, UserError
-from skillkit.spec.dotted import get_dotted, set_dotted
-from hpo.sweep.config_rules import DEFAULT_ALGORITHM
-from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config_data, sweep_config_from_dict
 from hpo.driver.context import SweepContext, prepare_sweep
 from hpo.driver.estimate import check_estimate
 from hpo.driver.live import LiveTable, render_outcome, trials_table
 from hpo.driver.plan import make_plan, planned_points, render_plan, write_plan
-from hpo.driver.runner import (SweepInterrupted, execute, load_workspace_context, refuse_existing_sweep,
-                              start_workspace)
+from hpo.driver.runner import SweepInterrupted, execute, load_workspace_context, refuse_existing_sweep, start_workspace
 from hpo.driver.summary import build_summary
 from hpo.driver.workspace import SweepWorkspace, find_sweep_dir, read_lock_holder
-from skillkit.files import SPEC_FILE
+from hpo.sweep.config import load_sweep_config, override_list, read_sweep_config_data, sweep_config_from_dict
+from hpo.sweep.config_rules import DEFAULT_ALGORITHM
 from hpo.trials.record import load_records
+from skillkit.errors import SweepConfigError, UserError
+from skillkit.files import SPEC_FILE
+from skillkit.spec.dotted import get_dotted, set_dotted
 
 
 def interactive() -> bool:
@@ -243,8 +242,8 @@ def run_plain_training(skill: Any, args: argparse.Namespace, console: Console) -
     "enabled but not runnable" case) still trains, from its template when it has one."""
     import copy
 
-    from skillkit.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
     from hpo.driver.context import spec_keys
+    from skillkit.spec import apply_overrides, deep_merge, dump_spec, read_spec_file, set_dotted, validate_spec
 
     results_dir = Path(args.results_dir or f"results/train-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}").resolve()
     spec = copy.deepcopy(skill.template("train")) if skill.has_template("train") else {}

@@ -2,12 +2,12 @@
 both go through `prepare_sweep`, so whatever cannot run is refused before any trial starts).
 
 Every sampler gets the space's static form (`hpo.space.static`), so relations never force a parameter out of
-a joint model. What remains is a short table of what an algorithm cannot do with a parameter:
+a joint model. What remains is a short list of what an algorithm cannot do with a parameter:
 
-| algorithm | cannot search                     | why                                                          |
-|-----------|-----------------------------------|--------------------------------------------------------------|
-| pbt       | cold parameters (no `x_pbt: hot`) | PBT changes values mid-training; a cold one changes the checkpoint's shapes or the data pipeline's meaning |
-| cmaes     | parameters drawn from choices (categoricals, booleans, subsets, optional lists) | CMA-ES models continuous and integer dimensions only; Optuna would draw them with its random fallback |
+- pbt cannot search cold parameters (no `x_pbt: hot`): PBT changes values mid-training, and a cold one
+  changes the checkpoint's shapes or the data pipeline's meaning.
+- cmaes cannot search parameters drawn from choices (categoricals, booleans, subsets, optional lists): CMA-ES
+  models continuous and integer dimensions only; Optuna would draw them with its random fallback.
 
 PBT therefore searches hot parameters only: every trial of the population shares the same cold values, so
 an exploit always copies a checkpoint whose shapes and data fit the exploiting trial's spec, and the explore

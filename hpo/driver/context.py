@@ -141,6 +141,9 @@ class SweepContext:
     held: list[Any] = field(default_factory=list)  # compatibility.HeldParameter: defaults the algorithm cannot search
     joined: bool = False  # a worker that joined the sweep of a first worker (`hpo run --join`)
     joined_worker_id: str | None = None
+    # The base spec before its s3:// data sources were staged on the driver (`hpo.storage.sweeps`): what a
+    # trial on a Ray node without the driver's disk stages again on that node (`ray.storage`).
+    remote_base_spec: dict[str, Any] | None = None
 
     @property
     def worker_id(self) -> str:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -189,7 +190,10 @@ class LiveTable(SweepObserver):
     def trial_finished(self, trial_record: TrialRecord) -> None:
         self.records[trial_record.trial_id] = trial_record
         if self._live is None:
-            why = f" [{trial_record.failure_class}] {(trial_record.failure_reason or '').splitlines()[0] if trial_record.failure_reason else ''}" if trial_record.state == FAILED else ""
+            why = ""
+            if trial_record.state == FAILED:
+                first_line = trial_record.failure_reason.splitlines()[0] if trial_record.failure_reason else ""
+                why = f" [{trial_record.failure_class}] {first_line}"
             self.console.print(f"{trial_record.trial_id} {trial_record.state} after {trial_record.epochs_trained()} epochs"
                                f" (best {self.metric}={_fmt(trial_record.best_value())}){why}")
         self._refresh()

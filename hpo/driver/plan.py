@@ -22,11 +22,19 @@ from typing import Any
 import numpy as np
 
 from hpo.backends.optuna_factory import first_grid_points, grid_values
+from hpo.driver.context import SweepContext, plain
+from hpo.driver.estimate import (
+    PROBE_DIR,
+    TimingEstimate,
+    WallEstimate,
+    estimate_wall,
+    format_duration,
+    history_timing,
+    probe_timing,
+    trial_epochs,
+)
 from hpo.space import SearchSpace
 from hpo.sweep.config import AlgorithmConfig
-from hpo.driver.context import SweepContext, plain
-from hpo.driver.estimate import (PROBE_DIR, TimingEstimate, WallEstimate, estimate_wall, format_duration, history_timing,
-                                probe_timing, trial_epochs)
 from skillkit.files import BEST_DIR, BEST_FILE, PLAN_FILE, atomic_write_json
 
 __all__ = ["PROBE_DIR", "SweepPlan", "TimingEstimate", "expected_epochs", "first_batch", "format_duration", "make_plan",

@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from skillkit.files import BASELINE_FILE, atomic_write_json
 from hpo.driver.default_vs_best import compare
 from hpo.trials.record import best_trial, load_records, now_iso
+from skillkit.files import BASELINE_FILE, atomic_write_json
 
 if TYPE_CHECKING:
     from hpo.driver.context import SweepContext
 
 
 def build_summary(
-    ctx: "SweepContext",
+    ctx: SweepContext,
     *,
     status: str = "running",
     stop_reason: str | None = None,
@@ -61,7 +61,7 @@ def build_summary(
     }
 
 
-def write_summary(ctx: "SweepContext", **kwargs: Any) -> dict[str, Any]:
+def write_summary(ctx: SweepContext, **kwargs: Any) -> dict[str, Any]:
     summary = build_summary(ctx, **kwargs)
     atomic_write_json(ctx.workspace.summary_file, summary)
     return summary

@@ -124,7 +124,7 @@ def promote(sweep_dir: str | os.PathLike[str], *, trial_id: str | None = None, e
         if check.value is None:
             logger.warning("deploy-side evaluation at %dx%d: %s", size.width, size.height,
                            check.export_error or (check.evaluation.error if check.evaluation else "no result"))
-    elif size.differs:
+    elif size.differs and size.tuned is not None:  # differs implies a known tuned size
         logger.warning("the export size %dx%d differs from the tuned test size %dx%d and promotion.export is false: "
                        "the deployed score is not measured", size.width, size.height, *size.tuned)
     protected = [candidate.checkpoint, paths.checkpoint]

@@ -86,9 +86,10 @@ def _weights_for(raw: Any, options: Sequence[Any], *, name: str, origin: str) ->
             )
         values = [by_text.get(str(option).lower(), 0.0) for option in options]
     else:
-        values = _as_list(raw)
-        if values is None:
+        listed = _as_list(raw)
+        if listed is None:
             raise SearchSpaceError(f"parameter '{name}': {origin} must be a list or a mapping, got {raw!r}.")
+        values = listed
         if len(values) != len(options):
             raise SearchSpaceError(
                 f"parameter '{name}': {origin} has {len(values)} entries for {len(options)} options {list(options)}."

@@ -51,7 +51,8 @@ def _compile(args: argparse.Namespace, schema: dict[str, Any]) -> SearchSpace:
 
 
 def default_space_path(skill_path: Path, schema: dict[str, Any], action: str) -> Path:
-    source = schema.get("x_tao_schema") if isinstance(schema.get("x_tao_schema"), dict) else {}
+    raw = schema.get("x_tao_schema")
+    source: dict[str, Any] = raw if isinstance(raw, dict) else {}
     model = source.get("model") or source.get("network_arch") or "model"
     return skill_path / "search_spaces" / f"{model}_{action}.yaml"
 

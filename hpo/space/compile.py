@@ -207,9 +207,12 @@ class _Compiler(ListCompiler):
         if hint is not None:
             if not isinstance(hint, (list, tuple)) or len(hint) != 2:
                 raise SearchSpaceError(f"parameter '{name}': x_search_range must be [min, max], got {hint!r}.")
-            hint = (to_number(hint[0], name=name, key="x_search_range"), to_number(hint[1], name=name, key="x_search_range"))
-            if None in hint or hint[0] > hint[1]:
-                raise SearchSpaceError(f"parameter '{name}': x_search_range must be [min, max] with min <= max, got {list(hint)}.")
+            hint_low = to_number(hint[0], name=name, key="x_search_range")
+            hint_high = to_number(hint[1], name=name, key="x_search_range")
+            if hint_low is None or hint_high is None or hint_low > hint_high:
+                raise SearchSpaceError(f"parameter '{name}': x_search_range must be [min, max] with min <= max, "
+                                       f"got {[hint_low, hint_high]}.")
+            hint = (hint_low, hint_high)
         user_min = custom_number(custom, "min", name=name)
         user_max = custom_number(custom, "max", name=name)
         if user_min is not None and user_max is not None and user_min > user_max:
@@ -285,6 +288,8 @@ class _Compiler(ListCompiler):
             raise SearchSpaceError(
                 f"parameter '{name}': '/ N' with depends_on derives an integer (parent // N), but the leaf is a float."
             )
+        if cond.multiple_of is None:
+            raise SearchSpaceError(f"parameter '{name}': a derived value needs '/ N' in its math_cond.")
         divisor = cond.multiple_of
         if divisor != int(divisor):
             raise SearchSpaceError(f"parameter '{name}': an integer cannot be derived as parent // {divisor}.")

@@ -99,10 +99,11 @@ class TrialDrawer:
 
 
 def parent_value(param: Parameter, values: Mapping[str, Any], fixed: Mapping[str, Any]) -> Any:
-    if param.parent in values:
-        return values[param.parent]
-    if param.parent in fixed:
-        return fixed[param.parent]
+    parent = param.parent_name
+    if parent in values:
+        return values[parent]
+    if parent in fixed:
+        return fixed[parent]
     raise SearchSpaceError(
         f"parameter '{param.name}' depends on '{param.parent}', which has no value yet "
         "(parents must be drawn first)."
@@ -136,9 +137,10 @@ def _nudge(value: float, param: Parameter) -> float:
 
 
 def _count(param: Parameter, drawer: Drawer) -> int:
-    if param.min_items == param.max_items:
-        return int(param.min_items)
-    return drawer.int(f"{param.name}#count", int(param.min_items), int(param.max_items), log=False, step=None)
+    min_items, max_items = param.item_counts
+    if min_items == max_items:
+        return min_items
+    return drawer.int(f"{param.name}#count", min_items, max_items, log=False, step=None)
 
 
 def draw_parameter(
@@ -164,7 +166,7 @@ def draw_parameter(
         low, high = param.low, param.high
         if param.is_relational:
             low, high = relational_bounds(
-                low, high, relation=param.relation, parent=parent_value(param, values, fixed),
+                low, high, relation=param.relation_op, parent=parent_value(param, values, fixed),
                 is_int=kind == ir.INT, step=param.step,
             )
             if low > high:
@@ -176,42 +178,45 @@ def draw_parameter(
             return from_fraction(param, fraction, low, high)
         if kind == ir.FLOAT:
             return _nudge(drawer.float(name, low, high, log=log, step=param.step), param)
-        return drawer.int(name, int(low), int(high), log=log, step=param.step)
+        return drawer.int(name, int(low), int(high), log=log, step=param.int_step)
     if kind in (ir.CATEGORICAL, ir.BOOL):
-        return drawer.categorical(name, param.choices, param.weights)
+        return drawer.categorical(name, param.options, param.weights)
     if kind == ir.EPOCH_LIST:
         count = _count(param, drawer)
-        fractions = [drawer.float(f"{name}#{i}", param.low, param.high, log=False, step=None) for i in range(param.max_items)]
+        fractions = [drawer.float(f"{name}#{i}", param.low, param.high, log=False, step=None)
+                     for i in range(param.item_counts[1])]
         budget = epoch_budget if epoch_budget is not None else parent_value(param, values, fixed)
         return epochs_from_fractions(fractions[:count], int(budget))
     if kind == ir.SORTED_INT_LIST:
         count = _count(param, drawer)
-        drawn = [drawer.int(f"{name}#{i}", param.low, param.high, log=False, step=param.step) for i in range(param.max_items)]
+        drawn = [drawer.int(f"{name}#{i}", param.low, param.high, log=False, step=param.int_step)
+                 for i in range(param.item_counts[1])]
         return sorted(drawn[:count])
     if kind == ir.INT_RANGE_LIST:
         first = drawer.int(f"{name}#0", param.low, param.high, log=False, step=None)
         second = drawer.int(f"{name}#1", param.low, param.high, log=False, step=None)
         return list(range(min(first, second), max(first, second) + 1))
     if kind == ir.REPEATED_INT_LIST:
-        value = drawer.int(f"{name}#0", param.low, param.high, log=False, step=param.step)
+        value = drawer.int(f"{name}#0", param.low, param.high, log=False, step=param.int_step)
         return [value] * int(param.length or 2)
     if kind == ir.FLOAT_LIST:
         return [drawer.float(f"{name}#{i}", lo, hi, log=False, step=None) for i, (lo, hi) in enumerate(zip(param.low, param.high))]
     if kind == ir.SUBSET_LIST:
+        options = param.options
         chosen: list[int] = []
-        for index in range(len(param.choices)):
+        for index in range(len(options)):
             p = 0.5 if param.weights is None else param.weights[index]
             if drawer.categorical(f"{name}#{index}", (False, True), (1.0 - p, p)):
                 chosen.append(index)
-        for index in range(len(param.choices)):
+        for index in range(len(options)):
             if len(chosen) >= (param.min_items or 0):
                 break
             if index not in chosen:
                 chosen.append(index)
-        return [param.choices[i] for i in sorted(chosen)]
+        return [options[i] for i in sorted(chosen)]
     if kind == ir.OPTIONAL_LIST:
         present = drawer.categorical(f"{name}#set", (False, True), None)
-        return list(param.choices) if present else None
+        return list(param.options) if present else None
     raise SearchSpaceError(f"parameter '{name}': cannot draw kind {kind!r}.")
 
 
@@ -254,7 +259,7 @@ def from_fraction(param: Parameter, fraction: float, low: float, high: float) ->
 def sub_draw_weights(param: Parameter) -> dict[str, tuple[tuple[Any, ...], tuple[float, ...]]]:
     """Optuna parameter name → (choices, probabilities) for every weighted categorical draw."""
     if param.kind in (ir.CATEGORICAL, ir.BOOL) and param.weights is not None:
-        return {param.name: (tuple(param.choices), tuple(param.weights))}
+        return {param.name: (param.options, tuple(param.weights))}
     if param.kind == ir.SUBSET_LIST and param.weights is not None:
         return {
             f"{param.name}#{i}": ((False, True), (1.0 - p, p)) for i, p in enumerate(param.weights)

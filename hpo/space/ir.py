@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from skillkit.errors import SearchSpaceError
 
@@ -40,6 +40,8 @@ RELATIONAL = (">", ">=", "<", "<=")
 DERIVED = ("//",)              # value = parent // divisor (integers)
 EPOCHS = "epochs"              # epoch list: the parent is the epoch count
 RELATIONS = RELATIONAL + DERIVED + (EPOCHS,)
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,44 @@ class Parameter:
             raise SearchSpaceError(f"{where}: a log scale needs low > 0, got low={self.low}.")
         if self.step is not None and self.step <= 0:
             raise SearchSpaceError(f"{where}: step must be > 0, got {self.step}.")
+
+    # -- typed views of the optional fields ------------------------------------------------------------------
+    # For code that has already dispatched on `kind` or `relation`, which guarantee these fields (see
+    # `__post_init__`); a missing one there is a bug in that code, and the error says which parameter.
+
+    @property
+    def options(self) -> tuple[Any, ...]:
+        """`choices` (categorical, bool, subset and optional lists)."""
+        return self._present("choices", self.choices)
+
+    @property
+    def parent_name(self) -> str:
+        """`parent` (relational, derived and epoch-list parameters)."""
+        return self._present("parent", self.parent)
+
+    @property
+    def relation_op(self) -> str:
+        """`relation` (relational and derived parameters)."""
+        return self._present("relation", self.relation)
+
+    @property
+    def item_counts(self) -> tuple[int, int]:
+        """(`min_items`, `max_items`) of an epoch list or a sorted integer list."""
+        return int(self._present("min_items", self.min_items)), int(self._present("max_items", self.max_items))
+
+    @property
+    def int_step(self) -> int | None:
+        """`step` of an integer draw (None: every integer)."""
+        if self.step is None:
+            return None
+        if float(self.step) != int(self.step):
+            raise SearchSpaceError(f"parameter '{self.name}': an integer step must be a whole number, got {self.step}.")
+        return int(self.step)
+
+    def _present(self, field_name: str, value: _T | None) -> _T:
+        if value is None:
+            raise SearchSpaceError(f"parameter '{self.name}' (kind {self.kind}) has no '{field_name}'.")
+        return value
 
     @property
     def is_derived(self) -> bool:

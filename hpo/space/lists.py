@@ -19,6 +19,7 @@ from hpo.space.choices import resolve_choices, scalar_option
 from hpo.space.ir import Parameter, join_notes
 from hpo.space.reader import SchemaInfo, SchemaLeaf
 from skillkit.errors import SearchSpaceError
+from skillkit.math_cond import MathCond
 
 LIST_TYPES = frozenset({"list", "list_1_backbone", "list_1_normal", "list_2", "list_3", "subset_list", "optional_list"})
 # Names TAO gives epoch lists (its per-network helper tables tie them to train.num_epochs).
@@ -55,6 +56,16 @@ class ListCompiler:
     """Mixin for `compile._Compiler` (list kinds); uses its `info`, `parent()`, `_cond()` and `_no_dependency()`."""
 
     info: SchemaInfo
+
+    # Provided by `compile._Compiler` (declared here so each list rule is type-checked against them).
+    def parent(self, name: str, parent: Any, *, purpose: str) -> tuple[bool, Any]:
+        raise NotImplementedError
+
+    def _cond(self, leaf: SchemaLeaf, custom: Mapping[str, Any]) -> MathCond:
+        raise NotImplementedError
+
+    def _no_dependency(self, leaf: SchemaLeaf, custom: Mapping[str, Any], cond: MathCond, what: str) -> None:
+        raise NotImplementedError
 
     def list_kind(self, leaf: SchemaLeaf, custom: Mapping[str, Any]) -> Parameter:
         name = leaf.path
@@ -108,7 +119,7 @@ class ListCompiler:
         if result.choices is not None:
             raise SearchSpaceError(f"parameter '{name}': '^ N' is not supported on list elements.")
         notes = [n for n in result.notes if not n.startswith("linear scale")]
-        base = dict(name=name, default=default, low=result.low, high=result.high, step=result.step,
+        base: dict[str, Any] = dict(name=name, default=default, low=result.low, high=result.high, step=result.step,
                     condition=cond.text, tao_type=kind)
         if kind in ("list_1_backbone", "list_1_normal"):
             return Parameter(kind=ir.INT_RANGE_LIST, why=join_notes(["consecutive integers a..b inside the bounds", *notes]), **base)
@@ -153,8 +164,9 @@ class ListCompiler:
         low, high = DEFAULT_EPOCH_FRACTIONS
         notes = []
         if custom.get("min") is not None or custom.get("max") is not None:
-            low = custom_number(custom, "min", name=name) if custom.get("min") is not None else low
-            high = custom_number(custom, "max", name=name) if custom.get("max") is not None else high
+            custom_low, custom_high = custom_number(custom, "min", name=name), custom_number(custom, "max", name=name)
+            low = custom_low if custom_low is not None else low
+            high = custom_high if custom_high is not None else high
             if not 0 < low <= high < 1:
                 raise SearchSpaceError(
                     f"parameter '{name}': for an epoch list, custom_param_ranges min/max are fractions of the epoch "
@@ -179,8 +191,8 @@ class ListCompiler:
         name = leaf.path
         if len(minimum) != len(maximum) or not minimum:
             raise SearchSpaceError(f"parameter '{name}': per-element minimum/maximum lists differ in length or are empty.")
-        low = tuple(float(to_number(v, name=name, key="minimum")) for v in minimum)
-        high = tuple(float(to_number(v, name=name, key="maximum")) for v in maximum)
+        low = tuple(_element_bound(v, name=name, key="minimum") for v in minimum)
+        high = tuple(_element_bound(v, name=name, key="maximum") for v in maximum)
         if not all(math.isfinite(v) for v in low + high):
             raise SearchSpaceError(f"parameter '{name}': per-element bounds must be finite, got {list(minimum)} / {list(maximum)}.")
         if custom.get("min") is not None or custom.get("max") is not None:
@@ -221,3 +233,12 @@ class ListCompiler:
             name=name, kind=ir.SUBSET_LIST, default=leaf.default, choices=choices, weights=inclusion,
             min_items=min_items, why=join_notes(notes), tao_type=leaf.type,
         )
+
+
+def _element_bound(value: Any, *, name: str, key: str) -> float:
+    """One element of a float list's per-element `minimum` / `maximum`: a number is required."""
+    number = to_number(value, name=name, key=key)
+    if number is None:
+        raise SearchSpaceError(f"parameter '{name}': every element of its per-element {key} must be a number, "
+                               f"got {value!r}.")
+    return float(number)

@@ -114,19 +114,20 @@ def _clip_parent(parent: Parameter, child: Parameter) -> Parameter:
 def _clip_once(parent: Parameter, child: Parameter, relation: str, bound: float) -> Parameter:
     reason = f"so that '{child.name}' ({child.condition or child.relation}) always has a value"
     if parent.kind == ir.CATEGORICAL:
-        numeric = [c for c in parent.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
-        if len(numeric) != len(parent.choices):
+        options = parent.options
+        numeric = [c for c in options if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        if len(numeric) != len(options):
             raise SearchSpaceError(f"parameter '{child.name}' depends on '{parent.name}', whose options are not all numbers.")
-        kept = tuple(c for c in parent.choices if compare(c, relation, bound))
-        if kept == parent.choices:
+        kept = tuple(c for c in options if compare(c, relation, bound))
+        if kept == options:
             return parent
         if not kept:
             raise SearchSpaceError(
-                f"parameter '{child.name}': no option of '{parent.name}' {list(parent.choices)} leaves it a value."
+                f"parameter '{child.name}': no option of '{parent.name}' {list(options)} leaves it a value."
             )
         weights = None
         if parent.weights is not None:
-            raw = [w for c, w in zip(parent.choices, parent.weights) if c in kept]
+            raw = [w for c, w in zip(options, parent.weights) if c in kept]
             weights = tuple(w / sum(raw) for w in raw)
         return replace(parent, choices=kept, weights=weights, why=join_notes([parent.why, f"options limited to {list(kept)} {reason}"]))
     is_int = parent.kind == ir.INT

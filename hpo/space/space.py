@@ -51,7 +51,7 @@ class _Dumper(yaml.SafeDumper):
     """Safe YAML with lists of scalars written inline (`[1, 2]`) and everything else as blocks."""
 
 
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+def _represent_list(dumper: yaml.SafeDumper, data: list | tuple) -> yaml.Node:
     flat = all(not isinstance(item, (dict, list, tuple)) for item in data)
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
 
@@ -213,7 +213,7 @@ class SearchSpace:
             if param.kind in (ir.FLOAT, ir.INT):
                 out[name] = self._perturb_number(param, current, out, rng, factor)
             elif param.kind in (ir.CATEGORICAL, ir.BOOL):
-                choices = list(param.choices)
+                choices = list(param.options)
                 index = choices.index(current) if current in choices else int(rng.integers(len(choices)))
                 index = min(max(index + (1 if rng.random() < 0.5 else -1), 0), len(choices) - 1)
                 out[name] = choices[index]
@@ -228,7 +228,7 @@ class SearchSpace:
         low, high = param.low, param.high
         is_int = param.kind == ir.INT
         if param.is_relational:
-            low, high = relational_bounds(low, high, relation=param.relation, parent=parent_value(param, values, self.fixed),
+            low, high = relational_bounds(low, high, relation=param.relation_op, parent=parent_value(param, values, self.fixed),
                                           is_int=is_int, step=param.step)
         up = rng.random() < 0.5
         value = current * (factor if up else 1 / factor) if current != 0 else (param.step or (1 if is_int else (high - low) * 0.1))
@@ -330,11 +330,18 @@ def _in_range(value: float, low: float, high: float) -> bool:
     return low <= value <= high
 
 
+def _parent_of(param: Parameter, values: Mapping[str, Any], fixed: Mapping[str, Any]) -> Any:
+    """The value of `param`'s parent (None when it has no parent or the parent has no value yet)."""
+    if param.parent is None:
+        return None
+    return values.get(param.parent, fixed.get(param.parent))
+
+
 def _violation(param: Parameter, value: Any, values: Mapping[str, Any], fixed: Mapping[str, Any],
                epoch_budget: int | None) -> str | None:
     kind = param.kind
     if param.is_derived:
-        parent = values.get(param.parent, fixed.get(param.parent))
+        parent = _parent_of(param, values, fixed)
         if parent is None:
             return f"its parent '{param.parent}' has no value"
         expected = int(parent // param.divisor)
@@ -357,20 +364,21 @@ def _violation(param: Parameter, value: Any, values: Mapping[str, Any], fixed: M
         if value in param.excluded:
             return "an excluded value"
         if param.is_relational:
-            parent = values.get(param.parent, fixed.get(param.parent))
-            if parent is None or not compare(value, param.relation, parent):
+            parent = _parent_of(param, values, fixed)
+            if parent is None or not compare(value, param.relation_op, parent):
                 return f"must be {param.relation} {param.parent} ({parent!r})"
         return None
     if kind in (ir.CATEGORICAL, ir.BOOL):
-        return None if any(_same_choice(value, c) for c in param.choices) else f"not one of {list(param.choices)}"
+        return None if any(_same_choice(value, c) for c in param.options) else f"not one of {list(param.options)}"
     if kind == ir.OPTIONAL_LIST:
-        return None if value is None or list(value) == list(param.choices) else "must be null or the full option list"
+        return None if value is None or list(value) == list(param.options) else "must be null or the full option list"
     if not isinstance(value, list):
         return "not a list"
     if kind == ir.SUBSET_LIST:
-        indices = [param.choices.index(v) if v in param.choices else -1 for v in value]
+        options = param.options
+        indices = [options.index(v) if v in options else -1 for v in value]
         if -1 in indices or indices != sorted(set(indices)):
-            return f"not a subset of {list(param.choices)} in option order"
+            return f"not a subset of {list(options)} in option order"
         return None if len(value) >= (param.min_items or 0) else f"fewer than {param.min_items} options"
     if kind == ir.FLOAT_LIST:
         if len(value) != len(param.low) or not all(_is_number(v) and lo <= v <= hi for v, lo, hi in zip(value, param.low, param.high)):
@@ -379,16 +387,17 @@ def _violation(param: Parameter, value: Any, values: Mapping[str, Any], fixed: M
     if not all(_is_int(v) for v in value):
         return "elements must be integers"
     if kind == ir.EPOCH_LIST:
-        budget = epoch_budget if epoch_budget is not None else values.get(param.parent, fixed.get(param.parent))
+        budget = epoch_budget if epoch_budget is not None else _parent_of(param, values, fixed)
         if budget is None:
             return f"no epoch budget to check against ({param.parent} has no value)"
-        if len(value) > param.max_items:
+        if len(value) > param.item_counts[1]:
             return f"more than {param.max_items} epochs"
         if any(b <= a for a, b in zip(value, value[1:])):
             return "epochs must be strictly increasing"
         return None if all(1 <= v <= budget - 1 for v in value) else f"epochs must lie in [1, {budget - 1}] (budget {budget})"
     if kind == ir.SORTED_INT_LIST:
-        if value != sorted(value) or not param.min_items <= len(value) <= param.max_items:
+        min_items, max_items = param.item_counts
+        if value != sorted(value) or not min_items <= len(value) <= max_items:
             return f"must be {param.min_items}-{param.max_items} sorted integers"
     elif kind == ir.INT_RANGE_LIST:
         if not value or value != list(range(value[0], value[-1] + 1)):

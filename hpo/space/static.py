@@ -56,6 +56,13 @@ class Dimension:
     choices: tuple[Any, ...] | None = None
     weights: tuple[float, ...] | None = None
 
+    @property
+    def bounds(self) -> tuple[float | int, float | int]:
+        """(low, high) of a float or int dimension (a categorical one has none)."""
+        if self.low is None or self.high is None:
+            raise SearchSpaceError(f"dimension '{self.name}' ({self.kind}) has no low/high bounds.")
+        return self.low, self.high
+
     def contains(self, value: Any) -> bool:
         if self.kind == CATEGORICAL:
             return any(value == c and type(value) is type(c) for c in self.choices or ())
@@ -63,7 +70,8 @@ class Dimension:
             return False
         if self.kind == INT and not float(value).is_integer():
             return False
-        return self.low <= value <= self.high
+        low, high = self.bounds
+        return low <= value <= high
 
 
 class _Recorder:
@@ -164,7 +172,7 @@ def grid_levels(dimension: Dimension, points: int) -> list[Any]:
     ends included), every choice of a categorical one."""
     if dimension.kind == CATEGORICAL:
         return list(dimension.choices or ())
-    low, high = dimension.low, dimension.high
+    low, high = dimension.bounds
     if points < 1:
         raise SearchSpaceError(f"grid needs at least one level per dimension, got {points}.")
     if points == 1 or low == high:

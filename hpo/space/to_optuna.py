@@ -64,7 +64,7 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
         elif param.kind == ir.INT:
             out[param.name] = IntDistribution(int(param.low), int(param.high), log=param.scale == "log", step=int(param.step or 1))
         else:
-            out[param.name] = CategoricalDistribution(list(param.choices))
+            out[param.name] = CategoricalDistribution(list(param.options))
     return out
 
 

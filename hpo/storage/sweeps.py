@@ -7,7 +7,9 @@ The driver (`hpo.driver`) owns the sweep; this module adds three steps to it, ea
    (`stage_spec_sources`), `ctx.base_spec` is replaced by the spec with local paths, and
    `<sweep dir>/data_staging.json` records what was staged. A missing object, denied access or a corrupt
    archive raises here, before the first trial. Trials' spec files therefore hold local paths, while
-   `sweep.yaml` keeps the `s3://` URIs, so a resume elsewhere stages again from the source.
+   `sweep.yaml` keeps the `s3://` URIs, so a resume elsewhere stages again from the source. The spec before
+   staging stays in `ctx.remote_base_spec`: Ray nodes without the driver's disk (`ray.storage`) stage it
+   again on their own (`hpo.backends.ray_storage.stage_on_this_node`).
 2. `WorkspaceSyncObserver(mirror, sweep_dir)` in the driver's observers: pushes the sweep's files to the
    `s3://` workspace as the sweep goes (config and space at start, a trial's folder at every validation
    and at its end, everything including `summary.json` and `best/` at the end).
@@ -56,6 +58,7 @@ def stage_sweep_data(
     report = stage_spec_sources(
         ctx.base_spec, data_paths=keys, cache_dir=cache_dir, workspace=ctx.workspace.root, storage=storage
     )
+    ctx.remote_base_spec = ctx.base_spec
     ctx.base_spec = report.spec
     logger.info(
         "staged %d data source(s) in %.1fs (%d from the cache)",

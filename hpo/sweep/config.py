@@ -10,19 +10,31 @@ the key, the value and what is allowed, with a did-you-mean for misspelt keys an
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from hpo.sweep.config_rules import (
+    DEFAULT_ALGORITHM,
+    KNOB_SCOPE,
+    MFBO_MIN_POINTS,
+    PBT_KEEP_LAST,
+    SAMPLERS,
+    SCHEDULER_ALGORITHMS,
+    _absolute,
+    did_you_mean,
+    raise_problems,
+    resolve_algorithm,
+    schema_problems,
+    semantic_problems,
+    sweep_schema,
+)
 from skillkit.errors import SweepConfigError
 from skillkit.skill_dir import default_skill_dir
 from skillkit.spec.yaml_io import SpecLoader
-from hpo.sweep.config_rules import (
-    DEFAULT_ALGORITHM, KNOB_SCOPE, MFBO_MIN_POINTS, PBT_KEEP_LAST, SAMPLERS, SCHEDULER_ALGORITHMS, _absolute,
-    did_you_mean, raise_problems, resolve_algorithm, schema_problems, semantic_problems, sweep_schema,
-)
 
 __all__ = [
     "AlgorithmConfig", "CheckpointsConfig", "DatasetsConfig", "KNOB_SCOPE", "ResourcesConfig", "SAMPLERS", "SCHEDULER_ALGORITHMS",
@@ -100,11 +112,14 @@ class CheckpointsConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """Backend ray on a cluster: the cluster to join (None: RAY_ADDRESS, else a Ray of the sweep's own) and
-    how often Tune restarts a trial whose actor died (a lost node); it continues from its last checkpoint."""
+    """Backend ray on a cluster: the cluster to join (None: RAY_ADDRESS, else a Ray of the sweep's own), how
+    often Tune restarts a trial whose actor died (a lost node; it continues from its last checkpoint), and
+    `storage`: an `s3://bucket/prefix` through which trial checkpoints and Ray's experiment state travel, so
+    the nodes need no shared filesystem (`hpo.backends.ray_storage`); None: the workspace, on every node."""
 
     address: str | None = None
     max_failures: int = 2
+    storage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,7 +242,7 @@ def override_list(value: Any) -> tuple[str, ...]:
 
 
 def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConfig:
-    algorithm = dict(data["algorithm"])
+    algorithm: dict[str, Any] = dict(data["algorithm"])
     backend = data.get("backend", "ray")
     sampler, scheduler = resolve_algorithm(algorithm, backend)
     max_trials = algorithm.get("population_size", algorithm.get("max_trials", 10))
@@ -283,7 +298,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         max_retries=int(workers_data.get("max_retries", 2)),
     )
     ray_data = data.get("ray", {})
-    ray = RayConfig(address=ray_data.get("address"), max_failures=int(ray_data.get("max_failures", 2)))
+    ray = RayConfig(address=ray_data.get("address"), max_failures=int(ray_data.get("max_failures", 2)),
+                    storage=ray_data.get("storage"))
     ds = data.get("datasets", {})
 
     def dataset_root(value: str | None) -> str | None:

@@ -11,27 +11,29 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jsonschema
 
+from hpo.backends import algorithms
 from skillkit.errors import SweepConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("sweep_schema.json")
 
-SAMPLERS = ("random", "tpe", "bayesian", "cmaes", "grid", "bfbo")
-SCHEDULER_ALGORITHMS = ("hyperband", "asha", "hyperband_es")
+# The algorithm names and what they resolve to are the algorithm registry's (`hpo.backends.algorithms`).
+SAMPLERS = algorithms.names_of("sampler")
+SCHEDULER_ALGORITHMS = algorithms.names_of("scheduler")
 # Algorithms that are neither a sampler nor a scheduler propose configurations their own way.
-OWN_PROPOSALS = {"bohb": "a density model per budget", "dehb": "differential evolution", "pbt": "its population",
-                 "mfbo": "a same-budget TPE model"}
+OWN_PROPOSALS = {name: algorithms.ALGORITHMS[name].proposals for name in algorithms.names_of("own")}
 #: What `hpo run` uses when the sweep config names no algorithm.name (and what the quickstart runs): the
 #: search-efficiency benchmark's winner (README "Default algorithm"; benchmarks/results/search_efficiency.json).
 DEFAULT_ALGORITHM = "mfbo"
 #: mfbo's default n_startup_trials: the fewest same-budget results its model is fitted on (benchmarked: 8).
 MFBO_MIN_POINTS = 8
-PRUNER_TO_SCHEDULER = {"none": "none", "median": "median", "successive_halving": "asha", "hyperband": "hyperband"}
+PRUNER_TO_SCHEDULER = algorithms.PRUNERS
 
 # Which resolved schedulers / samplers each knob acts on; a knob set for anything else is an error.
 KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
@@ -165,22 +167,8 @@ def schema_problems(data: Mapping[str, Any]) -> list[str]:
 
 def resolve_algorithm(algorithm: Mapping[str, Any], backend: str) -> tuple[str, str]:
     """(sampler, scheduler) for what the user wrote; assumes the semantic checks passed."""
-    name = algorithm.get("name", DEFAULT_ALGORITHM)
-    if name in SAMPLERS:
-        return name, PRUNER_TO_SCHEDULER[algorithm.get("pruner", "none")]
-    if name == "mfbo":
-        # Same-budget TPE proposals with Hyperband early stopping, on either backend (hpo.backends.mfbo_sampler).
-        return "mfbo", "hyperband"
-    if name in SCHEDULER_ALGORITHMS:
-        return algorithm.get("sampler", "random"), name
-    if name == "bohb":
-        return ("bohb", "bohb") if backend == "ray" else ("tpe", "hyperband")
-    if name == "pbt":
-        return "random", "pbt"
-    if name == "dehb":
-        # Differential-evolution proposals, Hyperband budgets; promoted trials continue (hpo.backends.de_sampler).
-        return "dehb", "hyperband"
-    raise SweepConfigError(f"algorithm.name {name!r} is unknown.")
+    return algorithms.resolve(algorithm.get("name", DEFAULT_ALGORITHM), backend,
+                              pruner=algorithm.get("pruner"), sampler=algorithm.get("sampler"))
 
 
 def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
@@ -200,8 +188,9 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
             f"'algorithm.pruner' only applies when algorithm.name is a sampler ({', '.join(SAMPLERS)}); "
             f"{name!r} already decides early stopping. Remove algorithm.pruner."
         )
-    if name == "pbt" and backend != "ray":
-        problems.append("algorithm 'pbt' needs backend 'ray' (Optuna has no population-based training); set backend: ray.")
+    unsupported = algorithms.backend_problem(name, backend)
+    if unsupported:
+        problems.append(unsupported)
     if name == "bohb" and backend == "ray":
         try:
             import ConfigSpace  # noqa: F401
@@ -237,13 +226,15 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     max_epochs = algorithm.get("max_epochs")
     grace = algorithm.get("grace_period")
     if max_epochs is not None and grace is not None and grace > max_epochs:
-        problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial cannot be given more epochs than its budget.")
+        problems.append(f"'algorithm.grace_period' = {grace} exceeds 'algorithm.max_epochs' = {max_epochs}; a trial "
+                        "cannot be given more epochs than its budget.")
     min_points = algorithm.get("min_early_stop_epochs", 4)
     if scheduler == "hyperband_es" and max_epochs is not None and min_points >= max_epochs:
         problems.append(early_stop_budget_problem(min_points, max_epochs))
     interval = algorithm.get("perturbation_interval")
     if max_epochs is not None and interval is not None and interval >= max_epochs:
-        problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = {max_epochs}, or PBT never perturbs.")
+        problems.append(f"'algorithm.perturbation_interval' = {interval} must be smaller than 'algorithm.max_epochs' = "
+                        f"{max_epochs}, or PBT never perturbs.")
     population = algorithm.get("population_size")
     if population is not None and "max_trials" in algorithm and population != algorithm["max_trials"]:
         problems.append(
@@ -253,9 +244,13 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     resources = data.get("resources", {})
     gpus_per_trial = resources.get("gpus_per_trial", 0)
     if gpus_per_trial > 1 and not float(gpus_per_trial).is_integer():
-        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: fractions are allowed only below 1 (GPU sharing); above 1 use a whole number.")
-    if gpus_per_trial and 0 < gpus_per_trial < 1 and not math.isclose(1 / gpus_per_trial, round(1 / gpus_per_trial), rel_tol=1e-6) and backend == "optuna":
-        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: on backend optuna a fraction must be 1/N (0.5, 0.25, ...) so trials pack evenly onto GPUs.")
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: fractions are allowed only below 1 (GPU "
+                        "sharing); above 1 use a whole number.")
+    uneven_fraction = 0 < gpus_per_trial < 1 and not math.isclose(1 / gpus_per_trial, round(1 / gpus_per_trial),
+                                                                  rel_tol=1e-6)
+    if uneven_fraction and backend == "optuna":
+        problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial}: on backend optuna a fraction must be 1/N "
+                        "(0.5, 0.25, ...) so trials pack evenly onto GPUs.")
     total_gpus = resources.get("gpus")
     if total_gpus is not None and gpus_per_trial > total_gpus:
         problems.append(f"'resources.gpus_per_trial' = {gpus_per_trial} exceeds 'resources.gpus' = {total_gpus}: no trial could ever start.")
@@ -267,14 +262,16 @@ def semantic_problems(data: Mapping[str, Any], base_dir: Path) -> list[str]:
     storage = data.get("storage")
     if storage is not None:
         if backend != "optuna":
-            problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the workspace (state/ray). Remove storage or set backend: optuna.")
+            problems.append(f"'storage' = {storage!r} applies to backend optuna only; backend ray keeps its state in the "
+                            "workspace (state/ray). Remove storage or set backend: optuna.")
         elif not storage.startswith(STORAGE_SCHEMES):
             problems.append(f"'storage' = {storage!r} is not a database URL; allowed: {', '.join(s + '...' for s in STORAGE_SCHEMES)}.")
     problems += _scale_out_problems(data, backend, scheduler)
     direction = data.get("direction")
     metric = data.get("metric", "kpi")
     if direction == "maximize" and "loss" in metric.lower():
-        problems.append(f"'direction' = 'maximize' with metric {metric!r}: a loss is minimised. Set direction: minimize (or leave it out to infer it).")
+        problems.append(f"'direction' = 'maximize' with metric {metric!r}: a loss is minimised. Set direction: minimize "
+                        "(or leave it out to infer it).")
     for key, must_be in (("skill_dir", "folder"), ("base_spec", "file")):
         value = data.get(key)
         if value:
@@ -296,6 +293,25 @@ def early_stop_budget_problem(min_points: int, max_epochs: int) -> str:
             f"Lower min_early_stop_epochs (4 at the least), raise the epoch budget above {min_points}, or use hyperband.")
 
 
+def _ray_storage_problems(value: str, backend: str) -> list[str]:
+    """`ray.storage`: an s3:// URI the Ray nodes share (never echoed with credentials: a URI holds none)."""
+    if backend != "ray":
+        return [f"'ray.storage' = {value!r} applies to backend ray (the storage Ray's nodes share); remove it or set "
+                "backend: ray."]
+    if not value.lower().startswith("s3://"):
+        return [f"'ray.storage' = {value!r} is not an s3:// URI: it is where the Ray nodes exchange checkpoints and "
+                "Ray's experiment state when they share no filesystem, written s3://<bucket>/<prefix>. Leave it out "
+                "when the workspace is the same path on every node."]
+    from hpo.storage.uri import parse_s3_uri
+    from skillkit.errors import StorageError
+
+    try:
+        parse_s3_uri(value)
+    except StorageError as error:
+        return [f"'ray.storage': {error}"]
+    return []
+
+
 def _scale_out_problems(data: Mapping[str, Any], backend: str, scheduler: str) -> list[str]:
     """`workers` (many Optuna workers on one study) and `checkpoints` (disk during the sweep)."""
     problems: list[str] = []
@@ -309,6 +325,9 @@ def _scale_out_problems(data: Mapping[str, Any], backend: str, scheduler: str) -
         if grace <= heartbeat:
             problems.append(f"'workers.grace_period_s' = {grace} must exceed 'workers.heartbeat_interval_s' = {heartbeat}: "
                             "a live worker's trial would be taken for dead between two heartbeats.")
+    ray_storage = (data.get("ray") or {}).get("storage")
+    if ray_storage is not None:
+        problems += _ray_storage_problems(ray_storage, backend)
     checkpoints = data.get("checkpoints", {})
     keep_all_promotion = data.get("promotion", {}).get("keep_all_checkpoints")
     if checkpoints.get("retention") == "bounded" and keep_all_promotion:

@@ -203,10 +203,10 @@ def render_table(rows: Sequence[SweepRow]) -> Any:
     from rich.table import Table
 
     table = Table(title="Sweep comparison", show_lines=False)
-    for column, justify in (("sweep", "left"), ("algorithm", "left"), ("backend", "left"), ("metric", "left"),
-                            ("best", "right"), ("test", "right"), ("best trial/epoch", "left"), ("trials", "right"),
-                            ("pruned", "right"), ("failed", "right"), ("GPU-h", "right"), ("best params", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    right_aligned = {"best", "test", "trials", "pruned", "failed", "GPU-h"}
+    for column in ("sweep", "algorithm", "backend", "metric", "best", "test", "best trial/epoch", "trials", "pruned",
+                   "failed", "GPU-h", "best params"):
+        table.add_column(column, justify="right" if column in right_aligned else "left", overflow="fold")
     winners = _winners(rows)
     for index, row in enumerate(rows):
         best = "-" if row.best is None else f"{row.best:.4f}"

@@ -185,7 +185,7 @@ def start_dashboards(sweep_dir: Path, *, mlflow_port: int | None = None, optuna_
 
 def serve_until_interrupted(dashboards: list[Dashboard], *, echo: Callable[[str], None] = print) -> int:
     """Wait until Ctrl-C/SIGTERM (exit 0) or until a dashboard dies (exit 1); stop them all either way."""
-    stopping = {"signal": None}
+    stopping: dict[str, int | None] = {"signal": None}
 
     def on_signal(number: int, _frame: Any) -> None:
         stopping["signal"] = number

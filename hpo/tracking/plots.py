@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,8 @@ def best_so_far(summary: Mapping[str, Any]) -> list[tuple[int, float | None]]:
     """(trial number, what promotion would pick among the trials up to it) for every trial, in order."""
     metric = str(summary.get("metric") or "mIoU")
     direction = str(summary.get("direction") or "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"summary direction must be maximize or minimize, got {direction!r}")
     records = sorted((TrialRecord.from_dict(t, metric=metric, direction=direction) for t in summary.get("trials") or []),
                      key=lambda r: r.number)
     result, seen = [], []
@@ -101,9 +103,9 @@ def best_so_far(summary: Mapping[str, Any]) -> list[tuple[int, float | None]]:
 
 def compared_trials(points: Sequence[TrialPoints], metric: str, direction: str) -> tuple[list[tuple[TrialPoints, float]], str | None, str | None]:
     """(trials with the value to compare them on, what that value is, why none can be compared)."""
-    completed = [(p, p.best(direction)) for p in points if p.state == COMPLETED and p.best(direction) is not None]
+    completed = [(p, value) for p in points if p.state == COMPLETED and (value := p.best(direction)) is not None]
     if len(completed) >= MIN_COMPARED and _params_differ([p for p, _ in completed]):
-        return completed, f"best {metric} of the {len(completed)} completed trials", None  # type: ignore[return-value]
+        return completed, f"best {metric} of the {len(completed)} completed trials", None
     reached: dict[int, list[tuple[TrialPoints, float]]] = {}
     for point in points:
         for epoch, value in point.curve:
@@ -129,12 +131,15 @@ def study_from_summary(summary: Mapping[str, Any], *, space: Mapping[str, Any] |
 
     metric = str(summary.get("metric") or "mIoU")
     direction = str(summary.get("direction") or "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"summary direction must be maximize or minimize, got {direction!r}")
     trials = [t for t in summary.get("trials") or [] if str(t.get("state")) in _STATE]
     if values is not None:
         trials = [t for t in trials if str(t.get("trial_id")) in values]
     distributions = _distributions(trials, space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, study_name=str(summary.get("sweep") or "sweep"))
+    study = optuna.create_study(direction="minimize" if direction == "minimize" else "maximize",
+                                study_name=str(summary.get("sweep") or "sweep"))
     for trial in trials:
         # Steps are epochs trained, as the engine reports them to Optuna (history epochs are TAO's 0-based index).
         curve = {epochs_trained(int(entry["epoch"])): value for entry in trial.get("history") or []
@@ -146,14 +151,15 @@ def study_from_summary(summary: Mapping[str, Any], *, space: Mapping[str, Any] |
         state = _STATE[str(trial["state"])]
         if values is not None:
             state, best = "COMPLETE", values[str(trial.get("trial_id"))]
-        if state == "COMPLETE" and (best is None or not math.isfinite(float(best))):
-            state = "FAIL"
+        final = float(best) if state == "COMPLETE" and best is not None else None
+        if state == "COMPLETE" and (final is None or not math.isfinite(final)):
+            state, final = "FAIL", None
         params = {name: _encode(value) for name, value in (trial.get("params") or {}).items() if name in distributions}
         params = {name: value for name, value in params.items() if distributions[name]._contains(
             distributions[name].to_internal_repr(value))}
         study.add_trial(optuna.trial.create_trial(
             state=getattr(optuna.trial.TrialState, state),
-            value=float(best) if state == "COMPLETE" else None,
+            value=final,
             params=params,
             distributions={name: distributions[name] for name in params},
             intermediate_values=curve if state != "FAIL" else {},
@@ -292,6 +298,8 @@ def make_plots(summary: Mapping[str, Any], out_dir: Path, *, space: Mapping[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     metric = str(summary.get("metric") or "mIoU")
     direction = str(summary.get("direction") or "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"summary direction must be maximize or minimize, got {direction!r}")
     points = trial_points(summary)
     compared, basis, why_not = compared_trials(points, metric, direction)
     validated = any(p.curve for p in points)
@@ -301,25 +309,25 @@ def make_plots(summary: Mapping[str, Any], out_dir: Path, *, space: Mapping[str,
         "parallel_coordinate": why_not,
         "param_importances": why_not,
     }
-    study = None
-    if compared:
-        study = study_from_summary(summary, space=space, values={p.trial_id: value for p, value in compared})
     target = basis or metric
-    importance = _importance_evaluator()
-    draw = {
+    draw: dict[str, Callable[[], tuple[Any, Any]]] = {
         "optimization_history": lambda: _history(points, summary, metric, direction),
         "learning_curves": lambda: _curves(points, metric),
-        "parallel_coordinate": lambda: (ov.plot_parallel_coordinate(study, target_name=target),
-                                        _figure_of(ovm.plot_parallel_coordinate(study, target_name=target))),
-        "param_importances": lambda: (ov.plot_param_importances(study, evaluator=importance, target_name=target),
-                                      _figure_of(ovm.plot_param_importances(study, evaluator=importance,
-                                                                            target_name=target))),
     }
+    if compared:  # else the two comparing plots are skipped with `why_not`
+        study = study_from_summary(summary, space=space, values={p.trial_id: value for p, value in compared})
+        importance = _importance_evaluator()
+        draw["parallel_coordinate"] = lambda: (ov.plot_parallel_coordinate(study, target_name=target),
+                                               _figure_of(ovm.plot_parallel_coordinate(study, target_name=target)))
+        draw["param_importances"] = lambda: (
+            ov.plot_param_importances(study, evaluator=importance, target_name=target),
+            _figure_of(ovm.plot_param_importances(study, evaluator=importance, target_name=target)))
     files: list[Path] = []
     skipped: dict[str, str] = {}
     for name in PLOTS:
-        if reasons[name]:
-            skipped[name] = reasons[name]  # type: ignore[assignment]
+        reason = reasons[name] or (None if name in draw else "no trials to compare")
+        if reason:
+            skipped[name] = reason
             continue
         try:
             with warnings.catch_warnings():

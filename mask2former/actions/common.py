@@ -1,4 +1,4 @@
-"""What `train`, `evaluate` and `inference` share: spec loading, output folders, devices, the eval model.
+"""What the actions share: spec loading, output folders, devices, the eval model, the metrics table.
 
 Every action is `mask2former <action> -e spec.yaml [a.b=c ...]`: the spec file is merged onto the
 action's template, the dotted overrides are applied, the result is validated
@@ -127,3 +127,26 @@ def load_eval_model(checkpoint_path: str) -> tuple[nn.Module, Any, dict[str, Any
                         "written by `mask2former train`.")
     model, spec = load_model_from_checkpoint(checkpoint_path)
     return model, config_from_dict(spec), spec
+
+
+def print_metrics(title: str, metrics: Mapping[str, Any], baseline: Mapping[str, Any] | None = None) -> None:
+    """A rich table of metrics (with a baseline column and the change when given)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    if baseline is not None:
+        table.add_column("float", justify="right")
+    table.add_column("value", justify="right")
+    if baseline is not None:
+        table.add_column("change", justify="right")
+    for name, value in metrics.items():
+        shown = "-" if value is None else f"{value:.4f}"
+        if baseline is None:
+            table.add_row(name, shown)
+            continue
+        base = baseline.get(name)
+        delta = "-" if value is None or base is None else f"{value - base:+.4f}"
+        table.add_row(name, "-" if base is None else f"{base:.4f}", shown, delta)
+    Console().print(table)

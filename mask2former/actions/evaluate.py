@@ -7,7 +7,7 @@
   `dataset.val`. The split used is printed and recorded.
 * Batch size: `evaluate.batch_size`, or the split's when -1.
 * `evaluate.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
-  (`mask2former.deploy.evaluate.run_deploy_evaluation`), which scores the graph with the same code.
+  (`mask2former.actions.deploy_evaluate.run_deploy_evaluation`), which scores the graph with the same code.
 * Scores: at each image's original resolution (predictions resized back, ground truth as on disk), so they do
   not depend on the test-time size: PQ/SQ/RQ counted as COCO's panopticapi `pq_compute` counts them, mask AP
   with pycocotools' COCOeval, mIoU. Deterministic for a checkpoint and data, val_loss included (its point
@@ -43,15 +43,6 @@ if TYPE_CHECKING:
 EVALUATION_FILENAME = "evaluation.json"
 
 
-def evaluation_split(cfg: ExperimentConfig) -> str:
-    """"test" when dataset.test names every annotation file its type needs, else "val"."""
-    from mask2former.data.build import REQUIRED_FIELDS
-
-    test = cfg.dataset.test
-    needed = REQUIRED_FIELDS.get(test.type, ())
-    return "test" if needed and all(getattr(test, name, "") for name in needed) else "val"
-
-
 def run_evaluation(cfg: ExperimentConfig, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluate `cfg.evaluate.checkpoint`; returns the evaluation.json content (also written to disk)."""
     results_dir = action_results_dir(cfg, "evaluate")
@@ -70,6 +61,7 @@ def run_evaluation(cfg: ExperimentConfig, spec: Mapping[str, Any]) -> dict[str, 
 def _evaluate(cfg: ExperimentConfig, results_dir: Path) -> dict[str, Any]:
     import lightning as L
 
+    from mask2former.data.build import evaluation_split
     from mask2former.model.build import build_criterion, build_postprocessor
     from mask2former.training.datamodule import Mask2FormerDataModule
     from mask2former.training.system import Mask2FormerSystem
@@ -79,7 +71,7 @@ def _evaluate(cfg: ExperimentConfig, results_dir: Path) -> dict[str, Any]:
     reject_trt_engine(cfg, "evaluate")
     device = eval_device(cfg.evaluate, action="evaluate")
     model, trained_cfg, trained_spec = load_eval_model(cfg.evaluate.checkpoint)
-    split = evaluation_split(cfg)
+    split = evaluation_split(cfg.dataset)
     num_classes = int(trained_cfg.model.sem_seg_head.num_classes)
     data = Mask2FormerDataModule(cfg.dataset, mode=cfg.model.mode, num_classes=num_classes, eval_split=split,
                                  eval_batch_size=batch_size_for(cfg, "evaluate", split))
@@ -124,7 +116,7 @@ def handle(args: argparse.Namespace) -> int:
     cfg, spec = load_action_config(args, "evaluate")
     if cfg.evaluate.trt_engine:
         # A TensorRT engine or an ONNX file: the deploy side runs it through the same metrics code.
-        from mask2former.deploy.evaluate import run_deploy_evaluation
+        from mask2former.actions.deploy_evaluate import run_deploy_evaluation
 
         run_deploy_evaluation(cfg, spec)
     else:

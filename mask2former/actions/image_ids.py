@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skillkit.errors import DataError
 
+if TYPE_CHECKING:
+    from mask2former.config import DatasetConfig
 
-def annotation_files(dataset_cfg: Any) -> list[str]:
+
+def annotation_files(dataset_cfg: DatasetConfig) -> list[str]:
     """The COCO JSON files whose `images` describe `dataset.test.img_dir` (see the module docstring)."""
     test, val = dataset_cfg.test, dataset_cfg.val
     files = [test.panoptic_json, test.instance_json]

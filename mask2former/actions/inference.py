@@ -12,7 +12,7 @@
   The COCO JSON files carry each image's integer id from the dataset's annotations when known
   (`image_ids.py`), so pycocotools and panopticapi score them as written.
 * `inference.trt_engine` set (an engine or an ONNX file): the command hands over to the deploy side
-  (`mask2former.deploy.inference.run_deploy_inference`), which writes the same files.
+  (`mask2former.actions.deploy_inference.run_deploy_inference`), which writes the same files.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, StatusWrite
 
 if TYPE_CHECKING:
     from mask2former.config import ExperimentConfig
+    from mask2former.data.label_map import Categories
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -120,7 +121,7 @@ class ImageArrays(ImageFolder):
         return self.images[index], self.file_names[index]
 
 
-def _categories(cfg: ExperimentConfig, trained_cfg: Any, num_classes: int):
+def _categories(cfg: ExperimentConfig, trained_cfg: ExperimentConfig, num_classes: int) -> Categories:
     from mask2former.data.build import load_categories
 
     source = cfg if cfg.dataset.label_map else trained_cfg
@@ -210,7 +211,7 @@ def handle(args: argparse.Namespace) -> int:
     cfg, spec = load_action_config(args, "inference")
     if cfg.inference.trt_engine:
         # A TensorRT engine or an ONNX file: the deploy side runs it and writes the same files.
-        from mask2former.deploy.inference import run_deploy_inference
+        from mask2former.actions.deploy_inference import run_deploy_inference
 
         run_deploy_inference(cfg, spec)
         return 0

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mask2former.config.fields import (
-    INF, bool_field, enum_field, float_field, int_field, list_field, section, str_field,
+    INF,
+    bool_field,
+    enum_field,
+    float_field,
+    int_field,
+    list_field,
+    section,
+    str_field,
 )
 
 FEATURE_NAMES = ("res2", "res3", "res4", "res5")

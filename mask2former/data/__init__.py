@@ -4,7 +4,7 @@ Entry points: `build_dataset` / `build_dataloader` (spec sections → data), `lo
 `check_mode` (fail before training), `resolve_folder` (folder or `.tar.gz`), `write_synthetic_dataset`.
 
 Names are imported on first use (PEP 562), so a submodule that needs no torch (`synth`, `label_map`, the
-`mask2former dataset synth` command) starts without loading it.
+`mask2former dataset synth` action) starts without loading it.
 """
 
 from __future__ import annotations

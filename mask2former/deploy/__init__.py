@@ -1,5 +1,7 @@
-"""Deployment: inference backends (PyTorch, ONNX Runtime, TensorRT) behind one interface, TensorRT engine
-building, and the deploy-side evaluate / inference runs on an engine or ONNX file.
+"""Deployment: inference backends (PyTorch, ONNX Runtime, TensorRT) behind one interface, the TensorRT engine
+builder (`trt_engine.py`), the scoring of any backend with the PyTorch evaluation's code (`evaluate.py`) and
+the decoding of TAO-named graph outputs (`decode.py`). The actions that run them (`evaluate` / `inference` with
+a `trt_engine`, `gen_trt_engine`) live in `mask2former.actions`.
 
 Names are imported lazily so that `mask2former --help` does not load onnx / onnxruntime.
 """
@@ -16,8 +18,6 @@ _EXPORTS = {
     "TorchBackend": "mask2former.deploy.backends",
     "open_backend": "mask2former.deploy.backends",
     "evaluate_backend": "mask2former.deploy.evaluate",
-    "run_deploy_evaluation": "mask2former.deploy.evaluate",
-    "run_deploy_inference": "mask2former.deploy.inference",
     "decode_tao_outputs": "mask2former.deploy.decode",
 }
 

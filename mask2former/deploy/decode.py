@@ -33,6 +33,14 @@ def _tensor(value: Any) -> Tensor:
     return value if isinstance(value, Tensor) else torch.from_numpy(np.asarray(value))
 
 
+def _output_size(output_sizes: Sequence[tuple[int, int]] | None, index: int) -> tuple[int, int] | None:
+    """(H, W) image `index` is returned at, or None to keep the graph's size."""
+    if output_sizes is None:
+        return None
+    height, width = output_sizes[index]
+    return height, width
+
+
 def _resize(maps: Tensor, size: tuple[int, int] | None, *, mode: str) -> Tensor:
     """[N, H, W] -> [N, *size]."""
     if size is None or tuple(maps.shape[-2:]) == tuple(size):
@@ -108,7 +116,7 @@ def decode_tao_outputs(
     if mode == "semantic":
         scores = _tensor(outputs["pred_masks"]).float()
         for b in range(scores.shape[0]):
-            size = tuple(output_sizes[b]) if output_sizes is not None else None
+            size = _output_size(output_sizes, b)
             results.append({"sem_seg": _resize(scores[b], size, mode="bilinear")})
         return results
     if mode == "panoptic":
@@ -117,7 +125,7 @@ def decode_tao_outputs(
         scores = _tensor(outputs["pred_scores"]).float()
         classes = _tensor(outputs["pred_classes"]).long()
         for b in range(masks.shape[0]):
-            size = tuple(output_sizes[b]) if output_sizes is not None else None
+            size = _output_size(output_sizes, b)
             results.append({"panoptic_seg": panoptic_from_probabilities(
                 _resize(prob_masks[b], size, mode="bilinear"), _resize(masks[b], size, mode="bilinear"),
                 scores[b], classes[b], num_classes=num_classes, thing_ids=thing_ids,
@@ -128,7 +136,7 @@ def decode_tao_outputs(
         scores = _tensor(outputs["pred_scores"]).float()
         classes = _tensor(outputs["pred_classes"]).long()
         for b in range(masks.shape[0]):
-            size = tuple(output_sizes[b]) if output_sizes is not None else None
+            size = _output_size(output_sizes, b)
             binary = _resize(masks[b].float(), size, mode="nearest") > 0.5
             results.append({"instances": InstancePrediction(masks=binary, scores=scores[b], labels=classes[b])})
         return results

@@ -1,5 +1,5 @@
-"""Deploy-side evaluation: metrics of any `InferenceBackend` on a labelled split, and the
-`evaluate.trt_engine` action (a TensorRT engine, or an ONNX file run with ONNX Runtime).
+"""Deploy-side evaluation: metrics of any `InferenceBackend` on a labelled split (what the `evaluate` action
+runs when `evaluate.trt_engine` names a TensorRT engine or an ONNX file, `mask2former.actions.deploy_evaluate`).
 
 The data path is the PyTorch evaluation's: `Mask2FormerDataModule` (same transforms, normalisation and
 collate), the spec's `Postprocessor`, and the trainer's `MetricsSuite`; only the forward pass is the
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,30 +25,23 @@ from mask2former.deploy.backends import InferenceBackend
 from skillkit.errors import SpecError
 
 if TYPE_CHECKING:
-    from mask2former.config import ExperimentConfig
-
-EVALUATION_FILENAME = "evaluation.json"
+    from mask2former.config import DatasetConfig, ExperimentConfig
 
 
 @dataclass(frozen=True)
 class BackendEvaluation:
-    """metrics: the MetricsSuite keys plus val_loss; seconds: wall time of the forward passes only."""
+    """metrics: the MetricsSuite keys plus val_loss (None without a loss or images); seconds: wall time of the
+    forward passes only."""
 
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     split: str
     num_images: int
     seconds: float
     notices: tuple[str, ...] = ()
 
 
-def evaluation_split(cfg: ExperimentConfig) -> str:
-    """The split the PyTorch evaluate uses: "test" when it names its annotations, else "val"."""
-    from mask2former.actions.evaluate import evaluation_split as trainer_split
-
-    return trainer_split(cfg)
-
-
-def _sized_dataset_cfg(dataset_cfg: Any, split: str, size: tuple[int, int] | None) -> tuple[Any, list[str]]:
+def _sized_dataset_cfg(dataset_cfg: DatasetConfig, split: str, size: tuple[int, int] | None
+                       ) -> tuple[DatasetConfig, list[str]]:
     """A copy of `cfg.dataset` whose `split` is resized to the graph's input size."""
     notices: list[str] = []
     if size is None:
@@ -76,11 +67,12 @@ def evaluate_backend(
 ) -> BackendEvaluation:
     """Score `backend` on `split` (default: the PyTorch evaluate's choice) with `cfg`'s data and
     post-processing; `num_classes` is the graph's K."""
+    from mask2former.data.build import evaluation_split
     from mask2former.model.build import build_criterion, build_postprocessor
     from mask2former.training.datamodule import Mask2FormerDataModule
     from mask2former.training.validation import MetricsSuite
 
-    split = split or evaluation_split(cfg)
+    split = split or evaluation_split(cfg.dataset)
     dataset_cfg, notices = _sized_dataset_cfg(cfg.dataset, split, backend.input_size)
     data = Mask2FormerDataModule(dataset_cfg, mode=cfg.model.mode, num_classes=num_classes, eval_split=split,
                                  eval_batch_size=batch_size)
@@ -117,7 +109,7 @@ def evaluate_backend(
         images_seen += count
         if progress is not None:
             progress(images_seen)
-    metrics = dict(suite.compute())
+    metrics: dict[str, float | None] = dict(suite.compute())
     if criterion is not None:
         metrics["val_loss"] = loss_sum / loss_images if loss_images else None
     return BackendEvaluation(metrics=metrics, split=split, num_images=images_seen, seconds=forward_seconds,
@@ -135,65 +127,3 @@ def check_graph_classes(cfg: ExperimentConfig, backend: InferenceBackend, key: s
                         f"predicts {graph_classes} classes; set model.sem_seg_head.num_classes: {graph_classes} "
                         "(and the label map the model was trained with).")
     return graph_classes
-
-
-def run_deploy_evaluation(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The `evaluate` action with `evaluate.trt_engine` set; writes evaluation.json and status.json lines."""
-    from mask2former.actions.common import action_results_dir, batch_size_for
-    from mask2former.deploy.action_status import recorded
-    from mask2former.deploy.backends import open_backend
-    from skillkit.status.writer import RUNNING, SUCCESS, WARNING
-
-    results_dir = action_results_dir(cfg, "evaluate")
-    engine = str(cfg.evaluate.trt_engine)
-    with recorded(results_dir, f"Evaluating {engine}") as writer:
-        device = f"cuda:{int(cfg.evaluate.gpu_ids[0])}" if torch.cuda.is_available() else "cpu"
-        with open_backend(engine, device=device) as backend:
-            num_classes = check_graph_classes(cfg, backend, "evaluate.trt_engine")
-            if backend.mode and backend.mode != cfg.model.mode:
-                writer.write(RUNNING, f"the graph was exported for model.mode={backend.mode}; evaluating as "
-                                      f"model.mode={cfg.model.mode} from its raw outputs", verbosity=WARNING)
-            split = evaluation_split(cfg)
-            result = evaluate_backend(backend, cfg, num_classes=num_classes, split=split,
-                                      batch_size=batch_size_for(cfg, "evaluate", split))
-            for notice in result.notices:
-                writer.write(RUNNING, notice, verbosity=WARNING)
-            report = {
-                "trt_engine": engine,
-                "backend": backend.name,
-                "providers": list(getattr(backend, "providers", [])),
-                "split": result.split,
-                "mode": cfg.model.mode,
-                "num_images": result.num_images,
-                "seconds_per_image": result.seconds / max(result.num_images, 1),
-                "metrics": result.metrics,
-            }
-        (Path(results_dir) / EVALUATION_FILENAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        writer.write(SUCCESS, f"Evaluation of {engine} ({report['backend']}) finished on dataset.{result.split} "
-                              f"({result.num_images} images).", kpi=result.metrics)
-    print_metrics(f"{report['backend']} evaluation on dataset.{result.split} ({result.num_images} images, "
-                  f"mode {cfg.model.mode})", result.metrics)
-    return report
-
-
-def print_metrics(title: str, metrics: Mapping[str, Any], baseline: Mapping[str, Any] | None = None) -> None:
-    """A rich table of metrics (with a baseline column and the change when given)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    if baseline is not None:
-        table.add_column("float", justify="right")
-    table.add_column("value", justify="right")
-    if baseline is not None:
-        table.add_column("change", justify="right")
-    for name, value in metrics.items():
-        shown = "-" if value is None else f"{value:.4f}"
-        if baseline is None:
-            table.add_row(name, shown)
-            continue
-        base = baseline.get(name)
-        delta = "-" if value is None or base is None else f"{value - base:+.4f}"
-        table.add_row(name, "-" if base is None else f"{base:.4f}", shown, delta)
-    Console().print(table)

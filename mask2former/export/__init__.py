@@ -1,5 +1,5 @@
-"""ONNX export: the exportable module (model + per-mode post-processing), the exporter with its float32
-and ONNX-Runtime-vs-PyTorch checks, and the `mask2former export` action (`command.py`).
+"""ONNX export: the exportable module (model + per-mode post-processing) and the exporter with its float32
+and ONNX-Runtime-vs-PyTorch checks (the `mask2former export` action is `mask2former/actions/export.py`).
 
 Names are imported lazily so that `mask2former --help` does not load onnx.
 """
@@ -23,7 +23,6 @@ _EXPORTS = {
     "VerificationError": "mask2former.export.onnx_export",
     "export_onnx": "mask2former.export.onnx_export",
     "verify_onnx": "mask2former.export.onnx_export",
-    "run_export": "mask2former.export.command",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,8 +11,13 @@ from mask2former.model.errors import PretrainedWeightsError
 from mask2former.model.mask2former import Mask2FormerModel
 from mask2former.model.matcher import HungarianMatcher
 from mask2former.model.postprocessing import (
-    InstancePrediction, PanopticPrediction, Postprocessor, instance_inference, panoptic_inference,
-    resize_mask_logits, semantic_inference,
+    InstancePrediction,
+    PanopticPrediction,
+    Postprocessor,
+    instance_inference,
+    panoptic_inference,
+    resize_mask_logits,
+    semantic_inference,
 )
 
 __all__ = [

@@ -23,11 +23,12 @@ else wins. (A spec cannot be told apart from one that wrote the default explicit
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any
 
 import torch
 
-from skillkit.errors import SpecError
+from mask2former.config import BackboneConfig, ExperimentConfig, MaskFormerConfig, ModelConfig, SemSegHeadConfig
 from mask2former.model.backbone.efficientvit import EFFICIENTVIT_PRESETS, STRIDES, EfficientViT
 from mask2former.model.backbone.efficientvit_checkpoint import load_efficientvit_checkpoint
 from mask2former.model.backbone.swin import FEATURE_NAMES, SWIN_PRESETS, SwinTransformer
@@ -36,19 +37,20 @@ from mask2former.model.criterion import SetCriterion
 from mask2former.model.layers import GN_NUM_GROUPS, NORM_CHOICES
 from mask2former.model.mask2former import Mask2FormerModel
 from mask2former.model.matcher import HungarianMatcher
-from mask2former.model.pixel_decoder.deformable_decoder import MSDeformAttnPixelDecoder
+from mask2former.model.pixel_decoder.deformable_decoder import FeatureShape, MSDeformAttnPixelDecoder
 from mask2former.model.postprocessing import MODES, Postprocessor
 from mask2former.model.transformer_decoder.mask2former_decoder import MultiScaleMaskedTransformerDecoder
+from skillkit.errors import SpecError
 
 _TAO_DEFAULT_PRESET = "tiny"
 
 
-def model_constructor_args(cfg: Any) -> dict[str, Any]:
+def model_constructor_args(cfg: ExperimentConfig) -> dict[str, Any]:
     """Every resolved constructor argument of the model, criterion and post-processor (JSON-safe)."""
     model = cfg.model
     backbone = _backbone_args(model.backbone)
     pixel_decoder = _pixel_decoder_args(
-        model.sem_seg_head, model.mask_former, _backbone_output_shapes(backbone), backbone_key=backbone["type"]
+        model.sem_seg_head, _backbone_output_shapes(backbone), backbone_key=backbone["type"]
     )
     predictor = _predictor_args(model.sem_seg_head, model.mask_former, pixel_decoder)
     matcher, criterion = _loss_args(model.mask_former, model.sem_seg_head.num_classes)
@@ -67,13 +69,13 @@ def model_constructor_args(cfg: Any) -> dict[str, Any]:
     }
 
 
-def build_model(cfg: Any, *, load_pretrained: bool = True) -> Mask2FormerModel:
+def build_model(cfg: ExperimentConfig, *, load_pretrained: bool = True) -> Mask2FormerModel:
     """Build the network; load `model.backbone.pretrained_weights` unless `load_pretrained` is False
     (e.g. when a full checkpoint is loaded next)."""
     args = model_constructor_args(cfg)
     backbone = build_backbone(args["backbone"], load_pretrained=load_pretrained)
     decoder_args = dict(args["pixel_decoder"])
-    decoder_args["input_shape"] = {k: tuple(v) for k, v in decoder_args["input_shape"].items()}
+    decoder_args["input_shape"] = {k: FeatureShape(*v) for k, v in decoder_args["input_shape"].items()}
     return Mask2FormerModel(
         backbone=backbone,
         pixel_decoder=MSDeformAttnPixelDecoder(**decoder_args),
@@ -109,14 +111,14 @@ def _backbone_output_shapes(backbone: dict[str, Any]) -> dict[str, list[int]]:
     }
 
 
-def build_criterion(cfg: Any, *, generator: torch.Generator | None = None) -> SetCriterion:
+def build_criterion(cfg: ExperimentConfig, *, generator: torch.Generator | None = None) -> SetCriterion:
     """The loss; `generator` (optional) makes the point sampling reproducible."""
     args = model_constructor_args(cfg)
     matcher = HungarianMatcher(**args["matcher"], generator=generator)
     return SetCriterion(matcher=matcher, **args["criterion"], generator=generator)
 
 
-def build_postprocessor(cfg: Any, *, thing_ids=()) -> Postprocessor:
+def build_postprocessor(cfg: ExperimentConfig, *, thing_ids: Collection[int] = ()) -> Postprocessor:
     """Inference post-processing for `model.mode`; `thing_ids` are train ids of thing classes."""
     return Postprocessor(**model_constructor_args(cfg)["postprocessor"], thing_ids=thing_ids)
 
@@ -125,7 +127,7 @@ def build_postprocessor(cfg: Any, *, thing_ids=()) -> Postprocessor:
 # Per-section resolution and validation.
 
 
-def _backbone_args(backbone: Any) -> dict[str, Any]:
+def _backbone_args(backbone: BackboneConfig) -> dict[str, Any]:
     if backbone.type == "efficientvit":
         return _efficientvit_args(backbone)
     if backbone.type != "swin":
@@ -152,7 +154,7 @@ def _backbone_args(backbone: Any) -> dict[str, Any]:
     _require(swin.mlp_ratio > 0, f"{key}.mlp_ratio", swin.mlp_ratio, "> 0")
     _require(swin.pretrain_img_size >= swin.patch_size, f"{key}.pretrain_img_size", swin.pretrain_img_size,
              f">= patch_size ({swin.patch_size})")
-    qk_scale = getattr(swin, "qk_scale", None)
+    qk_scale = swin.qk_scale
     _require(qk_scale is None or qk_scale > 0, f"{key}.qk_scale", qk_scale, "> 0 or empty")
     for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
         value = getattr(swin, name)
@@ -194,7 +196,7 @@ def _backbone_args(backbone: Any) -> dict[str, Any]:
     }
 
 
-def _efficientvit_args(backbone: Any) -> dict[str, Any]:
+def _efficientvit_args(backbone: BackboneConfig) -> dict[str, Any]:
     key = "model.backbone.efficientvit"
     evit = backbone.efficientvit
     if evit.name not in EFFICIENTVIT_PRESETS:
@@ -227,7 +229,7 @@ def _efficientvit_args(backbone: Any) -> dict[str, Any]:
 
 
 def _pixel_decoder_args(
-    head: Any, mask_former: Any, input_shape: dict[str, list[int]], *, backbone_key: str = "swin"
+    head: SemSegHeadConfig, input_shape: dict[str, list[int]], *, backbone_key: str = "swin"
 ) -> dict[str, Any]:
     key = "model.sem_seg_head"
     in_features = list(head.deformable_transformer_encoder_in_features)
@@ -244,19 +246,20 @@ def _pixel_decoder_args(
     if norm == "GN" and conv_dim % GN_NUM_GROUPS:
         raise SpecError(f"{key}.convs_dim {conv_dim} must be a multiple of {GN_NUM_GROUPS} with norm GN (32 groups).")
     _require(conv_dim % 4 == 0, f"{key}.convs_dim", conv_dim, "a multiple of 4 (sine position encoding)")
-    nheads = int(getattr(head, "transformer_nheads", mask_former.nheads))
+    nheads = int(head.transformer_nheads)
     _require(nheads >= 1 and conv_dim % nheads == 0, f"{key}.transformer_nheads", nheads,
              f"a divisor of convs_dim ({conv_dim})")
     _require(head.mask_dim >= 1, f"{key}.mask_dim", head.mask_dim, ">= 1")
     _require(head.transformer_enc_layers >= 1, f"{key}.transformer_enc_layers", head.transformer_enc_layers, ">= 1")
-    ffn = int(getattr(head, "transformer_dim_feedforward", 1024))
+    ffn = int(head.transformer_dim_feedforward)
     _require(ffn >= 1, f"{key}.transformer_dim_feedforward", ffn, ">= 1")
-    dropout = float(getattr(head, "transformer_dropout", mask_former.dropout))
+    dropout = float(head.transformer_dropout)
     _require(0 <= dropout < 1, f"{key}.transformer_dropout", dropout, "in [0, 1)")
-    n_points = int(getattr(head, "transformer_n_points", 4))
+    n_points = int(head.transformer_n_points)
     _require(n_points >= 1, f"{key}.transformer_n_points", n_points, ">= 1")
-    finest = min(input_shape[f][1] for f in in_features)
-    strides = sorted(s for _, s in input_shape.values() if s <= finest)
+    shapes = {name: FeatureShape(*shape) for name, shape in input_shape.items()}
+    finest = min(shapes[f].stride for f in in_features)
+    strides = sorted(shape.stride for shape in shapes.values() if shape.stride <= finest)
     stride = int(head.common_stride)
     if stride not in strides:
         raise SpecError(
@@ -278,7 +281,7 @@ def _pixel_decoder_args(
     }
 
 
-def _predictor_args(head: Any, mf: Any, pixel_decoder: dict[str, Any]) -> dict[str, Any]:
+def _predictor_args(head: SemSegHeadConfig, mf: MaskFormerConfig, pixel_decoder: dict[str, Any]) -> dict[str, Any]:
     key = "model.mask_former"
     hidden, nheads = int(mf.hidden_dim), int(mf.nheads)
     _require(nheads >= 1, f"{key}.nheads", nheads, ">= 1")
@@ -306,7 +309,7 @@ def _predictor_args(head: Any, mf: Any, pixel_decoder: dict[str, Any]) -> dict[s
     }
 
 
-def _loss_args(mf: Any, num_classes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _loss_args(mf: MaskFormerConfig, num_classes: int) -> tuple[dict[str, Any], dict[str, Any]]:
     key = "model.mask_former"
     weights = {name: float(getattr(mf, name)) for name in ("class_weight", "mask_weight", "dice_weight")}
     for name, value in weights.items():
@@ -336,7 +339,7 @@ def _loss_args(mf: Any, num_classes: int) -> tuple[dict[str, Any], dict[str, Any
     return matcher, criterion
 
 
-def _postprocessor_args(model: Any) -> dict[str, Any]:
+def _postprocessor_args(model: ModelConfig) -> dict[str, Any]:
     if model.mode not in MODES:
         raise SpecError(f"model.mode: {model.mode!r} is not a mode; allowed: {list(MODES)}.")
     _require(0 <= model.object_mask_threshold <= 1, "model.object_mask_threshold", model.object_mask_threshold, "in [0, 1]")

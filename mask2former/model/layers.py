@@ -7,7 +7,7 @@ encoding, the conv+norm unit and the prediction MLP.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

@@ -6,7 +6,7 @@ Module names mirror the original (`backbone`, `sem_seg_head.pixel_decoder`,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

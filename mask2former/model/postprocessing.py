@@ -7,8 +7,8 @@ functions take one image's outputs already resized to the wanted resolution
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Collection, Sequence
 
 import torch
 from torch import Tensor
@@ -164,9 +164,9 @@ class Postprocessor:
         batch; output_sizes: sizes to return (default: image_sizes)."""
         results = []
         for b, image_size in enumerate(image_sizes):
-            out_size = tuple(output_sizes[b]) if output_sizes is not None else tuple(image_size)
+            height, width = output_sizes[b] if output_sizes is not None else image_size
             mask_pred = resize_mask_logits(
-                outputs["pred_masks"][b].float(), input_size=input_size, image_size=image_size, output_size=out_size
+                outputs["pred_masks"][b].float(), input_size=input_size, image_size=image_size, output_size=(height, width)
             )
             mask_cls = outputs["pred_logits"][b].float()
             result: dict = {"sem_seg": semantic_inference(mask_cls, mask_pred)}

@@ -13,7 +13,8 @@ takes well under a second on one CPU core.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

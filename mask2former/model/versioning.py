@@ -12,7 +12,8 @@ step runs, so each step must be idempotent: rename a key only if its old form is
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import ClassVar
 
 from torch import Tensor, nn
 

@@ -30,9 +30,9 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -194,6 +194,14 @@ class EarlyStopEpoch(Callback):
             trainer.should_stop = True
 
 
+class _PendingValidation(NamedTuple):
+    """A mid-epoch validation's metrics, held until the status line they belong to is written."""
+
+    metrics: dict[str, float | None]
+    epoch: int
+    step: int
+
+
 class StatusReporter(Callback):
     """RUNNING lines for completed epochs and validations.
 
@@ -209,7 +217,7 @@ class StatusReporter(Callback):
         self,
         writer: StatusWriter,
         *,
-        metrics_fn: Callable[[], dict[str, float] | None],
+        metrics_fn: Callable[[], Mapping[str, float | None] | None],
         train_loss_fn: Callable[[], float | None],
         lr_fn: Callable[[], float | None],
         max_epochs: int,
@@ -223,7 +231,7 @@ class StatusReporter(Callback):
         self.monitor_fn = monitor_fn
         self._epoch_started: float | None = None
         self._epoch_times: list[float] = []
-        self._pending_validation: tuple[dict[str, float], int, int] | None = None
+        self._pending_validation: _PendingValidation | None = None
 
     def _base_kpi(self) -> dict[str, Any]:
         return {"train_loss": self.train_loss_fn(), "lr": self.lr_fn()}
@@ -244,15 +252,16 @@ class StatusReporter(Callback):
         metrics = self.metrics_fn()
         if metrics is not None:
             # Held until we know whether it closes an epoch (merged into that epoch's line) or not.
-            self._pending_validation = (dict(metrics), int(trainer.current_epoch), int(trainer.global_step))
+            self._pending_validation = _PendingValidation(dict(metrics), int(trainer.current_epoch),
+                                                          int(trainer.global_step))
 
     def _flush_mid_epoch_validation(self) -> None:
         if self._pending_validation is None:
             return
-        metrics, epoch, step = self._pending_validation
-        self._pending_validation = None
-        self.writer.write(RunStatus.RUNNING, f"Validation at epoch {epoch} step {step}" + self._monitor_text(),
-                          epoch=epoch, step=step, kpi={**metrics, **self._base_kpi()})
+        pending, self._pending_validation = self._pending_validation, None
+        self.writer.write(RunStatus.RUNNING, f"Validation at epoch {pending.epoch} step {pending.step}"
+                          + self._monitor_text(), epoch=pending.epoch, step=pending.step,
+                          kpi={**pending.metrics, **self._base_kpi()})
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -267,7 +276,7 @@ class StatusReporter(Callback):
         kpi = self._base_kpi()
         message = f"Epoch {trainer.current_epoch} finished ({completed}/{self.max_epochs} epochs)"
         if self._pending_validation is not None:
-            kpi = {**self._pending_validation[0], **kpi}
+            kpi = {**self._pending_validation.metrics, **kpi}
             message += " and validated"
         self._pending_validation = None
         self.writer.write(RunStatus.RUNNING, message + self._monitor_text(), epoch=int(trainer.current_epoch),
@@ -275,6 +284,15 @@ class StatusReporter(Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._flush_mid_epoch_validation()
+
+
+class ContractCallbacks(NamedTuple):
+    """The contract callbacks, in the order Lightning must run them (pass `*callbacks` to the Trainer)."""
+
+    schedule: ValidationSchedule
+    checkpoint: ContractCheckpoint
+    status: StatusReporter
+    early_stop: EarlyStopEpoch
 
 
 def build_contract_callbacks(
@@ -286,14 +304,14 @@ def build_contract_callbacks(
     validation_interval: int,
     max_epochs: int,
     early_stop_epoch: int | None,
-    metrics_fn: Callable[[], dict[str, float] | None],
+    metrics_fn: Callable[[], Mapping[str, float | None] | None],
     train_loss_fn: Callable[[], float | None],
     lr_fn: Callable[[], float | None],
     monitor_fn: Callable[[], tuple[str, float | None]] | None = None,
     save_checkpoints: bool = True,
-) -> tuple[ValidationSchedule, ContractCheckpoint, StatusReporter, EarlyStopEpoch]:
+) -> ContractCallbacks:
     """The contract callbacks in the order they must run (checkpoint, then status line, then stop)."""
-    return (
+    return ContractCallbacks(
         ValidationSchedule(interval=validation_interval, max_epochs=max_epochs, early_stop_epoch=early_stop_epoch),
         ContractCheckpoint(results_dir, interval=checkpoint_interval, unit=checkpoint_unit, max_epochs=max_epochs,
                            early_stop_epoch=early_stop_epoch, enabled=save_checkpoints),

@@ -27,6 +27,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mask2former.config import DatasetConfig, DatasetSplitConfig
 from mask2former.data.build import build_collate, build_dataloader, build_dataset, check_mode, load_categories
 from mask2former.data.label_map import Categories
 from mask2former.data.worker_init import ignore_sigterm_in_worker
@@ -87,7 +88,7 @@ class Mask2FormerDataModule(L.LightningDataModule):
     """Data for one experiment.
 
     Args:
-        dataset_cfg: `cfg.dataset` (a `DatasetConfig`).
+        dataset_cfg: `cfg.dataset`.
         mode: `cfg.model.mode`.
         num_classes: `cfg.model.sem_seg_head.num_classes`, checked against the label map.
         seed: seed of the training shuffle (`train.seed` as resolved by the trainer).
@@ -96,7 +97,7 @@ class Mask2FormerDataModule(L.LightningDataModule):
         eval_batch_size: overrides the evaluation split's batch size when given (evaluate.batch_size).
     """
 
-    def __init__(self, dataset_cfg: Any, *, mode: str, num_classes: int | None, seed: int = 0,
+    def __init__(self, dataset_cfg: DatasetConfig, *, mode: str, num_classes: int | None, seed: int = 0,
                  start_epoch: int = 0, eval_split: str = "val", eval_batch_size: int | None = None) -> None:
         super().__init__()
         self.dataset_cfg = dataset_cfg
@@ -129,8 +130,8 @@ class Mask2FormerDataModule(L.LightningDataModule):
             self.train_dataloader()
         self.val_dataloader()
 
-    def _eval_split_cfg(self) -> Any:
-        split_cfg = getattr(self.dataset_cfg, self.eval_split)
+    def _eval_split_cfg(self) -> DatasetSplitConfig:
+        split_cfg: DatasetSplitConfig = getattr(self.dataset_cfg, self.eval_split)
         if self.eval_batch_size is not None and self.eval_batch_size > 0:
             import dataclasses
 

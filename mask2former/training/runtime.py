@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from mask2former.config import TrainConfig
 from skillkit.errors import SpecError
 
 PRECISION_MAP = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
@@ -103,13 +104,13 @@ def _int_env(env: Mapping[str, str], name: str) -> int | None:
 
 
 def resolve_topology(
-    train_cfg: Any,
+    train_cfg: TrainConfig,
     *,
     cuda_available: bool | None = None,
     cuda_device_count: int | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Topology:
-    """Resolve devices/nodes/strategy/precision from `train_cfg` (a `TrainConfig`) and the environment.
+    """Resolve devices/nodes/strategy/precision from `train_cfg` (`cfg.train`) and the environment.
 
     Pure except for reading `env` (defaults to `os.environ`) and CUDA availability, so tests can pass both.
     """
@@ -174,7 +175,7 @@ def resolve_topology(
     return Topology("gpu", devices, num_nodes, strategy, precision, tuple(notices))
 
 
-def _cpu_ddp_topology(train_cfg: Any, env: Mapping[str, str], strategy_name: str) -> Topology:
+def _cpu_ddp_topology(train_cfg: TrainConfig, env: Mapping[str, str], strategy_name: str) -> Topology:
     """`MASK2FORMER_DDP_ON_CPU`: one CPU process per requested GPU, DDP over gloo (see the module docstring)."""
     if "LOCAL_RANK" in env and ENV_NUM_NODES in env:
         num_nodes = int(env[ENV_NUM_NODES])

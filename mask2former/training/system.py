@@ -104,7 +104,7 @@ class Mask2FormerSystem(L.LightningModule):
         # MeanMetric syncs across processes on compute(); as child modules they follow the device.
         self.train_loss_meter = MeanMetric()
         self.val_loss_meter = MeanMetric()
-        self.last_validation: dict[str, float] | None = None
+        self.last_validation: dict[str, float | None] | None = None
         self.last_train_loss: float | None = None
 
     # -- steps ----------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class Mask2FormerSystem(L.LightningModule):
         if self.trainer.sanity_checking:
             self.val_loss_meter.reset()
             return
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float | None] = {}  # val_loss is None when no validation batch ran
         if self.validation is not None:
             metrics.update(self.validation.compute())
         metrics["val_loss"] = float(self.val_loss_meter.compute()) if int(self.val_loss_meter.update_count) else None

@@ -25,16 +25,17 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from skillkit.errors import SpecError
+from mask2former.config import ExperimentConfig
 from mask2former.training.callbacks import StepReseed, build_contract_callbacks, early_stop_epoch_from_env
 from mask2former.training.checkpoint_io import checkpoint_completed_epochs, read_checkpoint, resume_mismatch
 from mask2former.training.datamodule import Mask2FormerDataModule
@@ -42,16 +43,20 @@ from mask2former.training.distributed_stop import StopOnSigterm
 from mask2former.training.failures import OOM_ADVICE, TrainingOutOfMemory, classify
 from mask2former.training.model_setup import apply_freeze, load_pretrained
 from mask2former.training.runtime import (
-    apply_cudnn_flags, export_topology_for_children, resolve_topology, seed_everything,
+    apply_cudnn_flags,
+    export_topology_for_children,
+    resolve_topology,
+    seed_everything,
 )
-from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, WARNING, StatusWriter
 from mask2former.training.system import ClipSettings, Mask2FormerSystem, OptimSettings
 from mask2former.training.validation import MetricsSuite
+from skillkit.errors import SpecError
+from skillkit.status.writer import ERROR, FAILURE, STARTED, SUCCESS, WARNING, StatusWriter
 
 log = logging.getLogger("mask2former.train")
 
 
-def results_dir_of(cfg: Any, section: str = "train") -> Path:
+def results_dir_of(cfg: ExperimentConfig, section: str = "train") -> Path:
     """`<section>.results_dir`, else the top-level `results_dir`; one of them must be set."""
     chosen = getattr(getattr(cfg, section), "results_dir", "") or cfg.results_dir
     if not chosen:
@@ -66,7 +71,7 @@ def _is_global_zero() -> bool:
     return node == 0 and int(os.environ.get("LOCAL_RANK", 0) or 0) == 0
 
 
-def optim_settings(cfg: Any) -> OptimSettings:
+def optim_settings(cfg: ExperimentConfig) -> OptimSettings:
     optim = cfg.train.optim
     return OptimSettings(
         lr=float(optim.lr), weight_decay=float(optim.weight_decay),
@@ -76,13 +81,13 @@ def optim_settings(cfg: Any) -> OptimSettings:
     )
 
 
-def clip_settings(cfg: Any) -> ClipSettings:
+def clip_settings(cfg: ExperimentConfig) -> ClipSettings:
     train = cfg.train
     kind = str(train.clip_grad_type)
     if kind not in ("full", "norm", "value"):
         raise SpecError(f"train.clip_grad_type must be full, norm or value, got {kind!r}.")
     return ClipSettings(max_norm=float(train.clip_grad_norm or 0.0), kind=kind,
-                        norm_type=float(getattr(train, "clip_grad_norm_type", 2.0) or 2.0))
+                        norm_type=float(train.clip_grad_norm_type or 2.0))
 
 
 class _TidyProgressBar(TQDMProgressBar):
@@ -103,7 +108,7 @@ def _progress_bar() -> L.Callback:
     return _TidyProgressBar(refresh_rate=20)
 
 
-def build_model_and_criterion(cfg: Any, *, load_backbone_weights: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
+def build_model_and_criterion(cfg: ExperimentConfig, *, load_backbone_weights: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Model and criterion for `cfg`; `train.activation_checkpoint` turns on the backbone's checkpointing.
     `load_backbone_weights=False` skips `model.backbone.pretrained_weights` (a resumed run's checkpoint
     supplies every weight)."""
@@ -116,8 +121,8 @@ def build_model_and_criterion(cfg: Any, *, load_backbone_weights: bool = True) -
     return build_model(cfg, load_pretrained=load_backbone_weights), build_criterion(cfg)
 
 
-def run_training(cfg: Any, spec: Mapping[str, Any]) -> None:
-    """Train per `cfg` (an `ExperimentConfig`); `spec` is the same experiment as a plain dict, stored in
+def run_training(cfg: ExperimentConfig, spec: Mapping[str, Any]) -> None:
+    """Train per `cfg`; `spec` is the same experiment as a plain dict, stored in
     every checkpoint. Returns normally on success and on a clean stop; raises otherwise (see module doc)."""
     results_dir = results_dir_of(cfg)
     writer = StatusWriter(results_dir, num_epochs=int(cfg.train.num_epochs), enabled=_is_global_zero())
@@ -154,7 +159,7 @@ class _Progress:
     step: int | None = None
 
 
-def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWriter, guard: StopOnSigterm,
+def _run(cfg: ExperimentConfig, spec: Mapping[str, Any], results_dir: Path, writer: StatusWriter, guard: StopOnSigterm,
          progress: _Progress) -> None:
     train = cfg.train
     topology = resolve_topology(train)
@@ -175,7 +180,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     progress.epoch, progress.step = start_epoch, start_step
 
     notices = list(topology.notices)
-    if getattr(cfg.wandb, "enable", False):
+    if cfg.wandb.enable:
         notices.append("wandb.enable is accepted for TAO compatibility only: nothing is logged to W&B "
                        "(metrics go to status.json; sweeps log to MLflow).")
     seed = seed_everything(int(train.seed))
@@ -225,7 +230,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
         monitor_fn=system.monitored_value, save_checkpoints=not dry_run,
     )
     export_topology_for_children(topology)
-    iters = getattr(train, "iters_per_epoch", None)
+    iters = train.iters_per_epoch
     trainer = L.Trainer(
         accelerator=topology.accelerator,
         devices=topology.devices,
@@ -243,7 +248,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
         use_distributed_sampler=bool(train.use_distributed_sampler),
         callbacks=[StepReseed(seed), *contract, guard, _progress_bar()],
     )
-    checkpointer = contract[1]
+    checkpointer = contract.checkpoint
     try:
         trainer.fit(system, datamodule=data, ckpt_path=resume_path or None, weights_only=True)
     finally:
@@ -254,7 +259,7 @@ def _run(cfg: Any, spec: Mapping[str, Any], results_dir: Path, writer: StatusWri
     completed = int(trainer.current_epoch)
     kpi = dict(system.last_validation or {})
     kpi.update({"train_loss": system.last_train_loss, "lr": system.current_lr()})
-    stopped_early = contract[3].triggered
+    stopped_early = contract.early_stop.triggered
     if dry_run:
         message = "Dry run finished: one training and one validation batch ran; no checkpoint written."
     elif stopped_early:
@@ -282,7 +287,7 @@ def _wait_for_other_ranks(trainer: L.Trainer, timeout_s: float = 300.0) -> None:
             proc.wait()
 
 
-def _write_model_args(cfg: Any, results_dir: Path, enabled: bool) -> None:
+def _write_model_args(cfg: ExperimentConfig, results_dir: Path, enabled: bool) -> None:
     """Log the resolved constructor arguments next to the run (what was actually built)."""
     if not enabled:
         return

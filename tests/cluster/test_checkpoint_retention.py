@@ -139,10 +139,11 @@ def test_a_long_sweep_keeps_a_bounded_number_of_checkpoints(fixture_skill: Path,
 
 def test_a_paused_trial_keeps_its_resume_point_and_resumes(fixture_skill: Path, tmp_path: Path) -> None:
     """A time budget pauses running trials mid-sweep; each keeps best + newest validated, and `hpo resume`
-    continues from that checkpoint (no validated epoch trained twice)."""
+    continues from that checkpoint (no validated epoch trained twice). The budget leaves room for a slow trainer
+    start on a loaded machine (each trial must have validated before it is paused) and still ends mid-trial."""
     sweep = base_sweep(fixture_skill, tmp_path / "ws", algorithm={"name": "random", "max_trials": 2, "max_epochs": 12,
-                                                                  "time_budget_s": 1.5},
-                       spec_overrides={"fixture.sleep_s": 0.15})
+                                                                  "time_budget_s": 3.0},
+                       spec_overrides={"fixture.sleep_s": 0.4})
     config = tmp_path / "fx.yaml"
     config.write_text(yaml.safe_dump(sweep, sort_keys=False))
     first = run_sweep(config)

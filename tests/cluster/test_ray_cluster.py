@@ -1,20 +1,15 @@
-"""A Ray cluster of two nodes on this machine (`ray start --head` and `ray start --address`, each with its own
-node resource and its own Ray folder; on Linux Ray swaps a loopback address for the machine's own, so the
-nodes are started on that address, as `ray start` on two hosts would be): `hpo run` joins it through `ray.address` in the sweep config, trials land on
-both nodes, the worker node is killed mid-trial, and its trial is restarted on the head from its last
-checkpoint (FailureConfig.max_failures); the sweep finishes with every trial completed, none lost, and no
-epoch trained twice."""
+"""A Ray cluster of two nodes on this machine whose trials share one workspace path (a shared filesystem;
+tests/cluster/ray_support.py starts the nodes): `hpo run` joins it through `ray.address` in the sweep
+config, trials land on both nodes, the worker node is killed mid-trial, and its trial is restarted on the head
+from its last checkpoint (FailureConfig.max_failures); the sweep finishes with every trial completed, none
+lost, and no epoch trained twice. The same without a shared filesystem (`ray.storage: s3://`):
+test_ray_cluster_storage.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,87 +19,17 @@ import pytest
 import yaml
 
 from tests.cluster.cluster_support import base_sweep
+from tests.cluster.ray_support import cluster_env, stop_group, two_ray_nodes
 
-RAY = Path(sys.executable).with_name("ray")
 HPO = [sys.executable, "-m", "hpo.cli"]
-# Fast failure detection for the test cluster (Ray reads RAY_<system config key> from the environment).
-TEST_CLUSTER_ENV = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4",
-                    "RAY_health_check_initial_delay_ms": "0",
-                    # A throw-away cluster on loopback: no token to hand around (a real one keeps Ray's token
-                    # authentication, see docs/running-on-a-cluster.md).
-                    "RAY_AUTH_MODE": "disabled"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def node_ip() -> str:
-    """The address Ray gives this machine (what it would turn 127.0.0.1 into)."""
-    from ray._private.services import get_node_ip_address
-
-    return get_node_ip_address()
-
-
-def cluster_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return {**env, **TEST_CLUSTER_ENV, "RAY_USAGE_STATS_ENABLED": "0", "CI": "1"}
-
-
-def stop_group(process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=30)
 
 
 @pytest.fixture
 def two_nodes() -> Iterator[dict[str, Any]]:
-    """Head (1 CPU, resource head_node) and worker (1 CPU, resource worker_node), each `ray start --block`
-    in its own process group. The head keeps its files in a Ray folder of its own (a short path: Ray's
-    sockets live there), so no other Ray on this machine finds or joins this cluster."""
-    port, ip = free_port(), node_ip()
+    """Head (resource head_node) and worker (resource worker_node), one CPU each, on this machine."""
     env = cluster_env()
-    temp_dir = Path(tempfile.mkdtemp(prefix="rayc", dir="/tmp"))
-    common = [f"--node-ip-address={ip}", "--num-cpus=1", "--disable-usage-stats", "--block"]
-    head = subprocess.Popen(
-        [str(RAY), "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp_dir}",
-         '--resources={"head_node": 1}', *common],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    address = f"{ip}:{port}"
-    worker = None
-    try:
-        wait_for_nodes(address, 1, env)
-        worker = subprocess.Popen(
-            [str(RAY), "start", f"--address={address}", '--resources={"worker_node": 1}', *common],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        nodes = wait_for_nodes(address, 2, env)
-        yield {"address": address, "env": env, "worker": worker, "nodes": nodes}
-    finally:
-        if worker is not None and worker.poll() is None:
-            stop_group(worker)
-        stop_group(head)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def wait_for_nodes(address: str, count: int, env: dict[str, str], timeout_s: float = 90) -> dict[str, str]:
-    """{node resource name: node id} once `count` nodes are alive (asked through a short-lived driver)."""
-    probe = (f"import json, ray; ray.init(address={address!r}, log_to_driver=False); "
-             "print(json.dumps([[n['NodeID'], sorted(n['Resources'])] for n in ray.nodes() if n['Alive']]))")
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while time.monotonic() < deadline:
-        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
-        last = done.stderr[-1500:]
-        if done.returncode == 0:
-            nodes = json.loads(done.stdout.strip().splitlines()[-1])
-            if len(nodes) >= count:
-                return {next(r for r in resources if r.endswith("_node")): node for node, resources in nodes}
-        time.sleep(1)
-    pytest.fail(f"the Ray cluster at {address} never had {count} nodes alive: {last}")
+    with two_ray_nodes(env, env) as cluster:
+        yield cluster
 
 
 def records(sweep_dir: Path) -> dict[str, dict[str, Any]]:

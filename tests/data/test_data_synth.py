@@ -13,7 +13,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from mask2former import cli
-from mask2former.data import commands, resolve_folder
+from mask2former.actions import dataset as dataset_action
+from mask2former.data import resolve_folder
 from mask2former.data.synth import write_synthetic_dataset
 from mask2former.data.synth_scene import CATEGORIES
 from skillkit.errors import DataError, UserError
@@ -90,7 +91,7 @@ def test_class_is_learnable_from_colour(synth):
 def main(argv: list[str]) -> int:
     """`mask2former.cli.main` with only the dataset command registered (the full CLI imports Lightning)."""
     parser = argparse.ArgumentParser(prog="mask2former")
-    commands.register(parser.add_subparsers(dest="command"))
+    dataset_action.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
 
 
 def test_cli_writes_one_root_or_train_and_val(tmp_path, capsys):
-    assert "mask2former.data.commands" in cli.COMMAND_MODULES
+    assert "mask2former.actions.dataset" in cli.COMMAND_MODULES
     assert main(["dataset", "synth", "--format", "coco", "--out", str(tmp_path / "one"), "--num-images", "2",
                  "--seed", "1", "--size", "48"]) == 0
     assert (tmp_path / "one" / "annotations.json").is_file()

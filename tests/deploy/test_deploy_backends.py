@@ -102,7 +102,7 @@ def test_gen_trt_engine_refuses_bad_settings_before_needing_tensorrt(tmp_path: P
 
 def test_gen_trt_engine_checks_a_fixed_batch_graph_against_the_profile(tmp_path: Path) -> None:
     from mask2former.config import config_from_dict
-    from mask2former.deploy.gen_trt_engine import check_onnx_batch, engine_settings
+    from mask2former.deploy.trt_engine import check_onnx_batch, engine_settings
     from skillkit.spec import load_spec
 
     graph = onnx.load(str(exported("semantic").onnx_file), load_external_data=False)

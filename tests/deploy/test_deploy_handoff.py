@@ -55,9 +55,9 @@ def _sweep_config(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: Path, monkeypatch) -> None:
     from hpo.driver.runner import run_sweep
+    from mask2former.actions.deploy_evaluate import run_deploy_evaluation
     from mask2former.cli import main
     from mask2former.config import config_from_dict
-    from mask2former.deploy.evaluate import run_deploy_evaluation
     from skillkit.spec import load_spec
 
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")

@@ -58,8 +58,8 @@ def test_onnx_backend_predicts_what_pytorch_predicts(mode: str) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_deploy_evaluate_on_onnx_equals_pytorch_evaluate(mode: str, tmp_path: Path) -> None:
+    from mask2former.actions.deploy_evaluate import run_deploy_evaluation
     from mask2former.actions.evaluate import run_evaluation
-    from mask2former.deploy.evaluate import run_deploy_evaluation
 
     result = exported(mode)
     cfg, spec = _spec(tmp_path, mode, "evaluate", checkpoint=str(result.checkpoint))
@@ -85,8 +85,8 @@ def test_deploy_evaluate_on_onnx_equals_pytorch_evaluate(mode: str, tmp_path: Pa
 
 
 def test_deploy_inference_on_onnx_writes_the_pytorch_files(tmp_path: Path) -> None:
+    from mask2former.actions.deploy_inference import run_deploy_inference
     from mask2former.actions.inference import run_inference
-    from mask2former.deploy.inference import run_deploy_inference
 
     result = exported("panoptic")
     cfg, spec = _spec(tmp_path, "panoptic", "inference", checkpoint=str(result.checkpoint))

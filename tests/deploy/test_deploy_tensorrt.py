@@ -21,7 +21,7 @@ pytestmark = [
 
 
 def _build(tmp_path: Path, precision: str, *, layers=()) -> tuple[Path, dict]:
-    from mask2former.deploy.gen_trt_engine import EngineSettings, build_engine
+    from mask2former.deploy.trt_engine import EngineSettings, build_engine
 
     settings = EngineSettings(data_type=precision, workspace_mib=1024, min_batch=1, opt_batch=2, max_batch=4,
                               layers_precision=tuple(layers))
@@ -59,10 +59,10 @@ def test_layer_precisions_are_applied(tmp_path: Path) -> None:
 
 
 def test_deploy_evaluate_on_an_fp16_engine_matches_pytorch(tmp_path: Path) -> None:
+    from mask2former.actions.deploy_evaluate import run_deploy_evaluation
     from mask2former.actions.evaluate import run_evaluation
     from mask2former.config import config_from_dict
     from mask2former.deploy.backends import TensorRTBackend
-    from mask2former.deploy.evaluate import run_deploy_evaluation
     from skillkit.spec import load_spec
 
     engine, _ = _build(tmp_path, "FP16")

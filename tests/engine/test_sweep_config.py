@@ -68,6 +68,9 @@ BAD_CONFIGS = [
     ({"tracking": {"uri": "http://x"}}, r"unknown key 'tracking.uri'.*Did you mean 'tracking_uri'\?"),
     ({"search_space": {"parameters": ["a", "a"]}}, r"'search_space.parameters' lists the same item twice"),
     ({"algorithm": {"time_budget_s": 0}}, r"'algorithm.time_budget_s' must be > 0, got 0"),
+    ({"backend": "ray", "ray": {"storage": "/shared/ray"}}, r"'ray.storage' = '/shared/ray' is not an s3:// URI: .*s3://<bucket>/<prefix>"),
+    ({"backend": "ray", "ray": {"storage": "s3://Bad_Bucket/x"}}, r"'ray.storage': S3 URI 's3://Bad_Bucket/x' names the bucket 'Bad_Bucket', which is not a valid bucket name"),
+    ({"backend": "optuna", "ray": {"storage": "s3://bucket/x"}}, r"'ray.storage' = 's3://bucket/x' applies to backend ray"),
 ]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from skillkit.errors import SpecError
 from mask2former.model.build import build_model, model_constructor_args
 from mask2former.model.tiny import tiny_config
+from skillkit.errors import SpecError
 
 S, H, M = "model.backbone.swin.", "model.sem_seg_head.", "model.mask_former."
 E = "model.backbone.efficientvit."

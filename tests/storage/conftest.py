@@ -7,17 +7,12 @@ scan logs, messages and files for them.
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import io
-import signal
 import socket
-import subprocess
 import sys
 import tarfile
 import threading
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,23 +21,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.storage.moto_support import MOTO_SERVER, moto_server
+
 FAKE_ACCESS_KEY = "AKIAHPOTESTFAKEKEY01"
 FAKE_SECRET_KEY = "hpoFakeSecret/DoNotPrint+Zq8Xv2Lm9Rt4Wy7Bn3Kc"
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM it when pytest dies, so a killed run leaves no server behind."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -50,32 +32,8 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a moto S3 server started for this test session (stopped at its end)."""
     if not MOTO_SERVER.exists():
         pytest.skip(f"moto_server is not installed next to {sys.executable}")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start; log:\n{log.read_text()}") from None
-                time.sleep(0.2)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log") as endpoint:
         yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(autouse=True)

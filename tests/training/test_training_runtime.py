@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import dataclasses
 
 import pytest
 import torch
 from torch import nn
 
+from mask2former.config import TrainConfig
 from mask2former.training.failures import classify, exit_code_for, is_out_of_memory
 from mask2former.training.runtime import ENV_DEVICES, ENV_NUM_NODES, resolve_precision, resolve_topology
 from mask2former.training.system import ClipSettings, Mask2FormerSystem, OptimSettings
 from skillkit.errors import DataError, SpecError
 
 
-def _train(**kw):
+def _train(**kw) -> TrainConfig:
     base = dict(num_gpus=1, gpu_ids=[0], num_nodes=1, precision="fp32", distributed_strategy="ddp",
                 activation_checkpoint=False)
     base.update(kw)
-    return SimpleNamespace(**base)
+    return dataclasses.replace(TrainConfig(), **base)
 
 
 def test_cpu_runs_one_process_and_says_why_gpu_settings_do_not_apply():

@@ -2,11 +2,16 @@
 
 from mask2former.model.backbone.efficientvit import EFFICIENTVIT_PRESETS, EfficientViT, EfficientViTPreset
 from mask2former.model.backbone.efficientvit_checkpoint import (
-    EfficientViTLoadReport, adapt_efficientvit_state_dict, load_efficientvit_checkpoint,
+    EfficientViTLoadReport,
+    adapt_efficientvit_state_dict,
+    load_efficientvit_checkpoint,
 )
 from mask2former.model.backbone.swin import FEATURE_NAMES, SWIN_PRESETS, SwinPreset, SwinTransformer
 from mask2former.model.backbone.swin_checkpoint import (
-    SwinLoadReport, adapt_swin_state_dict, load_swin_checkpoint, read_checkpoint_state_dict,
+    SwinLoadReport,
+    adapt_swin_state_dict,
+    load_swin_checkpoint,
+    read_checkpoint_state_dict,
 )
 
 __all__ = [

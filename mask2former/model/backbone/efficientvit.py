@@ -18,15 +18,22 @@ the stem as `stages[0]`), so its checkpoints load key for key (`efficientvit_che
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils import checkpoint as activation_checkpoint
 
 from mask2former.model.backbone.efficientvit_layers import (
-    ConvLayer, DSConv, EfficientViTBlock, FusedMBConv, MBConv, OpSequential, ResBlock, ResidualBlock,
+    ConvLayer,
+    DSConv,
+    EfficientViTBlock,
+    FusedMBConv,
+    MBConv,
+    OpSequential,
+    ResBlock,
+    ResidualBlock,
 )
 
 FEATURE_NAMES = ("res2", "res3", "res4", "res5")

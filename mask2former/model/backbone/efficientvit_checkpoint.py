@@ -15,8 +15,8 @@ parameter/buffer of the same shape, and every model key must be provided; otherw
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from torch import Tensor
 

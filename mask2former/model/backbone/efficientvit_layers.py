@@ -9,8 +9,8 @@ are simply absent here too, which is what keeps the key sets equal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn

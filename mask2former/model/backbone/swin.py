@@ -7,8 +7,8 @@ names, so the released ImageNet checkpoints load (see `swin_checkpoint.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -8,7 +8,7 @@ float32 grids (in the feature dtype), so the module exports to ONNX without cust
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

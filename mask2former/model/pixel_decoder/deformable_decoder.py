@@ -13,7 +13,8 @@ there; identical for the default "GN").
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -102,6 +103,13 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
         return src, shapes
 
 
+class FeatureShape(NamedTuple):
+    """One backbone output: its channels and its stride relative to the input image."""
+
+    channels: int
+    stride: int
+
+
 class MSDeformAttnPixelDecoder(nn.Module):
     """Backbone features -> (mask features [B, mask_dim, H/common_stride, W/common_stride],
     multi-scale features: `len(transformer_in_features)` maps [B, conv_dim, h, w], coarsest first).
@@ -110,7 +118,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
     def __init__(
         self,
         *,
-        input_shape: Mapping[str, tuple[int, int]],
+        input_shape: Mapping[str, tuple[int, int] | FeatureShape],
         transformer_in_features: Sequence[str],
         conv_dim: int,
         mask_dim: int,
@@ -124,10 +132,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
     ) -> None:
         """input_shape: backbone feature name -> (channels, stride), e.g. {"res2": (96, 4), ...}."""
         super().__init__()
-        unknown = [f for f in transformer_in_features if f not in input_shape]
+        shapes = {name: FeatureShape(*shape) for name, shape in input_shape.items()}
+        unknown = [f for f in transformer_in_features if f not in shapes]
         if unknown:
-            raise ValueError(f"transformer_in_features {unknown} are not backbone outputs {sorted(input_shape)}")
-        by_stride = sorted(input_shape.items(), key=lambda kv: kv[1][1])
+            raise ValueError(f"transformer_in_features {unknown} are not backbone outputs {sorted(shapes)}")
+        by_stride = sorted(shapes.items(), key=lambda kv: kv[1].stride)
         self.in_features = [name for name, _ in by_stride]  # fine -> coarse
         self.transformer_in_features = [n for n in self.in_features if n in set(transformer_in_features)]
         self.num_levels = len(self.transformer_in_features)
@@ -136,7 +145,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         # Input projections, coarsest level first (the order the encoder and decoder use).
         self.input_proj = nn.ModuleList()
         for name in reversed(self.transformer_in_features):
-            conv = nn.Conv2d(input_shape[name][0], conv_dim, kernel_size=1)
+            conv = nn.Conv2d(shapes[name].channels, conv_dim, kernel_size=1)
             nn.init.xavier_uniform_(conv.weight, gain=1)
             nn.init.zeros_(conv.bias)
             layers: list[nn.Module] = [conv]
@@ -159,14 +168,14 @@ class MSDeformAttnPixelDecoder(nn.Module):
         # FPN levels: the backbone outputs from common_stride up to (not including) the finest
         # encoder level, fine -> coarse (res2 for the defaults). The original takes the first
         # log2(finest / common_stride) outputs, which is the same set whenever those are contiguous.
-        finest_stride = min(input_shape[n][1] for n in self.transformer_in_features)
-        self.fpn_features = [n for n in self.in_features if common_stride <= input_shape[n][1] < finest_stride]
+        finest_stride = min(shapes[n].stride for n in self.transformer_in_features)
+        self.fpn_features = [n for n in self.in_features if common_stride <= shapes[n].stride < finest_stride]
         self.num_fpn_levels = len(self.fpn_features)
         use_bias = norm in ("", "none")
         # Registered as adapter_{k} / layer_{k} (k = 1 is the finest level) and looked up by name
         # in forward, so wrappers that replace submodules (FSDP, SyncBN conversion) are honoured.
         for idx, name in enumerate(self.fpn_features):
-            lateral = Conv2dNorm(input_shape[name][0], conv_dim, 1, bias=use_bias, norm=make_norm(norm, conv_dim))
+            lateral = Conv2dNorm(shapes[name].channels, conv_dim, 1, bias=use_bias, norm=make_norm(norm, conv_dim))
             output = Conv2dNorm(
                 conv_dim, conv_dim, 3, padding=1, bias=use_bias, norm=make_norm(norm, conv_dim), activation=F.relu
             )

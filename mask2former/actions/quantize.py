@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mask2former.deploy.action_status import cli_handler, recorded
+from mask2former.actions.status import cli_handler, recorded
 
 if TYPE_CHECKING:
     from mask2former.config import ExperimentConfig
@@ -32,10 +32,9 @@ REPORT_NAME = "quantize_report.json"
 
 
 def _has_eval_data(cfg: ExperimentConfig) -> tuple[bool, str]:
-    from mask2former.data.build import REQUIRED_FIELDS
-    from mask2former.deploy.evaluate import evaluation_split
+    from mask2former.data.build import REQUIRED_FIELDS, evaluation_split
 
-    split = evaluation_split(cfg)
+    split = evaluation_split(cfg.dataset)
     split_cfg = getattr(cfg.dataset, split)
     needed = REQUIRED_FIELDS.get(split_cfg.type, ())
     missing = [name for name in needed if not getattr(split_cfg, name, "")]
@@ -173,7 +172,9 @@ def _evaluate(backend: Any, cfg: ExperimentConfig, num_classes: int) -> dict[str
 def _report(settings: Any, out_file: Path, record: dict[str, Any], float_bytes: int, quant_bytes: int,
             float_eval: dict[str, Any] | None, quant_eval: dict[str, Any] | None) -> dict[str, Any]:
     metrics = None
+    seconds_per_image = None
     if float_eval is not None and quant_eval is not None:
+        seconds_per_image = {"float": float_eval["seconds_per_image"], "quantized": quant_eval["seconds_per_image"]}
         change = {name: (quant_eval["metrics"][name] - value)
                   for name, value in float_eval["metrics"].items()
                   if isinstance(value, (int, float)) and isinstance(quant_eval["metrics"].get(name), (int, float))}
@@ -190,13 +191,12 @@ def _report(settings: Any, out_file: Path, record: dict[str, Any], float_bytes: 
         "split": (float_eval or {}).get("split"),
         "num_images": (float_eval or {}).get("num_images"),
         "metrics": metrics,
-        "seconds_per_image": None if metrics is None else {"float": float_eval["seconds_per_image"],
-                                                           "quantized": quant_eval["seconds_per_image"]},
+        "seconds_per_image": seconds_per_image,
     }
 
 
 def _print_report(report: Mapping[str, Any]) -> None:
-    from mask2former.deploy.evaluate import print_metrics
+    from mask2former.actions.common import print_metrics
 
     sizes = report["size_bytes"]
     print(f"{report['backend']}: {sizes['float'] / 2**20:.2f} MiB -> {sizes['quantized'] / 2**20:.2f} MiB "

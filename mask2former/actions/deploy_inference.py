@@ -1,5 +1,5 @@
-"""Deploy-side inference: `inference.trt_engine` (a TensorRT engine, or an ONNX file for ONNX Runtime)
-over every image of `dataset.test.img_dir`, writing the same files as the PyTorch inference
+"""The `inference` action on a deployed graph: `inference.trt_engine` (a TensorRT engine, or an ONNX file for
+ONNX Runtime) over every image of `dataset.test.img_dir`, writing the same files as the PyTorch inference
 (`mask2former.actions.outputs`: semantic PNGs, COCO panoptic PNG + JSON, instance RLE JSON, overlays,
 inference.json).
 
@@ -79,7 +79,7 @@ def predict_folder(backend: Any, cfg: ExperimentConfig, results_dir: Path, *, nu
 def run_deploy_inference(cfg: ExperimentConfig, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The `inference` action with `inference.trt_engine` set."""
     from mask2former.actions.common import action_results_dir
-    from mask2former.deploy.action_status import recorded
+    from mask2former.actions.status import recorded
     from mask2former.deploy.backends import open_backend
     from mask2former.deploy.evaluate import check_graph_classes
     from skillkit.status.writer import SUCCESS

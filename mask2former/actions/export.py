@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mask2former.deploy.action_status import cli_handler, recorded
+from mask2former.actions.status import cli_handler, recorded
 
 if TYPE_CHECKING:
     from mask2former.config import ExperimentConfig

@@ -1,4 +1,5 @@
-"""What the export / quantize / gen_trt_engine / deploy actions share: status lines and CLI error handling.
+"""What the export / quantize / gen_trt_engine actions and the deploy evaluate / inference runs share: status
+lines and CLI error handling.
 
 Each action writes `results_dir/status.json` like the trainer (STARTED, then SUCCESS with a `kpi`, or
 FAILURE with `error_class` oom|data|spec|internal), so the engine and the job chain read every action

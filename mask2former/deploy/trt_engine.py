@@ -1,4 +1,5 @@
-"""`mask2former gen_trt_engine -e spec.yaml`: an exported ONNX graph -> a TensorRT engine (FP32 or FP16).
+"""An exported ONNX graph -> a TensorRT engine (FP32 or FP16): the builder behind `mask2former gen_trt_engine`
+(the action, with its status lines, is `mask2former/actions/gen_trt_engine.py`).
 
 Settings (`gen_trt_engine.*`): `onnx_file`, `trt_engine` (output), `tensorrt.data_type` FP32 | FP16
 (lower case accepted), `tensorrt.workspace_size` (MiB), the optimisation profile
@@ -7,7 +8,7 @@ with [batch_size] x 3), `tensorrt.layers_precision` (`"<layer name or glob>:fp32
 `timing_cache` (read if present, written back after the build; default `<results_dir>/timing.cache`),
 `verbose`, `gpu_id`.
 
-INT8 is refused: an implicitly calibrated INT8 engine would need a calibrator and data this action does
+INT8 is refused: an implicitly calibrated INT8 engine would need a calibrator and data the action does
 not take, and it would silently differ from what `quantize` reports. Integer models come from
 `mask2former quantize` (ONNX Runtime or ModelOpt backends).
 
@@ -19,15 +20,13 @@ precision and profile, which `TensorRTBackend` reads.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mask2former.deploy.action_status import cli_handler, recorded
 from skillkit.errors import DataError, SpecError, UserError
 
 if TYPE_CHECKING:
@@ -50,6 +49,14 @@ class EngineSettings:
     timing_cache: str = ""
     verbose: bool = False
     gpu_id: int = 0
+
+
+class GraphInput(NamedTuple):
+    """The image input of an exported graph: batch (-1 = dynamic), height and width."""
+
+    batch: int
+    height: int
+    width: int
 
 
 def engine_settings(cfg: ExperimentConfig) -> EngineSettings:
@@ -92,7 +99,7 @@ def engine_settings(cfg: ExperimentConfig) -> EngineSettings:
                           gpu_id=int(section.gpu_id))
 
 
-def check_onnx_batch(onnx_file: Path, settings: EngineSettings) -> tuple[int, int, int]:
+def check_onnx_batch(onnx_file: Path, settings: EngineSettings) -> GraphInput:
     """(batch, H, W) of the graph input (batch -1 = dynamic); a fixed-batch graph needs a matching profile."""
     import onnx
 
@@ -110,7 +117,7 @@ def check_onnx_batch(onnx_file: Path, settings: EngineSettings) -> tuple[int, in
             f"'{onnx_file}' was exported with a fixed batch of {batch} (export.batch_size), so the engine profile "
             f"must be {batch}/{batch}/{batch}, got min/opt/max {settings.min_batch}/{settings.opt_batch}/"
             f"{settings.max_batch}. Set gen_trt_engine.batch_size={batch}, or export with export.batch_size=-1.")
-    return batch, values[2], values[3]
+    return GraphInput(batch, values[2], values[3])
 
 
 def build_engine(onnx_file: str | Path, engine_file: str | Path, settings: EngineSettings, *,
@@ -120,7 +127,8 @@ def build_engine(onnx_file: str | Path, engine_file: str | Path, settings: Engin
     from mask2former.export.graph_checks import read_metadata, sidecar_path
 
     onnx_file, engine_file = Path(onnx_file), Path(engine_file)
-    _, height, width = check_onnx_batch(onnx_file, settings)
+    graph_input = check_onnx_batch(onnx_file, settings)
+    height, width = graph_input.height, graph_input.width
     trt = import_tensorrt()
     import torch
 
@@ -150,8 +158,8 @@ def build_engine(onnx_file: str | Path, engine_file: str | Path, settings: Engin
                       (settings.opt_batch, channels, height, width), (settings.max_batch, channels, height, width))
     config.add_optimization_profile(profile)
     cache_path = Path(timing_cache) if timing_cache else None
-    cache_reused = bool(cache_path and cache_path.is_file())
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_reused else b"")
+    cache_reused = cache_path is not None and cache_path.is_file()
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path is not None and cache_reused else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -193,40 +201,3 @@ def _apply_layer_precisions(trt: Any, network: Any, config: Any,
             matched.append((layer.name, precision))
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     return matched
-
-
-def run_gen_trt_engine(cfg: ExperimentConfig) -> dict[str, Any]:
-    from mask2former.actions.common import action_results_dir
-    from skillkit.status.writer import SUCCESS
-
-    results_dir = action_results_dir(cfg, "gen_trt_engine")
-    section = cfg.gen_trt_engine
-    with recorded(results_dir, f"Building a TensorRT engine from {section.onnx_file}") as writer:
-        settings = engine_settings(cfg)
-        if not section.trt_engine or section.trt_engine == "???":
-            raise SpecError("gen_trt_engine.trt_engine is empty: set it to the engine file to write.")
-        check_onnx_batch(Path(section.onnx_file), settings)
-        cache = settings.timing_cache or str(results_dir / "timing.cache")
-        info = build_engine(section.onnx_file, section.trt_engine, settings, timing_cache=cache)
-        writer.write(SUCCESS, f"TensorRT {settings.data_type} engine stored at {section.trt_engine} "
-                              f"(batch profile {settings.min_batch}/{settings.opt_batch}/{settings.max_batch}, "
-                              f"built in {info['build_seconds']:.1f}s)",
-                     kpi={"build_seconds": info["build_seconds"],
-                          "size_mb": Path(section.trt_engine).stat().st_size / 2**20})
-    print(f"TensorRT engine stored at {section.trt_engine}")
-    return info
-
-
-def _handle(args: argparse.Namespace) -> None:
-    from mask2former.actions.common import load_action_config
-
-    cfg, _ = load_action_config(args, "gen_trt_engine")
-    run_gen_trt_engine(cfg)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from mask2former.actions.common import add_spec_arguments
-
-    parser = subparsers.add_parser("gen_trt_engine", help="build a TensorRT FP32/FP16 engine from an exported ONNX file")
-    add_spec_arguments(parser)
-    parser.set_defaults(func=cli_handler(_handle))

@@ -1,0 +1,111 @@
+"""Ray sweeps with `ray.storage: s3://...` (no shared filesystem) on one local Ray, S3 on a local `moto_server`:
+a sweep stopped by its time budget is resumed from the experiment Ray keeps in S3, its paused trials continuing
+from checkpoints that come back from S3 (the scratch copies were dropped when they paused); PBT exploits take
+their donors' checkpoints from S3. Lost nodes on a two-node cluster: tests/cluster/test_ray_cluster_storage.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from skillkit.checkpoints import checkpoint_name
+from skillkit.status import read_validations
+from tests.storage.moto_support import MOTO_SERVER, moto_server
+
+ray = pytest.importorskip("ray")
+BUCKET = "hpo-ray-storage"
+
+
+@pytest.fixture(scope="module")
+def s3_and_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """moto S3 with a bucket, the endpoint and fake credentials in this process's environment (the Ray
+    workers inherit it), a scratch root of their own; one local Ray for the module. Yields the scratch root."""
+    if not MOTO_SERVER.exists():
+        pytest.fail(f"moto_server is needed next to {sys.executable}")
+    root = tmp_path_factory.mktemp("ray_storage")
+    with moto_server(root / "moto.log") as endpoint:
+        values = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                  "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                  "HPO_TRIAL_SCRATCH": str(root / "scratch")}
+        saved = {name: os.environ.get(name) for name in [*values, "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"]}
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+        os.environ.update(values)
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False, resources={"hpo_trial_slot": 2})
+        try:
+            yield root / "scratch"
+        finally:
+            ray.shutdown()
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def stored(prefix: str) -> list[str]:
+    s3 = boto3.client("s3")
+    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+            for o in page.get("Contents", [])]
+
+
+def epochs_run(scratch: Path, trial_id: str) -> list[str]:
+    path = scratch / "fx" / "trials" / trial_id / "epochs_run.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_stopped_sweep_resumes_from_the_experiment_in_s3(s3_and_ray: Path, write_sweep: Callable[..., Path],
+                                                          tmp_path: Path) -> None:
+    from hpo.driver.runner import resume_sweep, run_sweep
+
+    storage = f"s3://{BUCKET}/resume"
+    first = run_sweep(write_sweep(backend="ray", ray={"storage": storage},
+                                  algorithm={"name": "random", "max_trials": 2, "max_epochs": 4, "time_budget_s": 2.0},
+                                  spec_overrides={"fixture.sleep_s": 1.0}))
+    sweep_dir = tmp_path / "ws" / "fx"
+    assert first["stop_reason"] == "time_budget"
+    paused = [t["trial_id"] for t in first["trials"] if t["state"] == "PAUSED"]
+    assert paused, [(t["trial_id"], t["state"]) for t in first["trials"]]
+    assert not (sweep_dir / "state" / "ray").exists()  # Ray's experiment is in S3, not in the workspace
+    assert any(k.startswith("resume/fx/experiment/experiment_state-") for k in stored("resume/fx/"))
+    for trial_id in paused:  # its node keeps at most an epoch validated after Ray's last save; S3 has the rest
+        folder = s3_and_ray / "fx" / "trials" / trial_id
+        validated = {checkpoint_name(v.epoch, v.step) for v in read_validations(folder / "status.json", "mIoU")}
+        left = [p.name for p in folder.glob("model_epoch_*")]
+        assert len(left) <= 1 and set(left) <= validated, (left, validated)
+
+    second = resume_sweep(sweep_dir, use_default_observers=False, time_budget_s=0)
+    assert second["counts"] == {"COMPLETED": 2}
+    for trial in second["trials"]:
+        assert epochs_run(s3_and_ray, trial["trial_id"]) == ["1", "2", "3", "4"], trial["trial_id"]
+        trial_dir = sweep_dir / "trials" / trial["trial_id"]
+        assert [p.name for p in trial_dir.glob("model_epoch_*")] == [trial["best"]["checkpoint"]]
+        assert len((trial_dir / "status.json").read_text().splitlines()) >= 6
+
+
+def test_pbt_exploits_take_the_donors_checkpoint_from_s3(s3_and_ray: Path, write_sweep: Callable[..., Path],
+                                                       tmp_path: Path) -> None:
+    from hpo.driver.runner import run_sweep
+
+    summary: dict[str, Any] = run_sweep(write_sweep(
+        backend="ray", ray={"storage": f"s3://{BUCKET}/pbt"}, seed=2, spec_overrides={"fixture.sleep_s": 0.1},
+        algorithm={"name": "pbt", "max_trials": 4, "max_epochs": 4, "perturbation_interval": 1,
+                   "quantile_fraction": 0.5}))
+    assert summary["counts"] == {"COMPLETED": 4}
+    exploited = [t for t in summary["trials"] if t["lineage"]]
+    assert exploited, "no PBT exploit happened"
+    for trial in exploited:
+        for step in trial["lineage"]:
+            copy = s3_and_ray / "fx" / "trials" / trial["trial_id"] / "exploits" / step["donor"] / step["checkpoint"]
+            assert copy.is_file()  # the donor's checkpoint, as Ray brought it from S3
+        assert [h["epoch"] for h in trial["history"]] == [0, 1, 2, 3]
+    assert not (tmp_path / "ws" / "fx" / "state" / "ray").exists()
