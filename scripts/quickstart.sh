@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-if [ ! -f data/quickstart/train/annotations_panoptic.json ] || [ ! -f data/quickstart/val/annotations_panoptic.json ]; then
-  mask2former dataset synth --format coco_panoptic --out data/quickstart --num-images 16 --split-val 6 --size 64 --seed 0
+# (Re)generate unless the data of this exact command is there (an older quickstart wrote 16 images).
+if ! grep -qs '"num_images": 32,' data/quickstart/train/synth.json || [ ! -f data/quickstart/val/annotations_panoptic.json ]; then
+  mask2former dataset synth --format coco_panoptic --out data/quickstart --num-images 32 --split-val 6 --size 64 --seed 0
 fi
 if [ -d workspace/quickstart ]; then
   # A finished or interrupted earlier run: keep it (nothing is lost) and start a fresh one beside it.

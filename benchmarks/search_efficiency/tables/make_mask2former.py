@@ -74,15 +74,21 @@ def base_overrides(data: Path, *, epochs: int, iters: int, seed: int) -> dict:
 
 
 def kpi_curve(results_dir: Path, metric: str, epochs: int) -> tuple[list[float], list[float]]:
+    """(metric, seconds) per epoch 1..`epochs` from the run's status.json (whose `epoch` is the 0-based index)."""
+    from skillkit.checkpoints import epochs_trained
+
     values: dict[int, float] = {}
     seconds: dict[int, float] = {}
     for line in (results_dir / "status.json").read_text().splitlines():
         event = json.loads(line)
         kpi = event.get("kpi") or {}
-        if metric in kpi and event.get("epoch"):
-            values[int(event["epoch"])] = float(kpi[metric])
-        if event.get("time_per_epoch") and event.get("epoch"):
-            seconds[int(event["epoch"])] = float(event["time_per_epoch"])
+        if event.get("epoch") is None or event.get("status") != "RUNNING":
+            continue
+        done = epochs_trained(int(event["epoch"]))
+        if metric in kpi:
+            values[done] = float(kpi[metric])
+        if event.get("time_per_epoch"):
+            seconds[done] = float(event["time_per_epoch"])
     if sorted(values) != list(range(1, epochs + 1)):
         raise RuntimeError(f"run in {results_dir} validated epochs {sorted(values)}, expected 1..{epochs}")
     return [values[e] for e in range(1, epochs + 1)], [seconds.get(e, float("nan")) for e in range(1, epochs + 1)]
@@ -103,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    from hpo.skill import SkillDir
     from hpo.space import compile_space
-    from hpo.spec import load_spec
     from mask2former.config import config_from_dict
     from mask2former.training.trainer import run_training
+    from skillkit.skill_dir import SkillDir
+    from skillkit.spec import load_spec
 
     logging.disable(logging.WARNING)
     started = time.monotonic()
