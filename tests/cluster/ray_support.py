@@ -132,3 +132,14 @@ def wait_for_nodes(address: str, count: int, env: Mapping[str, str], timeout_s: 
                 return {next(r for r in resources if r.endswith("_node")): node for node, resources in nodes}
         time.sleep(1)
     pytest.fail(f"the Ray cluster at {address} never had {count} nodes alive: {last}")
+
+
+def records(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """The trial.json records a running sweep has written so far (one being rewritten is skipped)."""
+    found = {}
+    for path in (sweep_dir / "trials").glob("*/trial.json"):
+        try:
+            found[path.parent.name] = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+    return found

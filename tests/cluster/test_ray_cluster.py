@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.cluster.cluster_support import base_sweep
-from tests.cluster.ray_support import cluster_env, stop_group, two_ray_nodes
+from tests.cluster.ray_support import cluster_env, records, stop_group, two_ray_nodes
 
 HPO = [sys.executable, "-m", "hpo.cli"]
 
@@ -30,16 +30,6 @@ def two_nodes() -> Iterator[dict[str, Any]]:
     env = cluster_env()
     with two_ray_nodes(env, env) as cluster:
         yield cluster
-
-
-def records(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    found = {}
-    for path in (sweep_dir / "trials").glob("*/trial.json"):
-        try:
-            found[path.parent.name] = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
-    return found
 
 
 @pytest.mark.slow

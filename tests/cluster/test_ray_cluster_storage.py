@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.cluster.cluster_support import base_sweep
-from tests.cluster.ray_support import cluster_env, lose_node, stop_group, two_ray_nodes
+from tests.cluster.ray_support import cluster_env, lose_node, records, stop_group, two_ray_nodes
 from tests.storage.moto_support import MOTO_SERVER, moto_server
 
 HPO = [sys.executable, "-m", "hpo.cli"]
@@ -41,16 +41,6 @@ def s3_env(endpoint: str, tmp_path: Path) -> dict[str, str]:
 def node_env(base: dict[str, str], root: Path) -> dict[str, str]:
     """A node's own scratch root and data cache (what separate machines would have)."""
     return {**base, "HPO_TRIAL_SCRATCH": str(root / "scratch"), "HPO_DATA_CACHE": str(root / "cache")}
-
-
-def records(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    found = {}
-    for path in (sweep_dir / "trials").glob("*/trial.json"):
-        try:
-            found[path.parent.name] = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
-    return found
 
 
 def last_validated(trial_dir: Path) -> int | None:
