@@ -86,14 +86,25 @@ class Mask2FormerModel(mlflow.pyfunc.PythonModel):
 
 
 def signature() -> Any:
+    """Input and output schema; the output names every key a record of any mode may hold (see the module
+    docstring), the mode-specific ones optional, so a client can read the model's whole contract from MLmodel."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Schema
+    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
 
+    bbox = Property("bbox", Array("double"))  # COCO [x, y, width, height]
+    segment = Object([Property("id", "long"), Property("category_id", "long"), Property("isthing", "boolean"),
+                      Property("score", "double"), Property("area", "long"), bbox])
+    rle = Object([Property("size", Array("long")), Property("counts", "string")])  # COCO RLE of one mask
+    instance = Object([Property("image_id", "long"), Property("file_name", "string"),
+                       Property("category_id", "long"), Property("score", "double"), bbox,
+                       Property("segmentation", rle)])
     inputs = Schema([ColSpec("binary", "image"), ColSpec("string", "file_name", required=False)])
     outputs = Schema([
         ColSpec("long", "image_id"), ColSpec("string", "file_name"), ColSpec("long", "height"),
         ColSpec("long", "width"), ColSpec(Array(Array("long")), "semantic"),
         ColSpec(Array(Array("long")), "panoptic", required=False),
+        ColSpec(Array(segment), "segments_info", required=False),
+        ColSpec(Array(instance), "instances", required=False),
     ])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
