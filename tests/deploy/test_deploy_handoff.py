@@ -83,6 +83,8 @@ def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: 
     metric = best["metric"]["name"] if isinstance(best.get("metric"), dict) and "name" in best["metric"] else "mIoU"
     assert report["backend"] == "onnxruntime"
     assert report["metrics"][metric] == pytest.approx(pytorch_metric, abs=1e-3)
+    # ... and equals the score the sweep promoted the checkpoint for (its validation at the tuned size).
+    assert report["metrics"][metric] == pytest.approx(best["evaluation"]["promoted"], abs=1e-3)
     assert pytorch_metric > 0
     print(f"hand-off: PyTorch {metric} {pytorch_metric:.4f}, ONNX Runtime {report['metrics'][metric]:.4f}")
 
