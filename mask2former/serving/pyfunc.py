@@ -37,6 +37,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 
 CHECKPOINT = "checkpoint"
 SPEC = "inference_spec"
@@ -71,8 +72,11 @@ class Mask2FormerModel(mlflow.pyfunc.PythonModel):
         spec = load_spec(context.artifacts[SPEC], action="inference", overrides=overrides)
         self.predictor = Predictor(config_from_dict(spec))
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
-        """One output record per input row (see the module docstring)."""
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        """One output record per input row (see the module docstring).
+
+        Only `model_input` is annotated, and as a DataFrame: MLflow infers no schema from that hint (the
+        signature `package` writes stays the contract) and stops asking for type hints on every import."""
         from mask2former.actions.inference import ImageArrays
         from mask2former.actions.outputs import predict_image
 
@@ -137,7 +141,6 @@ def package(spec: Mapping[str, Any], output: Path) -> Path:
     """Write the MLflow model of `spec`'s `inference.checkpoint` into `output` (replaced if present)."""
     import tempfile
 
-    import pandas as pd
     import yaml
 
     from skillkit.errors import SpecError

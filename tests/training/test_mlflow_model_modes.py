@@ -107,3 +107,19 @@ def test_the_packaged_model_predicts_what_inference_writes(panoptic_data, traine
         written = json.loads((out / "instances.json").read_text())
         assert written, "no instance to compare: the test would prove nothing"
         assert _rounded(record["instances"]) == _rounded(written)
+
+
+def test_packaging_a_missing_checkpoint_is_one_error_line(panoptic_data, tmp_path) -> None:
+    """Exit code 3 and the error alone on stderr: no traceback, and no MLflow request for type hints."""
+    import subprocess
+    import sys
+
+    spec = write_spec_file(tmp_path / "spec.yaml", panoptic_data, tmp_path / "out",
+                           **{"inference.checkpoint": str(tmp_path / "missing.pth")})
+    done = subprocess.run([sys.executable, "-m", "mask2former.cli", "mlflow_model", "-e", str(spec), "--output",
+                           str(tmp_path / "model")], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: inference.checkpoint '{tmp_path / 'missing.pth'}' is not a file: the MLflow model packages that "
+        "checkpoint."]
+    assert not (tmp_path / "model").exists()
