@@ -308,3 +308,32 @@ def test_evaluate_pq_equals_panopticapi_pq_compute_on_the_same_predictions(panop
     for ours, (group, key) in {"PQ": ("All", "pq"), "SQ": ("All", "sq"), "RQ": ("All", "rq"),
                                "PQ_th": ("Things", "pq"), "PQ_st": ("Stuff", "pq")}.items():
         assert metrics[ours] == pytest.approx(official[group][key], abs=1e-12), (ours, metrics, official)
+
+
+def test_instance_mode_is_scored_against_the_same_original_ground_truth_at_every_test_size(
+        panoptic_data, trained_run, tmp_path, monkeypatch):
+    """Mask AP too: at test sizes 32 and 128 on 64-px data, COCOeval receives the same ground-truth instances,
+    at the original 64 x 64, and detections resized back to it."""
+    from mask2former.evaluation.instance import InstanceEvaluator
+
+    received: list[tuple[bytes, bytes, bytes, tuple]] = []
+    update = InstanceEvaluator.update
+
+    def record(evaluator, *, gt_masks, gt_labels, pred_masks, pred_scores, pred_labels, gt_iscrowd=None):  # noqa: ANN001
+        received.append((np.asarray(gt_masks).tobytes(), np.asarray(gt_labels).tobytes(),
+                         np.asarray(gt_iscrowd).tobytes(), (tuple(gt_masks.shape[1:]), tuple(pred_masks.shape[1:]))))
+        return update(evaluator, gt_masks=gt_masks, gt_labels=gt_labels, pred_masks=pred_masks,
+                      pred_scores=pred_scores, pred_labels=pred_labels, gt_iscrowd=gt_iscrowd)
+
+    monkeypatch.setattr(InstanceEvaluator, "update", record)
+    truths = {}
+    for size in (32, 128):
+        received.clear()
+        report = _evaluate(panoptic_data, tmp_path / f"size{size}", _checkpoint(trained_run), **{
+            "model.mode": "instance", "model.test_topk_per_image": 20,
+            "dataset.augmentation.test_min_size": size, "dataset.augmentation.test_max_size": size})
+        assert "AP" in report["metrics"] and len(received) == 2
+        assert {shapes for *_, shapes in received} == {((64, 64), (64, 64))}
+        truths[size] = [entry[:3] for entry in received]
+    assert truths[32] == truths[128]
+    assert all(labels for _, labels, _ in truths[32])  # every val image has thing instances
