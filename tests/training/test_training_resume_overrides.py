@@ -136,3 +136,26 @@ def test_every_hot_parameter_takes_effect_when_a_run_resumes(panoptic_data, tmp_
     assert groups["backbone_decay"]["initial_lr"] == pytest.approx(0.004 * 0.5)
     assert groups["head_decay"]["weight_decay"] == pytest.approx(0.2)
     assert all(g["betas"][0] == pytest.approx(0.8) for g in groups.values())
+
+
+def test_mask2former_train_refuses_a_resume_that_does_not_fit_with_one_paragraph_and_exit_3(panoptic_data,
+                                                                                           trained_run, tmp_path):
+    """Through the real command, as the engine launches a trial: exit code 3 (spec), a one-paragraph message
+    naming the differing key, a `spec` FAILURE line for the engine to classify, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.training.training_support import write_spec_file
+
+    spec = write_spec_file(tmp_path / "spec.yaml", panoptic_data, tmp_path / "resumed", **{
+        **SHARED_RUN, "train.num_epochs": 3, "model.mask_former.hidden_dim": 48,
+        "train.resume_training_checkpoint_path": str(trained_run / "model_epoch_000_step_00002.pth")})
+    done = subprocess.run([str(Path(sys.executable).parent / "mask2former"), "train", "-e", str(spec)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr + done.stdout
+    (line,) = [text for text in (done.stdout + done.stderr).splitlines() if "does not fit" in text]
+    assert line.startswith("error: ") and "model.mask_former.hidden_dim" in line
+    failure = [r for r in read_status(tmp_path / "resumed") if r["status"] == "FAILURE"]
+    assert failure and failure[-1]["error_class"] == "spec"
