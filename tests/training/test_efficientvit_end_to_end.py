@@ -1,5 +1,6 @@
 """A tiny EfficientViT Mask2Former through the CLI: train 1 epoch on synthetic coco_panoptic data (mIoU
-recorded), evaluate, infer, export to ONNX at 960x544 (verified against ONNX Runtime) and quantize."""
+recorded), evaluate, infer, export to ONNX at 960x544 (verified against ONNX Runtime), evaluate and infer
+with that ONNX file on the deploy side (ONNX Runtime), and quantize."""
 
 from __future__ import annotations
 
@@ -53,21 +54,45 @@ def test_evaluate_and_inference_run_from_the_checkpoint(efficientvit_run, tmp_pa
         assert json.loads((out / "inference.json").read_text())["mode"] == mode
 
 
-def test_export_runs_in_onnx_runtime(efficientvit_run, tmp_path) -> None:
-    """At TAO's default 960x544 (LiteMLA in its linear form on every attention stage)."""
+@pytest.fixture(scope="module")
+def efficientvit_onnx(efficientvit_run, tmp_path_factory) -> tuple[Path, dict]:
+    """(ONNX file, export.json) of the run's checkpoint exported at TAO's default 960x544."""
     _, results = efficientvit_run
-    onnx_file = tmp_path / "model.onnx"
+    tmp = tmp_path_factory.mktemp("efficientvit-export")
+    onnx_file = tmp / "model.onnx"
     spec = {"model": {"mode": "panoptic"},
             "export": {"checkpoint": str(results / "mask2former_model_latest.pth"), "onnx_file": str(onnx_file),
                        "batch_size": 1},
-            "results_dir": str(tmp_path / "out")}
-    (tmp_path / "export.yaml").write_text(yaml.safe_dump(spec))
-    assert main(["export", "-e", str(tmp_path / "export.yaml")]) == 0
-    report = json.loads((tmp_path / "out" / "export.json").read_text())
+            "results_dir": str(tmp / "out")}
+    (tmp / "export.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["export", "-e", str(tmp / "export.yaml")]) == 0
+    return onnx_file, json.loads((tmp / "out" / "export.json").read_text())
+
+
+def test_export_runs_in_onnx_runtime(efficientvit_onnx) -> None:
+    """At TAO's default 960x544 (LiteMLA in its linear form on every attention stage)."""
+    onnx_file, report = efficientvit_onnx
     assert report["input"]["shape"] == [1, 3, 544, 960]
     assert report["verification"]["passed"]  # ONNX Runtime matched PyTorch on the export's own check
     outputs = run_onnxruntime(onnx_file, np.random.default_rng(0).random((1, 3, 544, 960), dtype=np.float32))
     assert outputs["prob_masks"].shape[-2:] == (544, 960) and np.isfinite(outputs["prob_masks"]).all()
+
+
+def test_deploy_evaluate_and_inference_run_the_onnx_file(efficientvit_run, efficientvit_onnx, tmp_path) -> None:
+    """`evaluate.trt_engine` / `inference.trt_engine` set to the exported file: the deploy side in ONNX Runtime."""
+    spec, _ = efficientvit_run
+    onnx_file, _ = efficientvit_onnx
+    assert main(["evaluate", "-e", str(spec), f"evaluate.trt_engine={onnx_file}", "evaluate.checkpoint=",
+                 f"results_dir={tmp_path / 'eval'}"]) == 0
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert report["backend"] == "onnxruntime" and report["num_images"] > 0
+    assert {"mIoU", "PQ"} <= set(report["metrics"])
+    assert read_status(tmp_path / "eval")[-1]["status"] == "SUCCESS"
+    assert main(["inference", "-e", str(spec), f"inference.trt_engine={onnx_file}", "inference.checkpoint=",
+                 f"results_dir={tmp_path / 'infer'}"]) == 0
+    summary = json.loads((tmp_path / "infer" / "inference.json").read_text())
+    assert summary["backend"] == "onnxruntime" and summary["num_images"] > 0
+    assert any((tmp_path / "infer" / "panoptic").iterdir())
 
 
 def test_quantize_torchao_int8(efficientvit_run, tmp_path) -> None:
