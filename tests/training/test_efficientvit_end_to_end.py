@@ -1,6 +1,7 @@
 """A tiny EfficientViT Mask2Former through the CLI: train 1 epoch on synthetic coco_panoptic data (mIoU
-recorded), evaluate, infer, export to ONNX at 960x544 (verified against ONNX Runtime), evaluate and infer
-with that ONNX file on the deploy side (ONNX Runtime), and quantize."""
+recorded; one step in the instance and semantic modes too), evaluate and infer in the three modes, export
+to ONNX at 960x544 (verified against ONNX Runtime), evaluate and infer with that ONNX file on the deploy
+side (ONNX Runtime), and quantize."""
 
 from __future__ import annotations
 
@@ -40,13 +41,26 @@ def test_train_one_epoch_records_miou_and_an_efficientvit_checkpoint(efficientvi
     assert "model.backbone.stages.3.op_list.1.context_module.main.qkv.conv.weight" in checkpoint["state_dict"]
 
 
+@pytest.mark.parametrize(("mode", "native"), [("instance", "AP"), ("semantic", "mIoU")])
+def test_trains_in_the_other_modes(mode: str, native: str, panoptic_data, tmp_path) -> None:
+    """One step in each remaining mode (the panoptic run is the fixture): its own targets and metrics."""
+    spec = write_spec_file(tmp_path / "spec.yaml", panoptic_data, tmp_path / "run",
+                           **{**EFFICIENTVIT, "model.mode": mode, "train.iters_per_epoch": 1})
+    assert main(["train", "-e", str(spec)]) == 0
+    lines = read_status(tmp_path / "run")
+    assert lines[-1]["status"] == "SUCCESS"
+    assert any(native in (line.get("kpi") or {}) for line in lines), [line.get("kpi") for line in lines]
+
+
 def test_evaluate_and_inference_run_from_the_checkpoint(efficientvit_run, tmp_path, capsys) -> None:
     spec, results = efficientvit_run
     checkpoint = results / "mask2former_model_latest.pth"
-    assert main(["evaluate", "-e", str(spec), f"evaluate.checkpoint={checkpoint}",
-                 f"results_dir={tmp_path / 'eval'}"]) == 0
-    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
-    assert {"mIoU", "PQ"} <= set(report["metrics"])
+    for mode, native in (("panoptic", "PQ"), ("instance", "AP"), ("semantic", "mIoU")):
+        out = tmp_path / f"eval-{mode}"
+        assert main(["evaluate", "-e", str(spec), f"evaluate.checkpoint={checkpoint}", f"model.mode={mode}",
+                     f"results_dir={out}"]) == 0, capsys.readouterr().err
+        report = json.loads((out / "evaluation.json").read_text())
+        assert {"mIoU", native} <= set(report["metrics"]), (mode, sorted(report["metrics"]))
     for mode in ("panoptic", "instance", "semantic"):
         out = tmp_path / f"infer-{mode}"
         assert main(["inference", "-e", str(spec), f"inference.checkpoint={checkpoint}", f"model.mode={mode}",
