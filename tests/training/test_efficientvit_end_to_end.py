@@ -18,6 +18,8 @@ from mask2former.export.onnx_export import run_onnxruntime
 from skillkit.status.writer import read_status
 from tests.training.training_support import write_spec_file
 
+pytestmark = pytest.mark.slow
+
 EFFICIENTVIT = {"model.backbone.type": "efficientvit", "model.backbone.efficientvit.name": "b0",
                 "train.num_epochs": 1}
 
