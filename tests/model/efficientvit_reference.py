@@ -14,7 +14,7 @@ checks our outputs against the release's recorded ones.
 Loading the release: `efficientvit/models/nn/__init__.py` star-imports a Triton RMS-norm kernel
 (GPU-only, used by the release's SAM models, not by these backbones) and the release trainer's
 scheduler (for drop-path). The loader imports only the files the backbones need (`nn/act.py`,
-`nn/norm.py`, `nn/ops.py`, `models/utils`, `efficientvit/backbone.py`) and gives `norm.py` a
+`nn/norm.py`, `nn/ops.py`, `models/utils`, `efficientvit/backbone.py`, `efficientvit/cls.py`) and gives `norm.py` a
 `triton_rms_norm` module whose kernel raises if anything calls it.
 """
 
@@ -27,6 +27,7 @@ import math
 import sys
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -92,8 +93,16 @@ def our_features(name: str, x: Tensor) -> dict[str, Tensor]:
         return model(x)
 
 
-def load_release_backbones(root: Path) -> dict[str, Callable[[], nn.Module]]:
-    """{name: constructor} of the release's backbones, imported from a source checkout at `root`."""
+@dataclass(frozen=True)
+class Release:
+    """Constructors imported from the release source: backbones (all eight) and ImageNet models (no l0)."""
+
+    backbones: dict[str, Callable[[], nn.Module]]
+    classifiers: dict[str, Callable[[], nn.Module]]
+
+
+def load_release(root: Path) -> Release:
+    """Import the release's backbone and classifier constructors from a source checkout at `root`."""
     package = root / "efficientvit"
     if not (package / "models" / "efficientvit" / "backbone.py").is_file():
         raise FileNotFoundError(f"{root} is not a checkout of the EfficientViT release (no efficientvit/models/"
@@ -118,9 +127,14 @@ def load_release_backbones(root: Path) -> dict[str, Callable[[], nn.Module]]:
         module = _import_file(f"efficientvit.models.nn.{part}", package / "models" / "nn" / f"{part}.py")
         for attribute in getattr(module, "__all__", []):
             setattr(nn_package, attribute, getattr(module, attribute))
-    backbone = _import_file("efficientvit.models.efficientvit.backbone",
-                            package / "models" / "efficientvit" / "backbone.py")
-    return {name: getattr(backbone, f"efficientvit_backbone_{name}") for name in EFFICIENTVIT_PRESETS}
+    models = package / "models" / "efficientvit"
+    backbone = _import_file("efficientvit.models.efficientvit.backbone", models / "backbone.py")
+    cls = _import_file("efficientvit.models.efficientvit.cls", models / "cls.py")
+    return Release(
+        backbones={name: getattr(backbone, f"efficientvit_backbone_{name}") for name in EFFICIENTVIT_PRESETS},
+        classifiers={name: getattr(cls, f"efficientvit_cls_{name}") for name in EFFICIENTVIT_PRESETS
+                     if hasattr(cls, f"efficientvit_cls_{name}")},
+    )
 
 
 def _import_file(name: str, path: Path) -> types.ModuleType:
@@ -150,7 +164,7 @@ def summarise(feature: Tensor) -> dict[str, object]:
 
 def record(root: Path, revision: str, out: Path = RECORD) -> dict[str, object]:
     """Run the release (source at `root`, commit `revision`) on every name and size; write the summaries to `out`."""
-    constructors = load_release_backbones(root)
+    constructors = load_release(root).backbones
     torch.set_num_threads(1)
     outputs: dict[str, dict[str, dict[str, object]]] = {}
     for name, constructor in constructors.items():

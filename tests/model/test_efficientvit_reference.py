@@ -1,10 +1,11 @@
 """Our EfficientViT equals the original release (mit-han-lab/efficientvit) on identical weights.
 
 Every run: each model's res2..res5 on two inputs (attention in its linear and its quadratic form)
-equal the outputs the release produced for the same hashed weights and inputs
+equal the outputs the release produced for the same seeded weights and inputs
 (`efficientvit_release_outputs.json`, see `efficientvit_reference.py`). Where a checkout of the
-release source is given (HPO_EFFICIENTVIT_REFERENCE=path), the release runs live as well and every
-output element is compared.
+release source is given (HPO_EFFICIENTVIT_REFERENCE=path), the release runs live as well: every
+output element is compared, and the release's own state dicts (ImageNet models with their heads) must be
+exactly the layout that test_efficientvit.py's loader tests write, and load into ours.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ import pytest
 import torch
 
 from mask2former.model.backbone.efficientvit import EFFICIENTVIT_PRESETS, EfficientViT
+from mask2former.model.backbone.efficientvit_checkpoint import adapt_efficientvit_state_dict
 from tests.model.efficientvit_reference import (
     RECORD,
     SIZES,
     deterministic_input,
     deterministic_state,
-    load_release_backbones,
+    load_release,
     our_features,
     release_features,
     summarise,
 )
+from tests.model.test_efficientvit import release_layout
 
 NAMES = sorted(EFFICIENTVIT_PRESETS)
 
@@ -85,23 +88,40 @@ def test_deterministic_weights_fill_every_key_and_keep_activations_in_range() ->
 
 
 @pytest.fixture(scope="module")
-def release_constructors():
-    """The live release's backbone constructors; its modules leave sys.modules again afterwards."""
+def release():
+    """The live release's constructors; its modules leave sys.modules again afterwards."""
     root = os.environ.get("HPO_EFFICIENTVIT_REFERENCE")
     if not root:
         pytest.skip("HPO_EFFICIENTVIT_REFERENCE (a checkout of the EfficientViT release source) is not set")
     try:
-        yield load_release_backbones(Path(root))
+        yield load_release(Path(root))
     finally:
         for module in [m for m in sys.modules if m == "efficientvit" or m.startswith("efficientvit.")]:
             del sys.modules[module]
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_live_release_source_gives_the_same_maps(name: str, release_constructors) -> None:
+def test_live_release_source_gives_the_same_maps(name: str, release) -> None:
     for height, width in SIZES:
         x = deterministic_input(height, width)
-        ours, theirs = our_features(name, x), release_features(release_constructors[name], x)
+        ours, theirs = our_features(name, x), release_features(release.backbones[name], x)
         assert sorted(ours) == sorted(theirs)
         for key in ours:
             torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5 * theirs[key].abs().mean().item())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_live_release_state_dict_is_the_layout_the_loader_tests_use(name: str, release) -> None:
+    """The release's own ImageNet model (its backbone where it has none, l0) has exactly the key -> shape map
+    that tests/model/test_efficientvit.py writes from the release's construction, and loads into ours."""
+    with torch.device("meta"):
+        model = (release.classifiers.get(name) or release.backbones[name])()
+    state = model.state_dict()
+    if name in release.classifiers:
+        assert {k: tuple(v.shape) for k, v in state.items()} == release_layout(name)
+    else:
+        assert {k: tuple(v.shape) for k, v in state.items()} == release_layout(name, prefix="", with_head=False)
+    with torch.device("meta"):
+        ours = EfficientViT(name=name)
+    adapted, _ = adapt_efficientvit_state_dict(state, ours)
+    assert set(adapted) == set(ours.state_dict())
