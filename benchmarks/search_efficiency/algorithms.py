@@ -15,6 +15,8 @@ Names:
   run through the same trial loop.
 - `tao_<name>`: TAO AutoML's own brains (`tao.py`), hyperband/bohb/bayesian and the rest of TAO's list.
 - `dehb`: the `dehb` package's ask/tell DEHB (`peers.py`).
+- `ray:<name>`: Ray Tune's own ASHA, HyperBand and BOHB (HyperBandForBOHB + TuneBOHB) as a bare Ray Tune user
+  configures them, driven in-process without a Ray cluster (`raytune.py`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def _tao(name: str) -> Callable[[Suite, int], Any]:
 
 def registry() -> dict[str, Callable[[Suite, int], Any]]:
     """Algorithm name -> factory(suite, seed) of its simulator policy."""
+    from benchmarks.search_efficiency.raytune import RAY_ALGORITHMS
     from benchmarks.search_efficiency.tao import TAO_ALGORITHMS
 
     algorithms: dict[str, Callable[[Suite, int], Any]] = {}
@@ -92,7 +95,18 @@ def registry() -> dict[str, Callable[[Suite, int], Any]]:
     for name in TAO_ALGORITHMS:
         algorithms[f"tao_{name}"] = _tao(name)
     algorithms["dehb"] = _dehb
+    for name in RAY_ALGORITHMS:
+        algorithms[f"ray:{name}"] = _ray(name)
     return algorithms
+
+
+def _ray(name: str) -> Callable[[Suite, int], Any]:
+    def make(suite: Suite, seed: int) -> Any:
+        from benchmarks.search_efficiency.raytune import RayTunePolicy
+
+        return RayTunePolicy(name, suite, seed=seed)
+
+    return make
 
 
 def _dehb(suite: Suite, seed: int) -> Any:

@@ -132,3 +132,89 @@ def test_simulator_makes_the_same_decisions_as_the_real_subprocess_path(tmp_path
     result = crosscheck(algorithm={"name": "bohb"}, suite_name="mfh3_good@9", trials=6, seed=0, workdir=tmp_path)
     assert result["identical"], result["problems"]
     assert {d["completed"] for d in result["decisions"]} == {True, False}  # some pruned, some completed
+
+
+# ------------------------------------------------------------------ Ray Tune's schedulers (raytune.py)
+
+
+@pytest.mark.parametrize("name", ["ray:asha", "ray:hyperband", "ray:bohb"])
+def test_ray_tune_policies_are_deterministic_and_start_no_ray_cluster(name: str) -> None:
+    import ray
+
+    from benchmarks.search_efficiency import get_suite, run_algorithm
+
+    suite = get_suite("mfh3_good")
+    first = run_algorithm(name, suite, seed=2, budget_epochs=300, record_decisions=True)
+    second = run_algorithm(name, suite, seed=2, budget_epochs=300, record_decisions=True)
+    assert first.to_dict() == second.to_dict() and first.decisions == second.decisions
+    assert first.total_epochs >= 300 and first.full_budget_results >= 1
+    other = run_algorithm(name, suite, seed=3, budget_epochs=300, record_decisions=True)
+    assert [d.config for d in other.decisions] != [d.config for d in first.decisions]  # the seed matters
+    assert not ray.is_initialized()
+
+
+def _runs_by_trial(decisions: list) -> dict:
+    runs: dict = {}
+    for decision in decisions:
+        runs.setdefault(decision.key, []).append(decision)
+    return runs
+
+
+def test_ray_asha_stops_trials_early_at_its_default_rungs() -> None:
+    from benchmarks.search_efficiency import get_suite, run_algorithm
+
+    trace = run_algorithm("ray:asha", get_suite("mfh3_good"), seed=0, budget_epochs=400, record_decisions=True)
+    stopped = [d for d in trace.decisions if d.reason == "stopped"]
+    # ASHAScheduler's defaults at max_t = 27: grace period 1, reduction factor 4 -> rungs at 1, 4 and 16 epochs.
+    assert len(stopped) > 0.6 * len(trace.decisions)
+    assert {d.end_epoch for d in stopped} <= {1, 4, 16} and {1, 4} <= {d.end_epoch for d in stopped}
+    assert all(d.start_epoch == 0 for d in trace.decisions)  # asynchronous: nothing is paused
+    assert trace.trials > 400 // 27 * 5
+
+
+def test_ray_hyperband_pauses_and_resumes_trials_without_retraining_an_epoch() -> None:
+    from benchmarks.search_efficiency import get_suite, run_algorithm
+
+    trace = run_algorithm("ray:hyperband", get_suite("mfh3_good"), seed=0, budget_epochs=400, record_decisions=True)
+    runs = _runs_by_trial(trace.decisions)
+    resumed = [r for r in runs.values() if len(r) > 1]
+    assert resumed, "no paused trial was resumed"
+    for trial_runs in runs.values():
+        assert trial_runs[0].start_epoch == 0
+        for before, after in zip(trial_runs, trial_runs[1:]):
+            assert before.reason == "paused" and after.start_epoch == before.end_epoch  # from its checkpoint
+    # HyperBandScheduler's rungs at max_t = 27, eta = 3: a trial pauses only at 1, 3 or 9 epochs (or when the
+    # budget ends the sweep), and a promoted trial reaches the full 27 epochs across several runs.
+    paused_at = {d.end_epoch for d in trace.decisions if d.reason == "paused"}
+    assert {1, 3, 9} & paused_at and len(paused_at - {1, 3, 9}) <= 4
+    assert any(r[-1].end_epoch == 27 and len(r) > 1 for r in runs.values())
+    assert sum(d.end_epoch - d.start_epoch for d in trace.decisions) == trace.total_epochs
+
+
+def test_ray_bohb_proposes_from_its_model_after_its_random_start() -> None:
+    from benchmarks.search_efficiency import get_suite
+    from benchmarks.search_efficiency.algorithms import registry
+    from benchmarks.search_efficiency.simulator import simulate
+
+    suite = get_suite("mfh3_good")
+    policy = registry()["ray:bohb"](suite, 0)
+    bohb = policy.searcher.bohber  # hpbandster's BOHB config generator inside Ray's TuneBOHB
+    picks: list[tuple[bool, int]] = []
+    get_config = bohb.get_config
+
+    def spy(budget: object) -> object:
+        models = len(bohb.kde_models)
+        config, info = get_config(budget)
+        picks.append((bool(info.get("model_based_pick")), models))
+        return config, info
+
+    bohb.get_config = spy
+    trace = simulate(policy, suite, seed=0, budget_epochs=400, workers=4, algorithm="ray:bohb")
+    assert trace.full_budget_results >= 1
+    first_model_pick = next(i for i, (model_based, _) in enumerate(picks) if model_based)
+    # hpbandster's default random start: no model before a budget has more than dim + 1 results.
+    assert first_model_pick > len(suite.parameters) + 1
+    assert all(models > 0 for model_based, models in picks if model_based)
+    after = [model_based for model_based, _ in picks[first_model_pick:]]
+    assert sum(after) / len(after) > 0.5  # hpbandster's default: a third of the proposals stay random
+    assert set(bohb.configs) >= {1}  # the budgets reached the model through HyperBandForBOHB's results
