@@ -158,7 +158,8 @@ class SimController:
 class RayTunePolicy:
     """A simulator policy (see simulator.py) running Ray Tune's scheduler and searcher for `algorithm`."""
 
-    def __init__(self, algorithm: str, suite: Suite, *, seed: int) -> None:
+    def __init__(self, algorithm: str, suite: Suite, *, seed: int, max_trials: int | None = None) -> None:
+        """`max_trials` is TuneConfig's `num_samples` (default unlimited: the simulator's budget ends the sweep)."""
         from ray.tune.schedulers import ASHAScheduler, HyperBandForBOHB, HyperBandScheduler
         from ray.tune.search.sample import _BackwardsCompatibleNumpyRng
 
@@ -184,6 +185,7 @@ class RayTunePolicy:
             self.searcher.set_search_properties(self.metric, mode, self.space)
         self.scheduler.set_search_properties(self.metric, mode)
         self.random_state = _BackwardsCompatibleNumpyRng(seed)  # BasicVariantGenerator(random_state=seed)
+        self.max_trials = max_trials
         self.max_pending = MAX_PENDING_SEARCHER if self.searcher is not None else MAX_PENDING_RANDOM
         self.controller = SimController(self.scheduler, self.searcher)
         self.by_id: dict[str, SimTrial] = {}
@@ -206,6 +208,8 @@ class RayTunePolicy:
 
         self.pending = [t for t in self.pending if t.status == Trial.PENDING]
         while len(self.pending) < self.max_pending:
+            if self.max_trials is not None and len(self.controller.trials) >= self.max_trials:
+                return
             trial_id = f"{len(self.controller.trials):05d}"
             config = self._suggest(trial_id)
             if config is None:

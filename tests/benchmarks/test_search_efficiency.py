@@ -218,3 +218,14 @@ def test_ray_bohb_proposes_from_its_model_after_its_random_start() -> None:
     after = [model_based for model_based, _ in picks[first_model_pick:]]
     assert sum(after) / len(after) > 0.5  # hpbandster's default: a third of the proposals stay random
     assert set(bohb.configs) >= {1}  # the budgets reached the model through HyperBandForBOHB's results
+
+
+@pytest.mark.slow
+def test_ray_stand_in_makes_the_same_decisions_as_ray_tune_itself(tmp_path: Path) -> None:
+    """Synchronous HyperBand (pause, resume from checkpoints, halving) through `tune.Tuner` on a one-CPU local
+    Ray instance and through the simulator's controller stand-in: same trials, same epochs each (~90 s)."""
+    from benchmarks.search_efficiency.ray_crosscheck import crosscheck
+
+    result = crosscheck("hyperband", "mfh3_good@9", seed=0, trials=17, workdir=tmp_path)
+    assert result["identical"], result["problems"]
+    assert len({r["epochs"] for r in result["ray"]}) == 3  # stopped at 1 and 3 epochs, promoted to 9
