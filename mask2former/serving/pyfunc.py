@@ -37,6 +37,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd  # the hint MLflow reads on predict (mlflow.pyfunc imports pandas already)
 
 CHECKPOINT = "checkpoint"
 SPEC = "inference_spec"
@@ -71,8 +72,14 @@ class Mask2FormerModel(mlflow.pyfunc.PythonModel):
         spec = load_spec(context.artifacts[SPEC], action="inference", overrides=overrides)
         self.predictor = Predictor(config_from_dict(spec))
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
-        """One output record per input row (see the module docstring)."""
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One output record per input row (see the module docstring).
+
+        `model_input` is annotated `pd.DataFrame` on purpose: MLflow reads the hint of a PythonModel's `predict`,
+        infers no schema from a DataFrame (the explicit `signature()` stays the model's schema), and without a
+        hint it warns on every import of this module. Pyfunc hands a DataFrame (the signature has named columns);
+        a list of row dicts is still accepted when the class is called directly."""
         from mask2former.actions.inference import ImageArrays
         from mask2former.actions.outputs import predict_image
 
