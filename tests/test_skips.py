@@ -1,0 +1,101 @@
+"""The suite's only skips are the ones docs/testing.md names: tests that need a GPU or TensorRT (and ModelOpt,
+NVIDIA's GPU quantizer) on a machine without them, and the checks against TAO's full original files unless
+`HPO_TAO_REFERENCE` names their folder. Everything else a test needs is in this repository or set up by
+`scripts/setup.sh`, so a test that cannot find it fails instead of passing quietly as skipped.
+
+Checked statically over tests/: every `pytest.skip(...)` and `skipif(..., reason=...)` names one of those
+needs, and every `pytest.importorskip(...)` imports a dependency `pyproject.toml` declares (setup.sh installs
+them all, so it never skips after the README's setup)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+OWN_PACKAGES = {"hpo", "mask2former", "skillkit", "tests", "benchmarks"}
+# A skip reason must name what the test needs, and only these needs may skip.
+ALLOWED_NEEDS = ("GPU", "CUDA", "TensorRT", "tensorrt", "ModelOpt", "HPO_TAO_REFERENCE", "TAO's full original files")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def declared_distributions() -> set[str]:
+    """Names of the project's dependencies and test extras, as pyproject.toml's [project] table lists them."""
+    text = (REPO / "pyproject.toml").read_text()
+    project = text[text.index("[project]"):text.index("[project.scripts]")]
+    names = set()
+    for block in re.findall(r"(?:^dependencies|^test) = \[(.*?)^\]", project, flags=re.S | re.M):
+        names |= {_normalize(m) for m in re.findall(r'^\s*"([A-Za-z0-9_.\-]+)', block, flags=re.M)}
+    return names
+
+
+def _text(node: ast.expr | None) -> str:
+    """The constant text of a reason (the literal parts of an f-string)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_text(value) for value in node.values if isinstance(value, ast.Constant))
+    return ""
+
+
+def _called(node: ast.Call) -> str:
+    """'pytest.skip' for pytest.skip(...), 'pytest.mark.skipif' for @pytest.mark.skipif(...), else ''."""
+    parts = []
+    func: ast.expr = node.func
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if isinstance(func, ast.Name):
+        parts.append(func.id)
+    return ".".join(reversed(parts))
+
+
+def skip_calls() -> list[tuple[str, str, ast.Call]]:
+    """(where, called name, call) of every skip, skipif and importorskip in tests/."""
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call):
+                name = _called(node)
+                if name in ("pytest.skip", "pytest.mark.skipif", "pytest.importorskip"):
+                    found.append((f"{path.relative_to(REPO)}:{node.lineno}", name, node))
+    return found
+
+
+def test_every_skip_names_a_gpu_tensorrt_or_tao_reference_need() -> None:
+    calls = [(where, name, call) for where, name, call in skip_calls() if name != "pytest.importorskip"]
+    assert calls  # the GPU and HPO_TAO_REFERENCE skips are found
+    wrong = []
+    for where, name, call in calls:
+        reason = next((kw.value for kw in call.keywords if kw.arg in ("reason", "msg")), None)
+        if reason is None and name == "pytest.skip" and call.args:
+            reason = call.args[0]
+        text = _text(reason)
+        if not any(need in text for need in ALLOWED_NEEDS):
+            wrong.append(f"{where}: {name}({text!r})")
+    assert not wrong, ("only a missing GPU/TensorRT or HPO_TAO_REFERENCE may skip a test (docs/testing.md); "
+                       f"anything else a test needs must make it fail: {wrong}")
+
+
+def test_importorskip_only_imports_declared_dependencies() -> None:
+    declared = declared_distributions()
+    assert {"torch", "ray", "pytest", "moto", "psycopg2-binary"} <= declared
+    providers = importlib.metadata.packages_distributions()
+    wrong = []
+    for where, _name, call in skip_calls():
+        if _name != "pytest.importorskip":
+            continue
+        module = _text(call.args[0]) if call.args else ""
+        top = module.split(".")[0]
+        if top in OWN_PACKAGES:
+            continue
+        dists = {_normalize(dist) for dist in providers.get(top, [])}
+        if not dists & declared:
+            wrong.append(f"{where}: importorskip({module!r}) (installed from {sorted(dists) or 'nothing'})")
+    assert not wrong, f"declare these in pyproject.toml (setup.sh installs them) or mark the tests gpu: {wrong}"
