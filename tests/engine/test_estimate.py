@@ -75,6 +75,7 @@ def test_estimate_is_within_30_percent_of_the_actual_wall_time(write_sweep: Call
     actual = time.monotonic() - started
     summary = json.loads((tmp_path / "ws" / "fx" / "summary.json").read_text())
     epochs = sum(t["history"][-1]["epoch"] + 1 for t in summary["trials"])  # epochs trained (TAO index + 1)
+    print(f"estimate {plan.estimated_wall_s:.1f} s, actual {actual:.1f} s ({epochs} epochs trained)")
     assert abs(plan.estimated_wall_s - actual) <= 0.3 * actual, (plan.estimated_wall_s, actual, plan.wall, epochs)
 
 
