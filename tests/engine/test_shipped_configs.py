@@ -41,6 +41,26 @@ def test_quickstart_config_comment_matches_the_quickstart_script() -> None:
     assert command in comment
 
 
+def test_shipped_configs_name_their_dataset_type_and_the_readme_explains_it(tmp_path: Path) -> None:
+    """`datasets.type` is optional (detected from a root's files, local or s3://) but shown in every shipped
+    config, with a value the skill knows; the quickstart's is the format of the data its script writes."""
+    from hpo.spec.datasources import detect_dataset_type, known_dataset_types
+    from mask2former.data.synth import write_synthetic_splits
+
+    known = known_dataset_types(SkillDir(REPO).data_sources("train"))
+    for config in sorted(CONFIGS.glob("*.yaml")):
+        data = yaml.safe_load(config.read_text())
+        if isinstance(data, dict) and "datasets" in data:
+            assert data["datasets"].get("type") in known, (config.name, known)
+    script = (REPO / "scripts" / "quickstart.sh").read_text()
+    fmt = script.split("mask2former dataset synth --format ", 1)[1].split()[0]  # the format the script writes
+    write_synthetic_splits(tmp_path, fmt=fmt, num_train=2, num_val=1, seed=0, size=32)
+    quickstart = yaml.safe_load((CONFIGS / "quickstart.yaml").read_text())
+    assert detect_dataset_type(str(tmp_path / "train")) == quickstart["datasets"]["type"]
+    readme = (REPO / "README.md").read_text()
+    assert "`datasets.type`" in readme and "--dataset-type" in readme
+
+
 @pytest.mark.slow
 def test_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     """The quickstart as shipped (mfbo: defaults first, Hyperband; MLflow tracking, promotion), on freshly generated
