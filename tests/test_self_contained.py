@@ -1,11 +1,13 @@
-"""The suite's only skips are the ones docs/testing.md names: tests that need a GPU or TensorRT (and ModelOpt,
-NVIDIA's GPU quantizer) on a machine without them, and the checks against TAO's full original files unless
-`HPO_TAO_REFERENCE` names their folder. Everything else a test needs is in this repository or set up by
-`scripts/setup.sh`, so a test that cannot find it fails instead of passing quietly as skipped.
+"""The tests need nothing outside this repository, and their only skips are the ones docs/testing.md names:
+tests that need a GPU or TensorRT (and ModelOpt, NVIDIA's GPU quantizer) on a machine without them, and the
+checks against TAO's full original files unless `HPO_TAO_REFERENCE` names their folder. Everything else a test
+needs is in this repository or set up by `scripts/setup.sh`, so a test that cannot find it fails instead of
+passing quietly as skipped.
 
-Checked statically over tests/: every `pytest.skip(...)` and `skipif(..., reason=...)` names one of those
-needs, and every `pytest.importorskip(...)` imports a dependency `pyproject.toml` declares (setup.sh installs
-them all, so it never skips after the README's setup)."""
+Checked statically over tests/ (a fresh clone in an empty folder is the lead's check of the same promise): no
+path climbs above the repository (`Path(__file__).parents[N]`, a sibling `shared/` folder); every
+`pytest.skip(...)` and `skipif(..., reason=...)` names one of those needs; every `pytest.importorskip(...)`
+imports a dependency `pyproject.toml` declares (setup.sh installs them all, so it never skips after it)."""
 
 from __future__ import annotations
 
@@ -99,3 +101,22 @@ def test_importorskip_only_imports_declared_dependencies() -> None:
         if not dists & declared:
             wrong.append(f"{where}: importorskip({module!r}) (installed from {sorted(dists) or 'nothing'})")
     assert not wrong, f"declare these in pyproject.toml (setup.sh installs them) or mark the tests gpu: {wrong}"
+
+
+def test_no_test_reaches_above_the_repository() -> None:
+    """`Path(__file__).parents[N]` of a file d folders below the repository is the repository itself for
+    N = d; a larger N, or a path into a sibling `shared/` folder, reads outside a fresh clone."""
+    wrong = []
+    for path in sorted(TESTS.rglob("*.py")):
+        depth = len(path.relative_to(REPO).parts) - 1
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "parents" and isinstance(node.slice, ast.Constant)
+                    and isinstance(node.slice.value, int) and node.slice.value > depth):
+                wrong.append(f"{path.relative_to(REPO)}:{node.lineno}: parents[{node.slice.value}]")
+        # facts.py's docs name where TAO's copy sits on CI (HPO_TAO_REFERENCE); the two guards name what they forbid
+        if path.name not in ("facts.py", "test_docs.py", "test_self_contained.py"):
+            wrong += [f"{path.relative_to(REPO)}: names {marker}" for marker in ("../shared", "shared/reference")
+                      if marker in text]
+    assert not wrong, f"tests read only inside the repository (TAO's files through HPO_TAO_REFERENCE): {wrong}"
