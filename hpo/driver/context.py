@@ -218,10 +218,10 @@ def build_base_spec(config: SweepConfig, skill: SkillDir, keys: SpecKeys, max_ep
 
 
 def _check_test_dataset(config: SweepConfig, skill: SkillDir, base_spec: Mapping[str, Any]) -> None:
-    """A local `datasets.test` must hold what the evaluate action's data sources need, checked before launch
-    rather than when the sweep is over (an s3:// root is checked when it is staged)."""
+    """`datasets.test` (a folder or an `s3://` prefix, listed once, nothing downloaded) must hold what the
+    evaluate action's data sources need, checked before launch rather than when the sweep is over."""
     root = config.datasets.test
-    if not root or "://" in root:
+    if not root:
         return
     if not skill.data_sources("evaluate"):
         raise SweepConfigError(f"datasets.test = '{root}': skill '{skill.path}' has no data_sources for its evaluate "

@@ -21,7 +21,8 @@ stored in the checkpoint it continued from), so tests can check what each run an
 Fault injection (spec section `fixture`): fail = crash | oom | data | bad_spec | hang | kill, in the
 `fail_at_epoch`-th epoch (default 1, the first), only when `train.optim.lr` > `fail_if_lr_above` if that is set.
 `evaluate -e SPEC` reports the mIoU stored in `evaluate.checkpoint` (the baseline path); on a dataset root
-holding `fixture_eval.json` it scores lower by the trained weight decay (a stand-in held-out test split).
+holding `fixture_eval.json` (beside its files, or inside its extracted images folder, which is where it stays
+once an s3:// root is staged) it scores lower by the trained weight decay (a stand-in held-out test split).
 """
 
 from __future__ import annotations
@@ -175,12 +176,12 @@ def evaluate(spec: dict) -> int:
     miou = 1.0 - math.exp(-float(state["progress"]) / 3.0)
     # A held-out dataset root may carry `fixture_eval.json` {"weight_decay_penalty": x}: the score there is
     # miou * (1 - x * weight_decay), so tests can tell a test-split score from a validation one.
-    for value in (get(spec, "dataset.val") or {}).values():
-        marker = Path(str(value)).parent / "fixture_eval.json" if value else None
-        if marker is not None and marker.is_file():
-            penalty = float(json.loads(marker.read_text())["weight_decay_penalty"])
-            miou *= 1.0 - penalty * float(get(state.get("spec") or {}, "train.optim.weight_decay", 0.0))
-            break
+    markers = [folder / "fixture_eval.json" for value in (get(spec, "dataset.val") or {}).values() if value
+               for folder in (Path(str(value)).parent, Path(str(value)))]
+    marker = next((path for path in markers if path.is_file()), None)
+    if marker is not None:
+        penalty = float(json.loads(marker.read_text())["weight_decay_penalty"])
+        miou *= 1.0 - penalty * float(get(state.get("spec") or {}, "train.optim.weight_decay", 0.0))
     status.write("SUCCESS", "Evaluation finished", kpi={"mIoU": miou, "pixel_acc": 0.5 + miou / 2, "val_loss": 2.0 - miou})
     return 0
 

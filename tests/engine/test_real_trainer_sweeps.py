@@ -165,6 +165,8 @@ def test_ray_pbt_on_the_default_space(tmp_path: Path, synthetic_data: Path, ray_
     assert summary["counts"] == {"COMPLETED": 3}
     space = yaml.safe_load((sweep_dir / "space.yaml").read_text())
     assert len(space["parameters"]) == 10 and all(p.get("hot") for p in space["parameters"])  # the hot ten
+    # the crash came at an exploit (a donor checkpoint loaded into another shape): one must have happened
+    assert any(trial["lineage"] for trial in summary["trials"]), "no trial exploited a donor"
     base = yaml.safe_load((REPO / "configs" / "quickstart_spec.yaml").read_text())
     for trial in summary["trials"]:
         spec = yaml.safe_load((sweep_dir / "trials" / trial["trial_id"] / "spec.yaml").read_text())

@@ -223,3 +223,117 @@ def test_evaluate_pq_equals_textbook_pq_at_original_size_on_hand_made_files(pano
         assert counted[cat][1:] == [tp, fp, fn] and counted[cat][0] == pytest.approx(iou), cat
     assert sum(fp + fn for _, _, fp, fn in expected["tally"].values()) > 0
     assert {p.shape for p, _, _, _ in recorder.panoptic} == {(48, 80), (70, 50), (57, 61)}
+
+
+def _shifted_truth_predictions(monkeypatch: pytest.MonkeyPatch, truths: dict[tuple[int, int], tuple[np.ndarray, list]],
+                               categories: list[int]) -> None:
+    """Replace panoptic post-processing by a prediction made from the image's own ground truth, shifted
+    sideways (a few px per image) and with every third segment given a wrong class, so that panopticapi's
+    cases all occur: true positives at several IoUs, misses, wrong classes, predictions lying on crowd and
+    void. The image is told by its original size (distinct per hand-made file), which is the size the
+    post-processing works at. The scoring under test is untouched."""
+    import torch
+
+    from mask2former.model import postprocessing
+
+    def from_truth(mask_cls, mask_pred, *, thing_ids, object_mask_threshold, overlap_threshold):  # noqa: ANN001
+        gt_ids, gt_segments = truths[tuple(mask_pred.shape[-2:])]
+        shift = 3 + gt_ids.shape[1] % 7
+        shifted = np.zeros_like(gt_ids)
+        shifted[:, shift:] = gt_ids[:, :-shift]  # columns shifted right; the first `shift` columns become void
+        id_map = np.zeros(gt_ids.shape, dtype=np.int32)
+        segments = []
+        for index, segment in enumerate(gt_segments):
+            mask = shifted == segment["id"]
+            if not mask.any():
+                continue
+            category = segment["category_id"]
+            if index % 3 == 2:  # a wrong class: a false positive and a miss
+                category = categories[(categories.index(category) + 1) % len(categories)]
+            id_map[mask] = len(segments) + 1
+            segments.append({"id": len(segments) + 1, "category_id": category, "isthing": category in thing_ids,
+                             "score": 1.0})
+        return postprocessing.PanopticPrediction(torch.from_numpy(id_map), segments)
+
+    monkeypatch.setattr(postprocessing, "panoptic_inference", from_truth)
+
+
+def test_evaluate_pq_equals_panopticapi_pq_compute_on_the_same_predictions(panoptic_data, trained_run, tmp_path,
+                                                                           monkeypatch):
+    """COCO-official PQ: panopticapi's own `pq_compute`, given the predictions the evaluator scored (written as
+    COCO panoptic PNGs + JSON at the original size) and the hand-made ground-truth files as they are on disk,
+    returns the PQ, SQ, RQ and things/stuff PQ that `mask2former evaluate` reports (the model ran at test size
+    32, its masks resized back to each file's own size)."""
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from panopticapi.evaluation import pq_compute
+
+    from mask2former.data.io import read_panoptic_png
+
+    root, annotations = _hand_made_panoptic(tmp_path / "hand")
+    label_map = json.loads((panoptic_data / "val" / "label_map_panoptic.json").read_text())
+    gt_json = root / "annotations_panoptic.json"
+    gt_json.write_text(json.dumps({**annotations, "categories": label_map}))
+    truths = {}
+    for annotation in annotations["annotations"]:
+        gt_ids = read_panoptic_png(root / "panoptic" / annotation["file_name"], record="t")
+        truths[gt_ids.shape] = (gt_ids, annotation["segments_info"])
+    assert len(truths) == 3  # the sizes tell the files apart
+    recorder = Recorder(monkeypatch)
+    _shifted_truth_predictions(monkeypatch, truths, [c["id"] for c in label_map])
+    fields = {"dataset.test.panoptic_json": str(gt_json), "dataset.test.img_dir": str(root / "images"),
+              "dataset.test.panoptic_dir": str(root / "panoptic"), "dataset.test.batch_size": 2,
+              "dataset.augmentation.test_min_size": 32, "dataset.augmentation.test_max_size": 64}
+    report = _evaluate(panoptic_data, tmp_path / "eval", _checkpoint(trained_run), **fields)
+    assert report["split"] == "test" and len(recorder.panoptic) == 3
+
+    predictions = tmp_path / "pred"
+    predictions.mkdir()
+    written = []
+    for pred_ids, pred_segments, gt_ids, _ in recorder.panoptic:
+        annotation = next(a for a in annotations["annotations"]
+                          if np.array_equal(read_panoptic_png(root / "panoptic" / a["file_name"], record="t"), gt_ids))
+        Image.fromarray(id_to_rgb(pred_ids)).save(predictions / annotation["file_name"])
+        written.append({"image_id": annotation["image_id"], "file_name": annotation["file_name"],
+                        "segments_info": [{"id": s["id"], "category_id": s["category_id"]} for s in pred_segments]})
+    (tmp_path / "pred.json").write_text(json.dumps({"annotations": written}))
+    with redirect_stdout(StringIO()):
+        official = pq_compute(str(gt_json), str(tmp_path / "pred.json"), gt_folder=str(root / "panoptic"),
+                              pred_folder=str(predictions))
+
+    metrics = report["metrics"]
+    assert 0 < official["All"]["pq"] < 1, "a comparison at 0 or 1 would prove little"
+    assert official["Things"]["n"] > 0 and official["Stuff"]["n"] > 0
+    for ours, (group, key) in {"PQ": ("All", "pq"), "SQ": ("All", "sq"), "RQ": ("All", "rq"),
+                               "PQ_th": ("Things", "pq"), "PQ_st": ("Stuff", "pq")}.items():
+        assert metrics[ours] == pytest.approx(official[group][key], abs=1e-12), (ours, metrics, official)
+
+
+def test_instance_mode_is_scored_against_the_same_original_ground_truth_at_every_test_size(
+        panoptic_data, trained_run, tmp_path, monkeypatch):
+    """Mask AP too: at test sizes 32 and 128 on 64-px data, COCOeval receives the same ground-truth instances,
+    at the original 64 x 64, and detections resized back to it."""
+    from mask2former.evaluation.instance import InstanceEvaluator
+
+    received: list[tuple[bytes, bytes, bytes, tuple]] = []
+    update = InstanceEvaluator.update
+
+    def record(evaluator, *, gt_masks, gt_labels, pred_masks, pred_scores, pred_labels, gt_iscrowd=None):  # noqa: ANN001
+        received.append((np.asarray(gt_masks).tobytes(), np.asarray(gt_labels).tobytes(),
+                         np.asarray(gt_iscrowd).tobytes(), (tuple(gt_masks.shape[1:]), tuple(pred_masks.shape[1:]))))
+        return update(evaluator, gt_masks=gt_masks, gt_labels=gt_labels, pred_masks=pred_masks,
+                      pred_scores=pred_scores, pred_labels=pred_labels, gt_iscrowd=gt_iscrowd)
+
+    monkeypatch.setattr(InstanceEvaluator, "update", record)
+    truths = {}
+    for size in (32, 128):
+        received.clear()
+        report = _evaluate(panoptic_data, tmp_path / f"size{size}", _checkpoint(trained_run), **{
+            "model.mode": "instance", "model.test_topk_per_image": 20,
+            "dataset.augmentation.test_min_size": size, "dataset.augmentation.test_max_size": size})
+        assert "AP" in report["metrics"] and len(received) == 2
+        assert {shapes for *_, shapes in received} == {((64, 64), (64, 64))}
+        truths[size] = [entry[:3] for entry in received]
+    assert truths[32] == truths[128]
+    assert all(labels for _, labels, _ in truths[32])  # every val image has thing instances
