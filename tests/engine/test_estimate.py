@@ -88,6 +88,7 @@ def test_hpo_run_with_probe_prints_its_estimate_and_at_the_end_how_it_compared(
                           capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     assert "Estimated wall time" in done.stdout and "probe: 2 runs at once of one epoch" in done.stdout, done.stdout
+    assert "A new study created" not in done.stderr, done.stderr  # Optuna's INFO about the probe's scratch studies
     check = json.loads((tmp_path / "ws" / "fx" / "plan" / "estimate_check.json").read_text())
     plan = json.loads((tmp_path / "ws" / "fx" / "plan" / "plan.json").read_text())
     assert check["estimated_s"] == plan["estimated_wall_s"] > 0 and check["actual_s"] > 0
