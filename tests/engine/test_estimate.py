@@ -50,6 +50,18 @@ def test_the_estimate_adds_start_up_promotion_and_tracking(write_sweep: Callable
     assert wall.total_s == wall.setup_s + wall.trials_s + wall.promotion_s
 
 
+def test_a_tracked_sweep_adds_the_store_the_plots_and_packaging_the_mlflow_model(
+        write_sweep: Callable[..., Path]) -> None:
+    config = load_sweep_config(write_sweep(algorithm={"name": "random", "max_trials": 2, "max_epochs": 1},
+                                           resources={"max_concurrent": 2}, tracking={"enabled": True},
+                                           promotion={"enabled": True}))
+    timing = TimingEstimate(2.0, 5.0, "test", evaluate_s=4.0, store_s=3.0, plots_s=6.0, package_s=7.0)
+    wall = estimate_wall(config, 1, timing, slots=2)
+    assert wall.setup_s == 3.0 and wall.promotion_s == 4.0 + 6.0 + 7.0
+    unpromoted = estimate_wall(config, 1, timing, slots=2, promotes=False)
+    assert unpromoted.promotion_s == 6.0  # no champion: nothing evaluated or packaged, the plots still drawn
+
+
 def test_probe_measures_even_with_history_and_history_says_so(write_sweep: Callable[..., Path]) -> None:
     from hpo.driver.runner import run_sweep
 
