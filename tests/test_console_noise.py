@@ -4,8 +4,6 @@ exactly the messages it names."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -71,13 +69,3 @@ def test_lightning_tips_never_reach_the_console_of_a_training_run() -> None:
         logger.removeHandler(collect)
     assert not any(message.startswith("💡 Tip") for message in collect.messages), collect.messages
     assert any("GPU available" in message for message in collect.messages), collect.messages
-
-
-def test_the_mlflow_model_module_imports_without_mlflows_type_hint_request() -> None:
-    """MLflow warns "Add type hints to the `predict` method" when a PythonModel's predict has none, inside its
-    own catch_warnings (no filter of ours reaches it), on every import of the module: the hint is the fix.
-    A fresh process, as the class is checked once, when it is defined."""
-    done = subprocess.run([sys.executable, "-W", "always", "-c", "import mask2former.serving.pyfunc"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "type hint" not in done.stderr.lower(), done.stderr

@@ -37,7 +37,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
-import pandas as pd  # the hint MLflow reads on predict (mlflow.pyfunc imports pandas already)
+import pandas as pd
 
 CHECKPOINT = "checkpoint"
 SPEC = "inference_spec"
@@ -72,14 +72,11 @@ class Mask2FormerModel(mlflow.pyfunc.PythonModel):
         spec = load_spec(context.artifacts[SPEC], action="inference", overrides=overrides)
         self.predictor = Predictor(config_from_dict(spec))
 
-    def predict(self, context: Any, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         """One output record per input row (see the module docstring).
 
-        `model_input` is annotated `pd.DataFrame` on purpose: MLflow reads the hint of a PythonModel's `predict`,
-        infers no schema from a DataFrame (the explicit `signature()` stays the model's schema), and without a
-        hint it warns on every import of this module. Pyfunc hands a DataFrame (the signature has named columns);
-        a list of row dicts is still accepted when the class is called directly."""
+        Only `model_input` is annotated, and as a DataFrame: MLflow infers no schema from that hint (the
+        signature `package` writes stays the contract) and stops asking for type hints on every import."""
         from mask2former.actions.inference import ImageArrays
         from mask2former.actions.outputs import predict_image
 
@@ -93,14 +90,25 @@ class Mask2FormerModel(mlflow.pyfunc.PythonModel):
 
 
 def signature() -> Any:
+    """Input and output schema; the output names every key a record of any mode may hold (see the module
+    docstring), the mode-specific ones optional, so a client can read the model's whole contract from MLmodel."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Schema
+    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
 
+    bbox = Property("bbox", Array("double"))  # COCO [x, y, width, height]
+    segment = Object([Property("id", "long"), Property("category_id", "long"), Property("isthing", "boolean"),
+                      Property("score", "double"), Property("area", "long"), bbox])
+    rle = Object([Property("size", Array("long")), Property("counts", "string")])  # COCO RLE of one mask
+    instance = Object([Property("image_id", "long"), Property("file_name", "string"),
+                       Property("category_id", "long"), Property("score", "double"), bbox,
+                       Property("segmentation", rle)])
     inputs = Schema([ColSpec("binary", "image"), ColSpec("string", "file_name", required=False)])
     outputs = Schema([
         ColSpec("long", "image_id"), ColSpec("string", "file_name"), ColSpec("long", "height"),
         ColSpec("long", "width"), ColSpec(Array(Array("long")), "semantic"),
         ColSpec(Array(Array("long")), "panoptic", required=False),
+        ColSpec(Array(segment), "segments_info", required=False),
+        ColSpec(Array(instance), "instances", required=False),
     ])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -133,7 +141,6 @@ def package(spec: Mapping[str, Any], output: Path) -> Path:
     """Write the MLflow model of `spec`'s `inference.checkpoint` into `output` (replaced if present)."""
     import tempfile
 
-    import pandas as pd
     import yaml
 
     from skillkit.errors import SpecError

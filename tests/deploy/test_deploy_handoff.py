@@ -83,6 +83,8 @@ def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: 
     metric = best["metric"]["name"] if isinstance(best.get("metric"), dict) and "name" in best["metric"] else "mIoU"
     assert report["backend"] == "onnxruntime"
     assert report["metrics"][metric] == pytest.approx(pytorch_metric, abs=1e-3)
+    # ... and equals the score the sweep promoted the checkpoint for (its validation at the tuned size).
+    assert report["metrics"][metric] == pytest.approx(best["evaluation"]["promoted"], abs=1e-3)
     assert pytorch_metric > 0
     print(f"hand-off: PyTorch {metric} {pytorch_metric:.4f}, ONNX Runtime {report['metrics'][metric]:.4f}")
 
@@ -99,6 +101,8 @@ def test_promoted_checkpoint_exports_and_deploys_with_the_same_metric(tmp_path: 
     evaluation = record["evaluation"]
     assert evaluation["deploy_run"]["export_error"] is None, evaluation["deploy_run"]
     assert evaluation["deploy_input_size"] == [96, 96] and evaluation["deploy"] is not None
+    exported = json.loads((best_dir / "export" / "export.json").read_text())  # the graph that was scored
+    assert exported["input"]["shape"] == ["batch", 3, 96, 96] and exported["verification"]["passed"]
     assert evaluation["promoted"] == pytest.approx(best["evaluation"]["promoted"])
     assert evaluation["deploy_minus_promoted"] == pytest.approx(evaluation["deploy"] - evaluation["promoted"])
     print(f"at the tuned {SIZE}px: {evaluation['promoted']:.4f}; deployed at 96x96: {evaluation['deploy']:.4f}")

@@ -1,6 +1,6 @@
 """`hpo ui SWEEP`: the MLflow UI and optuna-dashboard of a finished Optuna sweep on 127.0.0.1, opened in
-headless Chromium (Debian's package, started here): the sweep's parent run lists its child runs, a plot
-artifact renders, Ctrl-C stops everything.
+headless Chromium (Debian's package, started here): the sweep's parent run lists its child runs, its page
+links the champion's registered model, a plot artifact renders, Ctrl-C stops everything.
 
 The screenshots are kept in $HPO_TEST_ARTIFACTS (default: <repo>/test-artifacts/hpo-ui/).
 """
@@ -59,7 +59,16 @@ def _start_ui(sweep_dir: Path, log: Path) -> tuple[subprocess.Popen, dict[str, s
 
 @pytest.mark.slow
 def test_hpo_ui_serves_the_sweep_in_mlflow_and_optuna_dashboards(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from hpo.tracking.dashboards import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+
     sweep_dir = _finished_sweep(tmp_path)
+    best = json.loads((sweep_dir / "best" / "best.json").read_text())["mlflow"]
+    # The sweep itself (not `hpo ui`, which only marks sweeps logged before) marks its experiment as model
+    # training, so MLflow's UI opens it on the runs table rather than the GenAI view.
+    experiment = MlflowClient(best["tracking_uri"]).get_experiment_by_name(best["experiment"])
+    assert experiment.tags.get(EXPERIMENT_KIND_TAG) == MODEL_TRAINING_KIND
     process, urls = _start_ui(sweep_dir, tmp_path / "ui.log")
     try:
         for url in urls.values():
@@ -81,7 +90,18 @@ def test_hpo_ui_serves_the_sweep_in_mlflow_and_optuna_dashboards(tmp_path: Path)
                              what="the child runs under the parent")
             browser.screenshot(ARTIFACTS / "runs_table.png")
 
+            # The parent run's page links the champion's registered model version.
             run_url = urls["run"]
+            browser.navigate(run_url)
+            version = f"{best['registered_model']} version {best['model_version']}"
+            browser.wait_for(f"document.body.innerText.includes('Champion:') && "
+                             f"!!document.querySelector('a[href*=\"/models/{best['registered_model']}/versions/"
+                             f"{best['model_version']}\"]') && document.body.innerText.includes('{version}')",
+                             what="the champion's registered model on the parent run")
+            browser.evaluate(f"document.querySelector('a[href*=\"/models/{best['registered_model']}/versions/\"]')"
+                             ".scrollIntoView({block: 'center'})")
+            browser.screenshot(ARTIFACTS / "parent_run.png")
+
             plot_url = run_url.replace("?", "/artifacts/plots/optimization_history.png?", 1) if "?" in run_url \
                 else f"{run_url}/artifacts/plots/optimization_history.png"
             browser.navigate(plot_url)
