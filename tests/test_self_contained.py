@@ -1,6 +1,7 @@
 """The tests need nothing outside this repository, and their only skips are the ones docs/testing.md names:
-tests that need a GPU or TensorRT (and ModelOpt, NVIDIA's GPU quantizer) on a machine without them, and the
-checks against TAO's full original files unless `HPO_TAO_REFERENCE` names their folder. Everything else a test
+tests that need a GPU or TensorRT (and ModelOpt, NVIDIA's GPU quantizer) on a machine without them, the
+checks against TAO's full original files unless `HPO_TAO_REFERENCE` names their folder, and the live comparison
+with the EfficientViT release unless `HPO_EFFICIENTVIT_REFERENCE` names its source. Everything else a test
 needs is in this repository or set up by `scripts/setup.sh`, so a test that cannot find it fails instead of
 passing quietly as skipped.
 
@@ -20,7 +21,8 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 OWN_PACKAGES = {"hpo", "mask2former", "skillkit", "tests", "benchmarks"}
 # A skip reason must name what the test needs, and only these needs may skip.
-ALLOWED_NEEDS = ("GPU", "CUDA", "TensorRT", "tensorrt", "ModelOpt", "HPO_TAO_REFERENCE", "TAO's full original files")
+ALLOWED_NEEDS = ("GPU", "CUDA", "TensorRT", "tensorrt", "ModelOpt", "HPO_TAO_REFERENCE", "TAO's full original files",
+                 "HPO_EFFICIENTVIT_REFERENCE")
 
 
 def _normalize(name: str) -> str:
@@ -81,7 +83,7 @@ def test_every_skip_names_a_gpu_tensorrt_or_tao_reference_need() -> None:
         text = _text(reason)
         if not any(need in text for need in ALLOWED_NEEDS):
             wrong.append(f"{where}: {name}({text!r})")
-    assert not wrong, ("only a missing GPU/TensorRT or HPO_TAO_REFERENCE may skip a test (docs/testing.md); "
+    assert not wrong, ("only a missing GPU/TensorRT or an HPO_*_REFERENCE folder may skip a test (docs/testing.md); "
                        f"anything else a test needs must make it fail: {wrong}")
 
 
