@@ -61,7 +61,6 @@ from hpo.trials.runner import stop_orphaned_trainer
 from skillkit.checkpoints import epochs_trained
 
 log = logging.getLogger(__name__)
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 TRIAL_ID_ATTR = "hpo_trial_id"
 WORKER_ATTR = "hpo_worker"

@@ -17,6 +17,12 @@ from hpo.sweep.config import AlgorithmConfig
 from skillkit.errors import SweepConfigError
 from skillkit.redaction import redact
 
+# Optuna logs an INFO line per study it creates and per trial it finishes ("A new study created in RDB ...",
+# "Trial 3 finished with value ..."): the live table says all of that, and the probe's scratch studies would
+# show up as "warm" and "probe". Set here, where every Optuna path of the engine (the Optuna backend, Ray's
+# Optuna searcher, the probe) builds its storage or sampler; Optuna's warnings still show.
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 
 def storage_url(storage: str | None, state_dir: Path) -> str:
     return storage or f"sqlite:///{state_dir / 'optuna.db'}"

@@ -61,6 +61,7 @@ class TimingEstimate:
     plots_s: float | None = None
     backend_s: float | None = None
     stop_s: float | None = None
+    package_s: float | None = None  # promotion's MLflow model, packaged by the skill (tracked sweeps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +149,8 @@ def estimate_wall(config: SweepConfig, max_epochs: int, timing: TimingEstimate, 
     tracking = config.tracking.enabled
     setup = ((timing.ray_start_s or 0.0) if config.backend == "ray" else 0.0) + (evaluate if has_baseline else 0.0) \
         + ((timing.store_s or 0.0) if tracking else 0.0) + (timing.backend_s or 0.0)
-    finish = (evaluate if promotes else 0.0) + ((timing.plots_s or 0.0) if tracking else 0.0)
+    finish = (evaluate if promotes else 0.0) + ((timing.plots_s or 0.0) if tracking else 0.0) \
+        + ((timing.package_s or 0.0) if tracking and promotes else 0.0)
     return WallEstimate(setup_s=setup, trials_s=trials_s, promotion_s=finish, parallel=slots, epochs=tuple(epochs))
 
 
@@ -243,6 +245,8 @@ def probe_timing(ctx: Any, *, timeout_s: float = 1800.0) -> TimingEstimate:
     per_epoch = statistics.mean(epochs)
     startup = max(0.0, statistics.mean(walls) - per_epoch)
     evaluate_s, evaluate_note = _probe_evaluation(ctx, processes[0][0], processes[0][1])
+    package_s, package_note = (_probe_packaging(ctx, processes[0][0], processes[0][1])
+                               if ctx.config.tracking.enabled else (None, None))
     if len(processes) == 1 and stop_s is not None:
         walls = [walls[0] - stop_s - per_epoch]  # the single run also trained part of a second epoch
         startup = max(0.0, walls[0])
@@ -254,6 +258,8 @@ def probe_timing(ctx: Any, *, timeout_s: float = 1800.0) -> TimingEstimate:
     at_once = f"{slots} runs at once" if slots > 1 else "one run"
     notes = [f"probe: {at_once} of one epoch of the base spec: {per_epoch:.1f}s per epoch, {startup:.1f}s start-up",
              evaluate_note]
+    if package_note is not None:
+        notes.append(package_note)
     if ray_start_s is not None:
         notes.append(f"Ray start {ray_start_s:.1f}s")
     if stop_s is not None:
@@ -265,7 +271,7 @@ def probe_timing(ctx: Any, *, timeout_s: float = 1800.0) -> TimingEstimate:
                      f"MLflow store {store_s:.1f}s")
     return TimingEstimate(per_epoch, startup, "; ".join(notes), evaluate_s=evaluate_s, measured_parallel=slots,
                           ray_start_s=ray_start_s, store_s=store_s, plots_s=plots_s, backend_s=backend_s,
-                          stop_s=stop_s)
+                          stop_s=stop_s, package_s=package_s)
 
 
 def _stop_after_first_epoch(run_dir: Path, process: Any, timeout_s: float) -> float | None:
@@ -379,6 +385,39 @@ def _probe_evaluation(ctx: Any, run_dir: Path, train_spec: dict[str, Any]) -> tu
     if result.error or result.returncode != 0:
         return None, f"final evaluation not timed (it failed: {(result.error or 'exit ' + str(result.returncode))})"
     return result.seconds, f"final evaluation {result.seconds:.1f}s"
+
+
+def _probe_packaging(ctx: Any, run_dir: Path, train_spec: dict[str, Any]) -> tuple[float | None, str | None]:
+    """Seconds of the skill's `x_mlflow_model` command on the probe's checkpoint, as promotion of a tracked
+    sweep runs it (`hpo.promotion.mlflow_model.package_model`); None (and no note) when the skill offers none."""
+    actions = ctx.skill.info.get("actions") or {}
+    if not ctx.config.promotion_enabled or not ctx.skill.info.get("x_mlflow_model") or "inference" not in actions:
+        return None, None
+    from hpo.promotion.evaluation import SkillEvaluator
+    from hpo.promotion.mlflow_model import package_model
+    from hpo.promotion.specs import HandoffPaths, build_handoff_specs
+    from skillkit.checkpoints import list_checkpoints
+    from skillkit.redaction import Redactor
+
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        return None, "MLflow model packaging not timed (the probe wrote no checkpoint)"
+    templates = {"inference": ctx.skill.template("inference")} if ctx.skill.has_template("inference") else {}
+    paths = HandoffPaths(best_dir=run_dir / "promotion", checkpoint=checkpoints[-1].path)
+    try:
+        specs = build_handoff_specs(train_spec, paths, templates=templates, actions=("inference",))
+    except Exception as error:  # noqa: BLE001 - a skill whose specs promotion cannot build: said, not fatal here
+        return None, f"MLflow model packaging not timed ({error})"
+    if specs.inference is None:
+        return None, None
+    env = {str(k): str(v) for k, v in ctx.config.trial.env.items()}
+    started = time.monotonic()
+    packaged = package_model(SkillEvaluator(ctx.skill.path, env=env), specs.inference, checkpoints[-1].path,
+                             run_dir / "mlflow_model", Redactor())
+    seconds = time.monotonic() - started
+    if packaged.error:
+        return None, f"MLflow model packaging not timed (it failed: {packaged.error.splitlines()[0]})"
+    return seconds, f"MLflow model packaging {seconds:.1f}s"
 
 
 CHECK_FILE = "estimate_check.json"

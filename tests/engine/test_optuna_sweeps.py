@@ -195,7 +195,7 @@ def test_postgresql_storage_shares_the_study(write_sweep: Callable[..., Path], t
     try:
         admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres", connect_timeout=3)
     except psycopg2.OperationalError:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+        pytest.fail("PostgreSQL is needed at 127.0.0.1:5432 (user postgres, trust auth; docs/testing.md)")
     admin.autocommit = True
     admin.cursor().execute(f"CREATE DATABASE {name}")
     url = f"postgresql://postgres@127.0.0.1:5432/{name}"

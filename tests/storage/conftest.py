@@ -31,7 +31,7 @@ FAKE_SECRET_KEY = "hpoFakeSecret/DoNotPrint+Zq8Xv2Lm9Rt4Wy7Bn3Kc"
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a moto S3 server started for this test session (stopped at its end)."""
     if not MOTO_SERVER.exists():
-        pytest.skip(f"moto_server is not installed next to {sys.executable}")
+        pytest.fail(f"moto_server is needed next to {sys.executable} (the test extra, moto[server]; scripts/setup.sh)")
     with moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log") as endpoint:
         yield endpoint
 

@@ -106,9 +106,9 @@ class MlflowServer:
 
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> MlflowServer:
     if not postgres_available():
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+        pytest.fail("PostgreSQL is needed at 127.0.0.1:5432 (user postgres, trust auth; docs/testing.md)")
     if not (Path(sys.executable).parent / "mlflow").is_file():
-        pytest.skip("the mlflow CLI is not installed next to this Python")
+        pytest.fail(f"the mlflow CLI is needed next to {sys.executable} (scripts/setup.sh installs it)")
     server = MlflowServer(tmp_path_factory.mktemp("mlflow_server"))
     try:
         server.start()

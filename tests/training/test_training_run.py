@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from tqdm import tqdm
 
 from mask2former.training import load_model_from_checkpoint, read_checkpoint, run_training
 from mask2former.training.failures import OOM_EXIT_CODE, TrainingOutOfMemory
@@ -162,3 +163,6 @@ def test_out_of_memory_ends_with_advice_and_oom_class(panoptic_data, tmp_path, m
     assert caught.value.exit_code == OOM_EXIT_CODE == 10
     last = read_status(tmp_path)[-1]
     assert last["status"] == "FAILURE" and last["error_class"] == "oom" and "resolution" in last["message"]
+    # The epoch's progress bar was closed when training failed: an open one would print itself once more
+    # when the process exits, a stray "Epoch 0: 0%" after the error (or after pytest's summary).
+    assert not [bar for bar in list(tqdm._instances) if str(bar.desc).startswith(("Epoch", "Validation"))]
