@@ -131,11 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     suites += args.table
     if args.algorithms:
         chosen = []
-        for name in args.algorithms.split(","):
+        for name in algos.split_names(args.algorithms):
             chosen += [n for n in known if n.startswith("ours:")] if name == "ours" else [name]
     if "tao_hyperband" not in chosen:
         chosen.insert(0, "tao_hyperband")  # the reference that defines q*
-    unknown = [n for n in chosen if n not in known]
+    try:
+        unknown = [n for n in chosen if n not in known and algos.factory(n) is None]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     bad_suites = []
     for suite in suites:
         try:

@@ -7,7 +7,9 @@
 Names:
 - `ours:<name>`: each algorithm of the sweep config schema (`algorithm.name`'s enum, read from the engine at
   run time, so algorithms another branch adds appear automatically), as `hpo run` configures it from
-  `{name: <name>}` with every other knob at its default, on backend optuna (the single-machine backend). A
+  `{name: <name>}` with every other knob at its default, on backend optuna (the single-machine backend).
+  `ours:<name>[knob=value,...]` sets sweep-config knobs of that algorithm (values read as YAML, checked by the
+  sweep schema and rules like any sweep config), e.g. `ours:mfbo[random_fraction=0.33,n_startup_trials=5]`. A
   name the engine cannot build from Optuna parts on that backend (PBT needs Ray) is listed by `skipped()`
   with the engine's own reason; every other one, including names added later, is benchmarked.
 - `optuna:<sampler>+<pruner>`: Optuna's samplers (random, tpe, gp, cmaes) at their library defaults with
@@ -21,8 +23,9 @@ Names:
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -39,11 +42,11 @@ def engine_algorithm_names() -> tuple[str, ...]:
     return tuple(sweep_schema()["properties"]["algorithm"]["properties"]["name"]["enum"])
 
 
-def _ours(name: str) -> Callable[[Suite, int], Any]:
+def _ours(name: str, knobs: Mapping[str, Any] | None = None) -> Callable[[Suite, int], Any]:
     def make(suite: Suite, seed: int) -> Any:
         from benchmarks.search_efficiency.policies import OptunaPolicy, sweep_config_for
 
-        config = sweep_config_for({"name": name}, suite=suite, seed=seed, backend="optuna")
+        config = sweep_config_for({**(knobs or {}), "name": name}, suite=suite, seed=seed, backend="optuna")
         return OptunaPolicy(config, suite)
 
     return make
@@ -137,14 +140,71 @@ def skipped() -> dict[str, str]:
     return out
 
 
+_KNOBBED = re.compile(r"^ours:(?P<name>[a-z_]+)\[(?P<knobs>[^\[\]]*)\]$")
+
+
+def split_names(text: str) -> list[str]:
+    """A comma-separated list of algorithm names, where `ours:<name>[a=1,b=2]` keeps its commas."""
+    return [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
+
+
+def knobbed(name: str) -> tuple[str, dict[str, Any]] | None:
+    """(`ours:<name>`, knobs) of a name of the form `ours:<name>[knob=value,...]`, else None."""
+    import yaml
+
+    match = _KNOBBED.match(name)
+    if not match:
+        return None
+    knobs: dict[str, Any] = {}
+    for item in split_names(match["knobs"]):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"algorithm {name!r}: knob {item!r} is not key=value.")
+        knobs[key.strip()] = yaml.safe_load(value)
+    return f"ours:{match['name']}", knobs
+
+
+def factory(name: str) -> Callable[[Suite, int], Any] | None:
+    """The policy factory of algorithm `name` (a registry name or a knobbed `ours:` name), or None."""
+    algorithms = registry()
+    if name in algorithms:
+        return algorithms[name]
+    parsed = knobbed(name)
+    if parsed and parsed[0] in algorithms:
+        _check_knobs(parsed[0].removeprefix("ours:"), parsed[1])
+        return _ours(parsed[0].removeprefix("ours:"), parsed[1])
+    return None
+
+
+@lru_cache(maxsize=64)
+def _check_knobs_cached(name: str, knobs: str) -> None:
+    import json
+
+    from benchmarks.search_efficiency.policies import sweep_config_for
+    from benchmarks.search_efficiency.suites import hartmann_suite
+    from skillkit.errors import SweepConfigError
+
+    try:
+        sweep_config_for({**json.loads(knobs), "name": name}, suite=hartmann_suite(3, "good"), seed=0)
+    except SweepConfigError as error:
+        raise ValueError(str(error)) from None
+
+
+def _check_knobs(name: str, knobs: Mapping[str, Any]) -> None:
+    """Refuse knobs the sweep schema or rules refuse (ValueError with the engine's own sentence), before a run."""
+    import json
+
+    _check_knobs_cached(name, json.dumps(dict(knobs), sort_keys=True))
+
+
 def run_algorithm(name: str, suite: Suite, *, seed: int, budget_epochs: int, workers: int = DEFAULT_WORKERS,
                   record_decisions: bool = False) -> Trace:
     """One sweep of algorithm `name` on `suite` within `budget_epochs` cumulative epochs."""
-    algorithms = registry()
-    if name not in algorithms:
-        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(sorted(algorithms))}")
+    make = factory(name)
+    if make is None:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(sorted(registry()))}")
     started = time.perf_counter()
-    policy = algorithms[name](suite, seed)
+    policy = make(suite, seed)
     try:
         trace = simulate(policy, suite, seed=seed, budget_epochs=budget_epochs, workers=workers, algorithm=name,
                          record_decisions=record_decisions)

@@ -160,7 +160,8 @@ def _mfbo(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, epoch_budge
     from hpo.backends.mfbo_sampler import SameBudgetTPESampler, default_values
 
     startup = algorithm.n_startup_trials
-    base = SameBudgetTPESampler(seed=seed, min_points=max(2, startup), first=default_values(space))
+    base = SameBudgetTPESampler(seed=seed, min_points=max(2, startup), first=default_values(space),
+                                random_fraction=algorithm.random_fraction, model_budget=algorithm.model_budget)
     return _seeded(space, base, seed, startup)
 
 

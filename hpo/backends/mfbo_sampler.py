@@ -15,6 +15,14 @@ value seen (a constant liar), so parallel workers spread out instead of proposin
 `min_points` results exist at any budget, proposals come from the wrapped startup sampler (the space's
 weighted random draws). The first proposal is the schema's defaults (`hpo.driver.plan.first_batch`), so a
 sweep starts from what the skill's authors chose and its score is the baseline to beat.
+
+Two knobs, benchmarked as variants (benchmarks/search_efficiency/README.md, "The default algorithm"):
+`random_fraction` draws that share of the model-phase proposals at random (BOHB's 1/3), so a model that has
+locked onto a wrong region still sees elsewhere; `model_budget="rank_agreement"` fits the model on a LOWER
+budget than the highest filled one when the two budgets rank the trials alike (Kendall tau >= 0.5 over the
+trials that reached both, as Hyper-Tune and MOBSTER weigh budgets by rank consistency): where early epochs
+already rank configurations like full training, the lower budget's many results are the better data; where
+they mislead, the tau is low and the highest budget is used as before.
 """
 
 from __future__ import annotations
@@ -37,6 +45,22 @@ if TYPE_CHECKING:
 
 #: The fewest same-budget results the model is fitted on (below that at every budget: random proposals).
 DEFAULT_MIN_POINTS = MFBO_MIN_POINTS
+#: model_budget values: fit on the highest filled budget, or on the lowest one that ranks trials like it.
+MODEL_BUDGETS = ("highest", "rank_agreement")
+#: Kendall tau between a lower budget's and the highest filled budget's values above which they "agree".
+RANK_AGREEMENT_TAU = 0.5
+
+
+def kendall_tau(pairs: Sequence[tuple[float, float]]) -> float:
+    """Kendall's tau-a of (x, y) pairs: (concordant - discordant) / all pairs; 0.0 for fewer than 2 pairs.
+    Quadratic, fine for the few dozen trials that reach a high budget."""
+    if len(pairs) < 2:
+        return 0.0
+    x = np.array([a for a, _ in pairs])
+    y = np.array([b for _, b in pairs])
+    sign = np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :])
+    n = len(pairs)
+    return float(np.triu(sign, 1).sum() / (n * (n - 1) / 2))
 
 
 def default_values(space: SearchSpace) -> dict[str, Any]:
@@ -66,20 +90,33 @@ def _all_trials(study: Study, states: tuple[TrialState, ...] | None) -> list[Fro
     return study._storage.get_all_trials(study._study_id, deepcopy=False, states=states)
 
 
+def _observed(trial: FrozenTrial, step: int) -> bool:
+    value = trial.intermediate_values.get(step)
+    return value is not None and value == value
+
+
 class SameBudgetTPESampler(BaseSampler):
     """Multivariate TPE fitted on the results of the highest budget that has `min_points` of them (module doc).
 
     seed: seeds the model's candidate draws and the random fallback. min_points: see DEFAULT_MIN_POINTS
-    (at least 2). first: static-point values of the study's first trial (the schema defaults,
-    `default_values`); a value outside the parameter's distribution is drawn at random instead. Budgets are
-    Optuna steps: the epochs trained when the value was reported.
+    (at least 2). random_fraction, model_budget: the two knobs of the module doc. first: static-point values
+    of the study's first trial (the schema defaults, `default_values`); a value outside the parameter's
+    distribution is drawn at random instead. Budgets are Optuna steps: the epochs trained when the value was
+    reported.
     """
 
     def __init__(self, *, seed: int | None = None, min_points: int = DEFAULT_MIN_POINTS,
-                 first: Mapping[str, Any] | None = None) -> None:
+                 first: Mapping[str, Any] | None = None, random_fraction: float = 0.0,
+                 model_budget: str = "highest") -> None:
         if min_points < 2:
             raise ValueError(f"min_points must be >= 2, got {min_points}.")
+        if not 0.0 <= random_fraction <= 1.0:
+            raise ValueError(f"random_fraction must lie in [0, 1], got {random_fraction}.")
+        if model_budget not in MODEL_BUDGETS:
+            raise ValueError(f"model_budget must be one of {', '.join(MODEL_BUDGETS)}, got {model_budget!r}.")
         self._min_points = min_points
+        self._random_fraction = random_fraction
+        self._model_budget = model_budget
         # Read like TPE's by WeightedStartupSampler: its weighted startup draws stop when the model can start.
         self._n_startup_trials = min_points
         self._seed = seed
@@ -92,16 +129,25 @@ class SameBudgetTPESampler(BaseSampler):
 
     # -- the budget and its observations -------------------------------------------------------------------
     def model_budget(self, trials: Sequence[FrozenTrial]) -> int | None:
-        """The highest step that at least `min_points` trials reported a value at, or None."""
+        """The step the model is fitted at, or None: the highest step that at least `min_points` trials
+        reported a value at; with model_budget "rank_agreement", the lowest filled step below it whose values
+        rank the trials that reached both like the highest one does (tau >= RANK_AGREEMENT_TAU)."""
         counts: dict[int, int] = {}
         for trial in trials:
             for step, value in trial.intermediate_values.items():
                 if value == value:  # NaN (a diverged epoch) is no observation
                     counts[step] = counts.get(step, 0) + 1
-        for step in sorted(counts, reverse=True):
-            if counts[step] >= self._min_points:
-                return step
-        return None
+        filled = sorted(step for step, count in counts.items() if count >= self._min_points)
+        if not filled:
+            return None
+        top = filled[-1]
+        if self._model_budget == "rank_agreement":
+            for step in filled[:-1]:
+                pairs = [(t.intermediate_values[step], t.intermediate_values[top]) for t in trials
+                         if _observed(t, step) and _observed(t, top)]
+                if len(pairs) >= self._min_points and kendall_tau(pairs) >= RANK_AGREEMENT_TAU:
+                    return step
+        return top
 
     def _observations(self, trials: Sequence[FrozenTrial], budget: int, space: dict[str, BaseDistribution],
                       direction: StudyDirection) -> list[FrozenTrial]:
@@ -134,7 +180,7 @@ class SameBudgetTPESampler(BaseSampler):
         trials = [t for t in _all_trials(study, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
                   if t.number != trial.number]
         budget = self.model_budget(trials)
-        if budget is None:
+        if budget is None or self._draws_at_random(trial.number):
             return {}
         private = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction=study.direction,
                                       sampler=self._model)
@@ -153,6 +199,13 @@ class SameBudgetTPESampler(BaseSampler):
             if inside:
                 return value
         return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def _draws_at_random(self, number: int) -> bool:
+        """Whether trial `number` is one of the `random_fraction` random proposals: decided by (seed, number)
+        alone, so a resumed sweep makes the same choice."""
+        if self._random_fraction <= 0.0:
+            return False
+        return bool(np.random.default_rng([self._seed or 0, number]).random() < self._random_fraction)
 
     @staticmethod
     def _is_first(study: Study, trial: FrozenTrial) -> bool:

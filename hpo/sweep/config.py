@@ -76,6 +76,8 @@ class AlgorithmConfig:
     early_stop_threshold: float = 0.8
     min_early_stop_epochs: int = 4
     early_stop_margin: float = 0.05
+    random_fraction: float = 0.0
+    model_budget: str = "highest"
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,8 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         early_stop_threshold=float(algorithm.get("early_stop_threshold", 0.8)),
         min_early_stop_epochs=int(algorithm.get("min_early_stop_epochs", 4)),
         early_stop_margin=float(algorithm.get("early_stop_margin", 0.05)),
+        random_fraction=float(algorithm.get("random_fraction", 0.0)),
+        model_budget=str(algorithm.get("model_budget", "highest")),
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(

@@ -51,6 +51,8 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "early_stop_threshold": (("scheduler", ("hyperband_es",)),),
     "min_early_stop_epochs": (("scheduler", ("hyperband_es",)),),
     "early_stop_margin": (("scheduler", ("hyperband_es",)),),
+    "random_fraction": (("sampler", ("mfbo",)),),
+    "model_budget": (("sampler", ("mfbo",)),),
     "grid_points": (("sampler", ("grid",)),),
     "grid_values": (("sampler", ("grid",)),),
 }

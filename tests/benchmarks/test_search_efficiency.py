@@ -125,6 +125,28 @@ def test_unknown_algorithm_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2 and "unknown algorithm 'tao_hyperbnd'" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_engine_algorithm_knobs_are_reachable_by_name(tmp_path: Path) -> None:
+    """`ours:mfbo[knob=value,...]` runs the engine's mfbo with those sweep-config knobs (the variants of the
+    README's "The default algorithm"); a knob the sweep schema refuses is a clear error, not a traceback."""
+    from benchmarks.search_efficiency import get_suite, run_algorithm
+    from benchmarks.search_efficiency.algorithms import knobbed, split_names
+
+    assert split_names("tao_hyperband,ours:mfbo[random_fraction=0.33,n_startup_trials=5],dehb") == [
+        "tao_hyperband", "ours:mfbo[random_fraction=0.33,n_startup_trials=5]", "dehb"]
+    assert knobbed("ours:mfbo[random_fraction=0.33,model_budget=rank_agreement]") == (
+        "ours:mfbo", {"random_fraction": 0.33, "model_budget": "rank_agreement"})
+    suite = get_suite("mfh3_good")
+    plain = run_algorithm("ours:mfbo", suite, seed=1, budget_epochs=400)
+    explicit = run_algorithm("ours:mfbo[random_fraction=0,model_budget=highest]", suite, seed=1, budget_epochs=400)
+    random = run_algorithm("ours:mfbo[random_fraction=1]", suite, seed=1, budget_epochs=400)
+    assert explicit.to_dict()["regret"] == plain.to_dict()["regret"]
+    assert random.to_dict()["regret"] != plain.to_dict()["regret"]
+    done = subprocess.run([sys.executable, "-m", "benchmarks.search_efficiency", "--suites", "mfh3_good", "--seeds", "1",
+                           "--algorithms", "ours:mfbo[random_fraction=2]", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "0"})
+    assert done.returncode == 2 and "random_fraction" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.slow
 def test_simulator_makes_the_same_decisions_as_the_real_subprocess_path(tmp_path: Path) -> None:
     from benchmarks.search_efficiency.crosscheck import crosscheck

@@ -13,7 +13,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo.backends.mfbo_sampler import SameBudgetTPESampler, default_point, default_values
+from hpo.backends.mfbo_sampler import SameBudgetTPESampler, default_point, default_values, kendall_tau
 from hpo.backends.optuna_factory import make_pruner, make_sampler
 from hpo.space import compile_space
 from hpo.sweep.config import sweep_config_from_dict
@@ -72,6 +72,89 @@ def test_random_until_any_budget_has_enough_results() -> None:
     assert sampler.model_budget(study.get_trials()) is None
     with pytest.raises(ValueError, match="min_points"):
         SameBudgetTPESampler(min_points=1)
+
+
+def agreeing_study(sampler: SameBudgetTPESampler, *, agree: bool) -> optuna.Study:
+    """Maximise; 30 one-epoch results favour large x; 8 trials also reached 3 epochs, where the ranking is the
+    same (agree) or reversed (the curves cross)."""
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for x in np.random.default_rng(0).uniform(0, 1, 30):
+        study.add_trial(curve_trial(float(x), {1: float(x)}, TrialState.PRUNED))
+    for x in np.linspace(0.02, 0.98, 8):
+        study.add_trial(curve_trial(float(x), {1: float(x), 3: float(x) if agree else 1.0 - float(x)},
+                                    TrialState.COMPLETE))
+    return study
+
+
+def test_kendall_tau_counts_concordant_minus_discordant_pairs() -> None:
+    assert kendall_tau([(1, 1), (2, 2), (3, 3)]) == 1.0
+    assert kendall_tau([(1, 3), (2, 2), (3, 1)]) == -1.0
+    assert kendall_tau([(1, 1), (2, 3), (3, 2)]) == pytest.approx(1 / 3)
+    assert kendall_tau([(1, 1)]) == 0.0
+
+
+def test_rank_agreement_fits_the_lower_budget_only_where_it_ranks_like_the_highest() -> None:
+    agreeing = SameBudgetTPESampler(seed=0, min_points=6, model_budget="rank_agreement")
+    xs = proposals(agreeing_study(agreeing, agree=True))
+    assert agreeing.last_budget == 1  # 38 one-epoch results that rank like the 3-epoch ones
+    assert np.median(xs) > 0.65, xs
+    crossing = SameBudgetTPESampler(seed=0, min_points=6, model_budget="rank_agreement")
+    xs = proposals(agreeing_study(crossing, agree=False))
+    assert crossing.last_budget == 3  # the 1-epoch ranking misleads: the highest budget, as by default
+    assert np.median(xs) < 0.35, xs
+    highest = SameBudgetTPESampler(seed=0, min_points=6)
+    proposals(agreeing_study(highest, agree=True), 1)
+    assert highest.last_budget == 3
+    with pytest.raises(ValueError, match="model_budget"):
+        SameBudgetTPESampler(model_budget="lowest")
+
+
+def test_random_fraction_draws_that_share_at_random_by_trial_number() -> None:
+    def model_fitted(fraction: float, n: int = 60) -> list[bool]:
+        sampler = SameBudgetTPESampler(seed=3, min_points=6, random_fraction=fraction)
+        study = crossing_study(sampler, full_budget_trials=8)
+        out = []
+        for _ in range(n):
+            trial = study.ask({"x": X})
+            out.append(sampler.last_budget is not None)
+            study.tell(trial, state=TrialState.FAIL)
+        return out
+
+    assert all(model_fitted(0.0))
+    assert not any(model_fitted(1.0))
+    third = model_fitted(1 / 3)
+    assert 0.15 < 1 - np.mean(third) < 0.5
+    assert third == model_fitted(1 / 3)  # decided by (seed, trial number): a resumed sweep decides the same
+    with pytest.raises(ValueError, match="random_fraction"):
+        SameBudgetTPESampler(random_fraction=1.5)
+
+
+def test_the_knobs_reach_the_sampler_from_the_sweep_config_and_only_for_mfbo(tmp_path: Path) -> None:
+    from skillkit.errors import SweepConfigError
+
+    def config(algorithm: dict[str, Any]) -> Any:
+        return sweep_config_from_dict({"name": "s", "algorithm": {"max_trials": 9, "max_epochs": 9, **algorithm},
+                                       "backend": "optuna"}, base_dir=tmp_path).algorithm
+
+    algorithm = config({"random_fraction": 0.25, "model_budget": "rank_agreement"})
+    assert (algorithm.sampler, algorithm.random_fraction, algorithm.model_budget) == ("mfbo", 0.25, "rank_agreement")
+    sampler = make_sampler(algorithm, compile_space(tiny_schema()), 0, epoch_budget=9)
+    found = []
+
+    def walk(obj: Any, depth: int = 0) -> None:
+        if isinstance(obj, SameBudgetTPESampler):
+            found.append(obj)
+        elif depth < 4:
+            for value in vars(obj).values():
+                if isinstance(value, optuna.samplers.BaseSampler):
+                    walk(value, depth + 1)
+
+    walk(sampler)
+    assert [(s._random_fraction, s._model_budget) for s in found] == [(0.25, "rank_agreement")]
+    with pytest.raises(SweepConfigError, match="random_fraction"):
+        config({"name": "tpe", "random_fraction": 0.3})
+    with pytest.raises(SweepConfigError, match="model_budget"):
+        config({"model_budget": "lowest"})
 
 
 def tiny_schema() -> dict[str, Any]:
