@@ -26,8 +26,12 @@ def load_chaos():  # noqa: ANN201 - the benchmark module
 
 def test_killed_and_resumed_sweep_makes_the_uninterrupted_decisions(tmp_path: Path) -> None:
     chaos = load_chaos()
-    result = chaos.run_chaos("optuna", kills=5, trials=5, epochs=3, epoch_s=0.2, seed=11, rng=random.Random(3),
-                             work=tmp_path, max_delay_s=4.0)
+    # Kill points fall 0.3-3 s after each driver start, and a start-up costs about a second of that, so each
+    # driver run advances the sweep by well under its delay; 0.5 s epochs make the uninterrupted sweep last
+    # several such runs even on an idle machine (with 0.2 s epochs and delays up to 4 s an idle machine
+    # finished the sweep after two kills).
+    result = chaos.run_chaos("optuna", kills=5, trials=5, epochs=3, epoch_s=0.5, seed=11, rng=random.Random(3),
+                             work=tmp_path, max_delay_s=3.0)
     assert result.problems == []
     assert len(result.kills) >= 3, result.kills  # the sweep lasts long enough for most kill points
     assert result.trials == 5 and result.lost == 0 and result.epochs_twice == 0
