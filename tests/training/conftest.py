@@ -40,3 +40,23 @@ def trained_run(panoptic_data, tmp_path_factory) -> Path:
     cfg, spec = make_config(panoptic_data, results, **SHARED_RUN)
     run_training(cfg, spec)
     return results
+
+
+@pytest.fixture(autouse=True)
+def panopticapi_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run panopticapi's `pq_compute` scoring in this process.
+
+    Its `pq_compute_multi_core` forks a `multiprocessing.Pool` of one worker a core. These tests fork after
+    training in-process, with torch's threads running, and a forked child can then hang on a lock one of those
+    threads held: a fresh-clone suite run stopped in such a child. The per-image scoring is panopticapi's own
+    `pq_compute_single_core` either way, and the stats are summed the same way.
+    """
+    try:
+        from panopticapi import evaluation
+    except ImportError:  # only the tests that score with panopticapi need it, and they import it themselves
+        return
+
+    def single_process(matched_annotations_list, gt_folder, pred_folder, categories):  # type: ignore[no-untyped-def]
+        return evaluation.pq_compute_single_core(0, matched_annotations_list, gt_folder, pred_folder, categories)
+
+    monkeypatch.setattr(evaluation, "pq_compute_multi_core", single_process)
