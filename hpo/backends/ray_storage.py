@@ -272,6 +272,20 @@ def _download(fs: pyarrow.fs.FileSystem, fs_path: str, target: Path) -> bool:
     return True
 
 
+def fetch_stored_checkpoint(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path, name: str,
+                            stored: list[tuple[str, dict[str, Any]]] | None = None) -> bool:
+    """Bring the trainer checkpoint `name` of a trial from the storage into its scratch folder (only that file);
+    False when the storage holds none of that name. For a validation this node's status.json has beyond the
+    checkpoint Ray restored: Ray saved it (and its node then dropped the scratch copy), but the experiment
+    snapshot the sweep resumed from predates that save. `stored`: `stored_checkpoints`' answer, if known."""
+    if (trial_dir / name).is_file():
+        return True
+    for folder, pointer in reversed(stored if stored is not None else stored_checkpoints(fs, trial_fs_path)):
+        if pointer.get("checkpoint") == name and _download(fs, f"{folder}/{name}", trial_dir / name):
+            return True
+    return False
+
+
 def fetch_newest_checkpoint(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path) -> str | None:
     """Bring the newest checkpoint the storage holds of a trial into its scratch folder (trainer checkpoint,
     status.json by `unpack_checkpoint`'s rule, spec.yaml); returns the trainer checkpoint's name, None when

@@ -44,10 +44,12 @@ from hpo.backends.ray_storage import (
     cluster_storage,
     drop_scratch_checkpoints,
     fetch_newest_checkpoint,
+    fetch_stored_checkpoint,
     pack_checkpoint,
     read_outcome,
     read_pointer,
     stage_on_this_node,
+    stored_checkpoints,
     unpack_checkpoint,
     write_outcome,
 )
@@ -56,7 +58,7 @@ from hpo.trials.failures import Failure
 from hpo.trials.lifecycle import build_process, final_state
 from hpo.trials.record import FAILED, FINISHED_STATES, TrialRecord
 from hpo.trials.runner import TrainerProcess
-from skillkit.checkpoints import checkpoint_for
+from skillkit.checkpoints import checkpoint_for, checkpoint_name
 from skillkit.status import STATUS_FILE, Validation, read_validations
 
 # Under PBT the whole configuration travels as one JSON string: Ray's variant generator and PBT treat nested
@@ -147,7 +149,17 @@ class HpoTrainable(tune.Trainable):
         checkpoint, and continue from that checkpoint."""
         newer = [v for v in read_validations(self.trial_dir / STATUS_FILE, self.ctx.metric)
                  if v.epochs_trained > after_epochs]
+        stored: list[tuple[str, dict[str, Any]]] | None = None
         while newer and checkpoint_for(self.trial_dir, newer[-1].epoch, newer[-1].step) is None:
+            if self.storage is not None and self._storage is not None and newer[-1].step is not None:
+                # Saved to the storage by this node (which then dropped its copy) after the experiment snapshot
+                # the sweep resumed from: continue from it rather than train that epoch again.
+                if stored is None:
+                    stored = stored_checkpoints(self._storage.storage_filesystem, self._storage.trial_fs_path)
+                if fetch_stored_checkpoint(self._storage.storage_filesystem, self._storage.trial_fs_path,
+                                           self.trial_dir, checkpoint_name(newer[-1].epoch, newer[-1].step),
+                                           stored):
+                    break
             newer.pop()
         if not newer:
             return

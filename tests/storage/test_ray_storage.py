@@ -5,6 +5,7 @@ when a trial ends, the failure record any node sees, and s3:// data staged on th
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from hpo.backends.ray_storage import (
     drop_scratch_checkpoints,
     fetch_finished_trial,
     fetch_newest_checkpoint,
+    fetch_stored_checkpoint,
     pack_checkpoint,
     read_outcome,
     read_pointer,
@@ -106,6 +108,12 @@ def test_the_driver_fetches_an_ended_trials_files_and_any_node_sees_its_failure(
     assert len((elsewhere / "status.json").read_text().splitlines()) == 3 and not list(elsewhere.glob(".fetch-*"))
     assert fetch_newest_checkpoint(fs, f"{bucket}/sweeps/fx/experiment/never_ran", tmp_path / "none") is None
 
+    # One named checkpoint, only that file (a validation the node's status.json holds beyond Ray's restore).
+    named = tmp_path / "named" / "t1"
+    assert fetch_stored_checkpoint(fs, trial_fs, named, checkpoint_name(2, 12))
+    assert sorted(p.name for p in named.iterdir()) == [checkpoint_name(2, 12)]
+    assert not fetch_stored_checkpoint(fs, trial_fs, named, checkpoint_name(1, 8))  # Ray did not keep epoch 1
+
     assert read_outcome(fs, trial_fs) is None
     write_outcome(fs, trial_fs, {"failure_class": "oom", "failure_reason": "CUDA out of memory"})
     assert read_outcome(fs, trial_fs) == {"failure_class": "oom", "failure_reason": "CUDA out of memory"}
@@ -146,3 +154,43 @@ def test_a_storage_nobody_can_write_is_one_clear_error_before_any_trial(moto_env
                                            r"from this machine \(http://127.0.0.1:\d+\): .*the bucket must exist") as caught:
         ClusterStorage(uri="s3://no-such-bucket-hpo/sweeps", sweep_name="fx").check(pyarrow_s3_filesystem())
     assert fake_secret not in str(caught.value)
+
+
+def test_a_resumed_trial_continues_from_a_checkpoint_saved_after_the_snapshot_it_resumed_from(
+        moto_env: str, bucket: str, tmp_path: Path) -> None:
+    """The sweep stopped after Ray saved epoch 1's checkpoint (and the node dropped its copy) but before the
+    experiment snapshot recorded it: Ray restores epoch 0's. The node's status.json has epoch 1's validation,
+    so the trial replays it and continues from the stored epoch-1 checkpoint instead of training epoch 1 twice
+    (the CI failure `epochs_run == [1, 2, 2, 3, 4]` of tests/engine/test_ray_storage_sweeps.py)."""
+    from types import SimpleNamespace
+
+    from hpo.backends.ray_trainable import HpoTrainable
+
+    fs = pyarrow_s3_filesystem()
+    trial_fs = f"{bucket}/sweeps/fx/experiment/HpoTrainable_t2"
+    node = trial_folder(tmp_path / "node" / "t2", epochs=2)
+    for index, epoch in enumerate((0, 1)):
+        name = checkpoint_name(epoch, 4 * (epoch + 1))
+        local = tmp_path / f"save{index}"
+        pack_checkpoint(local, {"trial_id": "t2", "checkpoint": name, "epoch": epoch}, node)
+        for path in local.iterdir():
+            with fs.open_output_stream(f"{trial_fs}/checkpoint_{index:06d}/{path.name}") as stream:
+                stream.write(path.read_bytes())
+    assert drop_scratch_checkpoints(node, saved=checkpoint_name(1, 8), metric="mIoU") == 2
+
+    trainable = object.__new__(HpoTrainable)  # the resume logic alone, without a Ray actor
+    trainable.ctx = SimpleNamespace(metric="mIoU")
+    trainable.storage = SimpleNamespace()
+    trainable._storage = SimpleNamespace(storage_filesystem=fs, trial_fs_path=trial_fs)
+    trainable.trial_dir = node
+    trainable.replay, trainable.resume_from = deque(), None
+    trainable._adopt_own_progress(after_epochs=1)  # Ray restored epoch 0's checkpoint (1 epoch trained)
+    assert [v.epoch for v in trainable.replay] == [1]
+    assert trainable.resume_from == node / checkpoint_name(1, 8)
+    assert trainable.resume_from.read_bytes() == b"weights of epoch 1"
+
+    trainable.storage = None  # a shared workspace never looks in a storage: nothing newer to replay
+    trainable.replay.clear()
+    (node / checkpoint_name(1, 8)).unlink()
+    trainable._adopt_own_progress(after_epochs=1)
+    assert not trainable.replay
