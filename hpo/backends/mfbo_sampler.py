@@ -9,12 +9,14 @@ is the highest epoch count that at least `min_points` trials have reached (so it
 sweep goes: 1 epoch, then 3, 9, the full budget). Early stopping stays with the pruner (Hyperband brackets),
 which is what makes the low-budget results cheap.
 
-The model (`surrogate`) is Optuna's multivariate TPE or its Gaussian-process sampler (GPSampler: a Matérn
-kernel with log expected improvement), run on a private in-memory study that holds only those same-budget
-observations (params → value at `b`), pooled over the Hyperband brackets. A GP needs far fewer results to
+The model (`surrogate`) is fitted on only those same-budget observations (params → value at `b`), pooled over
+the Hyperband brackets: Optuna's multivariate TPE (run on a private in-memory study), or `bfbo`'s Gaussian
+process (`hpo.backends.bfbo_sampler`: scikit-learn's Matérn-5/2 GP on the space's unit cube, expected
+improvement, the trials still running kept apart by local penalisation). A GP needs far fewer results to
 locate the optimum of a smooth response (a learning rate's, a loss weight's), which is what the search-
-efficiency benchmark measured (benchmarks/search_efficiency/README.md, "The default algorithm"); it costs
-about 0.1-0.3 s a proposal on one core, nothing beside an epoch of training. Trials still running that have not reached `b` enter as the worst
+efficiency benchmark measured (benchmarks/search_efficiency/README.md, "The default algorithm"). (Optuna's
+own GPSampler was tried first: about 1 s a proposal on this machine's cores, too slow for the benchmark's
+thousands of sweeps; this GP takes a few tens of milliseconds.) With TPE, trials still running that have not reached `b` enter as the worst
 value seen (a constant liar), so parallel workers spread out instead of proposing the same point. Before
 `min_points` results exist at any budget, proposals come from the wrapped startup sampler (the space's
 weighted random draws). The first proposal is the schema's defaults (`hpo.driver.plan.first_batch`), so a
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, GPSampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -45,6 +47,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.sweep.config_rules import MFBO_MIN_POINTS
 
 if TYPE_CHECKING:
+    from hpo.backends.bfbo_sampler import BatchGPSampler
     from hpo.space import SearchSpace
 
 #: The fewest same-budget results the model is fitted on (below that at every budget: random proposals).
@@ -113,7 +116,8 @@ class SameBudgetTPESampler(BaseSampler):
 
     def __init__(self, *, seed: int | None = None, min_points: int = DEFAULT_MIN_POINTS,
                  first: Mapping[str, Any] | None = None, random_fraction: float = 0.0,
-                 model_budget: str = "highest", surrogate: str = "tpe") -> None:
+                 model_budget: str = "highest", surrogate: str = "tpe", space: SearchSpace | None = None,
+                 epoch_budget: int | None = None) -> None:
         if min_points < 2:
             raise ValueError(f"min_points must be >= 2, got {min_points}.")
         if not 0.0 <= random_fraction <= 1.0:
@@ -122,15 +126,21 @@ class SameBudgetTPESampler(BaseSampler):
             raise ValueError(f"model_budget must be one of {', '.join(MODEL_BUDGETS)}, got {model_budget!r}.")
         if surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {', '.join(SURROGATES)}, got {surrogate!r}.")
+        if surrogate == "gp" and space is None:
+            raise ValueError("surrogate 'gp' needs the search space (its unit cube is what the GP models).")
         self._min_points = min_points
         self._random_fraction = random_fraction
         self._model_budget = model_budget
         # Read like TPE's by WeightedStartupSampler: its weighted startup draws stop when the model can start.
         self._n_startup_trials = min_points
         self._seed = seed
-        self._model: BaseSampler = (
-            GPSampler(seed=seed, n_startup_trials=0, warn_independent_sampling=False) if surrogate == "gp"
-            else TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False))
+        self._model = TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False)
+        self._gp: BatchGPSampler | None = None
+        if surrogate == "gp":
+            from hpo.backends.bfbo_sampler import BatchGPSampler
+
+            assert space is not None
+            self._gp = BatchGPSampler(space, seed=seed or 0, epoch_budget=epoch_budget, n_startup_trials=2)
         self._random = RandomSampler(seed=seed)
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._first = dict(first or {})
@@ -192,6 +202,9 @@ class SameBudgetTPESampler(BaseSampler):
         budget = self.model_budget(trials)
         if budget is None or self._draws_at_random(trial.number):
             return {}
+        if self._gp is not None:
+            self.last_budget = budget
+            return self._propose_gp(self._gp, trials, budget, search_space, study.direction, trial)
         private = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction=study.direction,
                                       sampler=self._model)
         private.add_trials(self._observations(trials, budget, search_space, study.direction))
@@ -200,6 +213,30 @@ class SameBudgetTPESampler(BaseSampler):
         # through trial attributes): hand it a stand-in of the private study, not a trial of another storage.
         stand_in = private._storage.get_trial(private._storage.create_new_trial(private._study_id))
         return self._model.sample_relative(private, stand_in, search_space)
+
+    @staticmethod
+    def _propose_gp(gp: BatchGPSampler, trials: Sequence[FrozenTrial], budget: int,
+                    search_space: dict[str, BaseDistribution], direction: StudyDirection,
+                    trial: FrozenTrial) -> dict[str, Any]:
+        """The GP's proposal from the values at `budget`; the trials still running short of it are the points
+        local penalisation keeps the proposal away from."""
+        cube = gp.cube
+        sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0  # the GP maximises sign * value
+        observed, pending = [], []
+        for other in trials:
+            if not cube.covers(other.params):
+                continue
+            if _observed(other, budget):
+                observed.append((cube.encode(other.params), sign * float(other.intermediate_values[budget])))
+            elif other.state == TrialState.RUNNING:
+                pending.append(cube.encode(other.params))
+        if len(observed) < 2:
+            return {}
+        X = np.array([x for x, _ in observed])
+        y = np.array([value for _, value in observed])
+        model = gp._fit(X, y)
+        vector = gp.maximise(model, X, y, np.array(pending).reshape(-1, X.shape[1]), gp.rng(trial))
+        return {name: value for name, value in cube.decode(vector).items() if name in search_space}
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

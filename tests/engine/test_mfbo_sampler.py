@@ -19,11 +19,28 @@ from hpo.space import compile_space
 from hpo.sweep.config import sweep_config_from_dict
 
 X = FloatDistribution(0.0, 1.0)
+NAME = "train.x"  # the one parameter of `line_space`, by its static-point name
+
+
+def line_space() -> Any:
+    """A compiled space of one float `train.x` in [0, 1] (what the gp surrogate's unit cube is built from)."""
+    leaf = {"type": "float", "default": 0.5, "minimum": 0.0, "maximum": 1.0, "automl_enabled": True}
+    return compile_space({"type": "object", "default": {"train": {"x": 0.5}},
+                          "properties": {"train": {"type": "collection", "default": {"x": 0.5},
+                                                   "properties": {"x": leaf}}},
+                          "automl_default_parameters": [NAME], "automl_disabled_parameters": [],
+                          "x_tao_schema": {"action": "train", "model": "testnet", "schema_version": 1}})
+
+
+def mfbo(surrogate: str = "tpe", **kwargs: Any) -> SameBudgetTPESampler:
+    space = line_space() if surrogate == "gp" else None
+    return SameBudgetTPESampler(seed=0, surrogate=surrogate, space=space, epoch_budget=3, **kwargs)
 
 
 def curve_trial(x: float, values: dict[int, float], state: TrialState) -> optuna.trial.FrozenTrial:
     value = values[max(values)] if state == TrialState.COMPLETE else None
-    return create_trial(params={"x": x}, distributions={"x": X}, intermediate_values=values, state=state, value=value)
+    return create_trial(params={NAME: x}, distributions={NAME: X}, intermediate_values=values, state=state,
+                        value=value)
 
 
 def crossing_study(sampler: SameBudgetTPESampler, *, full_budget_trials: int) -> optuna.Study:
@@ -40,26 +57,26 @@ def crossing_study(sampler: SameBudgetTPESampler, *, full_budget_trials: int) ->
 def proposals(study: optuna.Study, n: int = 12) -> list[float]:
     out = []
     for _ in range(n):
-        trial = study.ask({"x": X})
-        out.append(trial.params["x"])
+        trial = study.ask({NAME: X})
+        out.append(trial.params[NAME])
         study.tell(trial, state=TrialState.FAIL)  # not an observation: every ask sees the same data
     return out
 
 
 @pytest.mark.parametrize("surrogate", ["tpe", "gp"])
 def test_model_fits_the_highest_budget_with_enough_results(surrogate: str) -> None:
-    sampler = SameBudgetTPESampler(seed=0, min_points=6, surrogate=surrogate)
+    sampler = mfbo(surrogate, min_points=6)
     study = crossing_study(sampler, full_budget_trials=8)
-    xs = proposals(study, 6 if surrogate == "gp" else 12)
+    xs = proposals(study)
     assert sampler.last_budget == 3
     assert np.median(xs) < 0.35, xs  # follows the 3-epoch results, not the 30 one-epoch ones
 
 
 @pytest.mark.parametrize("surrogate", ["tpe", "gp"])
 def test_model_falls_back_to_a_lower_budget_until_the_higher_one_fills(surrogate: str) -> None:
-    sampler = SameBudgetTPESampler(seed=0, min_points=6, surrogate=surrogate)
+    sampler = mfbo(surrogate, min_points=6)
     study = crossing_study(sampler, full_budget_trials=4)  # only 4 results at 3 epochs: too few
-    xs = proposals(study, 6 if surrogate == "gp" else 12)
+    xs = proposals(study)
     assert sampler.last_budget == 1
     assert np.median(xs) > 0.65, xs
 
@@ -74,6 +91,8 @@ def test_random_until_any_budget_has_enough_results() -> None:
     assert sampler.model_budget(study.get_trials()) is None
     with pytest.raises(ValueError, match="min_points"):
         SameBudgetTPESampler(min_points=1)
+    with pytest.raises(ValueError, match="search space"):
+        SameBudgetTPESampler(surrogate="gp")
 
 
 def agreeing_study(sampler: SameBudgetTPESampler, *, agree: bool) -> optuna.Study:
@@ -153,8 +172,8 @@ def test_the_knobs_reach_the_sampler_from_the_sweep_config_and_only_for_mfbo(tmp
                     walk(value, depth + 1)
 
     walk(sampler)
-    assert [(s._random_fraction, s._model_budget, type(s._model).__name__) for s in found] == [
-        (0.25, "rank_agreement", "GPSampler")]
+    assert [(s._random_fraction, s._model_budget, type(s._gp).__name__) for s in found] == [
+        (0.25, "rank_agreement", "BatchGPSampler")]
     with pytest.raises(SweepConfigError, match="random_fraction"):
         config({"name": "tpe", "random_fraction": 0.3})
     with pytest.raises(SweepConfigError, match="model_budget"):
