@@ -25,8 +25,10 @@ from ray.tune.experiment import Trial
 
 from hpo.backends.ray_storage import (
     OUTCOME_FILE,
+    Incarnation,
     cluster_storage,
     fetch_finished_trial,
+    fetch_stored_checkpoint,
     fs_path_of,
     fs_uri,
     read_outcome,
@@ -35,6 +37,8 @@ from hpo.driver.context import plain
 from hpo.driver.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
 from hpo.trials.record import COMPLETED, FAILED, FINISHED_STATES, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
+from skillkit.checkpoints import is_checkpoint_name
+from skillkit.files import STATUS_FILE
 from skillkit.status import Validation
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
     from hpo.driver.observer import ObserverHub
 
 log = logging.getLogger(__name__)
+# A re-attached trial's record (under ray.storage): the storage folders of its previous Ray trials, oldest first.
+PREVIOUS_STORAGE = "ray_storage_before"
 _LIVE: dict[str, RayRecordKeeper] = {}
 
 
@@ -109,11 +115,14 @@ class RayRecordKeeper:
         self._dir(trial_id).mkdir(parents=True, exist_ok=True)
         record.save(self._dir(trial_id))
 
-    def reattach(self, old_id: str, new_id: str) -> None:
+    def reattach(self, old_id: str, new_id: str) -> dict[str, str]:
         """Engine trial `old_id`, which the restored Ray experiment never knew (the driver died before Ray's
         snapshot recorded it), continues as Ray trial `new_id`: its trainer (if still alive) is stopped, its
         folder (status.json, checkpoints) becomes `new_id`'s, and its record keeps its number and history.
-        The trainable then replays its validations to the scheduler and continues from its last checkpoint."""
+        The trainable then replays its validations to the scheduler and continues from its last checkpoint.
+        Under `ray.storage` those files are on a node and in the storage, not in this folder: returns the Ray
+        config entry naming the previous incarnation (its id and the storage folder Ray started it with), for
+        the trainable to take them up (`HpoTrainable._adopt_previous_incarnation`); {} otherwise."""
         from hpo.trials.runner import stop_orphaned_trainer
 
         old_dir, new_dir = self._dir(old_id), self._dir(new_id)
@@ -121,13 +130,18 @@ class RayRecordKeeper:
         record = self.records.pop(old_id, None)
         if old_dir.is_dir() and not new_dir.exists():
             os.replace(old_dir, new_dir)
+        where = record.resources.get("ray_storage") if record is not None else None
+        extra = Incarnation(old_id, fs_path_of(where) if where else None).config_entry() if self.storage else {}
         if record is None:
-            return
+            return extra
+        if self.storage is not None and where:  # its best checkpoint may be there (`_fetch_from_storage`)
+            record.resources[PREVIOUS_STORAGE] = [*record.resources.get(PREVIOUS_STORAGE, []), where]
         record.trial_id = new_id
         record.reopen()
         record.save(new_dir)
         self.records[new_id] = record
         self.finished_before.discard(old_id)
+        return extra
 
     # -- hooks ---------------------------------------------------------------------------------------------
     def started(self, trial: Trial) -> None:
@@ -141,7 +155,9 @@ class RayRecordKeeper:
         record.reopen()
         resources = self.ctx.config.resources
         record.resources = {"cpus": resources.cpus_per_trial, "gpus": resources.gpus_per_trial,
-                            "ray_trial_name": str(trial), "ray_nodes": list(record.resources.get("ray_nodes", []))}
+                            "ray_trial_name": str(trial), "ray_nodes": list(record.resources.get("ray_nodes", [])),
+                            **({PREVIOUS_STORAGE: record.resources[PREVIOUS_STORAGE]}
+                               if PREVIOUS_STORAGE in record.resources else {})}
         if self.storage is not None:  # where its checkpoints are kept: what the driver fetches when it ends
             record.resources["ray_storage"] = fs_uri(trial.storage.trial_fs_path)
         self._dir(trial.trial_id).mkdir(parents=True, exist_ok=True)
@@ -250,8 +266,16 @@ class RayRecordKeeper:
         if self.storage is None or not where:
             return
         best = (record.best or {}).get("checkpoint")
+        trial_dir = self._dir(record.trial_id)
         try:
-            fetch_finished_trial(self.filesystem(), fs_path_of(where), self._dir(record.trial_id), best)
+            fetch_finished_trial(self.filesystem(), fs_path_of(where), trial_dir, best)
+            # A re-attached trial: its best epoch may have been trained under a previous Ray trial's folder
+            # (and its status.json is only there if the new incarnation stored nothing), newest first.
+            for before in reversed(record.resources.get(PREVIOUS_STORAGE, [])):
+                if not (trial_dir / STATUS_FILE).is_file():
+                    fetch_finished_trial(self.filesystem(), fs_path_of(before), trial_dir, best)
+                elif best and is_checkpoint_name(best):
+                    fetch_stored_checkpoint(self.filesystem(), fs_path_of(before), trial_dir, best)
         except OSError as error:
             log.warning("could not fetch trial %s's files from %s: %s", record.trial_id, where, error)
 

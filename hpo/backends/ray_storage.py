@@ -22,6 +22,17 @@ A trial's files are in three places:
   ended, its status.json, spec.yaml and the checkpoint of its best epoch fetched from the storage
   (`fetch_finished_trial`): what the summary, MLflow and promotion read, as on one machine.
 
+A trial the driver re-attaches on `hpo resume` (it ran after Ray's last experiment snapshot, so the restored
+experiment lost it; `SpaceSearcher.suggest`) gets a new Ray trial id, hence a new, empty scratch folder and
+storage folder. Its Ray config names its previous incarnation (`PREVIOUS_KEY`: the old id and the storage
+folder the driver recorded for it when Ray started it; Ray's default folder name,
+`<trainable>_<id>_<counter>_<config tag>_<date>`, cannot be derived from the id). Before its first step the
+trainable takes up what that incarnation left: on the node that ran it, its scratch folder (moved under the new
+id) unless the storage holds a newer checkpoint; elsewhere, the newest checkpoint stored under the old folder.
+It replays the validations that status.json holds to the scheduler and continues from that checkpoint, as a
+re-attached trial does with a shared workspace. The driver fetches an ended trial's best checkpoint from the
+old folder when its best epoch was trained there.
+
 Credentials are never written anywhere: the pyarrow filesystem resolves them on each node from the standard
 chain (environment, profile files, instance role), so every node needs them, as it needs the endpoint
 (`AWS_ENDPOINT_URL` for an S3-compatible store).
@@ -52,6 +63,8 @@ OUTCOME_FILE = "outcome.json"
 # Small files of a trial folder that travel with each checkpoint (the trainer checkpoint is added by name).
 TRAVELLING_FILES = (STATUS_FILE, SPEC_FILE)
 STORAGE_SCHEME = "s3://"
+# The Ray config key naming a re-attached trial's previous incarnation (JSON: trial_id, storage); never a param.
+PREVIOUS_KEY = "hpo_previous_incarnation"
 
 
 def scratch_root() -> Path:
@@ -118,6 +131,46 @@ def fs_uri(fs_path: str) -> str:
 
 def fs_path_of(uri: str) -> str:
     return uri[len(STORAGE_SCHEME):] if uri.lower().startswith(STORAGE_SCHEME) else uri
+
+
+@dataclass(frozen=True)
+class Incarnation:
+    """A re-attached trial's previous Ray trial: its id (its scratch folder on the node that ran it) and its
+    storage folder (`trial.storage.trial_fs_path`; None when Ray never started it, so nothing was stored)."""
+
+    trial_id: str
+    trial_fs_path: str | None
+
+    def config_entry(self) -> dict[str, str]:
+        """What the searcher adds to the new trial's Ray config (a flat string: Ray treats dicts as spaces)."""
+        return {PREVIOUS_KEY: json.dumps({"trial_id": self.trial_id, "storage": self.trial_fs_path}, sort_keys=True)}
+
+
+def previous_incarnation(config: Mapping[str, Any]) -> Incarnation | None:
+    """The previous incarnation a Ray config names (`Incarnation.config_entry`), None for any other trial."""
+    packed = config.get(PREVIOUS_KEY)
+    if not isinstance(packed, str):
+        return None
+    data = json.loads(packed)
+    storage = data.get("storage")
+    return Incarnation(trial_id=str(data["trial_id"]), trial_fs_path=fs_path_of(storage) if storage else None)
+
+
+def take_over_scratch(old_dir: Path, trial_dir: Path) -> bool:
+    """Move a previous incarnation's scratch folder (this node ran it) into the re-attached trial's: every
+    entry the new folder lacks, then the old folder goes. False when this node has no such folder."""
+    from hpo.trials.retention import repoint_latest_link
+
+    if not old_dir.is_dir() or old_dir.resolve() == trial_dir.resolve():
+        return False
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    for entry in old_dir.iterdir():
+        target = trial_dir / entry.name
+        if not target.exists() and not target.is_symlink():
+            os.replace(entry, target)
+    shutil.rmtree(old_dir, ignore_errors=True)
+    repoint_latest_link(trial_dir)
+    return True
 
 
 def stage_on_this_node(ctx: SweepContext) -> SweepContext:
