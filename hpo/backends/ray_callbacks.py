@@ -28,7 +28,6 @@ from hpo.backends.ray_storage import (
     Incarnation,
     cluster_storage,
     fetch_finished_trial,
-    fetch_stored_checkpoint,
     fs_path_of,
     fs_uri,
     read_outcome,
@@ -37,8 +36,6 @@ from hpo.driver.context import plain
 from hpo.driver.guard import INTERRUPTED, TIME_BUDGET
 from hpo.trials.lifecycle import ingest_status
 from hpo.trials.record import COMPLETED, FAILED, FINISHED_STATES, PAUSED, PRUNED, RUNNING, TrialRecord, load_records
-from skillkit.checkpoints import is_checkpoint_name
-from skillkit.files import STATUS_FILE
 from skillkit.status import Validation
 
 if TYPE_CHECKING:
@@ -266,16 +263,9 @@ class RayRecordKeeper:
         if self.storage is None or not where:
             return
         best = (record.best or {}).get("checkpoint")
-        trial_dir = self._dir(record.trial_id)
+        previous = [fs_path_of(before) for before in record.resources.get(PREVIOUS_STORAGE, [])]
         try:
-            fetch_finished_trial(self.filesystem(), fs_path_of(where), trial_dir, best)
-            # A re-attached trial: its best epoch may have been trained under a previous Ray trial's folder
-            # (and its status.json is only there if the new incarnation stored nothing), newest first.
-            for before in reversed(record.resources.get(PREVIOUS_STORAGE, [])):
-                if not (trial_dir / STATUS_FILE).is_file():
-                    fetch_finished_trial(self.filesystem(), fs_path_of(before), trial_dir, best)
-                elif best and is_checkpoint_name(best):
-                    fetch_stored_checkpoint(self.filesystem(), fs_path_of(before), trial_dir, best)
+            fetch_finished_trial(self.filesystem(), fs_path_of(where), self._dir(record.trial_id), best, previous)
         except OSError as error:
             log.warning("could not fetch trial %s's files from %s: %s", record.trial_id, where, error)
 

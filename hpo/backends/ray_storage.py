@@ -44,7 +44,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -363,10 +363,25 @@ def fetch_newest_checkpoint(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial
 
 
 def fetch_finished_trial(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path,
-                         best_checkpoint: str | None) -> list[str]:
+                         best_checkpoint: str | None, previous: Sequence[str] = ()) -> list[str]:
     """Bring an ended trial's files from the storage into the driver's trial folder: status.json and spec.yaml
     of its newest stored checkpoint, and the trainer checkpoint `best_checkpoint` (its best epoch's, which Ray
-    kept by score). Returns the names fetched; a file already there is not fetched again."""
+    kept by score). Returns the names fetched; a file already there is not fetched again. `previous`: the
+    storage folders of a re-attached trial's previous Ray trials (oldest first), where its best epoch may have
+    been trained, and its status.json last stored if this folder holds nothing."""
+    fetched = _fetch_finished(fs, trial_fs_path, trial_dir, best_checkpoint)
+    for before in reversed(previous):
+        if STATUS_FILE not in fetched and not (trial_dir / STATUS_FILE).is_file():
+            fetched += _fetch_finished(fs, before, trial_dir, best_checkpoint)
+        elif (best_checkpoint and is_checkpoint_name(best_checkpoint)
+              and not (trial_dir / best_checkpoint).is_file()
+              and fetch_stored_checkpoint(fs, before, trial_dir, best_checkpoint)):
+            fetched.append(best_checkpoint)
+    return fetched
+
+
+def _fetch_finished(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path,
+                    best_checkpoint: str | None) -> list[str]:
     stored = stored_checkpoints(fs, trial_fs_path)
     if not stored:
         return []

@@ -300,3 +300,27 @@ def test_a_reattached_trial_on_another_node_continues_from_its_previous_trials_n
     never = reattached_trainable(bucket, fs, None, "new2")
     never._adopt_stored_progress()
     assert not never.replay and never.resume_from is None
+
+
+def test_the_driver_fetches_a_reattached_trials_best_checkpoint_from_its_previous_trials_folder(
+        moto_env: str, bucket: str, tmp_path: Path) -> None:
+    """new1 continued old1 (re-attached on resume) from epoch 2; its best epoch, 1, was trained as old1, so
+    that checkpoint is only under old1's storage folder. The driver's fetch takes status.json from new1's
+    folder (the whole history) and the best checkpoint from old1's; with nothing under new1, both from old1's."""
+    fs = pyarrow_s3_filesystem()
+    old_fs, new_fs = f"{bucket}/{OLD_FOLDER}", f"{bucket}/sweeps/fx/experiment/HpoTrainable_new1_3"
+    store_checkpoints(fs, old_fs, trial_folder(tmp_path / "n" / "old1", epochs=3), "old1", range(3), tmp_path)
+    store_checkpoints(fs, new_fs, trial_folder(tmp_path / "n" / "new1", epochs=4), "new1", range(2, 4), tmp_path)
+    best = checkpoint_name(1, 8)
+
+    driver = tmp_path / "ws" / "trials" / "new1"
+    fetched = fetch_finished_trial(fs, new_fs, driver, best, previous=[old_fs])
+    assert sorted(fetched) == sorted(["status.json", "spec.yaml", best])
+    assert (driver / best).read_bytes() == b"weights of epoch 1"
+    assert len((driver / "status.json").read_text().splitlines()) == 4
+    assert fetch_finished_trial(fs, new_fs, tmp_path / "alone", best) == ["status.json", "spec.yaml"]
+
+    nothing_new = tmp_path / "ws" / "trials" / "new2"
+    fetched = fetch_finished_trial(fs, f"{bucket}/sweeps/fx/experiment/never_ran", nothing_new, best, [old_fs])
+    assert sorted(fetched) == sorted(["status.json", "spec.yaml", best])
+    assert len((nothing_new / "status.json").read_text().splitlines()) == 3
