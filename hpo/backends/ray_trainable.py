@@ -10,6 +10,10 @@ Life of a trial (calls from Ray, in this order):
   own → continue from it, and first replay any validations our status.json holds beyond it (results a
   killed driver had not recorded). Another trial's (PBT exploit) → copy the donor's checkpoint into
   `exploits/` and continue from the copy with the perturbed params.
+- under `ray.storage`, before the first step of a trial with nothing to continue from: the newest checkpoint
+  the storage holds of it, or for a trial re-attached on resume (its config names its previous incarnation,
+  `hpo.backends.ray_storage.PREVIOUS_KEY`) what that incarnation left: its scratch folder on this node or its
+  newest stored checkpoint, validations replayed as above.
 - `step()`: starts (or thaws) the trainer, waits for its next validation, FREEZES the trainer (SIGSTOP) and
   returns the result, so while the scheduler decides the trainer has trained no further than the
   checkpoint it just wrote. A result carries `epoch` (TAO's 0-based index, as in status.json and the
