@@ -156,13 +156,17 @@ def previous_incarnation(config: Mapping[str, Any]) -> Incarnation | None:
     return Incarnation(trial_id=str(data["trial_id"]), trial_fs_path=fs_path_of(storage) if storage else None)
 
 
-def take_over_scratch(old_dir: Path, trial_dir: Path) -> bool:
-    """Move a previous incarnation's scratch folder (this node ran it) into the re-attached trial's: every
-    entry the new folder lacks, then the old folder goes. False when this node has no such folder."""
+def take_over_scratch(old_dir: Path, trial_dir: Path, *, grace_s: float) -> bool:
+    """Move a previous incarnation's scratch folder (this node ran it) into the re-attached trial's: its
+    trainer, if still running (its actor not yet ended with the dead driver), is stopped first, as the driver
+    does with a shared workspace; then every entry the new folder lacks moves, and the old folder goes.
+    False when this node has no such folder."""
     from hpo.trials.retention import repoint_latest_link
+    from hpo.trials.runner import stop_orphaned_trainer
 
     if not old_dir.is_dir() or old_dir.resolve() == trial_dir.resolve():
         return False
+    stop_orphaned_trainer(old_dir, grace_s=grace_s)
     trial_dir.mkdir(parents=True, exist_ok=True)
     for entry in old_dir.iterdir():
         target = trial_dir / entry.name

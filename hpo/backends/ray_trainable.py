@@ -208,7 +208,8 @@ class HpoTrainable(tune.Trainable):
         this node has none of it or the storage holds a newer one (it moved to another node, which went on).
         The validations status.json then holds are replayed, up to the newest one with a checkpoint."""
         assert self.storage is not None and self._storage is not None
-        take_over_scratch(self.storage.trial_scratch(previous.trial_id), self.trial_dir)
+        take_over_scratch(self.storage.trial_scratch(previous.trial_id), self.trial_dir,
+                          grace_s=self.ctx.config.trial.stop_grace_s)
         fs, where = self._storage.storage_filesystem, previous.trial_fs_path
         failed = _recorded_failure(self.trial_dir)
         if failed is None and where is not None and (outcome := read_outcome(fs, where)):

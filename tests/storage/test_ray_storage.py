@@ -5,6 +5,8 @@ when a trial ends, the failure record any node sees, and s3:// data staged on th
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from collections import deque
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from hpo.driver.context import prepare_sweep
 from hpo.storage.external import pyarrow_s3_filesystem
 from hpo.storage.sweeps import stage_sweep_data
 from hpo.sweep.config import sweep_config_from_dict
+from hpo.trials.runner import PID_FILE, process_start_time
 from skillkit.checkpoints import checkpoint_name
 from skillkit.spec import get_dotted
 
@@ -225,7 +228,7 @@ def reattached_trainable(bucket: str, fs, previous: str | None, new_id: str):
     config = {**params, **Incarnation("old1", previous).config_entry()}
     assert params_of(config) == params  # what the record and MLflow see is unchanged
     trainable = object.__new__(HpoTrainable)
-    trainable.ctx = SimpleNamespace(metric="mIoU")
+    trainable.ctx = SimpleNamespace(metric="mIoU", config=SimpleNamespace(trial=SimpleNamespace(stop_grace_s=5)))
     trainable.storage = ClusterStorage(uri=f"s3://{bucket}/sweeps", sweep_name="fx")
     trainable._storage = SimpleNamespace(storage_filesystem=fs,
                                          trial_fs_path=f"{bucket}/sweeps/fx/experiment/HpoTrainable_{new_id}_3_lr=0.01")
@@ -252,9 +255,13 @@ def test_a_reattached_trial_takes_up_its_previous_scratch_folder_on_the_node_tha
     full_status = (old / "status.json").read_text()
     store_checkpoints(fs, old_fs, old, "old1", range(2), tmp_path)
     (old / "status.json").write_text(full_status)  # the trainer went on to validate epoch 2
+    # A trainer of old1 still running (its actor not yet ended with the dead driver) is stopped first.
+    trainer = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (old / PID_FILE).write_text(f"{trainer.pid} {process_start_time(trainer.pid)}")
 
     trainable = reattached_trainable(bucket, fs, f"s3://{old_fs}", "new1")
     trainable._adopt_stored_progress()
+    assert trainer.wait(timeout=10) == -signal.SIGTERM
     assert [v.epoch for v in trainable.replay] == [0, 1, 2]
     assert trainable.resume_from == trainable.trial_dir / checkpoint_name(2, 12)
     assert trainable.resume_from.read_bytes() == b"weights of epoch 2"
