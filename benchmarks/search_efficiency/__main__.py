@@ -33,17 +33,20 @@ def _run_one(job: tuple[str, str, int, int, int, str | None]) -> Any:
     import hashlib
     import pickle
 
-    from benchmarks.search_efficiency.algorithms import run_algorithm
+    from benchmarks.search_efficiency.algorithms import cache_identity, run_algorithm
     from benchmarks.search_efficiency.suites import get_suite
 
     algorithm, suite, seed, budget, workers, cache = job
     path = None
     if cache:
-        key = hashlib.sha1(f"{algorithm}|{suite}|{seed}|{budget}|{workers}".encode()).hexdigest()[:20]
+        identity = cache_identity(algorithm)
+        key = hashlib.sha1(f"{identity}|{suite}|{seed}|{budget}|{workers}".encode()).hexdigest()[:20]
         path = Path(cache) / f"{key}.pkl"
         if path.is_file():
             with path.open("rb") as handle:
-                return pickle.load(handle)
+                cached = pickle.load(handle)
+            cached.algorithm = algorithm  # the same sweeps may have been made under an equivalent name
+            return cached
     trace = run_algorithm(algorithm, get_suite(suite), seed=seed, budget_epochs=budget, workers=workers)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -177,6 +177,24 @@ def factory(name: str) -> Callable[[Suite, int], Any] | None:
 
 
 @lru_cache(maxsize=64)
+def cache_identity(name: str) -> str:
+    """What decides the sweeps of algorithm `name`, for the benchmark's sweep cache: for an engine algorithm
+    (`ours:<name>`, knobbed or not) the algorithm section `hpo run` resolves from it, so a knobbed name equal
+    to the default (`ours:mfbo[surrogate=gp]` once gp is the default) shares its cached sweeps and a changed
+    default never reads sweeps made under the old one; any other name stands for itself. (A change inside an
+    algorithm's code is not seen: use a new cache folder.)"""
+    from benchmarks.search_efficiency.policies import sweep_config_for
+    from benchmarks.search_efficiency.suites import hartmann_suite
+
+    parsed = knobbed(name) or ((name, {}) if name.startswith("ours:") else None)
+    if parsed is None:
+        return name
+    config = sweep_config_for({**parsed[1], "name": parsed[0].removeprefix("ours:")},
+                              suite=hartmann_suite(3, "good"), seed=0, backend="optuna")
+    return f"ours|{config.algorithm!r}"
+
+
+@lru_cache(maxsize=64)
 def _check_knobs_cached(name: str, knobs: str) -> None:
     import json
 

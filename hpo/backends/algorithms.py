@@ -161,7 +161,8 @@ def _mfbo(algorithm: AlgorithmConfig, space: SearchSpace, seed: int, epoch_budge
 
     startup = algorithm.n_startup_trials
     base = SameBudgetTPESampler(seed=seed, min_points=max(2, startup), first=default_values(space),
-                                random_fraction=algorithm.random_fraction, model_budget=algorithm.model_budget)
+                                random_fraction=algorithm.random_fraction, model_budget=algorithm.model_budget,
+                                surrogate=algorithm.surrogate)
     return _seeded(space, base, seed, startup)
 
 

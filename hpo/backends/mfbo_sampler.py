@@ -9,14 +9,18 @@ is the highest epoch count that at least `min_points` trials have reached (so it
 sweep goes: 1 epoch, then 3, 9, the full budget). Early stopping stays with the pruner (Hyperband brackets),
 which is what makes the low-budget results cheap.
 
-The model is Optuna's multivariate TPE, run on a private in-memory study that holds only those same-budget
-observations (params → value at `b`), pooled over the Hyperband brackets. Trials still running that have not reached `b` enter as the worst
+The model (`surrogate`) is Optuna's multivariate TPE or its Gaussian-process sampler (GPSampler: a Matérn
+kernel with log expected improvement), run on a private in-memory study that holds only those same-budget
+observations (params → value at `b`), pooled over the Hyperband brackets. A GP needs far fewer results to
+locate the optimum of a smooth response (a learning rate's, a loss weight's), which is what the search-
+efficiency benchmark measured (benchmarks/search_efficiency/README.md, "The default algorithm"); it costs
+about 0.1-0.3 s a proposal on one core, nothing beside an epoch of training. Trials still running that have not reached `b` enter as the worst
 value seen (a constant liar), so parallel workers spread out instead of proposing the same point. Before
 `min_points` results exist at any budget, proposals come from the wrapped startup sampler (the space's
 weighted random draws). The first proposal is the schema's defaults (`hpo.driver.plan.first_batch`), so a
 sweep starts from what the skill's authors chose and its score is the baseline to beat.
 
-Two knobs, benchmarked as variants (benchmarks/search_efficiency/README.md, "The default algorithm"):
+Two more knobs, benchmarked as variants (benchmarks/search_efficiency/README.md, "The default algorithm"):
 `random_fraction` draws that share of the model-phase proposals at random (BOHB's 1/3), so a model that has
 locked onto a wrong region still sees elsewhere; `model_budget="rank_agreement"` fits the model on a LOWER
 budget than the highest filled one when the two budgets rank the trials alike (Kendall tau >= 0.5 over the
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler, GPSampler, RandomSampler, TPESampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 DEFAULT_MIN_POINTS = MFBO_MIN_POINTS
 #: model_budget values: fit on the highest filled budget, or on the lowest one that ranks trials like it.
 MODEL_BUDGETS = ("highest", "rank_agreement")
+#: surrogate values: the model fitted on the same-budget results.
+SURROGATES = ("tpe", "gp")
 #: Kendall tau between a lower budget's and the highest filled budget's values above which they "agree".
 RANK_AGREEMENT_TAU = 0.5
 
@@ -107,20 +113,24 @@ class SameBudgetTPESampler(BaseSampler):
 
     def __init__(self, *, seed: int | None = None, min_points: int = DEFAULT_MIN_POINTS,
                  first: Mapping[str, Any] | None = None, random_fraction: float = 0.0,
-                 model_budget: str = "highest") -> None:
+                 model_budget: str = "highest", surrogate: str = "tpe") -> None:
         if min_points < 2:
             raise ValueError(f"min_points must be >= 2, got {min_points}.")
         if not 0.0 <= random_fraction <= 1.0:
             raise ValueError(f"random_fraction must lie in [0, 1], got {random_fraction}.")
         if model_budget not in MODEL_BUDGETS:
             raise ValueError(f"model_budget must be one of {', '.join(MODEL_BUDGETS)}, got {model_budget!r}.")
+        if surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {', '.join(SURROGATES)}, got {surrogate!r}.")
         self._min_points = min_points
         self._random_fraction = random_fraction
         self._model_budget = model_budget
         # Read like TPE's by WeightedStartupSampler: its weighted startup draws stop when the model can start.
         self._n_startup_trials = min_points
         self._seed = seed
-        self._model = TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False)
+        self._model: BaseSampler = (
+            GPSampler(seed=seed, n_startup_trials=0, warn_independent_sampling=False) if surrogate == "gp"
+            else TPESampler(seed=seed, multivariate=True, n_startup_trials=0, constant_liar=False))
         self._random = RandomSampler(seed=seed)
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._first = dict(first or {})
@@ -186,7 +196,10 @@ class SameBudgetTPESampler(BaseSampler):
                                       sampler=self._model)
         private.add_trials(self._observations(trials, budget, search_space, study.direction))
         self.last_budget = budget
-        return self._model.sample_relative(private, trial, search_space)
+        # The model writes what it proposes onto the trial it is handed (GPSampler shares relative params
+        # through trial attributes): hand it a stand-in of the private study, not a trial of another storage.
+        stand_in = private._storage.get_trial(private._storage.create_new_trial(private._study_id))
+        return self._model.sample_relative(private, stand_in, search_space)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

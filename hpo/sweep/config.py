@@ -78,6 +78,7 @@ class AlgorithmConfig:
     early_stop_margin: float = 0.05
     random_fraction: float = 0.0
     model_budget: str = "highest"
+    surrogate: str = "tpe"
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         early_stop_margin=float(algorithm.get("early_stop_margin", 0.05)),
         random_fraction=float(algorithm.get("random_fraction", 0.0)),
         model_budget=str(algorithm.get("model_budget", "highest")),
+        surrogate=str(algorithm.get("surrogate", "tpe")),
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(

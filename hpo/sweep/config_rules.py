@@ -55,6 +55,7 @@ KNOB_SCOPE: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "early_stop_margin": (("scheduler", ("hyperband_es",)),),
     "random_fraction": (("sampler", ("mfbo",)),),
     "model_budget": (("sampler", ("mfbo",)),),
+    "surrogate": (("sampler", ("mfbo",)),),
     "grid_points": (("sampler", ("grid",)),),
     "grid_values": (("sampler", ("grid",)),),
 }

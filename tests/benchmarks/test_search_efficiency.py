@@ -99,6 +99,12 @@ def test_cache_resumes_a_run_without_rerunning_its_sweeps(tmp_path: Path, monkey
     assert cli._run_one(job).to_dict() == first.to_dict()
     with pytest.raises(AssertionError, match="ran again"):
         cli._run_one(("ours:asha", "mfh3_good", 2, 120, 4, str(tmp_path / "cache")))  # another seed is not cached
+    # A knobbed name that resolves to the same algorithm section reads the same sweeps back, under its own name;
+    # one that resolves to another does not (the cache is keyed by what `hpo run` would build, not by the name).
+    same = cli._run_one(("ours:asha[reduction_factor=3]", "mfh3_good", 1, 120, 4, str(tmp_path / "cache")))
+    assert same.algorithm == "ours:asha[reduction_factor=3]" and same.regret == first.regret
+    with pytest.raises(AssertionError, match="ran again"):
+        cli._run_one(("ours:asha[reduction_factor=2]", "mfh3_good", 1, 120, 4, str(tmp_path / "cache")))
 
 
 def test_quick_run_writes_the_results_schema(tmp_path: Path) -> None:

@@ -46,18 +46,20 @@ def proposals(study: optuna.Study, n: int = 12) -> list[float]:
     return out
 
 
-def test_model_fits_the_highest_budget_with_enough_results() -> None:
-    sampler = SameBudgetTPESampler(seed=0, min_points=6)
+@pytest.mark.parametrize("surrogate", ["tpe", "gp"])
+def test_model_fits_the_highest_budget_with_enough_results(surrogate: str) -> None:
+    sampler = SameBudgetTPESampler(seed=0, min_points=6, surrogate=surrogate)
     study = crossing_study(sampler, full_budget_trials=8)
-    xs = proposals(study)
+    xs = proposals(study, 6 if surrogate == "gp" else 12)
     assert sampler.last_budget == 3
     assert np.median(xs) < 0.35, xs  # follows the 3-epoch results, not the 30 one-epoch ones
 
 
-def test_model_falls_back_to_a_lower_budget_until_the_higher_one_fills() -> None:
-    sampler = SameBudgetTPESampler(seed=0, min_points=6)
+@pytest.mark.parametrize("surrogate", ["tpe", "gp"])
+def test_model_falls_back_to_a_lower_budget_until_the_higher_one_fills(surrogate: str) -> None:
+    sampler = SameBudgetTPESampler(seed=0, min_points=6, surrogate=surrogate)
     study = crossing_study(sampler, full_budget_trials=4)  # only 4 results at 3 epochs: too few
-    xs = proposals(study)
+    xs = proposals(study, 6 if surrogate == "gp" else 12)
     assert sampler.last_budget == 1
     assert np.median(xs) > 0.65, xs
 
@@ -136,8 +138,9 @@ def test_the_knobs_reach_the_sampler_from_the_sweep_config_and_only_for_mfbo(tmp
         return sweep_config_from_dict({"name": "s", "algorithm": {"max_trials": 9, "max_epochs": 9, **algorithm},
                                        "backend": "optuna"}, base_dir=tmp_path).algorithm
 
-    algorithm = config({"random_fraction": 0.25, "model_budget": "rank_agreement"})
-    assert (algorithm.sampler, algorithm.random_fraction, algorithm.model_budget) == ("mfbo", 0.25, "rank_agreement")
+    algorithm = config({"random_fraction": 0.25, "model_budget": "rank_agreement", "surrogate": "gp"})
+    assert (algorithm.sampler, algorithm.random_fraction, algorithm.model_budget, algorithm.surrogate) == (
+        "mfbo", 0.25, "rank_agreement", "gp")
     sampler = make_sampler(algorithm, compile_space(tiny_schema()), 0, epoch_budget=9)
     found = []
 
@@ -150,11 +153,16 @@ def test_the_knobs_reach_the_sampler_from_the_sweep_config_and_only_for_mfbo(tmp
                     walk(value, depth + 1)
 
     walk(sampler)
-    assert [(s._random_fraction, s._model_budget) for s in found] == [(0.25, "rank_agreement")]
+    assert [(s._random_fraction, s._model_budget, type(s._model).__name__) for s in found] == [
+        (0.25, "rank_agreement", "GPSampler")]
     with pytest.raises(SweepConfigError, match="random_fraction"):
         config({"name": "tpe", "random_fraction": 0.3})
     with pytest.raises(SweepConfigError, match="model_budget"):
         config({"model_budget": "lowest"})
+    with pytest.raises(SweepConfigError, match="surrogate"):
+        config({"surrogate": "forest"})
+    with pytest.raises(SweepConfigError, match="surrogate"):
+        config({"name": "tpe", "surrogate": "gp"})
 
 
 def tiny_schema() -> dict[str, Any]:
