@@ -164,8 +164,11 @@ def test_a_trial_ray_started_after_its_last_snapshot_continues_where_it_was_afte
     time.sleep(3)  # Ray ends the killed driver's actors (and with them their trainers)
     old_id = second["trial_id"]
     old_scratch = s3_and_ray / "fx" / "trials" / old_id
-    stored_epochs = [json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=k)["Body"].read())["epoch"]
-                     for k in stored(prefix) if k.endswith("/hpo_checkpoint.json")]
+    keys = stored(prefix)
+    pointers = {k.rsplit("/", 1)[0]: json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=k)["Body"].read())
+                for k in keys if k.endswith("/hpo_checkpoint.json")}
+    # the epochs whose trainer checkpoint is wholly in S3 (an upload the kill cut short does not count)
+    stored_epochs = [p["epoch"] for folder, p in pointers.items() if f"{folder}/{p['checkpoint']}" in keys]
     if not same_node:
         shutil.rmtree(old_scratch)  # the node that ran it is not the one that continues it
 
