@@ -25,6 +25,7 @@ from ray.tune.experiment import Trial
 
 from hpo.backends.ray_storage import (
     OUTCOME_FILE,
+    Incarnation,
     cluster_storage,
     fetch_finished_trial,
     fs_path_of,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from hpo.driver.observer import ObserverHub
 
 log = logging.getLogger(__name__)
+# A re-attached trial's record (under ray.storage): the storage folders of its previous Ray trials, oldest first.
+PREVIOUS_STORAGE = "ray_storage_before"
 _LIVE: dict[str, RayRecordKeeper] = {}
 
 
@@ -109,11 +112,14 @@ class RayRecordKeeper:
         self._dir(trial_id).mkdir(parents=True, exist_ok=True)
         record.save(self._dir(trial_id))
 
-    def reattach(self, old_id: str, new_id: str) -> None:
+    def reattach(self, old_id: str, new_id: str) -> dict[str, str]:
         """Engine trial `old_id`, which the restored Ray experiment never knew (the driver died before Ray's
         snapshot recorded it), continues as Ray trial `new_id`: its trainer (if still alive) is stopped, its
         folder (status.json, checkpoints) becomes `new_id`'s, and its record keeps its number and history.
-        The trainable then replays its validations to the scheduler and continues from its last checkpoint."""
+        The trainable then replays its validations to the scheduler and continues from its last checkpoint.
+        Under `ray.storage` those files are on a node and in the storage, not in this folder: returns the Ray
+        config entry naming the previous incarnation (its id and the storage folder Ray started it with), for
+        the trainable to take them up (`HpoTrainable._adopt_previous_incarnation`); {} otherwise."""
         from hpo.trials.runner import stop_orphaned_trainer
 
         old_dir, new_dir = self._dir(old_id), self._dir(new_id)
@@ -121,13 +127,18 @@ class RayRecordKeeper:
         record = self.records.pop(old_id, None)
         if old_dir.is_dir() and not new_dir.exists():
             os.replace(old_dir, new_dir)
+        where = record.resources.get("ray_storage") if record is not None else None
+        extra = Incarnation(old_id, fs_path_of(where) if where else None).config_entry() if self.storage else {}
         if record is None:
-            return
+            return extra
+        if self.storage is not None and where:  # its best checkpoint may be there (`_fetch_from_storage`)
+            record.resources[PREVIOUS_STORAGE] = [*record.resources.get(PREVIOUS_STORAGE, []), where]
         record.trial_id = new_id
         record.reopen()
         record.save(new_dir)
         self.records[new_id] = record
         self.finished_before.discard(old_id)
+        return extra
 
     # -- hooks ---------------------------------------------------------------------------------------------
     def started(self, trial: Trial) -> None:
@@ -141,7 +152,9 @@ class RayRecordKeeper:
         record.reopen()
         resources = self.ctx.config.resources
         record.resources = {"cpus": resources.cpus_per_trial, "gpus": resources.gpus_per_trial,
-                            "ray_trial_name": str(trial), "ray_nodes": list(record.resources.get("ray_nodes", []))}
+                            "ray_trial_name": str(trial), "ray_nodes": list(record.resources.get("ray_nodes", [])),
+                            **({PREVIOUS_STORAGE: record.resources[PREVIOUS_STORAGE]}
+                               if PREVIOUS_STORAGE in record.resources else {})}
         if self.storage is not None:  # where its checkpoints are kept: what the driver fetches when it ends
             record.resources["ray_storage"] = fs_uri(trial.storage.trial_fs_path)
         self._dir(trial.trial_id).mkdir(parents=True, exist_ok=True)
@@ -250,8 +263,9 @@ class RayRecordKeeper:
         if self.storage is None or not where:
             return
         best = (record.best or {}).get("checkpoint")
+        previous = [fs_path_of(before) for before in record.resources.get(PREVIOUS_STORAGE, [])]
         try:
-            fetch_finished_trial(self.filesystem(), fs_path_of(where), self._dir(record.trial_id), best)
+            fetch_finished_trial(self.filesystem(), fs_path_of(where), self._dir(record.trial_id), best, previous)
         except OSError as error:
             log.warning("could not fetch trial %s's files from %s: %s", record.trial_id, where, error)
 

@@ -105,7 +105,9 @@ class SpaceSearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """A new configuration, or first a trial the restored experiment lost (see `_orphan`), re-attached
-        under this Ray trial id with the params it had. The engine records the trial before Ray launches it."""
+        under this Ray trial id with the params it had (and, under `ray.storage`, the Ray config entry naming
+        its previous incarnation, whose files the trainable takes up). The engine records the trial before Ray
+        launches it."""
         from hpo.backends.ray_callbacks import live_keeper
 
         orphan = self._orphan()
@@ -123,13 +125,14 @@ class SpaceSearcher(Searcher):
         for value in (orphan.intermediate_values.values() if orphan is not None else ()):
             if selection.better(float(value), self._best.get(trial_id), self.direction):
                 self._best[trial_id] = float(value)
+        extra: dict[str, str] = {}
         if keeper is not None:
             if previous and previous != trial_id:
                 log.warning("%s: started before the driver died but unknown to the restored experiment; it "
                             "continues as %s from its last checkpoint", previous, trial_id)
-                keeper.reattach(previous, trial_id)
+                extra = keeper.reattach(previous, trial_id)
             keeper.proposed(trial_id, params)
-        return params
+        return {**params, **extra}
 
     def _orphan(self) -> optuna.trial.FrozenTrial | None:
         """The oldest study trial still RUNNING that no Ray trial of this experiment holds: asked before the

@@ -22,6 +22,17 @@ A trial's files are in three places:
   ended, its status.json, spec.yaml and the checkpoint of its best epoch fetched from the storage
   (`fetch_finished_trial`): what the summary, MLflow and promotion read, as on one machine.
 
+A trial the driver re-attaches on `hpo resume` (it ran after Ray's last experiment snapshot, so the restored
+experiment lost it; `SpaceSearcher.suggest`) gets a new Ray trial id, hence a new, empty scratch folder and
+storage folder. Its Ray config names its previous incarnation (`PREVIOUS_KEY`: the old id and the storage
+folder the driver recorded for it when Ray started it; Ray's default folder name,
+`<trainable>_<id>_<counter>_<config tag>_<date>`, cannot be derived from the id). Before its first step the
+trainable takes up what that incarnation left: on the node that ran it, its scratch folder (moved under the new
+id) unless the storage holds a newer checkpoint; elsewhere, the newest checkpoint stored under the old folder.
+It replays the validations that status.json holds to the scheduler and continues from that checkpoint, as a
+re-attached trial does with a shared workspace. The driver fetches an ended trial's best checkpoint from the
+old folder when its best epoch was trained there.
+
 Credentials are never written anywhere: the pyarrow filesystem resolves them on each node from the standard
 chain (environment, profile files, instance role), so every node needs them, as it needs the endpoint
 (`AWS_ENDPOINT_URL` for an S3-compatible store).
@@ -33,7 +44,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +63,8 @@ OUTCOME_FILE = "outcome.json"
 # Small files of a trial folder that travel with each checkpoint (the trainer checkpoint is added by name).
 TRAVELLING_FILES = (STATUS_FILE, SPEC_FILE)
 STORAGE_SCHEME = "s3://"
+# The Ray config key naming a re-attached trial's previous incarnation (JSON: trial_id, storage); never a param.
+PREVIOUS_KEY = "hpo_previous_incarnation"
 
 
 def scratch_root() -> Path:
@@ -118,6 +131,50 @@ def fs_uri(fs_path: str) -> str:
 
 def fs_path_of(uri: str) -> str:
     return uri[len(STORAGE_SCHEME):] if uri.lower().startswith(STORAGE_SCHEME) else uri
+
+
+@dataclass(frozen=True)
+class Incarnation:
+    """A re-attached trial's previous Ray trial: its id (its scratch folder on the node that ran it) and its
+    storage folder (`trial.storage.trial_fs_path`; None when Ray never started it, so nothing was stored)."""
+
+    trial_id: str
+    trial_fs_path: str | None
+
+    def config_entry(self) -> dict[str, str]:
+        """What the searcher adds to the new trial's Ray config (a flat string: Ray treats dicts as spaces)."""
+        return {PREVIOUS_KEY: json.dumps({"trial_id": self.trial_id, "storage": self.trial_fs_path}, sort_keys=True)}
+
+
+def previous_incarnation(config: Mapping[str, Any]) -> Incarnation | None:
+    """The previous incarnation a Ray config names (`Incarnation.config_entry`), None for any other trial."""
+    packed = config.get(PREVIOUS_KEY)
+    if not isinstance(packed, str):
+        return None
+    data = json.loads(packed)
+    storage = data.get("storage")
+    return Incarnation(trial_id=str(data["trial_id"]), trial_fs_path=fs_path_of(storage) if storage else None)
+
+
+def take_over_scratch(old_dir: Path, trial_dir: Path, *, grace_s: float) -> bool:
+    """Move a previous incarnation's scratch folder (this node ran it) into the re-attached trial's: its
+    trainer, if still running (its actor not yet ended with the dead driver), is stopped first, as the driver
+    does with a shared workspace; then every entry the new folder lacks moves, and the old folder goes.
+    False when this node has no such folder."""
+    from hpo.trials.retention import repoint_latest_link
+    from hpo.trials.runner import stop_orphaned_trainer
+
+    if not old_dir.is_dir() or old_dir.resolve() == trial_dir.resolve():
+        return False
+    stop_orphaned_trainer(old_dir, grace_s=grace_s)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    for entry in old_dir.iterdir():
+        target = trial_dir / entry.name
+        if not target.exists() and not target.is_symlink():
+            os.replace(entry, target)
+    shutil.rmtree(old_dir, ignore_errors=True)
+    repoint_latest_link(trial_dir)
+    return True
 
 
 def stage_on_this_node(ctx: SweepContext) -> SweepContext:
@@ -310,10 +367,25 @@ def fetch_newest_checkpoint(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial
 
 
 def fetch_finished_trial(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path,
-                         best_checkpoint: str | None) -> list[str]:
+                         best_checkpoint: str | None, previous: Sequence[str] = ()) -> list[str]:
     """Bring an ended trial's files from the storage into the driver's trial folder: status.json and spec.yaml
     of its newest stored checkpoint, and the trainer checkpoint `best_checkpoint` (its best epoch's, which Ray
-    kept by score). Returns the names fetched; a file already there is not fetched again."""
+    kept by score). Returns the names fetched; a file already there is not fetched again. `previous`: the
+    storage folders of a re-attached trial's previous Ray trials (oldest first), where its best epoch may have
+    been trained, and its status.json last stored if this folder holds nothing."""
+    fetched = _fetch_finished(fs, trial_fs_path, trial_dir, best_checkpoint)
+    for before in reversed(previous):
+        if STATUS_FILE not in fetched and not (trial_dir / STATUS_FILE).is_file():
+            fetched += _fetch_finished(fs, before, trial_dir, best_checkpoint)
+        elif (best_checkpoint and is_checkpoint_name(best_checkpoint)
+              and not (trial_dir / best_checkpoint).is_file()
+              and fetch_stored_checkpoint(fs, before, trial_dir, best_checkpoint)):
+            fetched.append(best_checkpoint)
+    return fetched
+
+
+def _fetch_finished(fs: pyarrow.fs.FileSystem, trial_fs_path: str, trial_dir: Path,
+                    best_checkpoint: str | None) -> list[str]:
     stored = stored_checkpoints(fs, trial_fs_path)
     if not stored:
         return []

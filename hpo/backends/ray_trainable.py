@@ -10,6 +10,10 @@ Life of a trial (calls from Ray, in this order):
   own → continue from it, and first replay any validations our status.json holds beyond it (results a
   killed driver had not recorded). Another trial's (PBT exploit) → copy the donor's checkpoint into
   `exploits/` and continue from the copy with the perturbed params.
+- under `ray.storage`, before the first step of a trial with nothing to continue from: the newest checkpoint
+  the storage holds of it, or for a trial re-attached on resume (its config names its previous incarnation,
+  `hpo.backends.ray_storage.PREVIOUS_KEY`) what that incarnation left: its scratch folder on this node or its
+  newest stored checkpoint, validations replayed as above.
 - `step()`: starts (or thaws) the trainer, waits for its next validation, FREEZES the trainer (SIGSTOP) and
   returns the result, so while the scheduler decides the trainer has trained no further than the
   checkpoint it just wrote. A result carries `epoch` (TAO's 0-based index, as in status.json and the
@@ -39,17 +43,21 @@ from ray import tune
 
 from hpo.backends.ray_storage import (
     OUTCOME_FILE,
+    PREVIOUS_KEY,
     TRAVELLING_FILES,
     ClusterStorage,
+    Incarnation,
     cluster_storage,
     drop_scratch_checkpoints,
     fetch_newest_checkpoint,
     fetch_stored_checkpoint,
     pack_checkpoint,
+    previous_incarnation,
     read_outcome,
     read_pointer,
     stage_on_this_node,
     stored_checkpoints,
+    take_over_scratch,
     unpack_checkpoint,
     write_outcome,
 )
@@ -81,13 +89,25 @@ class TrialFailed(RuntimeError):
 
 
 def params_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The trial's dotted params from a Ray config (flat, or one JSON string under PBT_PARAMS_KEY)."""
+    """The trial's dotted params from a Ray config (flat, or one JSON string under PBT_PARAMS_KEY); the
+    previous incarnation a re-attached trial's config names (`PREVIOUS_KEY`) is not a param."""
     packed = config.get(PBT_PARAMS_KEY)
-    return plain(json.loads(packed) if isinstance(packed, str) else dict(config))
+    if isinstance(packed, str):
+        return plain(json.loads(packed))
+    return plain({key: value for key, value in config.items() if key != PREVIOUS_KEY})
 
 
 def pack_params(params: Mapping[str, Any]) -> str:
     return json.dumps(plain(dict(params)), sort_keys=True)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else -1
+
+
+def _position(pointer: Mapping[str, Any]) -> tuple[int, int]:
+    """(epoch, step) of a stored checkpoint's pointer, comparable with a validation's."""
+    return _int(pointer.get("epoch")), _int(pointer.get("step"))
 
 
 def _recorded_final_state(trial_dir: Path) -> TrialRecord | None:
@@ -134,6 +154,8 @@ class HpoTrainable(tune.Trainable):
         self.saved_checkpoint: str | None = None  # the newest trainer checkpoint in the storage (ray.storage)
         self.resume_from: Path | None = None
         self.exploited: dict[str, Any] | None = None
+        # Re-attached on `hpo resume` under ray.storage: where its previous Ray trial left its files.
+        self.previous: Incarnation | None = previous_incarnation(config) if self.storage else None
         # A trial the driver had already recorded as finished, which Ray restarts because its last experiment
         # snapshot predates that (a driver killed in between): it is not trained again.
         self.recorded_final = _recorded_final_state(self.trial_dir)
@@ -144,9 +166,10 @@ class HpoTrainable(tune.Trainable):
         self._storage_checked = self.storage is None
 
     # -- resume / exploit ----------------------------------------------------------------------------------
-    def _adopt_own_progress(self, after_epochs: int) -> None:
+    def _adopt_own_progress(self, after_epochs: int, trial_fs_path: str | None = None) -> None:
         """Queue our validations beyond `after_epochs` epochs trained for replay, up to the newest one with a
-        checkpoint, and continue from that checkpoint."""
+        checkpoint, and continue from that checkpoint. Under `ray.storage` a checkpoint this folder lacks is
+        looked for in the trial's storage folder (`trial_fs_path`: a previous incarnation's; default ours)."""
         newer = [v for v in read_validations(self.trial_dir / STATUS_FILE, self.ctx.metric)
                  if v.epochs_trained > after_epochs]
         stored: list[tuple[str, dict[str, Any]]] | None = None
@@ -154,11 +177,11 @@ class HpoTrainable(tune.Trainable):
             if self.storage is not None and self._storage is not None and newer[-1].step is not None:
                 # Saved to the storage by this node (which then dropped its copy) after the experiment snapshot
                 # the sweep resumed from: continue from it rather than train that epoch again.
+                where = trial_fs_path or self._storage.trial_fs_path
                 if stored is None:
-                    stored = stored_checkpoints(self._storage.storage_filesystem, self._storage.trial_fs_path)
-                if fetch_stored_checkpoint(self._storage.storage_filesystem, self._storage.trial_fs_path,
-                                           self.trial_dir, checkpoint_name(newer[-1].epoch, newer[-1].step),
-                                           stored):
+                    stored = stored_checkpoints(self._storage.storage_filesystem, where)
+                if fetch_stored_checkpoint(self._storage.storage_filesystem, where, self.trial_dir,
+                                           checkpoint_name(newer[-1].epoch, newer[-1].step), stored):
                     break
             newer.pop()
         if not newer:
@@ -175,6 +198,33 @@ class HpoTrainable(tune.Trainable):
             return
         if fetch_newest_checkpoint(self._storage.storage_filesystem, self._storage.trial_fs_path, self.trial_dir):
             self._adopt_own_progress(after_epochs=0)
+        elif self.previous is not None:
+            self._adopt_previous_incarnation(self.previous)
+
+    def _adopt_previous_incarnation(self, previous: Incarnation) -> None:
+        """A re-attached trial (its own storage folder is empty): continue from what its previous Ray trial
+        left, as a re-attached trial does with a shared workspace (the driver moves its folder). On the node
+        that ran it, its scratch folder becomes ours; the storage's newest checkpoint of it is fetched when
+        this node has none of it or the storage holds a newer one (it moved to another node, which went on).
+        The validations status.json then holds are replayed, up to the newest one with a checkpoint."""
+        assert self.storage is not None and self._storage is not None
+        take_over_scratch(self.storage.trial_scratch(previous.trial_id), self.trial_dir,
+                          grace_s=self.ctx.config.trial.stop_grace_s)
+        fs, where = self._storage.storage_filesystem, previous.trial_fs_path
+        failed = _recorded_failure(self.trial_dir)
+        if failed is None and where is not None and (outcome := read_outcome(fs, where)):
+            failed = Failure(outcome["failure_class"], outcome["failure_reason"])
+        if failed is not None:  # the previous incarnation's trainer failed on its own: it would fail again
+            self._raise(failed)
+        if where is None:  # Ray never started it, so nothing is stored; the scratch folder (if any) is all
+            self._adopt_own_progress(after_epochs=0)
+            return
+        here = read_validations(self.trial_dir / STATUS_FILE, self.ctx.metric)
+        stored = [pointer for _, pointer in stored_checkpoints(fs, where)
+                  if pointer.get("trial_id") and pointer.get("checkpoint")]
+        if stored and (not here or _position(stored[-1]) > (here[-1].epoch, _int(here[-1].step))):
+            fetch_newest_checkpoint(fs, where, self.trial_dir)
+        self._adopt_own_progress(after_epochs=0, trial_fs_path=where)
 
     def _stored_failure(self) -> Failure | None:
         """A trainer failure recorded beside this trial's Ray checkpoints (by whichever node ran it)."""

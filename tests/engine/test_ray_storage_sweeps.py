@@ -6,8 +6,13 @@ their donors' checkpoints from S3. Lost nodes on a two-node cluster: tests/clust
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from tests.storage.moto_support import MOTO_SERVER, moto_server
 
 ray = pytest.importorskip("ray")
 BUCKET = "hpo-ray-storage"
+HPO = [sys.executable, "-m", "hpo.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +115,81 @@ def test_pbt_exploits_take_the_donors_checkpoint_from_s3(s3_and_ray: Path, write
             assert copy.is_file()  # the donor's checkpoint, as Ray brought it from S3
         assert [h["epoch"] for h in trial["history"]] == [0, 1, 2, 3]
     assert not (tmp_path / "ws" / "fx" / "state" / "ray").exists()
+
+
+def trial_records(sweep_dir: Path) -> dict[int, dict[str, Any]]:
+    """The driver's trial records by trial number (skipping one being rewritten)."""
+    records = {}
+    for path in (sweep_dir / "trials").glob("*/trial.json"):
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue
+        records[record["number"]] = record
+    return records
+
+
+@pytest.mark.parametrize("same_node", [True, False], ids=["same-node", "other-node"])
+def test_a_trial_ray_started_after_its_last_snapshot_continues_where_it_was_after_a_driver_kill(
+        s3_and_ray: Path, write_sweep: Callable[..., Path], tmp_path: Path, same_node: bool) -> None:
+    """Issue 14: the driver is SIGKILLed while its second trial runs, which Ray started after its only
+    experiment snapshot (TUNE_GLOBAL_CHECKPOINT_S is an hour: Ray snapshots at its first step, when only the
+    first trial exists, one pending trial at a time). `hpo resume` re-attaches that trial under a new Ray trial id; it continues from what
+    its previous incarnation left -- its scratch folder on this node, or (the folder gone, as on another node)
+    the newest checkpoint stored under its previous Ray trial's folder in S3 -- and trains no epoch twice."""
+    storage = f"s3://{BUCKET}/reattach-{'same' if same_node else 'other'}"
+    path = write_sweep(backend="ray", ray={"storage": storage, "address": ray.get_runtime_context().gcs_address},
+                       algorithm={"name": "random", "max_trials": 2, "max_epochs": 4},
+                       checkpoints={"retention": "keep_all"},  # no snapshot forced by Ray's checkpoint count
+                       spec_overrides={"fixture.sleep_s": 1.0})
+    sweep_dir = tmp_path / "ws" / "fx"
+    # Ray creates one trial per step (not both at its first, which it snapshots) and snapshots no more.
+    env = {**os.environ, "CI": "1", "TUNE_GLOBAL_CHECKPOINT_S": "3600", "TUNE_MAX_PENDING_TRIALS_PG": "1"}
+    driver = subprocess.Popen([*HPO, "run", str(path), "--no-live"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # the second trial validated 2 epochs and Ray stored their checkpoints
+        second = trial_records(sweep_dir).get(1)
+        where = (second or {}).get("resources", {}).get("ray_storage", "")
+        prefix = where.removeprefix(f"s3://{BUCKET}/") + "/"
+        if second and len(second["history"]) >= 2 and where and sum(
+                k.endswith("/hpo_checkpoint.json") for k in stored(prefix)) >= 2:
+            break
+        assert driver.poll() is None, "the driver ended before the kill"
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the second trial did not validate 2 epochs: {trial_records(sweep_dir)}")
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    time.sleep(3)  # Ray ends the killed driver's actors (and with them their trainers)
+    old_id = second["trial_id"]
+    old_scratch = s3_and_ray / "fx" / "trials" / old_id
+    keys = stored(prefix)
+    pointers = {k.rsplit("/", 1)[0]: json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=k)["Body"].read())
+                for k in keys if k.endswith("/hpo_checkpoint.json")}
+    # the epochs whose trainer checkpoint is wholly in S3 (an upload the kill cut short does not count)
+    stored_epochs = [p["epoch"] for folder, p in pointers.items() if f"{folder}/{p['checkpoint']}" in keys]
+    if not same_node:
+        shutil.rmtree(old_scratch)  # the node that ran it is not the one that continues it
+
+    env.pop("TUNE_GLOBAL_CHECKPOINT_S")
+    env.pop("TUNE_MAX_PENDING_TRIALS_PG")
+    resumed = subprocess.run([*HPO, "resume", str(sweep_dir), "--no-live"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert summary["counts"] == {"COMPLETED": 2}, summary["counts"]
+    trial = next(t for t in summary["trials"] if t["number"] == 1)
+    assert trial["trial_id"] != old_id  # re-attached under a new Ray trial id
+    assert trial["params"] == second["params"]  # the previous incarnation travels in Ray's config only
+    assert [h["epoch"] for h in trial["history"]] == [0, 1, 2, 3]
+    assert trial["resources"]["ray_storage_before"] == [where]
+    trained = epochs_run(s3_and_ray, trial["trial_id"])
+    if same_node:  # the scratch folder (epochs_run.txt included) moved under the new id
+        assert trained == ["1", "2", "3", "4"], trained
+        assert not old_scratch.exists()
+    else:  # this node trained only the epochs after the newest one stored
+        assert trained == [str(e) for e in range(max(stored_epochs) + 2, 5)], (trained, stored_epochs)
+    first = next(t for t in summary["trials"] if t["number"] == 0)
+    assert epochs_run(s3_and_ray, first["trial_id"]) == ["1", "2", "3", "4"]
+    assert (sweep_dir / "trials" / trial["trial_id"] / trial["best"]["checkpoint"]).is_file()

@@ -5,6 +5,8 @@ when a trial ends, the failure record any node sees, and s3:// data staged on th
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from collections import deque
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from hpo.driver.context import prepare_sweep
 from hpo.storage.external import pyarrow_s3_filesystem
 from hpo.storage.sweeps import stage_sweep_data
 from hpo.sweep.config import sweep_config_from_dict
+from hpo.trials.runner import PID_FILE, process_start_time
 from skillkit.checkpoints import checkpoint_name
 from skillkit.spec import get_dotted
 
@@ -194,3 +197,137 @@ def test_a_resumed_trial_continues_from_a_checkpoint_saved_after_the_snapshot_it
     (node / checkpoint_name(1, 8)).unlink()
     trainable._adopt_own_progress(after_epochs=1)
     assert not trainable.replay
+
+
+def store_checkpoints(fs, trial_fs: str, node: Path, trial_id: str, epochs: range, tmp_path: Path) -> None:
+    """Ray checkpoints of `trial_id` for `epochs`, packed from its scratch folder `node` and uploaded to the
+    trial's storage folder as Ray does (checkpoint_NNNNNN/ holding the pointer and the travelling files)."""
+    written = (node / "status.json").read_text().splitlines()
+    for epoch in epochs:
+        name = checkpoint_name(epoch, 4 * (epoch + 1))
+        local = tmp_path / f"pack-{trial_id}-{epoch}"
+        # the status.json as it was at that save
+        (node / "status.json").write_text("".join(line + "\n" for line in written[:epoch + 1]))
+        pack_checkpoint(local, {"trial_id": trial_id, "checkpoint": name, "epoch": epoch, "step": 4 * (epoch + 1)},
+                        node)
+        for path in local.iterdir():
+            with fs.open_output_stream(f"{trial_fs}/checkpoint_{epoch:06d}/{path.name}") as stream:
+                stream.write(path.read_bytes())
+
+
+def reattached_trainable(bucket: str, fs, previous: str | None, new_id: str):
+    """An HpoTrainable (the resume logic alone, without a Ray actor) for Ray trial `new_id`, which the driver
+    re-attached after a resume: its Ray config names its previous incarnation, as `SpaceSearcher.suggest`
+    builds it."""
+    from types import SimpleNamespace
+
+    from hpo.backends.ray_storage import ClusterStorage, Incarnation, previous_incarnation
+    from hpo.backends.ray_trainable import HpoTrainable, params_of
+
+    params = {"train.optim.lr": 0.01}
+    config = {**params, **Incarnation("old1", previous).config_entry()}
+    assert params_of(config) == params  # what the record and MLflow see is unchanged
+    trainable = object.__new__(HpoTrainable)
+    trainable.ctx = SimpleNamespace(metric="mIoU", config=SimpleNamespace(trial=SimpleNamespace(stop_grace_s=5)))
+    trainable.storage = ClusterStorage(uri=f"s3://{bucket}/sweeps", sweep_name="fx")
+    trainable._storage = SimpleNamespace(storage_filesystem=fs,
+                                         trial_fs_path=f"{bucket}/sweeps/fx/experiment/HpoTrainable_{new_id}_3_lr=0.01")
+    trainable.trial_dir = trainable.storage.trial_scratch(new_id)
+    trainable.trial_dir.mkdir(parents=True)
+    trainable.replay, trainable.resume_from, trainable.last = deque(), None, None
+    trainable.previous = previous_incarnation(config)
+    return trainable
+
+
+OLD_FOLDER = "sweeps/fx/experiment/HpoTrainable_old1_2_lr=0.01_2026-12-07_09-00-00"
+
+
+def test_a_reattached_trial_takes_up_its_previous_scratch_folder_on_the_node_that_ran_it(
+        moto_env: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: the driver died after Ray started trial old1 but before Ray's snapshot recorded it; `hpo
+    resume` re-attaches it as new1. On the node that ran old1, its scratch folder (3 validated epochs, Ray
+    saved 2 of them) becomes new1's: the 3 validations are replayed and training continues from epoch 2's
+    checkpoint, nothing is downloaded, nothing trained twice."""
+    monkeypatch.setenv("HPO_TRIAL_SCRATCH", str(tmp_path / "scratch"))
+    fs = pyarrow_s3_filesystem()
+    old_fs = f"{bucket}/{OLD_FOLDER}"
+    old = trial_folder(scratch_root() / "fx" / "trials" / "old1", epochs=3)
+    full_status = (old / "status.json").read_text()
+    store_checkpoints(fs, old_fs, old, "old1", range(2), tmp_path)
+    (old / "status.json").write_text(full_status)  # the trainer went on to validate epoch 2
+    # A trainer of old1 still running (its actor not yet ended with the dead driver) is stopped first.
+    trainer = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (old / PID_FILE).write_text(f"{trainer.pid} {process_start_time(trainer.pid)}")
+
+    trainable = reattached_trainable(bucket, fs, f"s3://{old_fs}", "new1")
+    trainable._adopt_stored_progress()
+    assert trainer.wait(timeout=10) == -signal.SIGTERM
+    assert [v.epoch for v in trainable.replay] == [0, 1, 2]
+    assert trainable.resume_from == trainable.trial_dir / checkpoint_name(2, 12)
+    assert trainable.resume_from.read_bytes() == b"weights of epoch 2"
+    assert not old.exists() and (trainable.trial_dir / "spec.yaml").is_file()
+
+
+def test_a_reattached_trial_on_the_same_node_takes_a_newer_stored_checkpoint_over_its_scratch_folder(
+        moto_env: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """old1 ran 2 epochs on this node, was moved to another node that trained 2 more and stored them: the
+    storage holds a newer checkpoint than this node's scratch folder, so new1 continues from the storage's."""
+    monkeypatch.setenv("HPO_TRIAL_SCRATCH", str(tmp_path / "scratch"))
+    fs = pyarrow_s3_filesystem()
+    old_fs = f"{bucket}/{OLD_FOLDER}"
+    other_node = trial_folder(tmp_path / "other" / "old1", epochs=4)
+    store_checkpoints(fs, old_fs, other_node, "old1", range(4), tmp_path)
+    trial_folder(scratch_root() / "fx" / "trials" / "old1", epochs=2)
+
+    trainable = reattached_trainable(bucket, fs, f"s3://{old_fs}", "new1")
+    trainable._adopt_stored_progress()
+    assert [v.epoch for v in trainable.replay] == [0, 1, 2, 3]
+    assert trainable.resume_from == trainable.trial_dir / checkpoint_name(3, 16)
+    assert trainable.resume_from.read_bytes() == b"weights of epoch 3"
+
+
+def test_a_reattached_trial_on_another_node_continues_from_its_previous_trials_newest_stored_checkpoint(
+        moto_env: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """new1 runs on a node that never ran old1 (no scratch folder of it): it fetches the newest checkpoint
+    stored under old1's storage folder, with the status.json saved beside it, replays those validations and
+    continues from it. A trial Ray never started (no storage folder recorded) starts afresh."""
+    monkeypatch.setenv("HPO_TRIAL_SCRATCH", str(tmp_path / "scratch"))
+    fs = pyarrow_s3_filesystem()
+    old_fs = f"{bucket}/{OLD_FOLDER}"
+    lost_node = trial_folder(tmp_path / "lost" / "old1", epochs=3)
+    store_checkpoints(fs, old_fs, lost_node, "old1", range(3), tmp_path)
+
+    trainable = reattached_trainable(bucket, fs, f"s3://{old_fs}", "new1")
+    trainable._adopt_stored_progress()
+    assert [v.epoch for v in trainable.replay] == [0, 1, 2]
+    assert trainable.resume_from == trainable.trial_dir / checkpoint_name(2, 12)
+    assert trainable.resume_from.read_bytes() == b"weights of epoch 2"
+    assert [p.name for p in trainable.trial_dir.glob("model_epoch_*")] == [checkpoint_name(2, 12)]
+
+    never = reattached_trainable(bucket, fs, None, "new2")
+    never._adopt_stored_progress()
+    assert not never.replay and never.resume_from is None
+
+
+def test_the_driver_fetches_a_reattached_trials_best_checkpoint_from_its_previous_trials_folder(
+        moto_env: str, bucket: str, tmp_path: Path) -> None:
+    """new1 continued old1 (re-attached on resume) from epoch 2; its best epoch, 1, was trained as old1, so
+    that checkpoint is only under old1's storage folder. The driver's fetch takes status.json from new1's
+    folder (the whole history) and the best checkpoint from old1's; with nothing under new1, both from old1's."""
+    fs = pyarrow_s3_filesystem()
+    old_fs, new_fs = f"{bucket}/{OLD_FOLDER}", f"{bucket}/sweeps/fx/experiment/HpoTrainable_new1_3"
+    store_checkpoints(fs, old_fs, trial_folder(tmp_path / "n" / "old1", epochs=3), "old1", range(3), tmp_path)
+    store_checkpoints(fs, new_fs, trial_folder(tmp_path / "n" / "new1", epochs=4), "new1", range(2, 4), tmp_path)
+    best = checkpoint_name(1, 8)
+
+    driver = tmp_path / "ws" / "trials" / "new1"
+    fetched = fetch_finished_trial(fs, new_fs, driver, best, previous=[old_fs])
+    assert sorted(fetched) == sorted(["status.json", "spec.yaml", best])
+    assert (driver / best).read_bytes() == b"weights of epoch 1"
+    assert len((driver / "status.json").read_text().splitlines()) == 4
+    assert fetch_finished_trial(fs, new_fs, tmp_path / "alone", best) == ["status.json", "spec.yaml"]
+
+    nothing_new = tmp_path / "ws" / "trials" / "new2"
+    fetched = fetch_finished_trial(fs, f"{bucket}/sweeps/fx/experiment/never_ran", nothing_new, best, [old_fs])
+    assert sorted(fetched) == sorted(["status.json", "spec.yaml", best])
+    assert len((nothing_new / "status.json").read_text().splitlines()) == 3
