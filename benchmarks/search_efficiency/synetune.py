@@ -42,14 +42,20 @@ What Syne Tune's `Tuner` does around a scheduler (syne_tune/tuner.py, 0.16) and 
   sweep depends on the clock.
 
 Seeding: `random_seed=seed` seeds the scheduler and its searchers; Syne Tune also draws from NumPy's global
-generator (ASHA's bracket choice, `Domain.sample()` without a random state in the KDE searcher's random
-proposals), so the policy seeds it with the sweep's seed when it is built, as `raytune.py` does.
+generator (ASHA's bracket choice; `Domain.sample()` without a random state, which ASHA's random searcher uses
+once 5 trials have reported and the KDE searcher uses for its random third), so the policy seeds that too when
+it is built — with a value derived from the seed (`global_seed`), not the seed itself: the wrapper's own first
+5 random proposals come from `RandomState(seed)`, and a global generator seeded with the same number would
+replay them as proposals 6, 7, ... (the cross-check showed such duplicates before this).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Mapping
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -64,6 +70,18 @@ NOT_OFFERED = {name: f"{cls}'s {searcher} searcher imports xgboost, which the be
 TIME_ATTR = "epoch"
 _BASELINES = {"asha": "ASHA", "bohb": "BOHB"}
 _CREATED = datetime.datetime(2026, 1, 1)
+
+# BOHB's constructor warns that its `points_to_evaluate` (None) is passed twice; the sweep's output stays readable.
+logging.getLogger("syne_tune").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """statsmodels warns on every KDE the BOHB searcher fits that its default generator will change in a later
+    release (the searcher passes none); nothing in the sweep depends on it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def config_space(suite: Suite) -> dict[str, Any]:
@@ -85,6 +103,11 @@ def config_space(suite: Suite) -> dict[str, Any]:
     return space
 
 
+def global_seed(seed: int) -> int:
+    """The seed of NumPy's global generator for sweep `seed`: a stream apart from `RandomState(seed)`."""
+    return int(np.random.SeedSequence([seed, 8191]).generate_state(1)[0])
+
+
 def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in config.items()}
 
@@ -92,14 +115,16 @@ def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
 class SyneTunePolicy:
     """A simulator policy (see simulator.py) running one of Syne Tune's multi-fidelity baselines."""
 
-    def __init__(self, algorithm: str, suite: Suite, *, seed: int) -> None:
+    def __init__(self, algorithm: str, suite: Suite, *, seed: int, max_trials: int | None = None) -> None:
+        """`max_trials`: start no more trials than this (StoppingCriterion(max_num_trials_started=...) with the
+        Tuner waiting for the running ones, as the cross-check runs it); default unlimited, the budget ends it."""
         from syne_tune.optimizer import baselines
 
         if algorithm in NOT_OFFERED:
             raise ValueError(f"syne:{algorithm} is not simulated: {NOT_OFFERED[algorithm]}.")
         if algorithm not in SYNE_ALGORITHMS:
             raise ValueError(f"unknown Syne Tune algorithm {algorithm!r}; known: {', '.join(SYNE_ALGORITHMS)}")
-        np.random.seed(seed)  # ASHA's bracket draw, Domain.sample() in the KDE searcher (module docstring)
+        np.random.seed(global_seed(seed))  # ASHA's bracket draw, Domain.sample() (module docstring)
         self.algorithm = algorithm
         self.suite = suite
         self.max_epochs = suite.max_epochs
@@ -108,6 +133,7 @@ class SyneTunePolicy:
         self.scheduler: Any = getattr(baselines, _BASELINES[algorithm])(
             config_space=self.space, metric=self.metric, time_attr=TIME_ATTR, max_t=self.max_epochs,
             do_minimize=suite.direction == "minimize", random_seed=seed)
+        self.max_trials = max_trials
         self.trials: dict[int, Any] = {}
         self.epochs: dict[int, int] = {}  # epochs trained so far: where a resumed trial continues
         self.last_result: dict[int, dict[str, Any]] = {}
@@ -116,7 +142,10 @@ class SyneTunePolicy:
         """The Tuner's `_schedule_new_task` for one free worker."""
         from syne_tune.backend.trial_status import Trial
 
-        suggestion = self.scheduler.suggest()
+        if self.max_trials is not None and len(self.trials) >= self.max_trials:
+            return None
+        with _quiet():
+            suggestion = self.scheduler.suggest()
         if suggestion is None:
             return None
         if suggestion.spawn_new_trial_id:
@@ -144,7 +173,8 @@ class SyneTunePolicy:
         self.epochs[key] = epoch
         result = {TIME_ATTR: epoch, self.metric: value}
         self.last_result[key] = result
-        decision = self.scheduler.on_trial_result(trial=trial, result=result)
+        with _quiet():
+            decision = self.scheduler.on_trial_result(trial=trial, result=result)
         if decision == SchedulerDecision.STOP:
             self.scheduler.on_trial_remove(trial=trial)
             return STOP

@@ -318,3 +318,17 @@ def test_syne_bohb_proposes_from_its_kde_model_after_its_random_start() -> None:
     assert picks[first_model_pick][1] >= 27 and not any(m for m, _ in picks[:first_model_pick])
     after = [model_based for model_based, _ in picks[first_model_pick:]]
     assert 0.5 < sum(after) / len(after) < 0.9  # the default random_fraction: a third stay random
+
+
+@pytest.mark.parametrize("algorithm", ["asha", "bohb"])
+def test_syne_stand_in_makes_the_same_decisions_as_syne_tunes_own_tuner(algorithm: str, tmp_path: Path) -> None:
+    """The same 60 trials through Syne Tune's Tuner on its own simulator backend (a blackbox replaying the Hartmann
+    curve) and through the benchmark's simulator: same configurations, same epochs each (a few seconds)."""
+    from collections import Counter
+
+    from benchmarks.search_efficiency.syne_crosscheck import crosscheck
+
+    result = crosscheck(algorithm, "mfh3_good", seed=0, trials=60, workdir=tmp_path)
+    assert result["identical"], result["problems"]
+    assert set(Counter(r["epochs"] for r in result["syne_tune"])) == {1, 3, 9, 27}  # every rung and max_t
+    assert len({tuple(r["config"].values()) for r in result["syne_tune"]}) == 60  # no replayed proposals
