@@ -45,7 +45,7 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {entry.name: entry for entry in (
     Algorithm("mfbo", "own", resolves={RAY: ("mfbo", "hyperband"), OPTUNA: ("mfbo", "hyperband")},
-              proposals="a same-budget TPE model"),
+              proposals="a same-budget GP model"),
     Algorithm("random", "sampler"),
     Algorithm("tpe", "sampler"),
     Algorithm("bayesian", "sampler"),

@@ -21,6 +21,7 @@ from hpo.sweep.config_rules import (
     DEFAULT_ALGORITHM,
     KNOB_SCOPE,
     MFBO_MIN_POINTS,
+    MFBO_SURROGATE,
     PBT_KEEP_LAST,
     SAMPLERS,
     SCHEDULER_ALGORITHMS,
@@ -78,7 +79,7 @@ class AlgorithmConfig:
     early_stop_margin: float = 0.05
     random_fraction: float = 0.0
     model_budget: str = "highest"
-    surrogate: str = "tpe"
+    surrogate: str = MFBO_SURROGATE
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ def _build(data: Mapping[str, Any], *, base_dir: Path, source: str) -> SweepConf
         early_stop_margin=float(algorithm.get("early_stop_margin", 0.05)),
         random_fraction=float(algorithm.get("random_fraction", 0.0)),
         model_budget=str(algorithm.get("model_budget", "highest")),
-        surrogate=str(algorithm.get("surrogate", "tpe")),
+        surrogate=str(algorithm.get("surrogate", MFBO_SURROGATE)),
     )
     res = data.get("resources", {})
     resources = ResourcesConfig(

@@ -35,6 +35,9 @@ DEFAULT_ALGORITHM = "mfbo"
 #: (benchmarks/search_efficiency/README.md, "The default algorithm"): 5 beat the earlier 8 over ten suites at
 #: 20 seeds, 2.80x vs 2.58x geometric-mean speed-up over TAO Hyperband (benchmarks/results/mfbo_variants/).
 MFBO_MIN_POINTS = 5
+#: mfbo's default model on the same-budget results: a GP (benchmarks/search_efficiency/README.md, "The default
+#: algorithm"; TPE, the default before, is `surrogate: tpe`).
+MFBO_SURROGATE = "gp"
 PRUNER_TO_SCHEDULER = algorithms.PRUNERS
 
 # Which resolved schedulers / samplers each knob acts on; a knob set for anything else is an error.
