@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         print("algorithms:", ", ".join(known))
         for name, why in algos.skipped().items():
             print(f"  not simulated: ours:{name} ({why})")
+        from benchmarks.search_efficiency.synetune import NOT_OFFERED
+
+        for name, why in NOT_OFFERED.items():
+            print(f"  not simulated: syne:{name} ({why})")
         return 0
     if args.quick:
         suites, seeds, iterations = [QUICK_SUITE], min(args.seeds, 3), 1

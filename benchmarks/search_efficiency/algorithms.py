@@ -19,6 +19,8 @@ Names:
 - `dehb`: the `dehb` package's ask/tell DEHB (`peers.py`).
 - `ray:<name>`: Ray Tune's own ASHA, HyperBand and BOHB (HyperBandForBOHB + TuneBOHB) as a bare Ray Tune user
   configures them, driven in-process without a Ray cluster (`raytune.py`).
+- `syne:<name>`: Syne Tune's own multi-fidelity baselines ASHA and BOHB at their defaults, driven in-process
+  without a Tuner (`synetune.py`); ASHABORE and ASHACQR import xgboost and are listed as not simulated.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def _tao(name: str) -> Callable[[Suite, int], Any]:
 def registry() -> dict[str, Callable[[Suite, int], Any]]:
     """Algorithm name -> factory(suite, seed) of its simulator policy."""
     from benchmarks.search_efficiency.raytune import RAY_ALGORITHMS
+    from benchmarks.search_efficiency.synetune import SYNE_ALGORITHMS
     from benchmarks.search_efficiency.tao import TAO_ALGORITHMS
 
     algorithms: dict[str, Callable[[Suite, int], Any]] = {}
@@ -100,7 +103,18 @@ def registry() -> dict[str, Callable[[Suite, int], Any]]:
     algorithms["dehb"] = _dehb
     for name in RAY_ALGORITHMS:
         algorithms[f"ray:{name}"] = _ray(name)
+    for name in SYNE_ALGORITHMS:
+        algorithms[f"syne:{name}"] = _syne(name)
     return algorithms
+
+
+def _syne(name: str) -> Callable[[Suite, int], Any]:
+    def make(suite: Suite, seed: int) -> Any:
+        from benchmarks.search_efficiency.synetune import SyneTunePolicy
+
+        return SyneTunePolicy(name, suite, seed=seed)
+
+    return make
 
 
 def _ray(name: str) -> Callable[[Suite, int], Any]:

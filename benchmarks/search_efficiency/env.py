@@ -24,7 +24,7 @@ def use_benchmark_env() -> Path:
 
 def require_benchmark_env() -> None:
     """Fail loudly (one paragraph) when the benchmark-only packages are missing."""
-    missing = [name for name in ("tao_automl", "mfpbench") if not (BENCH_SITE / name).is_dir()]
+    missing = [name for name in ("tao_automl", "mfpbench", "syne_tune") if not (BENCH_SITE / name).is_dir()]
     if missing:
         raise BenchmarkEnvError(
             f"the benchmark environment lacks {', '.join(missing)} (expected in {BENCH_SITE}); run "

@@ -257,3 +257,78 @@ def test_ray_stand_in_makes_the_same_decisions_as_ray_tune_itself(tmp_path: Path
     result = crosscheck("hyperband", "mfh3_good@9", seed=0, trials=17, workdir=tmp_path)
     assert result["identical"], result["problems"]
     assert len({r["epochs"] for r in result["ray"]}) == 3  # stopped at 1 and 3 epochs, promoted to 9
+
+
+# ------------------------------------------------------------------ Syne Tune's schedulers (synetune.py)
+
+
+@pytest.mark.parametrize("name", ["syne:asha", "syne:bohb"])
+def test_syne_tune_policies_are_deterministic_and_seeded(name: str) -> None:
+    from benchmarks.search_efficiency import get_suite, run_algorithm
+
+    suite = get_suite("mfh3_good")
+    first = run_algorithm(name, suite, seed=2, budget_epochs=300, record_decisions=True)
+    second = run_algorithm(name, suite, seed=2, budget_epochs=300, record_decisions=True)
+    assert first.to_dict() == second.to_dict() and first.decisions == second.decisions
+    assert first.total_epochs >= 300 and first.full_budget_results >= 1
+    other = run_algorithm(name, suite, seed=3, budget_epochs=300, record_decisions=True)
+    assert [d.config for d in other.decisions] != [d.config for d in first.decisions]  # the seed matters
+
+
+def test_syne_asha_stops_trials_at_its_default_rungs_and_never_retrains() -> None:
+    from benchmarks.search_efficiency import get_suite, run_algorithm
+
+    trace = run_algorithm("syne:asha", get_suite("mfh3_good"), seed=0, budget_epochs=400, record_decisions=True)
+    stopped = [d for d in trace.decisions if d.reason == "stopped"]
+    # Syne Tune's ASHA baseline at max_t = 27: grace period 1, reduction factor 3 -> rungs at 1, 3 and 9 epochs
+    # (Ray's ASHAScheduler, reduction factor 4, stops at 1, 4 and 16 instead).
+    assert len(stopped) > 0.6 * len(trace.decisions)
+    assert {d.end_epoch for d in stopped} == {1, 3, 9}
+    assert any(d.reason == "completed" and d.end_epoch == 27 for d in trace.decisions)
+    # Stop-only (0.16 has no promotion variant): every trial is one run from epoch 0, none is resumed.
+    assert all(d.start_epoch == 0 for d in trace.decisions)
+    assert len(_runs_by_trial(trace.decisions)) == len(trace.decisions) == trace.trials
+    assert sum(d.end_epoch - d.start_epoch for d in trace.decisions) == trace.total_epochs
+
+
+def test_syne_bohb_proposes_from_its_kde_model_after_its_random_start() -> None:
+    from benchmarks.search_efficiency import get_suite
+    from benchmarks.search_efficiency.algorithms import registry
+    from benchmarks.search_efficiency.simulator import simulate
+
+    suite = get_suite("mfh3_good")
+    policy = registry()["syne:bohb"](suite, 0)
+    wrapper = policy.scheduler.searcher  # Syne Tune's LastValueMultiFidelitySearcher around the KDE searcher
+    picks: list[tuple[bool, int]] = []
+    suggest = wrapper.suggest
+
+    def spy(**kwargs: object) -> object:
+        if wrapper.searcher is not None:
+            wrapper.searcher.good_kde = None  # set again only by a model-based proposal
+        config = suggest(**kwargs)
+        model_based = wrapper.searcher is not None and wrapper.searcher.good_kde is not None
+        picks.append((model_based, wrapper.num_results()))
+        return config
+
+    wrapper.suggest = spy
+    trace = simulate(policy, suite, seed=0, budget_epochs=600, workers=4, algorithm="syne:bohb")
+    assert trace.full_budget_results >= 1
+    first_model_pick = next(i for i, (model_based, _) in enumerate(picks) if model_based)
+    # Syne Tune's KDE needs its "good" 15 % of the trials to outnumber the 3 dimensions: 27 trials reported.
+    assert picks[first_model_pick][1] >= 27 and not any(m for m, _ in picks[:first_model_pick])
+    after = [model_based for model_based, _ in picks[first_model_pick:]]
+    assert 0.5 < sum(after) / len(after) < 0.9  # the default random_fraction: a third stay random
+
+
+@pytest.mark.parametrize("algorithm", ["asha", "bohb"])
+def test_syne_stand_in_makes_the_same_decisions_as_syne_tunes_own_tuner(algorithm: str, tmp_path: Path) -> None:
+    """The same 60 trials through Syne Tune's Tuner on its own simulator backend (a blackbox replaying the Hartmann
+    curve) and through the benchmark's simulator: same configurations, same epochs each (a few seconds)."""
+    from collections import Counter
+
+    from benchmarks.search_efficiency.syne_crosscheck import crosscheck
+
+    result = crosscheck(algorithm, "mfh3_good", seed=0, trials=60, workdir=tmp_path)
+    assert result["identical"], result["problems"]
+    assert set(Counter(r["epochs"] for r in result["syne_tune"])) == {1, 3, 9, 27}  # every rung and max_t
+    assert len({tuple(r["config"].values()) for r in result["syne_tune"]}) == 60  # no replayed proposals
