@@ -15,7 +15,6 @@ at a time, so the order of results is Ray's own and reproducible.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.search_efficiency.env import BENCH_SITE, ROOT, use_benchmark_env
+from benchmarks.search_efficiency.peer_crosscheck import compare
+from benchmarks.search_efficiency.peer_crosscheck import main as peer_main
 
 
 def _trainable(config: dict[str, Any]) -> None:
@@ -100,35 +101,13 @@ def real(algorithm: str, suite_name: str, seed: int, trials: int, workdir: Path)
 def crosscheck(algorithm: str, suite_name: str, seed: int, trials: int, workdir: Path) -> dict[str, Any]:
     sim = simulated(algorithm, suite_name, seed, trials)
     ray_side = real(algorithm, suite_name, seed, trials, workdir)
-    problems = []
-    if len(sim) != len(ray_side):
-        problems.append(f"{len(sim)} simulated trials, {len(ray_side)} in Ray")
-    for s, r in zip(sim, ray_side):
-        same_config = all(abs(float(s["config"][k]) - float(r["config"][k])) < 1e-12 for k in s["config"])
-        if not same_config or s["epochs"] != r["epochs"]:
-            problems.append(f"trial {s['trial']}: simulator {s['epochs']} epochs, Ray {r['epochs']} epochs"
-                            + ("" if same_config else " (different configurations)"))
-    return {"algorithm": f"ray:{algorithm}", "suite": suite_name, "seed": seed, "trials": trials,
-            "identical": not problems, "problems": problems,
-            "epochs": {"simulator": sum(s["epochs"] for s in sim), "ray": sum(r["epochs"] for r in ray_side)},
-            "simulator": sim, "ray": ray_side}
+    return compare("Ray", "ray", algorithm, suite_name, seed, trials, sim, ray_side)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency.ray_crosscheck", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithm", default="hyperband", choices=("asha", "hyperband", "bohb"))
-    parser.add_argument("--suite", default="mfh3_good@9")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trials", type=int, default=17)
-    parser.add_argument("--out", help="write the result JSON here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ray-crosscheck-") as folder:
-        result = crosscheck(args.algorithm, args.suite, args.seed, args.trials, Path(folder))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("algorithm", "suite", "trials", "identical", "problems", "epochs")}))
-    return 0 if result["identical"] else 1
+    return peer_main(argv, prog="python -m benchmarks.search_efficiency.ray_crosscheck", description=__doc__,
+                     algorithms=("asha", "hyperband", "bohb"), default_algorithm="hyperband", default_trials=17,
+                     crosscheck=crosscheck)
 
 
 if __name__ == "__main__":

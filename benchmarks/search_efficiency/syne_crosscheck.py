@@ -17,17 +17,16 @@ on_trial_remove) and its stopping, not only the scheduler.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.search_efficiency.env import use_benchmark_env
+from benchmarks.search_efficiency.peer_crosscheck import compare
+from benchmarks.search_efficiency.peer_crosscheck import main as peer_main
 
 ELAPSED = "elapsed_time"
 
@@ -106,36 +105,13 @@ def crosscheck(algorithm: str, suite_name: str, seed: int, trials: int, workdir:
     use_benchmark_env()
     sim = simulated(algorithm, suite_name, seed, trials)
     syne = real(algorithm, suite_name, seed, trials, workdir)
-    problems = []
-    if len(sim) != len(syne):
-        problems.append(f"{len(sim)} simulated trials, {len(syne)} in Syne Tune")
-    for s, r in zip(sim, syne):
-        same_config = s["config"].keys() == r["config"].keys() and all(
-            abs(float(s["config"][k]) - float(r["config"][k])) < 1e-12 for k in s["config"])
-        if not same_config or s["epochs"] != r["epochs"]:
-            problems.append(f"trial {s['trial']}: simulator {s['epochs']} epochs, Syne Tune {r['epochs']} epochs"
-                            + ("" if same_config else " (different configurations)"))
-    return {"algorithm": f"syne:{algorithm}", "suite": suite_name, "seed": seed, "trials": trials,
-            "identical": not problems, "problems": problems,
-            "epochs": {"simulator": sum(s["epochs"] for s in sim), "syne_tune": sum(r["epochs"] for r in syne)},
-            "simulator": sim, "syne_tune": syne}
+    return compare("Syne Tune", "syne_tune", algorithm, suite_name, seed, trials, sim, syne)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency.syne_crosscheck", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithm", default="asha", choices=("asha", "bohb"))
-    parser.add_argument("--suite", default="mfh3_good@9")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--out", help="write the result JSON here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="syne-crosscheck-") as folder:
-        result = crosscheck(args.algorithm, args.suite, args.seed, args.trials, Path(folder))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("algorithm", "suite", "trials", "identical", "problems", "epochs")}))
-    return 0 if result["identical"] else 1
+    return peer_main(argv, prog="python -m benchmarks.search_efficiency.syne_crosscheck", description=__doc__,
+                     algorithms=("asha", "bohb"), default_algorithm="asha", default_trials=20,
+                     crosscheck=crosscheck)
 
 
 if __name__ == "__main__":
