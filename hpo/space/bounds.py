@@ -230,12 +230,13 @@ def resolve_numeric(
     # Rule 3 (and rule 5 at the bounds).
     zero_replaced = False
     excluded = [v for v in cond.excluded if math.isfinite(v)]
+    # Both ends are checked before either is dropped from the list: a one-value range [v, v] with v excluded
+    # must end up with both ends exclusive (empty), not as [v, v] with v's exclusion forgotten.
     if low in excluded:
         low_exclusive = True
-        excluded.remove(low)
     if high in excluded:
         high_exclusive = True
-        excluded.remove(high)
+    excluded = [v for v in excluded if v not in (low, high)]
     if is_int:
         low_i = math.floor(low) + 1 if low_exclusive and low == math.floor(low) else math.ceil(low)
         high_i = math.ceil(high) - 1 if high_exclusive and high == math.ceil(high) else math.floor(high)

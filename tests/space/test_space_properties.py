@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,21 @@ def test_generated_spaces_round_trip_and_perturb_inside_the_rules(case, seed):
     for _ in range(10):
         values = space.perturb(values, rng)
         assert space.violations(values) == []
+
+
+@pytest.mark.parametrize("kind", ["float", "int"])
+def test_a_one_value_range_whose_value_math_cond_excludes_is_refused(kind: str) -> None:
+    """The case the property test above found (fresh-clone run at c295ca3): x_search_range [0, 0] with
+    math_cond '!= 0' compiled to [0, 0] and sampled the excluded 0 (the first end's check dropped 0 from the
+    excluded list before the second end was checked). Both ends are exclusive now: an empty range, refused."""
+    leaf = {"type": kind, "math_cond": "!= 0", "x_search_range": [0, 0]}
+    schema = {"type": "object",
+              "properties": {"train": {"type": "collection", "default": {"num_epochs": 1}, "automl_enabled": False,
+                                       "properties": {"num_epochs": {"type": "int", "default": 1, "minimum": 1}}},
+                             "sec0": {"type": "collection", "default": {"p0": None}, "automl_enabled": False,
+                                      "properties": {"p0": leaf}}},
+              "default": {"train": {"num_epochs": 1}, "sec0": {"p0": None}},
+              "automl_default_parameters": ["sec0.p0"], "automl_disabled_parameters": ["sec0"],
+              "x_tao_schema": {"action": "train", "model": "testnet", "schema_version": 1}}
+    with pytest.raises(SearchSpaceError, match="sec0.p0"):
+        compile_space(schema, selection=["sec0.p0"])
