@@ -1,11 +1,15 @@
 """`python -m benchmarks.search_efficiency.merge BASE.json ADDED.json --out DIR`: one results file from two runs
 of the same protocol that ran different algorithms (e.g. TAO's slow Bayesian and BOHB brains run on their own).
 
-Why this is sound: every number in a results file depends only on that algorithm's own sweeps and on the
-suite's target q*, which is TAO Hyperband's median final regret over the same seeds. So two runs with the same
-suites, seeds, budget and workers give the same q*, and an algorithm's row (and its geometric-mean CI, a
-bootstrap over its own seeds with a fixed generator seed) is the same whichever run it came from. The merge
-refuses anything else: a suite missing from the added run, a different q*, B or TAO Hyperband row.
+Why this is sound: an algorithm's speed-up, CI, median E and success rate depend only on its own sweeps and on
+the suite's target q*, which is TAO Hyperband's median final regret over the same seeds. So two runs with the
+same suites, seeds, budget and workers give the same q*, and those numbers (and the geometric-mean CI, a
+bootstrap over the algorithm's own seeds with a fixed generator seed) are the same whichever run they came
+from. The merge refuses anything else: a suite missing from the added run, a different q*, B or TAO Hyperband
+row. One exception, kept visible: AUC is normalised by the largest first full-budget regret among ALL of a
+run's sweeps on the suite (`metrics.regret_cap`), so it shifts a little with the run's set of algorithms. The
+merge accepts TAO Hyperband AUCs that agree within `AUC_TOLERANCE` (relative) and records both per suite
+(`auc_reference`), so a reader sees how far the added rows' AUC scale is from the base rows'.
 
 The per-suite PNGs are not redrawn (they need the sweeps' traces, which a results file does not hold): each
 run's own plots stay in its own output folder.
@@ -24,6 +28,7 @@ from typing import Any
 from benchmarks.search_efficiency.report import write_outputs
 
 REFERENCE = "tao_hyperband"
+AUC_TOLERANCE = 0.05  # relative difference allowed between the two runs' TAO Hyperband AUCs (see docstring)
 
 
 class MergeError(ValueError):
@@ -53,17 +58,25 @@ def merge_results(base: Mapping[str, Any], added: Mapping[str, Any], *, algorith
         if not math.isclose(other["target"], suite["target"], rel_tol=1e-12, abs_tol=1e-15):
             raise MergeError(f"suite {name}: target q* {other['target']!r} in the added run, {suite['target']!r} in "
                              f"the base run; both runs must include {REFERENCE} with the same --seeds and --workers")
-        if REFERENCE in suite["algorithms"] and REFERENCE in other["algorithms"] and \
-                suite["algorithms"][REFERENCE] != other["algorithms"][REFERENCE]:
-            raise MergeError(f"suite {name}: the two runs' {REFERENCE} rows differ, so they did not run the same "
-                             "protocol (seeds, workers or TAO version)")
+        extra: dict[str, Any] = {}
+        if REFERENCE in suite["algorithms"] and REFERENCE in other["algorithms"]:
+            ours, theirs = suite["algorithms"][REFERENCE], other["algorithms"][REFERENCE]
+            differ = sorted(k for k in {*ours, *theirs} if k != "auc" and ours.get(k) != theirs.get(k))
+            if differ:
+                raise MergeError(f"suite {name}: the two runs' {REFERENCE} rows differ ({', '.join(differ)}), so they "
+                                 "did not run the same protocol (seeds, workers or TAO version)")
+            if not math.isclose(ours["auc"], theirs["auc"], rel_tol=AUC_TOLERANCE):
+                raise MergeError(f"suite {name}: {REFERENCE}'s AUC is {theirs['auc']:.4g} in the added run and "
+                                 f"{ours['auc']:.4g} in the base run, more than {AUC_TOLERANCE:.0%} apart: the runs' "
+                                 "AUC scales (the largest first regret among their algorithms) are not comparable")
+            extra["auc_reference"] = {"base": ours["auc"], "added": theirs["auc"]}
         rows = dict(suite["algorithms"])
         for algorithm in algorithms:
             if algorithm not in other["algorithms"]:
                 raise MergeError(f"suite {name}: the added run has no {algorithm!r} (it has "
                                  f"{', '.join(sorted(other['algorithms']))})")
             rows[algorithm] = other["algorithms"][algorithm]
-        merged_suites[name] = {**suite, "algorithms": rows}
+        merged_suites[name] = {**suite, "algorithms": rows, **extra}
     geometric = dict(base.get("geometric_mean") or {})
     for algorithm in algorithms:
         entry = (added.get("geometric_mean") or {}).get(algorithm)

@@ -39,6 +39,7 @@ def test_the_added_algorithms_join_the_base_run(tmp_path: Path) -> None:
     base = _run("python -m benchmarks.search_efficiency --algorithms tao_hyperband,ours:mfbo", {"ours:mfbo": 3.4})
     added = _run("python -m benchmarks.search_efficiency --algorithms tao_hyperband,tao_bayesian",
                  {"tao_bayesian": 3.2, "tao_bohb": 1.5})
+    added["suites"]["mfh6_good"]["algorithms"]["tao_hyperband"]["auc"] = 0.1004  # another run's AUC scale
     done = _cli(tmp_path, base, added)
     assert done.returncode == 0, done.stderr
     merged = json.loads((tmp_path / "out" / "search_efficiency.json").read_text())
@@ -50,6 +51,7 @@ def test_the_added_algorithms_join_the_base_run(tmp_path: Path) -> None:
     assert merged["geometric_mean"]["ours:mfbo"] == base["geometric_mean"]["ours:mfbo"]
     assert merged["command"].startswith(base["command"] + " && " + added["command"] + " && python -m ")
     assert merged["wall_time_s"] == 120.0 and len(merged["merged_from"]) == 2
+    assert merged["suites"]["mfh6_good"]["auc_reference"] == {"base": 0.1, "added": 0.1004}
     table = (tmp_path / "out" / "search_efficiency.md").read_text()
     assert "| tao_bayesian | 20 |" in table and "| ours:mfbo | 2 | 3.40x |" in table
 
@@ -61,8 +63,11 @@ def test_runs_of_another_protocol_are_refused_with_one_line(tmp_path: Path) -> N
     other_reference["suites"]["mfh6_good"]["algorithms"]["tao_hyperband"]["seeds"] = 5
     fewer_suites = _run("added", {"tao_bayesian": 3.2})
     del fewer_suites["suites"]["mfh6_good"]
+    other_auc_scale = _run("added", {"tao_bayesian": 3.2})
+    other_auc_scale["suites"]["mfh3_good"]["algorithms"]["tao_hyperband"]["auc"] = 0.11
     for added, expected in ((other_target, "suite mfh3_good: target q* 0.18 in the added run, 0.17 in the base run"),
-                            (other_reference, "suite mfh6_good: the two runs' tao_hyperband rows differ"),
+                            (other_reference, "suite mfh6_good: the two runs' tao_hyperband rows differ (seeds)"),
+                            (other_auc_scale, "suite mfh3_good: tao_hyperband's AUC is 0.11 in the added run and 0.1"),
                             (fewer_suites, "the added run lacks suite(s) mfh6_good")):
         done = _cli(tmp_path, base, added)
         assert done.returncode == 2, done.stderr
