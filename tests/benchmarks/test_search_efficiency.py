@@ -15,12 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def bench_env() -> None:
-    """The benchmark-only packages (TAO AutoML, mf-prior-bench, dehb) in .venv-bench; installed if missing."""
-    done = subprocess.run(["bash", str(ROOT / "benchmarks/search_efficiency/setup_env.sh")], capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, f"setup_env.sh failed: {done.stderr[-2000:]}"
+pytestmark = pytest.mark.usefixtures("bench_env")
 
 
 def test_tao_hyperband_iteration_is_234_epochs_at_r27_eta3() -> None:

@@ -4,7 +4,6 @@ brains give the same traces with and without them."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 234  # one TAO-Hyperband iteration at R = 27
 
 
-@pytest.fixture(scope="module", autouse=True)
-def bench_env() -> None:
-    done = subprocess.run(["bash", str(ROOT / "benchmarks/search_efficiency/setup_env.sh")], capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, f"setup_env.sh failed: {done.stderr[-2000:]}"
-    from benchmarks.search_efficiency.env import use_benchmark_env
-
-    use_benchmark_env()
+pytestmark = pytest.mark.usefixtures("bench_env")
 
 
 def _sweep(name: str, suite_name: str, seed: int) -> tuple[object, object]:
