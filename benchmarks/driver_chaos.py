@@ -175,6 +175,12 @@ def pruning_rule_states(folder: Path, metric: str) -> tuple[list[str], list[str]
     for trial in sorted(summary["trials"], key=lambda t: t["number"]):
         held.append(trial["state"])
         fresh = study.ask()
+        if not trial["history"]:
+            # No validation to decide on (a trial that never reported): the rule gives no state; reported as a
+            # difference by the caller rather than a crash of the checker.
+            study.tell(fresh, state=optuna.trial.TrialState.FAIL)
+            rule.append(f"no validation ({trial['trial_id']})")
+            continue
         state = "COMPLETED"
         for entry in sorted(trial["history"], key=lambda e: e["epoch"]):
             step = epochs_trained(entry["epoch"])
