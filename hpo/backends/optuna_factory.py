@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 
 from hpo.backends import algorithms
 from hpo.backends.grid_sampler import GridOrder
 from hpo.space import SearchSpace, static
+from hpo.storage.sqlite_files import create_complete, sqlite_file
 from hpo.sweep.config import AlgorithmConfig
 from skillkit.errors import SweepConfigError
 from skillkit.redaction import redact
@@ -45,16 +47,58 @@ def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_per
     whose worker fell silent for `grace_period_s` (hpo.backends.optuna_workers)."""
     engine_kwargs: dict[str, Any] = {}
     url_for_driver = _with_driver(url)
+    study_file = sqlite_file(url)
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    if study_file is not None:
+        try:
+            create_complete(study_file, _build_optuna_schema)
+        except Exception as error:  # noqa: BLE001 - an unwritable folder or a bad path is the user's URL
+            raise SweepConfigError(f"cannot create the Optuna storage '{url}': {type(error).__name__}: {error}") from None
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval_s is not None:
         heartbeat = {"heartbeat_interval": heartbeat_interval_s, "grace_period": grace_period_s,
                      "heartbeat_stale_trial_callback": stale_trial_callback}
     try:
-        return optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs, **heartbeat)
+        storage = optuna.storages.RDBStorage(url_for_driver, engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as error:  # noqa: BLE001 - any connection/driver error is the user's URL
         raise SweepConfigError(redact(f"cannot open the Optuna storage '{url}': {type(error).__name__}: {error}")) from None
+    if study_file is not None:
+        _restore_missing_indexes(storage, study_file)
+    return storage
+
+
+def _build_optuna_schema(url: str) -> None:
+    """Optuna's whole schema (tables, indexes, version rows) in a new SQLite file, every connection closed
+    afterwards; `create_complete` moves the file into place."""
+    storage = optuna.storages.RDBStorage(url)
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+def _restore_missing_indexes(storage: optuna.storages.RDBStorage, study_file: Path) -> None:
+    """Indexes a study file lacks because an earlier build of the engine was killed while Optuna created it
+    (before `create_complete` existed): above all the unique index on the study name, without which every
+    resume adds a second study of the same name. Recreated when the rows allow; otherwise a clear error."""
+    from optuna.storages._rdb import models  # Optuna's table definitions: the indexes its schema should hold
+
+    inspector = sqlalchemy.inspect(storage.engine)
+    for table in models.BaseModel.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name in present:
+                continue
+            try:
+                index.create(storage.engine)
+            except sqlalchemy.exc.IntegrityError:
+                raise SweepConfigError(
+                    f"the Optuna study file {study_file} lacks its index '{index.name}' and holds rows that break "
+                    f"it (e.g. two studies of one name): it was left incomplete by a driver killed while "
+                    f"creating it. Move the file aside and start the sweep again (`hpo run`), or delete the "
+                    f"duplicate rows of table '{table.name}' with the sqlite3 tool."
+                ) from None
 
 
 def grid_values(space: SearchSpace, points: int, explicit: Mapping[str, Sequence[Any]] | None = None,

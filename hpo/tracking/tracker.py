@@ -28,6 +28,7 @@ import yaml
 from hpo.tracking.journal import Journal
 from hpo.tracking.replay import FlushResult, replay
 from hpo.tracking.settings import TrackingSettings
+from hpo.tracking.sqlite_store import ensure_complete_store
 from skillkit.redaction import Redactor
 from skillkit.status import STATUS_FILE
 
@@ -197,8 +198,8 @@ class Tracker:
         if self._client is None:
             from mlflow import MlflowClient
 
-            if self.settings.tracking_uri.startswith("sqlite:///"):
-                Path(self.settings.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            for uri in {self.settings.tracking_uri, self.settings.effective_registry_uri}:
+                ensure_complete_store(uri)
             self._client = MlflowClient(tracking_uri=self.settings.tracking_uri,
                                         registry_uri=self.settings.effective_registry_uri)
         return self._client

@@ -37,3 +37,41 @@ def test_killed_and_resumed_sweep_makes_the_uninterrupted_decisions(tmp_path: Pa
     assert result.trials == 5 and result.lost == 0 and result.epochs_twice == 0
     assert result.same_as_reference and result.decisions_checked == 5
     assert result.states.get("PRUNED", 0) >= 1, result.states  # the pruner did decide something
+
+
+KILL_AT_SQL = Path(__file__).resolve().parents[1] / "storage" / "kill_during_sql.py"
+
+
+def test_driver_killed_while_creating_its_study_file_resumes_to_the_uninterrupted_decisions(tmp_path: Path) -> None:
+    """The kill point the random chaos test found under load: `hpo run` dies between Optuna creating the
+    `studies` table and its unique index on the study name. Before study files were created whole, the first
+    resume created the study and every later one added a second study of the same name and exited 1."""
+    import subprocess
+
+    chaos = load_chaos()
+    skill = chaos.make_fixture_skill(tmp_path / "skill")
+    settings = {"trials": 4, "epochs": 2, "epoch_s": 0.2, "seed": 5}
+    reference_sweep = chaos.write_sweep(tmp_path / "reference", skill, "optuna", **settings)
+    code, err = chaos.finish(chaos.start_driver(reference_sweep, resume=False), 300)
+    assert code == 0, err
+    reference = chaos.outcome(reference_sweep.folder)
+
+    sweep = chaos.write_sweep(tmp_path / "chaos", skill, "optuna", **settings)
+
+    def driver_killed_before(statement: str, command: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(KILL_AT_SQL), statement, "--hpo", *command, "--no-live"],
+                              env=chaos.driver_env(), capture_output=True, text=True, timeout=300,
+                              cwd=chaos.REPO, start_new_session=True)
+
+    run = driver_killed_before("CREATE UNIQUE INDEX ix_studies_study_name", ["run", str(sweep.config)])
+    assert run.returncode == -9 and "killed before: CREATE UNIQUE INDEX" in run.stderr, run.stderr[-3000:]
+    assert (sweep.folder / "sweep.yaml").is_file()
+    resumed = driver_killed_before("INSERT INTO trials ", ["resume", str(sweep.folder)])
+    assert resumed.returncode == -9 and "killed before: INSERT INTO trials" in resumed.stderr, resumed.stderr[-3000:]
+
+    code, err = chaos.finish(chaos.start_driver(sweep, resume=True), 300)
+    assert code == 0, err[-3000:]
+    result = chaos.ChaosResult(backend="optuna")
+    chaos.check_final(result, sweep, reference, settings["trials"])
+    assert result.problems == []
+    assert result.trials == 4 and result.lost == 0 and result.epochs_twice == 0 and result.same_as_reference
