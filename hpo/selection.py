@@ -80,6 +80,15 @@ def best_epoch(history: Iterable[Entry], metric: str, direction: str, *,
     return best_of(entries, lambda entry: entry_value(entry, metric), direction)
 
 
+def is_best_so_far(history: Iterable[Entry], entry: Entry, metric: str, direction: str) -> bool:
+    """Whether `entry` is its trial's best epoch among itself and the entries of `history` before it: the
+    trial's best-so-far when it was validated (a tie with an earlier epoch is not, by the rule above)."""
+    epoch = int(entry["epoch"])
+    earlier = [e for e in history if int(e["epoch"]) < epoch]
+    best = best_epoch([*earlier, entry], metric, direction)
+    return best is not None and int(best["epoch"]) == epoch
+
+
 def best_trial(trials: Iterable[T], *, best_value: Callable[[T], float | None], number: Callable[[T], int],
                state: Callable[[T], str], direction: str,
                states: Sequence[str] = PROMOTABLE_STATES) -> T | None:

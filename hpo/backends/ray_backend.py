@@ -214,19 +214,28 @@ class RayBackend:
 
     def checkpoint_config(self) -> Any:
         """A Ray checkpoint after every result. With a shared workspace it is a pointer into the trial folder:
-        Ray keeps the 4 newest (PBT hands an exploiting trial its donor's latest). Under `ray.storage` it
-        carries the trainer checkpoint, so Ray's retention is the disk rule: the best `keep_last + 1` by the
-        sweep's metric, and always the newest (resume, PBT donors); all of them with `checkpoints.retention: keep_all`."""
+        Ray keeps the 4 newest (PBT hands an exploiting trial its donor's latest) and the engine's own
+        retention bounds the files (`hpo.trials.retention`). Under `ray.storage` it carries the trainer
+        checkpoint, so Ray's retention is the disk rule: each trial's best-so-far by the engine's rule (ranked
+        by `KEEP_RANK_KEY`, see `ray_storage.keep_rank`) and always its latest (resume, restarts on another
+        node, paused trials); `checkpoints.keep_last` > 1 keeps that many of its most recent best-so-far ones.
+        PBT keeps the best `keep_last + 1` by the metric and the latest (an exploiting trial may be handed a
+        donor's checkpoint from its last perturbation, older than its latest). All of them with
+        `checkpoints.retention: keep_all`."""
         from ray import tune
 
-        from hpo.backends.ray_storage import cluster_storage
+        from hpo.backends.ray_storage import KEEP_RANK_KEY, cluster_storage
 
         if cluster_storage(self.ctx) is None:
             return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=4)
         checkpoints = self.ctx.config.checkpoints
-        keep = None if checkpoints.retention == "keep_all" else checkpoints.keep_last + 1
-        return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=keep,
-                                     checkpoint_score_attribute=self.ctx.metric, checkpoint_score_order=self.mode)
+        if checkpoints.retention == "keep_all":
+            return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=None)
+        if self.ctx.config.algorithm.scheduler == "pbt":
+            return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=checkpoints.keep_last + 1,
+                                         checkpoint_score_attribute=self.ctx.metric, checkpoint_score_order=self.mode)
+        return tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=max(1, checkpoints.keep_last),
+                                     checkpoint_score_attribute=KEEP_RANK_KEY, checkpoint_score_order="max")
 
     # -- run -----------------------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:

@@ -15,8 +15,8 @@ A trial's files are in three places:
   its node was lost, a paused trial resumed, a PBT exploit taking a donor's weights and a restored experiment
   all begin from such a checkpoint (`unpack_checkpoint`); a trial Ray restarts without one although one was
   saved (the driver stopped before Ray recorded it) begins from the newest stored (`fetch_newest_checkpoint`).
-  Ray keeps each trial's best checkpoints by the sweep's metric and always its latest one
-  (`RayBackend.checkpoint_config`). A trainer failure is written beside them (`outcome.json`), so a restart
+  Ray keeps each trial's best-so-far checkpoint and always its latest one, nothing else
+  (`RayBackend.checkpoint_config`, ranked by `keep_rank`). A trainer failure is written beside them (`outcome.json`), so a restart
   on any node ends with the same failure instead of training again.
 - **the driver's workspace**, `trials/<id>/`: trial.json (the driver writes it) and, once the trial has
   ended, its status.json, spec.yaml and the checkpoint of its best epoch fetched from the storage
@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from skillkit.checkpoints import is_checkpoint_name, list_checkpoints, parse_checkpoint_name
 from skillkit.files import SPEC_FILE, STATUS_FILE, TRIALS_DIR
+from skillkit.status import Validation, read_validations
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -65,6 +66,24 @@ TRAVELLING_FILES = (STATUS_FILE, SPEC_FILE)
 STORAGE_SCHEME = "s3://"
 # The Ray config key naming a re-attached trial's previous incarnation (JSON: trial_id, storage); never a param.
 PREVIOUS_KEY = "hpo_previous_incarnation"
+
+
+# The result key Ray ranks a trial's stored checkpoints by (`keep_rank`); never a metric of the sweep.
+KEEP_RANK_KEY = "hpo_keep_rank"
+
+
+def keep_rank(trial_dir: Path, validation: Validation, metric: str, direction: str) -> int:
+    """How much Ray's checkpoint retention should value the checkpoint of `validation` (the trial's newest):
+    its epoch + 1 when it is the trial's best-so-far by the engine's rule (`hpo.selection`: earliest epoch on
+    a tie, NaN never best), else 0. Ray keeps the highest-ranked and the latest, and a later checkpoint that
+    ranks the same as an earlier one outranks it; so ranking by the metric itself lost the engine's best on a
+    tie (three epochs at the same mIoU: Ray kept the two later ones and deleted the best). With this rank the
+    highest is always the current best-so-far: an epoch that was best when validated is outranked only by a
+    later epoch that beat it. `trial_dir`'s status.json holds the trial's earlier validations."""
+    from hpo.selection import is_best_so_far
+
+    earlier = [v.to_history() for v in read_validations(trial_dir / STATUS_FILE, metric) if v.epoch < validation.epoch]
+    return validation.epoch + 1 if is_best_so_far(earlier, validation.to_history(), metric, direction) else 0
 
 
 def scratch_root() -> Path:

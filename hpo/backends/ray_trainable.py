@@ -42,6 +42,7 @@ from typing import Any, NoReturn
 from ray import tune
 
 from hpo.backends.ray_storage import (
+    KEEP_RANK_KEY,
     OUTCOME_FILE,
     PREVIOUS_KEY,
     TRAVELLING_FILES,
@@ -51,6 +52,7 @@ from hpo.backends.ray_storage import (
     drop_scratch_checkpoints,
     fetch_newest_checkpoint,
     fetch_stored_checkpoint,
+    keep_rank,
     pack_checkpoint,
     previous_incarnation,
     read_outcome,
@@ -357,6 +359,8 @@ class HpoTrainable(tune.Trainable):
             "checkpoint_name": self.last_checkpoint, "done": validation.epochs_trained >= self.ctx.max_epochs,
             "node_id": _node_id(),
         }
+        if self.storage is not None:  # what Ray's retention in the storage ranks this checkpoint by
+            result[KEEP_RANK_KEY] = keep_rank(self.trial_dir, validation, self.ctx.metric, self.ctx.direction)
         if self.exploited is not None:
             result["exploited_from"] = json.dumps(self.exploited)
             result["params_json"] = json.dumps(self.params)

@@ -25,7 +25,9 @@ length. `checkpoints.retention: keep_all` deletes nothing during the sweep; prom
 (`hpo.promotion.retention`) still runs at the end unless `promotion.keep_all_checkpoints` is set.
 
 Applied by `CheckpointRetention`, an observer of the driver (both backends call it after each recorded
-validation and at each trial's end), only to trial folders it can see.
+validation and at each trial's end), only to trial folders it can see. Under `ray.storage` (no shared
+filesystem) a trial's checkpoints live in Ray's storage and Ray's own retention applies the same rule there
+(best-so-far by `hpo.selection` and the newest: `RayBackend.checkpoint_config`, `ray_storage.keep_rank`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ TRAIN_TEMPLATE: dict[str, Any] = {
         "pretrained_model_path": "",
         "optim": {"lr": 0.001, "weight_decay": 0.01},
     },
-    "fixture": {"sleep_s": 0.02, "steps_per_epoch": 4, "fail": "none", "fail_at_epoch": 1, "fail_if_lr_above": None},
+    "fixture": {"sleep_s": 0.02, "steps_per_epoch": 4, "fail": "none", "fail_at_epoch": 1, "fail_if_lr_above": None,
+                "plateau_after": None},
 }
 # Like the real skill's, the evaluate spec is the whole experiment config plus its own section, so a train
 # spec's settings carry over (baseline, promotion).
@@ -72,6 +73,7 @@ def _schema(action: str) -> dict[str, Any]:
             "fail": _leaf("categorical", "none", enum=["none", "crash", "oom", "data", "bad_spec", "hang", "kill"]),
             "fail_at_epoch": _leaf("int", 1, minimum=1, maximum=1000),
             "fail_if_lr_above": {"type": "float", "default": None, "x_nullable": True},
+            "plateau_after": {"type": "int", "default": None, "x_nullable": True, "minimum": 0},
         },
     }
     if action == "train":

@@ -121,6 +121,7 @@ def train(spec: dict) -> int:
         return 3
     steps_per_epoch = int(fixture.get("steps_per_epoch", 4))
     sleep_s = float(fixture.get("sleep_s", 0.02))
+    plateau_after = fixture.get("plateau_after")  # epochs after which training stops improving (ties)
     early_stop = os.environ.get("EARLY_STOP_EPOCH", "").strip()
     early_stop_epoch = int(early_stop) if early_stop else None
     start_epoch, progress = 0, 0.0
@@ -146,7 +147,8 @@ def train(spec: dict) -> int:
         for _ in range(steps_per_epoch):
             time.sleep(sleep_s / steps_per_epoch)
             step += 1
-            progress += q / steps_per_epoch
+            if plateau_after is None or completed <= plateau_after:  # then the metric stays exactly level
+                progress += q / steps_per_epoch
             if STOP["requested"]:
                 name = save_checkpoint(results_dir, epoch, epoch, step, progress, spec)
                 status.write("RUNNING", f"Stopped by SIGTERM during epoch {epoch}; checkpoint {name}", epoch=epoch,

@@ -117,6 +117,34 @@ def test_pbt_exploits_take_the_donors_checkpoint_from_s3(s3_and_ray: Path, write
     assert not (tmp_path / "ws" / "fx" / "state" / "ray").exists()
 
 
+def test_the_storage_keeps_each_trials_best_so_far_and_latest_checkpoint_only_and_the_best_survives_ties(
+        s3_and_ray: Path, write_sweep: Callable[..., Path], tmp_path: Path) -> None:
+    """Issue 14, bounded disk under `ray.storage`: each trial keeps its best-so-far checkpoint by the engine's
+    rule and its latest, nothing else. The metric improves for 2 epochs and then stays exactly level, so the
+    best is epoch 1 (the earliest of the tied epochs 1-3); Ray ranking by the metric itself kept the later
+    tied ones (2 and 3) and deleted it, and the driver could then not fetch the trial's best checkpoint."""
+    from hpo.driver.runner import run_sweep
+
+    storage = f"s3://{BUCKET}/retention"
+    summary: dict[str, Any] = run_sweep(write_sweep(
+        backend="ray", ray={"storage": storage}, algorithm={"name": "random", "max_trials": 2, "max_epochs": 4},
+        spec_overrides={"fixture.sleep_s": 0.1, "fixture.plateau_after": 2}))
+    assert summary["counts"] == {"COMPLETED": 2}, summary["counts"]
+    sweep_dir = tmp_path / "ws" / "fx"
+    for trial in summary["trials"]:
+        values = [h["kpi"]["mIoU"] for h in trial["history"]]
+        assert values[1] > values[0] and values[1:] == [values[1]] * 3, values  # the tie the test is about
+        assert trial["best"]["epoch"] == 1
+        prefix = trial["resources"]["ray_storage"].removeprefix(f"s3://{BUCKET}/") + "/"
+        keys = stored(prefix)
+        pointers = [json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=k)["Body"].read())
+                    for k in keys if k.endswith("/hpo_checkpoint.json")]
+        assert sorted(p["epoch"] for p in pointers) == [1, 3], sorted(p["epoch"] for p in pointers)
+        assert sum("/model_epoch_" in k for k in keys) == 2, keys
+        assert [p.name for p in (sweep_dir / "trials" / trial["trial_id"]).glob("model_epoch_*")] == [
+            trial["best"]["checkpoint"]]  # the driver fetched the best
+
+
 def trial_records(sweep_dir: Path) -> dict[int, dict[str, Any]]:
     """The driver's trial records by trial number (skipping one being rewritten)."""
     records = {}

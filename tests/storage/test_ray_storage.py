@@ -19,6 +19,7 @@ from hpo.backends.ray_storage import (
     fetch_finished_trial,
     fetch_newest_checkpoint,
     fetch_stored_checkpoint,
+    keep_rank,
     pack_checkpoint,
     read_outcome,
     read_pointer,
@@ -35,6 +36,7 @@ from hpo.sweep.config import sweep_config_from_dict
 from hpo.trials.runner import PID_FILE, process_start_time
 from skillkit.checkpoints import checkpoint_name
 from skillkit.spec import get_dotted
+from skillkit.status import read_validations
 
 
 def trial_folder(root: Path, epochs: int) -> Path:
@@ -46,6 +48,24 @@ def trial_folder(root: Path, epochs: int) -> Path:
     for epoch in range(epochs):
         (root / checkpoint_name(epoch, 4 * (epoch + 1))).write_bytes(f"weights of epoch {epoch}".encode())
     return root
+
+
+@pytest.mark.parametrize(("values", "direction", "ranks"), [
+    ([0.1, 0.3, 0.3, 0.3], "maximize", [1, 2, 0, 0]),  # a tie is not best: the earliest epoch stays best
+    ([0.1, float("nan"), 0.2, 0.15], "maximize", [1, 0, 3, 0]),  # NaN is never best, and hides nothing
+    ([2.0, 1.5, 1.7, 1.0], "minimize", [1, 2, 0, 4]),
+])
+def test_ray_ranks_a_checkpoint_by_whether_it_was_the_trials_best_so_far(
+        tmp_path: Path, values: list[float], direction: str, ranks: list[int]) -> None:
+    """Ray keeps the highest-ranked stored checkpoint and the latest; the highest rank is always the engine's
+    best-so-far (hpo.selection), whatever the ties, because a later epoch ranks higher only when it beat it."""
+    lines = [{"status": "RUNNING", "epoch": e, "step": e + 1, "kpi": {"val_score": v}} for e, v in enumerate(values)]
+    got = []
+    for count in range(1, len(lines) + 1):  # as the trainable sees it: status.json up to its newest validation
+        (tmp_path / "status.json").write_text("".join(json.dumps(line) + "\n" for line in lines[:count]))
+        newest = read_validations(tmp_path / "status.json", "val_score")[-1]
+        got.append(keep_rank(tmp_path, newest, "val_score", direction))
+    assert got == ranks
 
 
 def test_a_checkpoint_carries_its_trainer_checkpoint_and_comes_back_on_another_node(tmp_path: Path) -> None:
