@@ -9,8 +9,8 @@ without faults (the reference). The same sweep then runs in a second workspace w
 - at the end: no trial lost (exactly `max_trials` trials, none FAILED), every validation a trainer wrote is
   in its trial's record, and the same trials (ids, params), states and champion as the reference;
 - every pruning decision is the one the scheduler's rule gives for the reports the sweep holds: the trials'
-  reports are fed, in trial order, into a fresh copy of the pruner (Optuna backend) and each trial must be
-  PRUNED exactly where the rule prunes it, COMPLETED otherwise.
+  reports are fed, in trial order, into a fresh copy of the sweep's pruner (Optuna backend) or of its Ray
+  scheduler (Ray backend) and each trial must be PRUNED exactly where the rule prunes it, COMPLETED otherwise.
 
     python benchmarks/driver_chaos.py                      # 20 kill points per backend, both backends, one core busy
     python benchmarks/driver_chaos.py --quick              # CI form: 5 kill points, Optuna backend
@@ -196,6 +196,44 @@ def pruning_rule_states(folder: Path, metric: str) -> tuple[list[str], list[str]
     return held, rule
 
 
+def ray_rule_states(folder: Path, metric: str) -> tuple[list[str], list[str]]:
+    """(states the sweep holds, states Ray's ASHA gives): a fresh copy of the sweep's Ray scheduler (built by the
+    engine's own factory from sweep.yaml) is fed each trial's reports, oldest first, in trial order (one trial
+    at a time, as the sweep ran), as Ray's controller feeds it: `on_trial_add`, `on_trial_result` per report
+    (STOP below the epoch budget = PRUNED), `on_trial_complete` with the last report."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from hpo.backends.algorithms import ray_scheduler
+    from hpo.sweep.config import load_sweep_config
+    from skillkit.checkpoints import epochs_trained
+
+    config = load_sweep_config(folder / "sweep.yaml")
+    max_epochs = config.algorithm.max_epochs
+    scheduler = ray_scheduler(config.algorithm, max_epochs=max_epochs, space=None,  # type: ignore[arg-type]
+                              seed=config.seed)  # the ASHA rule draws nothing from the space
+    scheduler.set_search_properties(metric, "max")
+    summary = json.loads((folder / "summary.json").read_text())
+    held, rule = [], []
+    for trial in sorted(summary["trials"], key=lambda t: t["number"]):
+        held.append(trial["state"])
+        if not trial["history"]:
+            rule.append(f"no validation ({trial['trial_id']})")
+            continue
+        fake = SimpleNamespace(trial_id=trial["trial_id"])
+        scheduler.on_trial_add(None, fake)
+        state, result = "COMPLETED", {}
+        for entry in sorted(trial["history"], key=lambda e: e["epoch"]):
+            result = {"epochs_trained": epochs_trained(entry["epoch"]), metric: entry["kpi"][metric]}
+            if scheduler.on_trial_result(None, fake, result) == TrialScheduler.STOP:
+                state = "PRUNED" if result["epochs_trained"] < max_epochs else "COMPLETED"
+                break
+        scheduler.on_trial_complete(None, fake, result)
+        rule.append(state)
+    return held, rule
+
+
 def check_final(result: ChaosResult, sweep: Sweep, reference: dict[str, Any], trials: int) -> None:
     summary = json.loads((sweep.folder / "summary.json").read_text())
     result.trials = len(summary["trials"])
@@ -222,11 +260,10 @@ def check_final(result: ChaosResult, sweep: Sweep, reference: dict[str, Any], tr
             result.problems.append(f"{len(reference['trials'])} trials uninterrupted vs {len(got['trials'])} resumed")
         if got["champion"] != reference["champion"]:
             result.problems.append(f"champion {reference['champion']} uninterrupted vs {got['champion']} resumed")
-    if result.backend == "optuna":
-        held, rule = pruning_rule_states(sweep.folder, "mIoU")
-        result.decisions_checked = len(rule)
-        if held != rule:
-            result.problems.append(f"pruning decisions {held} differ from the rule's {rule}")
+    held, rule = (pruning_rule_states if result.backend == "optuna" else ray_rule_states)(sweep.folder, "mIoU")
+    result.decisions_checked = len(rule)
+    if held != rule:
+        result.problems.append(f"pruning decisions {held} differ from the rule's {rule}")
 
 
 def run_chaos(backend: str, *, kills: int, trials: int, epochs: int, epoch_s: float, seed: int, rng: random.Random,

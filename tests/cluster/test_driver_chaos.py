@@ -75,3 +75,41 @@ def test_driver_killed_while_creating_its_study_file_resumes_to_the_uninterrupte
     chaos.check_final(result, sweep, reference, settings["trials"])
     assert result.problems == []
     assert result.trials == 4 and result.lost == 0 and result.epochs_twice == 0 and result.same_as_reference
+
+
+def _sweep_with_histories(tmp_path: Path, backend: str, trials: list[tuple[str, list[float]]]) -> Path:
+    """A sweep folder holding sweep.yaml (the chaos fixture's ASHA: grace 1, reduction factor 2, 3 epochs) and a
+    summary.json whose trials hold `trials` (state, mIoU per epoch), in trial order."""
+    import json
+
+    import yaml
+
+    chaos = load_chaos()
+    config = chaos.sweep_config(tmp_path / "skill", tmp_path / "ws", backend, trials=len(trials), epochs=3,
+                                epoch_s=0.1, seed=1)
+    chaos.make_fixture_skill(tmp_path / "skill")
+    folder = tmp_path / "ws" / "chaos"
+    folder.mkdir(parents=True)
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(config))
+    summary = {"trials": [{"number": n, "trial_id": f"t{n}", "state": state,
+                           "history": [{"epoch": e, "kpi": {"mIoU": v}} for e, v in enumerate(values)]}
+                          for n, (state, values) in enumerate(trials)]}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_the_chaos_checker_gives_each_backends_own_pruning_rule_and_sees_a_decision_that_differs(
+        tmp_path: Path) -> None:
+    """The decision check of both backends, on reports whose rule is known: the second trial is far below the
+    first at the first rung, so ASHA prunes it there (Optuna's pruner and Ray's scheduler alike); a sweep that
+    held it to the end is reported as a difference, so the check can fail."""
+    chaos = load_chaos()
+    checkers = {"optuna": chaos.pruning_rule_states, "ray": chaos.ray_rule_states}
+    for backend, checker in checkers.items():
+        right = _sweep_with_histories(tmp_path / backend / "right", backend,
+                                      [("COMPLETED", [0.5, 0.6, 0.7]), ("PRUNED", [0.1])])
+        assert checker(right, "mIoU") == (["COMPLETED", "PRUNED"], ["COMPLETED", "PRUNED"]), backend
+        wrong = _sweep_with_histories(tmp_path / backend / "wrong", backend,
+                                      [("COMPLETED", [0.5, 0.6, 0.7]), ("COMPLETED", [0.1, 0.2, 0.3])])
+        held, rule = checker(wrong, "mIoU")
+        assert held == ["COMPLETED", "COMPLETED"] and rule == ["COMPLETED", "PRUNED"], (backend, held, rule)
