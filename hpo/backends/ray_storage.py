@@ -16,8 +16,8 @@ A trial's files are in three places:
   all begin from such a checkpoint (`unpack_checkpoint`); a trial Ray restarts without one although one was
   saved (the driver stopped before Ray recorded it) begins from the newest stored (`fetch_newest_checkpoint`).
   Ray keeps each trial's best-so-far checkpoint and always its latest one, nothing else
-  (`RayBackend.checkpoint_config`, ranked by `keep_rank`). A trainer failure is written beside them (`outcome.json`), so a restart
-  on any node ends with the same failure instead of training again.
+  (`RayBackend.checkpoint_config`, ranked by `keep_rank`). A trainer failure is written beside them
+  (`outcome.json`), so a restart on any node ends with the same failure instead of training again.
 - **the driver's workspace**, `trials/<id>/`: trial.json (the driver writes it) and, once the trial has
   ended, its status.json, spec.yaml and the checkpoint of its best epoch fetched from the storage
   (`fetch_finished_trial`): what the summary, MLflow and promotion read, as on one machine.

@@ -26,8 +26,9 @@ length. `checkpoints.retention: keep_all` deletes nothing during the sweep; prom
 
 Applied by `CheckpointRetention`, an observer of the driver (both backends call it after each recorded
 validation and at each trial's end), only to trial folders it can see. Under `ray.storage` (no shared
-filesystem) a trial's checkpoints live in Ray's storage and Ray's own retention applies the same rule there
-(best-so-far by `hpo.selection` and the newest: `RayBackend.checkpoint_config`, `ray_storage.keep_rank`).
+filesystem) a trial's checkpoints live in Ray's storage and Ray's own retention applies this rule there
+(best-so-far by `hpo.selection` and the newest: `RayBackend.checkpoint_config`, `ray_storage.keep_rank`), except
+that a finished trial keeps its newest as well: Ray's experiment state may still name it as a restart point.
 """
 
 from __future__ import annotations
